@@ -1,0 +1,58 @@
+# Set-up is two commands: `make run` and `make test`. Everything lives in .venv.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.build-stamp
+SOURCES := $(shell find src python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null) Cargo.toml pyproject.toml
+
+.PHONY: run test bench lint fmt build dev-deps rust-test py-test clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip "maturin>=1.9.4,<2" numpy
+
+# Release build of the extension, installed into .venv (rebuilt when sources change).
+$(STAMP): $(VENV)/bin/python $(SOURCES)
+	$(VENV)/bin/maturin develop --release -q
+	@touch $(STAMP)
+
+build: $(STAMP)
+
+run: build
+	$(VENV)/bin/modelrouter assign
+
+$(VENV)/.dev-stamp: $(VENV)/bin/python pyproject.toml
+	$(PIP) install -q "pytest>=8" "hypothesis>=6.100" "scipy>=1.11" "ortools>=9.8" \
+		"mypy>=1.10" "ruff>=0.5" "lap>=0.5"
+	@touch $@
+
+dev-deps: $(VENV)/.dev-stamp
+
+rust-test:
+	cargo test --quiet
+
+py-test: build dev-deps
+	$(PY) -m pytest tests
+
+lint: build dev-deps
+	cargo fmt --check
+	cargo clippy --quiet --all-targets -- -D warnings
+	cargo clippy --quiet --features python --lib -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	cd /tmp && $(CURDIR)/$(PY) -m mypy.stubtest modelrouter._core --allowlist $(CURDIR)/python/stubtest-allowlist.txt
+
+test: lint rust-test py-test
+
+bench: build dev-deps
+	cargo bench --quiet --bench lap --bench flow --bench cost_matrix
+	$(PY) benches/run_all.py
+
+fmt:
+	cargo fmt
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+
+clean:
+	rm -rf target $(VENV) dist

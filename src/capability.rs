@@ -1,0 +1,1 @@
+//! Agent and model profiles, scoring, cost matrix.

@@ -1,0 +1,39 @@
+//! The one error type of the core. The Python layer maps each variant onto one exception class
+//! (`src/python/errors.rs`), so every failure reaching Python names its field.
+
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum Error {
+    /// A caller-supplied value is malformed; `field` names it the way the caller spelled it and
+    /// `message` is the full text shown to the user (it names the field too).
+    #[error("{message}")]
+    InvalidInput { field: String, message: String },
+    /// No assignment satisfies the constraints (scipy's wording, kept for drop-in compatibility).
+    #[error("{0}")]
+    Infeasible(String),
+    /// A model id that the router or tracker was never told about.
+    #[error("unknown model id {0:?}")]
+    UnknownModel(String),
+}
+
+impl Error {
+    /// `field: reason`, the usual shape of an input error.
+    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        Error::InvalidInput {
+            message: format!("{field}: {reason}"),
+            field,
+        }
+    }
+
+    /// An input error whose text is fixed by a compatibility promise (scipy's messages).
+    pub fn invalid_verbatim(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

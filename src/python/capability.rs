@@ -1,0 +1,7 @@
+//! Agent, Model, cost_matrix.
+
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}

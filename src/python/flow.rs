@@ -1,0 +1,7 @@
+//! `assign_capacitated` binding. TO BE IMPLEMENTED (helper).
+
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}

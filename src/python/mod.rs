@@ -1,0 +1,19 @@
+//! Python bindings: the only place pyo3 appears. One file per class group.
+
+use pyo3::prelude::*;
+
+mod capability;
+mod errors;
+mod flow;
+mod lap;
+mod router;
+
+#[pymodule(name = "_core", gil_used = false)]
+fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    capability::register(m)?;
+    lap::register(m)?;
+    flow::register(m)?;
+    router::register(m)?;
+    Ok(())
+}
