@@ -12,8 +12,9 @@ pub mod strategy;
 #[cfg(feature = "python")]
 mod python;
 
-
+pub use capability::{AgentProfile, DenseProfiles, ModelProfile, ScoreWeights};
 pub use error::{Error, Result};
 pub use flow::{assign_capacitated, CapacitatedAssignment, UnassignedPolicy};
 pub use lap::{linear_sum_assignment, Assignment};
+pub use strategy::{Strategy, StrategyAssignment};
 
