@@ -106,7 +106,10 @@ fn check_levels(
             return Err(Error::invalid(field, "capability names must be non-empty"));
         }
         if !seen.insert(name.as_str()) {
-            return Err(Error::invalid(format!("{field}[{name:?}]"), "appears twice"));
+            return Err(Error::invalid(
+                format!("{field}[{name:?}]"),
+                "appears twice",
+            ));
         }
         if !valid(*value) {
             return Err(Error::invalid(
@@ -184,12 +187,7 @@ impl AgentProfile {
     ) -> Result<Self> {
         check_id("id", &id)?;
         // A required minimum of 0 would be met by every model, so it is rejected as a likely typo.
-        let required = check_levels(
-            "required",
-            required,
-            |v| v > 0.0 && v <= 1.0,
-            "(0, 1]",
-        )?;
+        let required = check_levels("required", required, |v| v > 0.0 && v <= 1.0, "(0, 1]")?;
         let preferred = check_levels(
             "preferred",
             preferred,
@@ -234,7 +232,10 @@ fn check_all(field: &str, data: &[f64], valid: impl Fn(f64) -> bool, range: &str
     match data.iter().position(|&v| !valid(v)) {
         Some(at) => Err(Error::invalid(
             field,
-            format!("values must be in {range}, got {} at flat index {at}", data[at]),
+            format!(
+                "values must be in {range}, got {} at flat index {at}",
+                data[at]
+            ),
         )),
         None => Ok(()),
     }
@@ -246,8 +247,18 @@ impl DenseProfiles<'_> {
         let (n, m, k) = (self.n_agents, self.n_models, self.n_capabilities);
         check_len("required", self.required, n * k, "n_agents * k")?;
         check_len("capabilities", self.capabilities, m * k, "n_models * k")?;
-        check_all("required", self.required, |v| (0.0..=1.0).contains(&v), "[0, 1]")?;
-        check_all("capabilities", self.capabilities, |v| (0.0..=1.0).contains(&v), "[0, 1]")?;
+        check_all(
+            "required",
+            self.required,
+            |v| (0.0..=1.0).contains(&v),
+            "[0, 1]",
+        )?;
+        check_all(
+            "capabilities",
+            self.capabilities,
+            |v| (0.0..=1.0).contains(&v),
+            "[0, 1]",
+        )?;
         if let Some(p) = self.preferred {
             check_len("preferred", p, n * k, "n_agents * k")?;
             check_all("preferred", p, |v| v.is_finite() && v >= 0.0, "[0, inf)")?;
@@ -258,11 +269,21 @@ impl DenseProfiles<'_> {
         }
         if let Some(c) = self.context_window {
             check_len("context_window", c, m, "n_models")?;
-            check_all("context_window", c, |v| v.is_finite() && v > 0.0, "(0, inf)")?;
+            check_all(
+                "context_window",
+                c,
+                |v| v.is_finite() && v > 0.0,
+                "(0, inf)",
+            )?;
         }
         if let Some(c) = self.cost_per_1k_tokens {
             check_len("cost_per_1k_tokens", c, m, "n_models")?;
-            check_all("cost_per_1k_tokens", c, |v| v.is_finite() && v >= 0.0, "[0, inf)")?;
+            check_all(
+                "cost_per_1k_tokens",
+                c,
+                |v| v.is_finite() && v >= 0.0,
+                "[0, inf)",
+            )?;
         }
         Ok(())
     }
@@ -354,8 +375,8 @@ fn fill_row(p: &DenseProfiles<'_>, w: &ScoreWeights, max_price: f64, i: usize, o
             Some(c) if max_price > 0.0 => c[j] / max_price,
             _ => 0.0,
         };
-        let score = w.required * required + w.preferred * preferred + w.context * context
-            - w.cost * price;
+        let score =
+            w.required * required + w.preferred * preferred + w.context * context - w.cost * price;
         *slot = 1.0 - score;
     }
 }
@@ -513,11 +534,17 @@ mod tests {
     #[test]
     fn invalid_profiles_name_the_field() {
         let err = ModelProfile::new("m".into(), caps(&[("code", 1.5)]), 1, 1, 0, 0.8, 0.0);
-        assert!(matches!(err, Err(Error::InvalidInput { ref field, .. }) if field == "capabilities[\"code\"]"));
+        assert!(
+            matches!(err, Err(Error::InvalidInput { ref field, .. }) if field == "capabilities[\"code\"]")
+        );
         let err = AgentProfile::new("a".into(), caps(&[("code", 0.0)]), vec![], 0);
-        assert!(matches!(err, Err(Error::InvalidInput { ref field, .. }) if field == "required[\"code\"]"));
+        assert!(
+            matches!(err, Err(Error::InvalidInput { ref field, .. }) if field == "required[\"code\"]")
+        );
         let err = ModelProfile::new("m".into(), vec![], 1, 1, 0, 1.5, 0.0);
-        assert!(matches!(err, Err(Error::InvalidInput { ref field, .. }) if field == "target_utilization"));
+        assert!(
+            matches!(err, Err(Error::InvalidInput { ref field, .. }) if field == "target_utilization")
+        );
         let m = model("m", &[], 8000, 0.0);
         let err = cost_matrix(&[], &[&m, &m], &ScoreWeights::default());
         assert!(matches!(err, Err(Error::InvalidInput { ref field, .. }) if field == "models"));

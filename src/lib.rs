@@ -7,6 +7,7 @@ pub mod capability;
 pub mod error;
 pub mod flow;
 pub mod lap;
+pub mod router;
 pub mod strategy;
 
 #[cfg(feature = "python")]
@@ -17,4 +18,3 @@ pub use error::{Error, Result};
 pub use flow::{assign_capacitated, CapacitatedAssignment, UnassignedPolicy};
 pub use lap::{linear_sum_assignment, Assignment};
 pub use strategy::{Strategy, StrategyAssignment};
-

@@ -66,7 +66,10 @@ pub fn assign(
     slots: &[usize],
 ) -> Result<StrategyAssignment> {
     if scores.len() != n_agents * n_models {
-        return Err(Error::invalid("scores", "length is not n_agents * n_models"));
+        return Err(Error::invalid(
+            "scores",
+            "length is not n_agents * n_models",
+        ));
     }
     if slots.len() != n_models {
         return Err(Error::invalid("slots", "length is not n_models"));

@@ -1,7 +1,315 @@
-//! Agent, Model, cost_matrix.
+//! Agent, Model, ScoreWeights and cost_matrix.
+
+use std::collections::HashMap;
 
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use super::arrays;
+use super::errors::invalid;
+use crate::capability::{
+    cost_matrix as named_cost_matrix, cost_matrix_dense, AgentProfile, DenseProfiles, ModelProfile,
+    ScoreWeights,
+};
+
+/// Non-negative integer argument, so that −1 is a ValueError naming the field, not an
+/// OverflowError.
+pub fn non_negative(field: &str, value: i64) -> PyResult<u64> {
+    u64::try_from(value).map_err(|_| invalid(field, format!("must be >= 0, got {value}")))
+}
+
+fn entries(map: Option<HashMap<String, f64>>) -> Vec<(String, f64)> {
+    map.map_or_else(Vec::new, |m| m.into_iter().collect())
+}
+
+fn as_dict<'py>(py: Python<'py>, entries: &[(String, f64)]) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (name, value) in entries {
+        dict.set_item(name, value)?;
+    }
+    Ok(dict)
+}
+
+/// A model deployment: capability levels in [0, 1], context window, capacity and price.
+#[pyclass(frozen, eq, from_py_object, module = "modelrouter", name = "Model")]
+#[derive(Clone, PartialEq)]
+pub struct PyModel(pub ModelProfile);
+
+#[pymethods]
+impl PyModel {
+    #[new]
+    #[pyo3(signature = (id, capabilities=None, *, context_window=8192, max_concurrent=10,
+                        max_queue=0, target_utilization=0.8, cost_per_1k_tokens=0.0))]
+    fn new(
+        id: String,
+        capabilities: Option<HashMap<String, f64>>,
+        context_window: i64,
+        max_concurrent: i64,
+        max_queue: i64,
+        target_utilization: f64,
+        cost_per_1k_tokens: f64,
+    ) -> PyResult<Self> {
+        Ok(PyModel(ModelProfile::new(
+            id,
+            entries(capabilities),
+            non_negative("context_window", context_window)?,
+            non_negative("max_concurrent", max_concurrent)?,
+            non_negative("max_queue", max_queue)?,
+            target_utilization,
+            cost_per_1k_tokens,
+        )?))
+    }
+
+    #[getter]
+    fn id(&self) -> &str {
+        &self.0.id
+    }
+    #[getter]
+    fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        as_dict(py, &self.0.capabilities)
+    }
+    #[getter]
+    fn context_window(&self) -> u64 {
+        self.0.context_window
+    }
+    #[getter]
+    fn max_concurrent(&self) -> u64 {
+        self.0.max_concurrent
+    }
+    #[getter]
+    fn max_queue(&self) -> u64 {
+        self.0.max_queue
+    }
+    #[getter]
+    fn target_utilization(&self) -> f64 {
+        self.0.target_utilization
+    }
+    #[getter]
+    fn cost_per_1k_tokens(&self) -> f64 {
+        self.0.cost_per_1k_tokens
+    }
+
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("id", &self.0.id)?;
+        d.set_item("capabilities", self.capabilities(py)?)?;
+        d.set_item("context_window", self.0.context_window)?;
+        d.set_item("max_concurrent", self.0.max_concurrent)?;
+        d.set_item("max_queue", self.0.max_queue)?;
+        d.set_item("target_utilization", self.0.target_utilization)?;
+        d.set_item("cost_per_1k_tokens", self.0.cost_per_1k_tokens)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Model({:?}, capabilities={:?}, context_window={}, max_concurrent={}, max_queue={})",
+            self.0.id,
+            self.0.capabilities,
+            self.0.context_window,
+            self.0.max_concurrent,
+            self.0.max_queue
+        )
+    }
+}
+
+/// An agent's needs: required capabilities with minimum levels, weighted preferences, context.
+#[pyclass(frozen, eq, from_py_object, module = "modelrouter", name = "Agent")]
+#[derive(Clone, PartialEq)]
+pub struct PyAgent(pub AgentProfile);
+
+#[pymethods]
+impl PyAgent {
+    #[new]
+    #[pyo3(signature = (id, required=None, preferred=None, *, min_context=0))]
+    fn new(
+        id: String,
+        required: Option<HashMap<String, f64>>,
+        preferred: Option<HashMap<String, f64>>,
+        min_context: i64,
+    ) -> PyResult<Self> {
+        Ok(PyAgent(AgentProfile::new(
+            id,
+            entries(required),
+            entries(preferred),
+            non_negative("min_context", min_context)?,
+        )?))
+    }
+
+    #[getter]
+    fn id(&self) -> &str {
+        &self.0.id
+    }
+    #[getter]
+    fn required<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        as_dict(py, &self.0.required)
+    }
+    #[getter]
+    fn preferred<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        as_dict(py, &self.0.preferred)
+    }
+    #[getter]
+    fn min_context(&self) -> u64 {
+        self.0.min_context
+    }
+
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("id", &self.0.id)?;
+        d.set_item("required", self.required(py)?)?;
+        d.set_item("preferred", self.preferred(py)?)?;
+        d.set_item("min_context", self.0.min_context)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Agent({:?}, required={:?}, preferred={:?}, min_context={})",
+            self.0.id, self.0.required, self.0.preferred, self.0.min_context
+        )
+    }
+}
+
+/// Weights of the score's terms (see `cost_matrix`).
+#[pyclass(
+    frozen,
+    eq,
+    from_py_object,
+    module = "modelrouter",
+    name = "ScoreWeights"
+)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct PyScoreWeights(pub ScoreWeights);
+
+#[pymethods]
+impl PyScoreWeights {
+    #[new]
+    #[pyo3(signature = (required=0.6, preferred=0.3, context=0.1, cost=0.0))]
+    fn new(required: f64, preferred: f64, context: f64, cost: f64) -> PyResult<Self> {
+        Ok(PyScoreWeights(ScoreWeights::new(
+            required, preferred, context, cost,
+        )?))
+    }
+    #[getter]
+    fn required(&self) -> f64 {
+        self.0.required
+    }
+    #[getter]
+    fn preferred(&self) -> f64 {
+        self.0.preferred
+    }
+    #[getter]
+    fn context(&self) -> f64 {
+        self.0.context
+    }
+    #[getter]
+    fn cost(&self) -> f64 {
+        self.0.cost
+    }
+    fn __repr__(&self) -> String {
+        let w = self.0;
+        format!(
+            "ScoreWeights(required={}, preferred={}, context={}, cost={})",
+            w.required, w.preferred, w.context, w.cost
+        )
+    }
+}
+
+pub fn weights_or_default(weights: Option<PyScoreWeights>) -> ScoreWeights {
+    weights.map_or_else(ScoreWeights::default, |w| w.0)
+}
+
+/// Cost matrix (agents × models): 1 − score, +inf where a requirement is unmet.
+/// Takes lists of `Agent` and `Model`, or dense arrays (agents × k minimum levels,
+/// models × k capability levels) plus optional per-row extras.
+#[pyfunction]
+#[pyo3(signature = (agents, models, *, weights=None, preferred=None, min_context=None,
+                    context_window=None, cost_per_1k_tokens=None))]
+#[allow(clippy::too_many_arguments)]
+fn cost_matrix<'py>(
+    py: Python<'py>,
+    agents: &Bound<'py, PyAny>,
+    models: &Bound<'py, PyAny>,
+    weights: Option<PyScoreWeights>,
+    preferred: Option<&Bound<'py, PyAny>>,
+    min_context: Option<&Bound<'py, PyAny>>,
+    context_window: Option<&Bound<'py, PyAny>>,
+    cost_per_1k_tokens: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let weights = weights_or_default(weights);
+    if let (Ok(agents), Ok(models)) = (
+        agents.extract::<Vec<PyAgent>>(),
+        models.extract::<Vec<PyModel>>(),
+    ) {
+        let extras = [
+            ("preferred", preferred.is_some()),
+            ("min_context", min_context.is_some()),
+            ("context_window", context_window.is_some()),
+            ("cost_per_1k_tokens", cost_per_1k_tokens.is_some()),
+        ];
+        if let Some((name, _)) = extras.iter().find(|(_, given)| *given) {
+            return Err(invalid(
+                name,
+                "only applies to dense array input; Agent/Model objects carry it themselves",
+            ));
+        }
+        let (n, m) = (agents.len(), models.len());
+        let cost = py.detach(|| {
+            let a: Vec<&AgentProfile> = agents.iter().map(|a| &a.0).collect();
+            let mm: Vec<&ModelProfile> = models.iter().map(|m| &m.0).collect();
+            named_cost_matrix(&a, &mm, &weights)
+        })?;
+        return arrays::to_matrix(py, cost, n, m);
+    }
+    let (required, n, k) = arrays::matrix(agents, "agents")?;
+    let (capabilities, m, k_models) = arrays::matrix(models, "models")?;
+    if k != k_models {
+        return Err(invalid(
+            "models",
+            format!("has {k_models} capability columns but agents has {k}"),
+        ));
+    }
+    let preferred = preferred
+        .map(|p| arrays::matrix(p, "preferred"))
+        .transpose()?;
+    if let Some((_, rows, cols)) = preferred {
+        if (rows, cols) != (n, k) {
+            return Err(invalid(
+                "preferred",
+                format!("expected shape ({n}, {k}), got ({rows}, {cols})"),
+            ));
+        }
+    }
+    let min_context = min_context
+        .map(|c| arrays::vector(c, "min_context", n))
+        .transpose()?;
+    let context_window = context_window
+        .map(|c| arrays::vector(c, "context_window", m))
+        .transpose()?;
+    let prices = cost_per_1k_tokens
+        .map(|c| arrays::vector(c, "cost_per_1k_tokens", m))
+        .transpose()?;
+    let cost = py.detach(|| {
+        let dense = DenseProfiles {
+            n_agents: n,
+            n_models: m,
+            n_capabilities: k,
+            required: &required,
+            preferred: preferred.as_ref().map(|p| p.0.as_slice()),
+            min_context: min_context.as_deref(),
+            capabilities: &capabilities,
+            context_window: context_window.as_deref(),
+            cost_per_1k_tokens: prices.as_deref(),
+        };
+        cost_matrix_dense(&dense, &weights)
+    })?;
+    arrays::to_matrix(py, cost, n, m)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyModel>()?;
+    m.add_class::<PyAgent>()?;
+    m.add_class::<PyScoreWeights>()?;
+    m.add_function(wrap_pyfunction!(cost_matrix, m)?)?;
     Ok(())
 }
