@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import numpy_cost_matrix
 
 import modelrouter as mr
+from reference import numpy_cost_matrix
 
 LEVEL = st.floats(0.0, 1.0, allow_nan=False)
 CAP_NAMES = st.sampled_from(["code", "reasoning", "chat", "vision", "math"])
