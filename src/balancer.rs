@@ -1,0 +1,399 @@
+//! Per-request model choice under live load. Pure functions over load snapshots, shared by the
+//! live router and the simulator so that what is measured is what runs.
+
+use std::str::FromStr;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How one request picks among the models able to serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Best capability score, load ignored: the baseline that overloads popular models.
+    CapabilityOnly,
+    /// Lowest utilization; ties to the better score.
+    LeastLoaded,
+    /// Highest `score × (1 − w × utilization)`.
+    Weighted,
+    /// Envoy-style P2C: two random open models, the one with the larger
+    /// `score / (active + 1)^bias` wins.
+    PowerOfTwo,
+    /// Lowest predicted completion time from active, queued and observed latency.
+    Predictive,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 5] = [
+        Policy::CapabilityOnly,
+        Policy::LeastLoaded,
+        Policy::Weighted,
+        Policy::PowerOfTwo,
+        Policy::Predictive,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::CapabilityOnly => "capability_only",
+            Policy::LeastLoaded => "least_loaded",
+            Policy::Weighted => "weighted",
+            Policy::PowerOfTwo => "power_of_two",
+            Policy::Predictive => "predictive",
+        }
+    }
+
+    pub fn is_load_aware(self) -> bool {
+        self != Policy::CapabilityOnly
+    }
+}
+
+impl FromStr for Policy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = Policy::ALL.iter().map(|p| p.name()).collect();
+                Error::invalid(
+                    "policy",
+                    format!("unknown policy {s:?}; valid: {}", valid.join(", ")),
+                )
+            })
+    }
+}
+
+/// One model as a request sees it when it is routed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Capability score of the agent on this model; −inf when the model cannot serve it.
+    pub score: f64,
+    pub active: u64,
+    pub queued: u64,
+    pub max_concurrent: u64,
+    pub max_queue: u64,
+    pub target_utilization: f64,
+    /// Observed mean service latency in ms; NaN while unknown.
+    pub latency_ms: f64,
+    /// False when load-balancing rules exclude the model (e.g. a reject_new scaling action).
+    pub accepting: bool,
+}
+
+impl Candidate {
+    pub fn utilization(&self) -> f64 {
+        self.active as f64 / self.max_concurrent as f64
+    }
+    pub fn is_feasible(&self) -> bool {
+        self.score > f64::NEG_INFINITY
+    }
+    pub fn has_free_slot(&self) -> bool {
+        self.active < self.max_concurrent
+    }
+    pub fn has_queue_room(&self) -> bool {
+        self.queued < self.max_queue
+    }
+    pub fn is_overloaded(&self) -> bool {
+        self.active > self.max_concurrent || self.queued > self.max_queue
+    }
+}
+
+/// What the router tells one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// Start now on this model.
+    Run(usize),
+    /// Every eligible model is busy; wait in this model's queue.
+    Queue(usize),
+    /// Every eligible model is full and its queue too; try again after the hint.
+    NoCapacity { retry_after_s: f64 },
+    /// No model has the required capabilities and context.
+    NoEligibleModel,
+}
+
+/// Tunables of the load-aware policies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BalancerConfig {
+    /// w in `score × (1 − w × utilization)`.
+    pub load_weight: f64,
+    /// Exponent of Envoy's active-request bias in P2C.
+    pub active_request_bias: f64,
+    /// Latency assumed for a model with none observed, in ms.
+    pub default_latency_ms: f64,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        BalancerConfig {
+            load_weight: 0.5,
+            active_request_bias: 1.0,
+            default_latency_ms: 1000.0,
+        }
+    }
+}
+
+impl BalancerConfig {
+    fn latency(&self, c: &Candidate, fleet_mean: f64) -> f64 {
+        if c.latency_ms.is_finite() {
+            c.latency_ms
+        } else if fleet_mean.is_finite() {
+            fleet_mean
+        } else {
+            self.default_latency_ms
+        }
+    }
+
+    /// Expected ms until this request finishes: it waits for the requests ahead of it to
+    /// drain through `max_concurrent` slots, then runs one service time.
+    fn predicted_ms(&self, c: &Candidate, fleet_mean: f64) -> f64 {
+        let latency = self.latency(c, fleet_mean);
+        let ahead = (c.active + c.queued + 1).saturating_sub(c.max_concurrent);
+        latency * (1.0 + ahead as f64 / c.max_concurrent as f64)
+    }
+}
+
+fn fleet_mean_latency(cands: &[Candidate]) -> f64 {
+    let known: Vec<f64> = cands
+        .iter()
+        .map(|c| c.latency_ms)
+        .filter(|l| l.is_finite())
+        .collect();
+    if known.is_empty() {
+        f64::NAN
+    } else {
+        known.iter().sum::<f64>() / known.len() as f64
+    }
+}
+
+/// Index of the largest key; the first wins ties.
+fn argmax(idx: &[usize], key: impl Fn(usize) -> (f64, f64)) -> usize {
+    let mut best = idx[0];
+    let mut best_key = key(best);
+    for &i in &idx[1..] {
+        let k = key(i);
+        if k.0 > best_key.0 || (k.0 == best_key.0 && k.1 > best_key.1) {
+            best = i;
+            best_key = k;
+        }
+    }
+    best
+}
+
+/// Picks a model for one request. Load-aware policies only start a request on a model with a
+/// free slot (preferring those below their target utilization), queue it when every eligible
+/// model is full but one has queue room, and otherwise answer `NoCapacity` — never overload.
+pub fn choose<R: Rng + ?Sized>(
+    policy: Policy,
+    cands: &[Candidate],
+    config: &BalancerConfig,
+    rng: &mut R,
+) -> Decision {
+    let feasible: Vec<usize> = (0..cands.len())
+        .filter(|&j| cands[j].is_feasible())
+        .collect();
+    if feasible.is_empty() {
+        return Decision::NoEligibleModel;
+    }
+    let fleet_mean = fleet_mean_latency(cands);
+    if policy == Policy::CapabilityOnly {
+        let best = argmax(&feasible, |j| (cands[j].score, 0.0));
+        return if cands[best].has_free_slot() {
+            Decision::Run(best)
+        } else {
+            Decision::Queue(best)
+        };
+    }
+    let eligible: Vec<usize> = feasible
+        .iter()
+        .copied()
+        .filter(|&j| cands[j].accepting)
+        .collect();
+    let open: Vec<usize> = eligible
+        .iter()
+        .copied()
+        .filter(|&j| cands[j].has_free_slot())
+        .collect();
+    let below_target: Vec<usize> = open
+        .iter()
+        .copied()
+        .filter(|&j| cands[j].utilization() < cands[j].target_utilization)
+        .collect();
+    let pool = if below_target.is_empty() {
+        &open
+    } else {
+        &below_target
+    };
+    if !pool.is_empty() {
+        return Decision::Run(pick(policy, pool, cands, config, fleet_mean, rng));
+    }
+    let queueable: Vec<usize> = eligible
+        .iter()
+        .copied()
+        .filter(|&j| cands[j].has_queue_room())
+        .collect();
+    if !queueable.is_empty() {
+        let best = argmax(&queueable, |j| {
+            (-config.predicted_ms(&cands[j], fleet_mean), cands[j].score)
+        });
+        return Decision::Queue(best);
+    }
+    let soonest_ms = eligible
+        .iter()
+        .map(|&j| {
+            let c = &cands[j];
+            let ahead = (c.active + c.queued + 1).saturating_sub(c.max_concurrent) as f64;
+            config.latency(c, fleet_mean) * ahead / c.max_concurrent as f64
+        })
+        .fold(f64::INFINITY, f64::min);
+    let retry_after_s = if soonest_ms.is_finite() {
+        soonest_ms / 1000.0
+    } else {
+        // Every feasible model refuses new work (reject_new): suggest one service time.
+        config.latency(&cands[feasible[0]], fleet_mean) / 1000.0
+    };
+    Decision::NoCapacity { retry_after_s }
+}
+
+fn pick<R: Rng + ?Sized>(
+    policy: Policy,
+    pool: &[usize],
+    cands: &[Candidate],
+    config: &BalancerConfig,
+    fleet_mean: f64,
+    rng: &mut R,
+) -> usize {
+    match policy {
+        Policy::CapabilityOnly => argmax(pool, |j| (cands[j].score, 0.0)),
+        Policy::LeastLoaded => argmax(pool, |j| (-cands[j].utilization(), cands[j].score)),
+        Policy::Weighted => argmax(pool, |j| {
+            let c = &cands[j];
+            (
+                c.score * (1.0 - config.load_weight * c.utilization()),
+                c.score,
+            )
+        }),
+        Policy::PowerOfTwo => {
+            if pool.len() == 1 {
+                return pool[0];
+            }
+            let a = rng.random_range(0..pool.len());
+            let mut b = rng.random_range(0..pool.len() - 1);
+            if b >= a {
+                b += 1;
+            }
+            let weight = |j: usize| {
+                let c = &cands[j];
+                c.score / ((c.active + 1) as f64).powf(config.active_request_bias)
+            };
+            argmax(&[pool[a], pool[b]], |j| {
+                (weight(j), -(cands[j].active as f64))
+            })
+        }
+        Policy::Predictive => argmax(pool, |j| {
+            (-config.predicted_ms(&cands[j], fleet_mean), cands[j].score)
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::SmallRng, SeedableRng};
+
+    fn cand(score: f64, active: u64, max_concurrent: u64) -> Candidate {
+        Candidate {
+            score,
+            active,
+            queued: 0,
+            max_concurrent,
+            max_queue: 0,
+            target_utilization: 1.0,
+            latency_ms: f64::NAN,
+            accepting: true,
+        }
+    }
+
+    fn run(policy: Policy, cands: &[Candidate]) -> Decision {
+        let mut rng = SmallRng::seed_from_u64(7);
+        choose(policy, cands, &BalancerConfig::default(), &mut rng)
+    }
+
+    #[test]
+    fn capability_only_ignores_load() {
+        let cands = [cand(0.9, 10, 10), cand(0.5, 0, 10)];
+        assert_eq!(run(Policy::CapabilityOnly, &cands), Decision::Queue(0));
+        assert_eq!(run(Policy::LeastLoaded, &cands), Decision::Run(1));
+    }
+
+    #[test]
+    fn least_loaded_and_weighted_follow_their_formulas() {
+        let cands = [cand(0.9, 6, 10), cand(0.6, 2, 10), cand(0.8, 2, 10)];
+        assert_eq!(run(Policy::LeastLoaded, &cands), Decision::Run(2));
+        // weighted: 0.9·(1−0.5·0.6)=0.63, 0.6·0.9=0.54, 0.8·0.9=0.72
+        assert_eq!(run(Policy::Weighted, &cands), Decision::Run(2));
+    }
+
+    #[test]
+    fn models_below_target_are_preferred() {
+        let mut busy = cand(0.9, 9, 10);
+        busy.target_utilization = 0.8;
+        let mut calm = cand(0.2, 1, 10);
+        calm.target_utilization = 0.8;
+        assert_eq!(run(Policy::Weighted, &[busy, calm]), Decision::Run(1));
+        // Over target but with a free slot still beats queueing.
+        assert_eq!(run(Policy::Weighted, &[busy]), Decision::Run(0));
+    }
+
+    #[test]
+    fn full_fleet_queues_then_refuses_with_a_hint() {
+        let mut a = cand(0.9, 4, 4);
+        a.max_queue = 2;
+        a.latency_ms = 200.0;
+        assert_eq!(run(Policy::Predictive, &[a]), Decision::Queue(0));
+        a.queued = 2;
+        match run(Policy::Predictive, &[a]) {
+            Decision::NoCapacity { retry_after_s } => {
+                // 3 requests ahead of a free slot over 4 slots of 200 ms each.
+                assert!((retry_after_s - 0.15).abs() < 1e-12, "{retry_after_s}");
+            }
+            other => panic!("expected NoCapacity, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn infeasible_and_refusing_models_are_never_chosen() {
+        let mut refusing = cand(0.9, 0, 4);
+        refusing.accepting = false;
+        let cands = [cand(f64::NEG_INFINITY, 0, 4), refusing, cand(0.1, 3, 4)];
+        for policy in Policy::ALL.into_iter().filter(|p| p.is_load_aware()) {
+            assert_eq!(run(policy, &cands), Decision::Run(2), "{policy:?}");
+        }
+        assert_eq!(run(Policy::Weighted, &cands[..1]), Decision::NoEligibleModel);
+    }
+
+    #[test]
+    fn power_of_two_prefers_the_less_busy_of_two_and_never_a_full_one() {
+        let cands = [cand(0.8, 0, 10), cand(0.8, 5, 10), cand(0.8, 10, 10)];
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut counts = [0; 3];
+        for _ in 0..1000 {
+            match choose(Policy::PowerOfTwo, &cands, &BalancerConfig::default(), &mut rng) {
+                Decision::Run(j) => counts[j] += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        // Only the pair {0, 1} is ever drawn among open models, and 0 always wins it.
+        assert_eq!(counts, [1000, 0, 0]);
+    }
+
+    #[test]
+    fn policy_names_round_trip() {
+        for p in Policy::ALL {
+            assert_eq!(p.name().parse::<Policy>().unwrap(), p);
+        }
+        let err = "random".parse::<Policy>().unwrap_err().to_string();
+        assert!(err.contains("least_loaded"), "{err}");
+    }
+}
