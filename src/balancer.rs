@@ -370,7 +370,10 @@ mod tests {
         for policy in Policy::ALL.into_iter().filter(|p| p.is_load_aware()) {
             assert_eq!(run(policy, &cands), Decision::Run(2), "{policy:?}");
         }
-        assert_eq!(run(Policy::Weighted, &cands[..1]), Decision::NoEligibleModel);
+        assert_eq!(
+            run(Policy::Weighted, &cands[..1]),
+            Decision::NoEligibleModel
+        );
     }
 
     #[test]
@@ -379,7 +382,12 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(1);
         let mut counts = [0; 3];
         for _ in 0..1000 {
-            match choose(Policy::PowerOfTwo, &cands, &BalancerConfig::default(), &mut rng) {
+            match choose(
+                Policy::PowerOfTwo,
+                &cands,
+                &BalancerConfig::default(),
+                &mut rng,
+            ) {
                 Decision::Run(j) => counts[j] += 1,
                 other => panic!("{other:?}"),
             }

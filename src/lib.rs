@@ -8,6 +8,7 @@ pub mod capability;
 pub mod error;
 pub mod flow;
 pub mod lap;
+pub mod load;
 pub mod router;
 pub mod strategy;
 

@@ -1,0 +1,490 @@
+//! Live load per model: lock-free counters, capacity, latency EWMA and staleness.
+//!
+//! Counters are atomics inside an `Arc<ModelState>`, so the router keeps direct handles to its
+//! models and never hashes an id on the hot path; the tracker's map is only for lookups by id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// Seconds on some monotonic scale. Injectable so tests move time instead of sleeping.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> f64;
+}
+
+/// Seconds since the first use in this process (monotonic).
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> f64 {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_secs_f64()
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicF64);
+
+impl ManualClock {
+    pub fn new(start: f64) -> Self {
+        ManualClock(AtomicF64::new(start))
+    }
+    pub fn set(&self, t: f64) {
+        self.0.store(t);
+    }
+    pub fn advance(&self, dt: f64) {
+        self.0.update(|t| t + dt);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> f64 {
+        self.0.load()
+    }
+}
+
+pub type SharedClock = Arc<dyn Clock>;
+
+pub fn system_clock() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+/// An f64 in an `AtomicU64`, for lock-free gauges.
+#[derive(Debug, Default)]
+pub struct AtomicF64(AtomicU64);
+
+impl AtomicF64 {
+    pub fn new(v: f64) -> Self {
+        AtomicF64(AtomicU64::new(v.to_bits()))
+    }
+    pub fn load(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Acquire))
+    }
+    pub fn store(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Release);
+    }
+    pub fn update(&self, f: impl Fn(f64) -> f64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
+                Some(f(f64::from_bits(bits)).to_bits())
+            });
+    }
+}
+
+/// Weight of the newest latency sample in the EWMA.
+pub const LATENCY_EWMA_ALPHA: f64 = 0.2;
+
+/// Capacity limits of one model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    pub max_concurrent: u64,
+    pub max_queue: u64,
+    pub target_utilization: f64,
+}
+
+impl Capacity {
+    pub fn new(max_concurrent: u64, max_queue: u64, target_utilization: f64) -> Result<Self> {
+        if max_concurrent == 0 {
+            return Err(Error::invalid("max_concurrent", "must be >= 1"));
+        }
+        if !(target_utilization > 0.0 && target_utilization <= 1.0) {
+            return Err(Error::invalid(
+                "target_utilization",
+                format!("must be in (0, 1], got {target_utilization}"),
+            ));
+        }
+        Ok(Capacity {
+            max_concurrent,
+            max_queue,
+            target_utilization,
+        })
+    }
+}
+
+/// Shared live state of one model.
+#[derive(Debug)]
+pub struct ModelState {
+    pub id: String,
+    max_concurrent: AtomicU64,
+    max_queue: AtomicU64,
+    target_utilization: AtomicF64,
+    active: AtomicU64,
+    queued: AtomicU64,
+    /// NaN until the first sample.
+    latency_ewma_ms: AtomicF64,
+    last_updated: AtomicF64,
+}
+
+/// A consistent-enough reading of one model (each field is read atomically).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelLoad {
+    pub model_id: String,
+    pub active_requests: u64,
+    pub queue_depth: u64,
+    pub avg_latency_ms: f64,
+    pub last_updated: f64,
+    pub capacity: Capacity,
+}
+
+impl ModelLoad {
+    /// active / max_concurrent (may exceed 1).
+    pub fn utilization(&self) -> f64 {
+        self.active_requests as f64 / self.capacity.max_concurrent as f64
+    }
+    pub fn is_overloaded(&self) -> bool {
+        self.active_requests > self.capacity.max_concurrent
+            || self.queue_depth > self.capacity.max_queue
+    }
+    pub fn is_over_target(&self) -> bool {
+        self.utilization() > self.capacity.target_utilization
+    }
+}
+
+/// Which counter an admitted request holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Active,
+    Queued,
+}
+
+fn add_checked(counter: &AtomicU64, delta: i64, field: &str, id: &str) -> Result<u64> {
+    let mut current = counter.load(Ordering::Acquire);
+    loop {
+        let next = current.checked_add_signed(delta).ok_or_else(|| {
+            Error::invalid(
+                "delta",
+                format!("{field} of {id:?} is {current}; adding {delta} would make it negative"),
+            )
+        })?;
+        match counter.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(next),
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+/// Increments `counter` only while it is below `limit`; false when full.
+fn add_below(counter: &AtomicU64, limit: u64) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            (c < limit).then_some(c + 1)
+        })
+        .is_ok()
+}
+
+impl ModelState {
+    pub fn new(id: String, capacity: Capacity, now: f64) -> Self {
+        ModelState {
+            id,
+            max_concurrent: AtomicU64::new(capacity.max_concurrent),
+            max_queue: AtomicU64::new(capacity.max_queue),
+            target_utilization: AtomicF64::new(capacity.target_utilization),
+            active: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            latency_ewma_ms: AtomicF64::new(f64::NAN),
+            last_updated: AtomicF64::new(now),
+        }
+    }
+
+    pub fn capacity(&self) -> Capacity {
+        Capacity {
+            max_concurrent: self.max_concurrent.load(Ordering::Acquire),
+            max_queue: self.max_queue.load(Ordering::Acquire),
+            target_utilization: self.target_utilization.load(),
+        }
+    }
+
+    pub fn set_capacity(&self, capacity: Capacity, now: f64) {
+        self.max_concurrent
+            .store(capacity.max_concurrent, Ordering::Release);
+        self.max_queue.store(capacity.max_queue, Ordering::Release);
+        self.target_utilization.store(capacity.target_utilization);
+        self.last_updated.store(now);
+    }
+
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Acquire)
+    }
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
+    }
+    pub fn latency_ms(&self) -> f64 {
+        self.latency_ewma_ms.load()
+    }
+    pub fn last_updated(&self) -> f64 {
+        self.last_updated.load()
+    }
+
+    /// Adds `delta` to the active count; going below zero is an error, never a wrap.
+    pub fn add_active(&self, delta: i64, now: f64) -> Result<u64> {
+        let v = add_checked(&self.active, delta, "active_requests", &self.id)?;
+        self.last_updated.store(now);
+        Ok(v)
+    }
+
+    pub fn add_queued(&self, delta: i64, now: f64) -> Result<u64> {
+        let v = add_checked(&self.queued, delta, "queue_depth", &self.id)?;
+        self.last_updated.store(now);
+        Ok(v)
+    }
+
+    /// Overwrites counters from an external report (e.g. a deployment's own metrics).
+    pub fn set_counts(&self, active: Option<u64>, queued: Option<u64>, now: f64) {
+        if let Some(a) = active {
+            self.active.store(a, Ordering::Release);
+        }
+        if let Some(q) = queued {
+            self.queued.store(q, Ordering::Release);
+        }
+        self.last_updated.store(now);
+    }
+
+    pub fn record_latency(&self, latency_ms: f64, now: f64) {
+        self.latency_ewma_ms.update(|old| {
+            if old.is_nan() {
+                latency_ms
+            } else {
+                old + LATENCY_EWMA_ALPHA * (latency_ms - old)
+            }
+        });
+        self.last_updated.store(now);
+    }
+
+    /// Admission in one atomic step: a free slot, else queue room, else refused.
+    pub fn try_admit(&self, now: f64) -> Option<Slot> {
+        let slot = if add_below(&self.active, self.max_concurrent.load(Ordering::Acquire)) {
+            Slot::Active
+        } else if add_below(&self.queued, self.max_queue.load(Ordering::Acquire)) {
+            Slot::Queued
+        } else {
+            return None;
+        };
+        self.last_updated.store(now);
+        Some(slot)
+    }
+
+    /// Gives back what `try_admit` or a tracked request took. Saturates at zero so that an
+    /// external `set_counts` reset can never make a release wrap.
+    pub fn release(&self, slot: Slot, now: f64) {
+        let counter = match slot {
+            Slot::Active => &self.active,
+            Slot::Queued => &self.queued,
+        };
+        let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            Some(c.saturating_sub(1))
+        });
+        self.last_updated.store(now);
+    }
+
+    pub fn snapshot(&self) -> ModelLoad {
+        ModelLoad {
+            model_id: self.id.clone(),
+            active_requests: self.active(),
+            queue_depth: self.queued(),
+            avg_latency_ms: self.latency_ms(),
+            last_updated: self.last_updated(),
+            capacity: self.capacity(),
+        }
+    }
+}
+
+/// Load of every known model, with staleness.
+#[derive(Debug)]
+pub struct LoadTracker {
+    models: RwLock<HashMap<String, Arc<ModelState>>>,
+    stale_after_s: f64,
+    clock: SharedClock,
+}
+
+impl LoadTracker {
+    pub fn new(stale_after_s: f64, clock: SharedClock) -> Result<Self> {
+        if !(stale_after_s > 0.0) {
+            return Err(Error::invalid(
+                "stale_after_s",
+                format!("must be > 0, got {stale_after_s}"),
+            ));
+        }
+        Ok(LoadTracker {
+            models: RwLock::new(HashMap::new()),
+            stale_after_s,
+            clock,
+        })
+    }
+
+    pub fn now(&self) -> f64 {
+        self.clock.now()
+    }
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+    pub fn stale_after_s(&self) -> f64 {
+        self.stale_after_s
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ModelState>>> {
+        // A panic while holding the lock cannot leave the map half-written (inserts are single
+        // calls), so a poisoned lock is still safe to use.
+        self.models.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a model or changes its limits; returns its shared state.
+    pub fn set_capacity(&self, id: &str, capacity: Capacity) -> Arc<ModelState> {
+        let now = self.now();
+        if let Some(state) = self.read().get(id) {
+            state.set_capacity(capacity, now);
+            return state.clone();
+        }
+        let mut map = self.models.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.to_string())
+            .and_modify(|s| s.set_capacity(capacity, now))
+            .or_insert_with(|| Arc::new(ModelState::new(id.to_string(), capacity, now)))
+            .clone()
+    }
+
+    pub fn state(&self, id: &str) -> Result<Arc<ModelState>> {
+        self.read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::UnknownModel(id.to_string()))
+    }
+
+    pub fn model_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.read().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn update_load(&self, id: &str, delta: i64) -> Result<u64> {
+        self.state(id)?.add_active(delta, self.now())
+    }
+
+    pub fn update_queue(&self, id: &str, delta: i64) -> Result<u64> {
+        self.state(id)?.add_queued(delta, self.now())
+    }
+
+    pub fn is_stale(&self, state: &ModelState) -> bool {
+        self.now() - state.last_updated() > self.stale_after_s
+    }
+
+    /// None when the model is unknown or its data is older than `stale_after_s`.
+    pub fn current_load(&self, id: &str) -> Option<ModelLoad> {
+        let state = self.read().get(id).cloned()?;
+        (!self.is_stale(&state)).then(|| state.snapshot())
+    }
+
+    pub fn is_overloaded(&self, id: &str) -> Result<bool> {
+        Ok(self.state(id)?.snapshot().is_overloaded())
+    }
+
+    pub fn is_over_target(&self, id: &str) -> Result<bool> {
+        Ok(self.state(id)?.snapshot().is_over_target())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker() -> (LoadTracker, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(100.0));
+        (LoadTracker::new(60.0, clock.clone()).unwrap(), clock)
+    }
+
+    #[test]
+    fn counts_utilization_and_thresholds() {
+        let (t, _) = tracker();
+        t.set_capacity("m", Capacity::new(10, 5, 0.8).unwrap());
+        assert_eq!(t.update_load("m", 9).unwrap(), 9);
+        let load = t.current_load("m").unwrap();
+        assert!((load.utilization() - 0.9).abs() < 1e-12);
+        assert!(t.is_over_target("m").unwrap());
+        assert!(!t.is_overloaded("m").unwrap());
+        t.update_load("m", 2).unwrap();
+        assert!(t.is_overloaded("m").unwrap());
+        t.update_load("m", -11).unwrap();
+        t.update_queue("m", 6).unwrap();
+        assert!(t.is_overloaded("m").unwrap());
+    }
+
+    #[test]
+    fn going_negative_is_an_error_and_leaves_the_count() {
+        let (t, _) = tracker();
+        t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
+        t.update_load("m", 1).unwrap();
+        assert!(matches!(
+            t.update_load("m", -2),
+            Err(Error::InvalidInput { .. })
+        ));
+        assert_eq!(t.state("m").unwrap().active(), 1);
+        assert!(matches!(t.update_load("x", 1), Err(Error::UnknownModel(_))));
+    }
+
+    #[test]
+    fn stale_data_is_unknown() {
+        let (t, clock) = tracker();
+        t.set_capacity("m", Capacity::new(4, 0, 0.8).unwrap());
+        clock.advance(60.0);
+        assert!(t.current_load("m").is_some());
+        clock.advance(0.5);
+        assert!(t.current_load("m").is_none());
+        t.update_load("m", 1).unwrap();
+        assert_eq!(t.current_load("m").unwrap().active_requests, 1);
+        assert!(t.current_load("unknown").is_none());
+    }
+
+    #[test]
+    fn admission_fills_slots_then_queue_then_refuses() {
+        let (t, _) = tracker();
+        let s = t.set_capacity("m", Capacity::new(2, 1, 1.0).unwrap());
+        assert_eq!(s.try_admit(0.0), Some(Slot::Active));
+        assert_eq!(s.try_admit(0.0), Some(Slot::Active));
+        assert_eq!(s.try_admit(0.0), Some(Slot::Queued));
+        assert_eq!(s.try_admit(0.0), None);
+        s.release(Slot::Queued, 0.0);
+        s.release(Slot::Active, 0.0);
+        assert_eq!((s.active(), s.queued()), (1, 0));
+    }
+
+    #[test]
+    fn concurrent_updates_lose_nothing() {
+        let (t, _) = tracker();
+        let s = t.set_capacity("m", Capacity::new(1000, 0, 1.0).unwrap());
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..10_000 {
+                        s.add_active(1, 0.0).unwrap();
+                        s.add_active(-1, 0.0).unwrap();
+                    }
+                    s.add_active(1, 0.0).unwrap();
+                });
+            }
+        });
+        assert_eq!(s.active(), 8);
+    }
+
+    #[test]
+    fn latency_ewma_starts_at_the_first_sample() {
+        let (t, _) = tracker();
+        let s = t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
+        assert!(s.latency_ms().is_nan());
+        s.record_latency(100.0, 0.0);
+        s.record_latency(200.0, 0.0);
+        assert!((s.latency_ms() - 120.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_settings_are_rejected() {
+        let clock: SharedClock = Arc::new(ManualClock::new(0.0));
+        assert!(LoadTracker::new(0.0, clock.clone()).is_err());
+        assert!(LoadTracker::new(f64::NAN, clock).is_err());
+        assert!(Capacity::new(0, 0, 0.5).is_err());
+        assert!(Capacity::new(1, 0, 0.0).is_err());
+    }
+}
