@@ -304,7 +304,7 @@ pub struct LoadTracker {
 
 impl LoadTracker {
     pub fn new(stale_after_s: f64, clock: SharedClock) -> Result<Self> {
-        if !(stale_after_s > 0.0) {
+        if stale_after_s.is_nan() || stale_after_s <= 0.0 {
             return Err(Error::invalid(
                 "stale_after_s",
                 format!("must be > 0, got {stale_after_s}"),
