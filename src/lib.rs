@@ -5,6 +5,7 @@
 
 pub mod balancer;
 pub mod capability;
+pub mod capacity;
 pub mod error;
 pub mod flow;
 pub mod lap;
