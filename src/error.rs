@@ -15,6 +15,9 @@ pub enum Error {
     /// A model id that the router or tracker was never told about.
     #[error("unknown model id {0:?}")]
     UnknownModel(String),
+    /// Every eligible model is full and so is its queue; retrying after the hint may succeed.
+    #[error("{message}")]
+    NoCapacity { message: String, retry_after_s: f64 },
 }
 
 impl Error {

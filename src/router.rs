@@ -1,10 +1,19 @@
-//! Batch assignment of agents to a fleet: capability scores, optional load awareness, strategy.
+//! The router: batch assignment (capability scores, optional load awareness, strategy) and
+//! per-request routing with atomic admission under live load and capacity rules.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::capability::check_unique_ids;
-use crate::capability::{cost_matrix, AgentProfile, ModelProfile, ScoreWeights};
+use crate::balancer::{choose, BalancerConfig, Candidate, Decision, Policy};
+use crate::capability::{check_unique_ids, cost_matrix, AgentProfile, ModelProfile, ScoreWeights};
+use crate::capacity::{ActionKind, CapacityManager, RuleClocks};
 use crate::error::{Error, Result};
+use crate::load::{Capacity, LoadTracker, ModelState, Slot};
 use crate::strategy::{assign, Strategy};
 
 /// Live load of one model as the router sees it when it decides.
@@ -22,6 +31,8 @@ pub struct RouterConfig {
     /// w in the load-weighted score `capability × (1 − w × utilization)`, within [0, 1].
     pub load_weight: f64,
     pub weights: ScoreWeights,
+    /// How `route` picks for one request when load balancing is on.
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,14 +54,42 @@ pub struct AssignmentOutcome {
     pub unassigned: Vec<usize>,
 }
 
-#[derive(Debug, Clone)]
+/// The model chosen for one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Route {
+    pub model: usize,
+    /// True when every eligible model was full and the request waits in this one's queue.
+    pub queued: bool,
+    pub score: f64,
+}
+
+/// Score vectors of recently seen agents, so routing one request costs no profile lowering.
+const SCORE_CACHE_LIMIT: usize = 4096;
+
+/// Assigns batches and routes single requests over a fixed fleet, reading live load from a
+/// (possibly shared) `LoadTracker` and, optionally, scaling rules from a `CapacityManager`.
+#[derive(Debug)]
 pub struct Router {
     pub models: Vec<ModelProfile>,
     pub config: RouterConfig,
+    tracker: Arc<LoadTracker>,
+    states: Vec<Arc<ModelState>>,
+    capacity: Option<(Arc<CapacityManager>, Vec<Arc<RuleClocks>>)>,
+    score_cache: RwLock<HashMap<String, (AgentProfile, Arc<[f64]>)>>,
+}
+
+thread_local! {
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
 }
 
 impl Router {
-    pub fn new(models: Vec<ModelProfile>, config: RouterConfig) -> Result<Self> {
+    /// Registers every model's capacity with `tracker`.
+    pub fn new(
+        models: Vec<ModelProfile>,
+        config: RouterConfig,
+        tracker: Arc<LoadTracker>,
+        capacity: Option<Arc<CapacityManager>>,
+    ) -> Result<Self> {
         if models.is_empty() {
             return Err(Error::invalid("models", "must contain at least one Model"));
         }
@@ -61,7 +100,197 @@ impl Router {
                 format!("must be in [0, 1], got {}", config.load_weight),
             ));
         }
-        Ok(Router { models, config })
+        let states = models
+            .iter()
+            .map(|m| {
+                let cap = Capacity::new(m.max_concurrent, m.max_queue, m.target_utilization)?;
+                Ok(tracker.set_capacity(&m.id, cap))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let capacity = capacity.map(|cm| {
+            let clocks = models.iter().map(|m| cm.clocks_for(&m.id)).collect();
+            (cm, clocks)
+        });
+        Ok(Router {
+            models,
+            config,
+            tracker,
+            states,
+            capacity,
+            score_cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn tracker(&self) -> &Arc<LoadTracker> {
+        &self.tracker
+    }
+
+    pub fn state(&self, model: usize) -> &Arc<ModelState> {
+        &self.states[model]
+    }
+
+    pub fn capacity_manager(&self) -> Option<&Arc<CapacityManager>> {
+        self.capacity.as_ref().map(|(cm, _)| cm)
+    }
+
+    /// Live load of every model, in model order.
+    pub fn loads(&self) -> Vec<LoadSnapshot> {
+        self.states
+            .iter()
+            .map(|s| LoadSnapshot {
+                active: s.active(),
+                queued: s.queued(),
+            })
+            .collect()
+    }
+
+    /// Capability scores (−inf = cannot serve) of one agent on every model.
+    pub fn scores_for(&self, agent: &AgentProfile) -> Result<Arc<[f64]>> {
+        let cache = self.score_cache.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((profile, scores)) = cache.get(&agent.id) {
+            if profile == agent {
+                return Ok(scores.clone());
+            }
+        }
+        drop(cache);
+        let models: Vec<&ModelProfile> = self.models.iter().collect();
+        let cost = cost_matrix(&[agent], &models, &self.config.weights)?;
+        let scores: Arc<[f64]> = cost
+            .iter()
+            .map(|&c| {
+                if c == f64::INFINITY {
+                    f64::NEG_INFINITY
+                } else {
+                    1.0 - c
+                }
+            })
+            .collect();
+        let mut cache = self.score_cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= SCORE_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(agent.id.clone(), (agent.clone(), scores.clone()));
+        Ok(scores)
+    }
+
+    /// Applies the capacity rules: reject_new refuses the model; redistribute lets it accept
+    /// only when no other model is open (handled by marking it last in line).
+    fn candidates(&self, scores: &[f64]) -> Vec<Candidate> {
+        let mut cands: Vec<Candidate> = self
+            .states
+            .iter()
+            .zip(scores)
+            .map(|(state, &score)| {
+                let cap = state.capacity();
+                Candidate {
+                    score,
+                    active: state.active(),
+                    queued: state.queued(),
+                    max_concurrent: cap.max_concurrent,
+                    max_queue: cap.max_queue,
+                    target_utilization: cap.target_utilization,
+                    latency_ms: state.latency_ms(),
+                    accepting: true,
+                }
+            })
+            .collect();
+        if let Some((cm, clocks)) = &self.capacity {
+            let mut redistribute = Vec::new();
+            for (j, (state, clock)) in self.states.iter().zip(clocks).enumerate() {
+                match cm.evaluate(state, clock).map(|a| a.action) {
+                    Some(ActionKind::RejectNew) => cands[j].accepting = false,
+                    Some(ActionKind::Redistribute) => redistribute.push(j),
+                    _ => {}
+                }
+            }
+            let others_open = (0..cands.len()).any(|j| {
+                !redistribute.contains(&j)
+                    && cands[j].accepting
+                    && cands[j].is_feasible()
+                    && cands[j].has_free_slot()
+            });
+            if others_open {
+                for j in redistribute {
+                    cands[j].accepting = false;
+                }
+            }
+        }
+        cands
+    }
+
+    /// Picks one model for one request of `agent` under live load (capability only when load
+    /// balancing is off). Nothing is reserved: pair with tracking, or use `admit`.
+    pub fn route(&self, agent: &AgentProfile) -> Result<Route> {
+        let scores = self.scores_for(agent)?;
+        self.decide(agent, &scores)
+    }
+
+    fn decide(&self, agent: &AgentProfile, scores: &[f64]) -> Result<Route> {
+        let policy = if self.config.load_balancing {
+            self.config.policy
+        } else {
+            Policy::CapabilityOnly
+        };
+        let cands = self.candidates(scores);
+        let balancer = BalancerConfig {
+            load_weight: self.config.load_weight,
+            ..BalancerConfig::default()
+        };
+        let decision = RNG.with(|rng| choose(policy, &cands, &balancer, &mut *rng.borrow_mut()));
+        match decision {
+            Decision::Run(model) | Decision::Queue(model) => Ok(Route {
+                model,
+                queued: matches!(decision, Decision::Queue(_)),
+                score: scores[model],
+            }),
+            Decision::NoCapacity { retry_after_s } => Err(Error::NoCapacity {
+                message: format!(
+                    "no capacity for agent {:?}: every eligible model is full and its queue too; \
+                     retry after {retry_after_s:.3} s",
+                    agent.id
+                ),
+                retry_after_s,
+            }),
+            Decision::NoEligibleModel => Err(Error::Infeasible(format!(
+                "no model meets the requirements of agent {:?}",
+                agent.id
+            ))),
+        }
+    }
+
+    /// Routes and reserves in one step: the chosen model's slot (or queue place) is taken
+    /// atomically, so concurrent callers can never push a model past its limits. With load
+    /// balancing off the request is admitted to the best-scoring model whatever its load.
+    pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Slot)> {
+        let scores = self.scores_for(agent)?;
+        // Each retry follows a lost race for the last slot; the fleet is finite, so a few
+        // attempts settle it, and the last answer is reported honestly.
+        for _ in 0..8 {
+            let route = self.decide(agent, &scores)?;
+            let now = self.tracker.now();
+            let state = &self.states[route.model];
+            if !self.config.load_balancing {
+                state.add_active(1, now)?;
+                return Ok((route, Slot::Active));
+            }
+            if let Some(slot) = state.try_admit(now) {
+                return Ok((
+                    Route {
+                        queued: slot == Slot::Queued,
+                        ..route
+                    },
+                    slot,
+                ));
+            }
+        }
+        self.decide(agent, &scores)?;
+        Err(Error::NoCapacity {
+            message: format!(
+                "no capacity for agent {:?}: lost every race for a slot",
+                agent.id
+            ),
+            retry_after_s: 0.0,
+        })
     }
 
     pub fn model_index(&self, id: &str) -> Result<usize> {
@@ -82,10 +311,15 @@ impl Router {
         load.active > m.max_concurrent || load.queued > m.max_queue
     }
 
+    /// `assign_with` on the tracker's live load.
+    pub fn assign(&self, agents: &[&AgentProfile]) -> Result<AssignmentOutcome> {
+        self.assign_with(agents, &self.loads())
+    }
+
     /// Assigns each agent at most one model. `loads[j]` is model j's live load; it is ignored
     /// unless load balancing is on, in which case overloaded models are filtered out, scores are
     /// weighted by `1 − w × utilization`, and only free slots are offered.
-    pub fn assign(
+    pub fn assign_with(
         &self,
         agents: &[&AgentProfile],
         loads: &[LoadSnapshot],
@@ -181,13 +415,23 @@ mod tests {
             load_balancing,
             load_weight: 0.5,
             weights: ScoreWeights::default(),
+            policy: Policy::Weighted,
         }
+    }
+
+    fn tracker() -> Arc<LoadTracker> {
+        let clock = Arc::new(crate::load::ManualClock::new(0.0));
+        Arc::new(LoadTracker::new(60.0, clock).unwrap())
+    }
+
+    fn router(models: Vec<ModelProfile>, cfg: RouterConfig) -> Result<Router> {
+        Router::new(models, cfg, tracker(), None)
     }
 
     #[test]
     fn overloaded_models_are_filtered_and_busy_ones_weighted_down() {
         let models = vec![model("a", 0.9, 4), model("b", 0.8, 4), model("c", 0.85, 4)];
-        let router = Router::new(models, config(Strategy::Greedy, true)).unwrap();
+        let router = router(models, config(Strategy::Greedy, true)).unwrap();
         let agent = AgentProfile::new("x".into(), vec![("code".into(), 0.5)], vec![], 0).unwrap();
         let loads = [
             LoadSnapshot {
@@ -203,7 +447,7 @@ mod tests {
                 queued: 0,
             }, // busy: score × (1 − 0.5 × 0.75)
         ];
-        let out = router.assign(&[&agent], &loads).unwrap();
+        let out = router.assign_with(&[&agent], &loads).unwrap();
         assert_eq!(out.models_filtered, 1);
         assert_eq!(out.placements[0].model, 1);
         assert!((out.avg_utilization - (5.0 / 4.0 + 0.0 + 0.75) / 3.0).abs() < 1e-12);
@@ -212,7 +456,7 @@ mod tests {
     #[test]
     fn without_load_balancing_load_is_ignored() {
         let models = vec![model("a", 0.9, 4), model("b", 0.8, 4)];
-        let router = Router::new(models, config(Strategy::Greedy, false)).unwrap();
+        let router = router(models, config(Strategy::Greedy, false)).unwrap();
         let agent = AgentProfile::new("x".into(), vec![], vec![], 0).unwrap();
         let loads = [
             LoadSnapshot {
@@ -221,20 +465,77 @@ mod tests {
             },
             LoadSnapshot::default(),
         ];
-        let out = router.assign(&[&agent], &loads).unwrap();
+        let out = router.assign_with(&[&agent], &loads).unwrap();
         assert_eq!(out.models_filtered, 0);
         assert_eq!(out.placements[0].model, 0);
     }
 
     #[test]
     fn bad_configuration_is_rejected() {
-        let err = Router::new(vec![], config(Strategy::Optimal, true)).unwrap_err();
+        let err = router(vec![], config(Strategy::Optimal, true)).unwrap_err();
         assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "models"));
         let dup = vec![model("a", 0.9, 1), model("a", 0.8, 1)];
-        assert!(Router::new(dup, config(Strategy::Optimal, true)).is_err());
+        assert!(router(dup, config(Strategy::Optimal, true)).is_err());
         let mut cfg = config(Strategy::Optimal, true);
         cfg.load_weight = 1.5;
-        let err = Router::new(vec![model("a", 0.9, 1)], cfg).unwrap_err();
+        let err = router(vec![model("a", 0.9, 1)], cfg).unwrap_err();
         assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "load_weight"));
+    }
+
+    fn coder() -> AgentProfile {
+        AgentProfile::new("x".into(), vec![("code".into(), 0.5)], vec![], 0).unwrap()
+    }
+
+    #[test]
+    fn route_spreads_load_and_refuses_when_everything_is_full() {
+        let models = vec![model("a", 0.9, 2), model("b", 0.8, 1)];
+        let r = router(models, config(Strategy::Optimal, true)).unwrap();
+        let mut taken = Vec::new();
+        for _ in 0..5 {
+            // max_queue is 2 per model: 3 slots + 4 queue places in all.
+            taken.push(r.admit(&coder()).unwrap());
+        }
+        assert_eq!(r.state(0).active() + r.state(1).active(), 3);
+        assert!(taken.iter().filter(|(route, _)| route.queued).count() == 2);
+        r.admit(&coder()).unwrap();
+        r.admit(&coder()).unwrap();
+        match r.admit(&coder()) {
+            Err(Error::NoCapacity { retry_after_s, .. }) => assert!(retry_after_s > 0.0),
+            other => panic!("expected NoCapacity, got {other:?}"),
+        }
+        assert!(matches!(r.route(&coder()), Err(Error::NoCapacity { .. })));
+        for (route, slot) in taken {
+            r.state(route.model).release(slot, 0.0);
+        }
+    }
+
+    #[test]
+    fn capability_only_routing_ignores_load() {
+        let models = vec![model("a", 0.9, 1), model("b", 0.8, 1)];
+        let r = router(models, config(Strategy::Optimal, false)).unwrap();
+        for _ in 0..3 {
+            assert_eq!(r.admit(&coder()).unwrap().0.model, 0);
+        }
+        assert_eq!(r.state(0).active(), 3);
+    }
+
+    #[test]
+    fn unmet_requirements_are_infeasible() {
+        let r = router(vec![model("a", 0.3, 1)], config(Strategy::Optimal, true)).unwrap();
+        assert!(matches!(r.route(&coder()), Err(Error::Infeasible(_))));
+    }
+
+    #[test]
+    fn reject_new_rules_steer_traffic_away() {
+        use crate::capacity::ScalingRule;
+        let t = tracker();
+        let rule = ScalingRule::new(0.5, 0.0, ActionKind::RejectNew).unwrap();
+        let cm = Arc::new(CapacityManager::new(vec![rule], t.clone()));
+        let models = vec![model("a", 0.9, 4), model("b", 0.5, 4)];
+        let r = Router::new(models, config(Strategy::Optimal, true), t, Some(cm)).unwrap();
+        r.state(0).add_active(2, 0.0).unwrap(); // utilization 0.5: rule fires at once
+        assert_eq!(r.route(&coder()).unwrap().model, 1);
+        r.state(0).add_active(-1, 0.0).unwrap();
+        assert_eq!(r.route(&coder()).unwrap().model, 0);
     }
 }

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from . import _core
 from ._core import *  # noqa: F403
-from .errors import InfeasibleError, InvalidInputError, RouterError, UnknownModelError
+from .errors import (
+    InfeasibleError,
+    InvalidInputError,
+    NoCapacityError,
+    RouterError,
+    UnknownModelError,
+)
 
 __version__: str = _core.__version__
 
 __all__ = [  # noqa: F405
     "InfeasibleError",
     "InvalidInputError",
+    "NoCapacityError",
     "RouterError",
     "UnknownModelError",
     "__version__",

@@ -28,4 +28,19 @@ class UnknownModelError(RouterError, KeyError):
         return f"unknown model id {self.args[0]!r}" if self.args else "unknown model id"
 
 
-__all__ = ["RouterError", "InvalidInputError", "InfeasibleError", "UnknownModelError"]
+class NoCapacityError(RouterError):
+    """Every model able to serve the request is full and so is its queue.
+    ``retry_after_s`` estimates when a slot frees up."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+__all__ = [
+    "InfeasibleError",
+    "InvalidInputError",
+    "NoCapacityError",
+    "RouterError",
+    "UnknownModelError",
+]

@@ -9,6 +9,7 @@ use crate::error::Error;
 pyo3::import_exception!(modelrouter.errors, InvalidInputError);
 pyo3::import_exception!(modelrouter.errors, InfeasibleError);
 pyo3::import_exception!(modelrouter.errors, UnknownModelError);
+pyo3::import_exception!(modelrouter.errors, NoCapacityError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -16,6 +17,10 @@ impl From<Error> for PyErr {
             Error::InvalidInput { field, message } => InvalidInputError::new_err((message, field)),
             Error::Infeasible(message) => InfeasibleError::new_err(message),
             Error::UnknownModel(id) => UnknownModelError::new_err(id),
+            Error::NoCapacity {
+                message,
+                retry_after_s,
+            } => NoCapacityError::new_err((message, retry_after_s)),
         }
     }
 }

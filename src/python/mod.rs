@@ -4,17 +4,21 @@ use pyo3::prelude::*;
 
 mod arrays;
 mod capability;
+mod capacity;
 mod errors;
 mod flow;
 mod lap;
+mod load;
 mod router;
 
 #[pymodule(name = "_core", gil_used = false)]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     capability::register(m)?;
+    capacity::register(m)?;
     lap::register(m)?;
     flow::register(m)?;
+    load::register(m)?;
     router::register(m)?;
     Ok(())
 }

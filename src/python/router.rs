@@ -3,10 +3,18 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use std::sync::Arc;
+
 use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
+use super::capacity::PyCapacityManager;
 use super::errors::invalid;
+use super::load::{
+    check_latency, clock_from, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad,
+};
+use crate::balancer::Policy;
 use crate::capability::AgentProfile;
-use crate::router::{LoadSnapshot, Router, RouterConfig};
+use crate::load::LoadTracker;
+use crate::router::{Router, RouterConfig};
 use crate::strategy::Strategy;
 
 /// One agent's placement.
@@ -100,23 +108,62 @@ impl PyAssignmentResult {
     }
 }
 
-/// Assigns agents to a fixed fleet of models with one of three strategies.
+/// Assigns agents to a fixed fleet of models with one of three strategies, and routes single
+/// requests under live load.
 #[pyclass(frozen, module = "modelrouter", name = "Router")]
 pub struct PyRouter {
     core: Router,
+}
+
+fn agent_from(obj: &Bound<'_, PyAny>) -> PyResult<PyAgent> {
+    obj.extract::<PyAgent>()
+        .map_err(|_| invalid("agent", "expected an Agent"))
+}
+
+/// The tracker a router reads: the one given, the capacity manager's, or a new one.
+fn resolve_tracker(
+    tracker: Option<&Bound<'_, PyLoadTracker>>,
+    capacity: Option<&Bound<'_, PyCapacityManager>>,
+    clock: Option<&Bound<'_, PyManualClock>>,
+    stale_after_s: f64,
+) -> PyResult<Arc<LoadTracker>> {
+    let from_capacity = capacity.map(|c| c.get().0.tracker().clone());
+    match (tracker.map(|t| t.get().0.clone()), from_capacity) {
+        (Some(t), Some(c)) if !Arc::ptr_eq(&t, &c) => Err(invalid(
+            "capacity",
+            "reads a different LoadTracker than the one given as tracker",
+        )),
+        (Some(t), _) | (None, Some(t)) => {
+            if clock.is_some() {
+                return Err(invalid("clock", "the given tracker already has a clock"));
+            }
+            Ok(t)
+        }
+        (None, None) => Ok(Arc::new(LoadTracker::new(
+            stale_after_s,
+            clock_from(clock),
+        )?)),
+    }
 }
 
 #[pymethods]
 impl PyRouter {
     #[new]
     #[pyo3(signature = (models, strategy="optimal", load_balancing=true, load_weight=0.5,
-                        *, weights=None))]
+                        *, policy="weighted", weights=None, tracker=None, capacity=None,
+                        clock=None, stale_after_s=60.0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         models: &Bound<'_, PyAny>,
         strategy: &str,
         load_balancing: bool,
         load_weight: f64,
+        policy: &str,
         weights: Option<PyScoreWeights>,
+        tracker: Option<&Bound<'_, PyLoadTracker>>,
+        capacity: Option<&Bound<'_, PyCapacityManager>>,
+        clock: Option<&Bound<'_, PyManualClock>>,
+        stale_after_s: f64,
     ) -> PyResult<Self> {
         let models: Vec<PyModel> = models
             .extract()
@@ -126,8 +173,12 @@ impl PyRouter {
             load_balancing,
             load_weight,
             weights: weights_or_default(weights),
+            policy: policy.parse::<Policy>()?,
         };
-        let core = Router::new(models.into_iter().map(|m| m.0).collect(), config)?;
+        let tracker = resolve_tracker(tracker, capacity, clock, stale_after_s)?;
+        let manager = capacity.map(|c| c.get().0.clone());
+        let models = models.into_iter().map(|m| m.0).collect();
+        let core = Router::new(models, config, tracker, manager)?;
         Ok(PyRouter { core })
     }
 
@@ -147,16 +198,86 @@ impl PyRouter {
     fn load_weight(&self) -> f64 {
         self.core.config.load_weight
     }
+    #[getter]
+    fn policy(&self) -> &'static str {
+        self.core.config.policy.name()
+    }
+    #[getter]
+    fn tracker(&self) -> PyLoadTracker {
+        PyLoadTracker(self.core.tracker().clone())
+    }
+    #[getter]
+    fn capacity(&self) -> Option<PyCapacityManager> {
+        self.core.capacity_manager().cloned().map(PyCapacityManager)
+    }
+
+    /// The model id for one request of `agent` under live load. Raises NoCapacityError (with
+    /// `retry_after_s`) when every eligible model and its queue are full, InfeasibleError when
+    /// no model meets the agent's requirements. Reserves nothing: see `request`.
+    fn route(&self, agent: &Bound<'_, PyAny>) -> PyResult<String> {
+        let agent = agent_from(agent)?;
+        let route = self.core.route(&agent.0)?;
+        Ok(self.core.models[route.model].id.clone())
+    }
+
+    /// Routes and reserves atomically: `with router.request(agent) as r: call(r.model_id)`.
+    /// The slot (or queue place) is given back on exit, exception or cancellation.
+    fn request(&self, agent: &Bound<'_, PyAny>) -> PyResult<PyInFlight> {
+        let agent = agent_from(agent)?;
+        let (route, slot) = self.core.admit(&agent.0)?;
+        let state = self.core.state(route.model).clone();
+        Ok(PyInFlight::held(
+            state,
+            self.core.tracker().clock().clone(),
+            slot,
+            None,
+        ))
+    }
+
+    /// `with router.track(model_id):` counts one active request on the model for the block
+    /// and records its latency and outcome.
+    fn track(&self, model_id: &str) -> PyResult<PyInFlight> {
+        let j = self.core.model_index(model_id)?;
+        let state = self.core.state(j).clone();
+        Ok(PyInFlight::pending(
+            state,
+            self.core.tracker().clock().clone(),
+            None,
+        ))
+    }
+
+    /// Records one finished request observed outside `track`.
+    #[pyo3(signature = (model_id, latency_ms, success=true, agent_id=None))]
+    fn record(
+        &self,
+        model_id: &str,
+        latency_ms: f64,
+        success: bool,
+        agent_id: Option<&str>,
+    ) -> PyResult<()> {
+        let _ = (success, agent_id);
+        let j = self.core.model_index(model_id)?;
+        let now = self.core.tracker().now();
+        self.core
+            .state(j)
+            .record_latency(check_latency(latency_ms)?, now);
+        Ok(())
+    }
+
+    /// The model's live load (stale or not); KeyError for an unknown id.
+    fn load(&self, model_id: &str) -> PyResult<PyModelLoad> {
+        let j = self.core.model_index(model_id)?;
+        Ok(PyModelLoad(self.core.state(j).snapshot()))
+    }
 
     /// Assigns each agent at most one model; agents that fit nowhere are listed in `unassigned`.
     fn assign(&self, py: Python<'_>, agents: &Bound<'_, PyAny>) -> PyResult<PyAssignmentResult> {
         let agents: Vec<PyAgent> = agents
             .extract()
             .map_err(|_| invalid("agents", "expected a list of Agent objects"))?;
-        let loads = vec![LoadSnapshot::default(); self.core.models.len()];
         let outcome = py.detach(|| {
             let profiles: Vec<&AgentProfile> = agents.iter().map(|a| &a.0).collect();
-            self.core.assign(&profiles, &loads)
+            self.core.assign(&profiles)
         })?;
         let rows = outcome
             .placements

@@ -1,0 +1,168 @@
+//! ScalingRule, ScalingAction and CapacityManager.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::load::{clock_from, PyLoadTracker, PyManualClock};
+use crate::capacity::{ActionKind, CapacityManager, ScalingAction, ScalingRule};
+use crate::load::LoadTracker;
+
+/// Fires `action` once utilization has stayed >= `threshold_utilization` for
+/// `threshold_duration_s` seconds.
+#[pyclass(
+    frozen,
+    eq,
+    from_py_object,
+    module = "modelrouter",
+    name = "ScalingRule"
+)]
+#[derive(Clone, PartialEq)]
+pub struct PyScalingRule(pub ScalingRule);
+
+#[pymethods]
+impl PyScalingRule {
+    #[new]
+    #[pyo3(signature = (threshold_utilization, threshold_duration_s=0.0, action="alert_only"))]
+    fn new(threshold_utilization: f64, threshold_duration_s: f64, action: &str) -> PyResult<Self> {
+        Ok(PyScalingRule(ScalingRule::new(
+            threshold_utilization,
+            threshold_duration_s,
+            action.parse::<ActionKind>()?,
+        )?))
+    }
+    #[getter]
+    fn threshold_utilization(&self) -> f64 {
+        self.0.threshold_utilization
+    }
+    #[getter]
+    fn threshold_duration_s(&self) -> f64 {
+        self.0.threshold_duration_s
+    }
+    #[getter]
+    fn action(&self) -> &'static str {
+        self.0.action.name()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ScalingRule(threshold_utilization={}, threshold_duration_s={}, action={:?})",
+            self.0.threshold_utilization,
+            self.0.threshold_duration_s,
+            self.0.action.name()
+        )
+    }
+}
+
+/// A rule firing for a model now.
+#[pyclass(frozen, module = "modelrouter", name = "ScalingAction")]
+pub struct PyScalingAction(pub ScalingAction);
+
+#[pymethods]
+impl PyScalingAction {
+    #[getter]
+    fn model_id(&self) -> &str {
+        &self.0.model_id
+    }
+    #[getter]
+    fn action(&self) -> &'static str {
+        self.0.action.name()
+    }
+    #[getter]
+    fn rule(&self) -> PyScalingRule {
+        PyScalingRule(self.0.rule)
+    }
+    #[getter]
+    fn utilization(&self) -> f64 {
+        self.0.utilization
+    }
+    #[getter]
+    fn since(&self) -> f64 {
+        self.0.since
+    }
+    #[getter]
+    fn suggested_replicas(&self) -> u64 {
+        self.0.suggested_replicas
+    }
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("model_id", &self.0.model_id)?;
+        d.set_item("action", self.0.action.name())?;
+        d.set_item("utilization", self.0.utilization)?;
+        d.set_item("since", self.0.since)?;
+        d.set_item("suggested_replicas", self.0.suggested_replicas)?;
+        d.set_item("threshold_utilization", self.0.rule.threshold_utilization)?;
+        d.set_item("threshold_duration_s", self.0.rule.threshold_duration_s)?;
+        Ok(d)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ScalingAction({:?}, action={:?}, utilization={:.3}, since={})",
+            self.0.model_id,
+            self.0.action.name(),
+            self.0.utilization,
+            self.0.since
+        )
+    }
+}
+
+/// Scaling rules evaluated against a LoadTracker.
+#[pyclass(frozen, module = "modelrouter", name = "CapacityManager")]
+pub struct PyCapacityManager(pub Arc<CapacityManager>);
+
+#[pymethods]
+impl PyCapacityManager {
+    #[new]
+    #[pyo3(signature = (rules, tracker=None, *, clock=None))]
+    fn new(
+        rules: Vec<PyScalingRule>,
+        tracker: Option<&Bound<'_, PyLoadTracker>>,
+        clock: Option<&Bound<'_, PyManualClock>>,
+    ) -> PyResult<Self> {
+        let tracker = match (tracker, clock) {
+            (Some(_), Some(_)) => {
+                return Err(super::errors::invalid(
+                    "clock",
+                    "give either a tracker (which has its clock) or a clock, not both",
+                ))
+            }
+            (Some(t), None) => t.get().0.clone(),
+            (None, clock) => Arc::new(LoadTracker::new(60.0, clock_from(clock))?),
+        };
+        let rules = rules.into_iter().map(|r| r.0).collect();
+        Ok(PyCapacityManager(Arc::new(CapacityManager::new(
+            rules, tracker,
+        ))))
+    }
+
+    #[getter]
+    fn tracker(&self) -> PyLoadTracker {
+        PyLoadTracker(self.0.tracker().clone())
+    }
+
+    #[getter]
+    fn rules(&self) -> Vec<PyScalingRule> {
+        self.0.rules().iter().copied().map(PyScalingRule).collect()
+    }
+
+    /// The strongest action firing for `model_id` now, or None.
+    fn check(&self, model_id: &str) -> PyResult<Option<PyScalingAction>> {
+        Ok(self.0.check(model_id)?.map(PyScalingAction))
+    }
+
+    /// Every firing action across the tracker's models.
+    fn check_all(&self) -> Vec<PyScalingAction> {
+        self.0
+            .check_all()
+            .into_iter()
+            .map(PyScalingAction)
+            .collect()
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyScalingRule>()?;
+    m.add_class::<PyScalingAction>()?;
+    m.add_class::<PyCapacityManager>()?;
+    Ok(())
+}

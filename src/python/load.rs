@@ -1,0 +1,451 @@
+//! ManualClock, LoadTracker, ModelLoad and the in-flight guard returned by `track()`.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use pyo3::exceptions::PyStopIteration;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::capability::non_negative;
+use crate::load::{
+    system_clock, AtomicF64, Capacity, LoadTracker, ManualClock, ModelLoad, ModelState,
+    SharedClock, Slot,
+};
+
+/// A clock for tests and simulations: time moves only with `advance` / `set`.
+#[pyclass(frozen, module = "modelrouter", name = "ManualClock")]
+pub struct PyManualClock(pub Arc<ManualClock>);
+
+#[pymethods]
+impl PyManualClock {
+    #[new]
+    #[pyo3(signature = (start=0.0))]
+    fn new(start: f64) -> Self {
+        PyManualClock(Arc::new(ManualClock::new(start)))
+    }
+    fn now(&self) -> f64 {
+        use crate::load::Clock;
+        self.0.now()
+    }
+    fn advance(&self, seconds: f64) -> PyResult<()> {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(super::errors::invalid(
+                "seconds",
+                format!("must be a finite number >= 0, got {seconds}"),
+            ));
+        }
+        self.0.advance(seconds);
+        Ok(())
+    }
+    fn set(&self, t: f64) {
+        self.0.set(t);
+    }
+}
+
+/// `clock=None` means the monotonic system clock.
+pub fn clock_from(clock: Option<&Bound<'_, PyManualClock>>) -> SharedClock {
+    match clock {
+        Some(c) => c.get().0.clone(),
+        None => system_clock(),
+    }
+}
+
+/// A reading of one model's load.
+#[pyclass(frozen, module = "modelrouter", name = "ModelLoad")]
+pub struct PyModelLoad(pub ModelLoad);
+
+#[pymethods]
+impl PyModelLoad {
+    #[getter]
+    fn model_id(&self) -> &str {
+        &self.0.model_id
+    }
+    #[getter]
+    fn active_requests(&self) -> u64 {
+        self.0.active_requests
+    }
+    #[getter]
+    fn queue_depth(&self) -> u64 {
+        self.0.queue_depth
+    }
+    /// EWMA of observed latencies; None before the first sample.
+    #[getter]
+    fn avg_latency_ms(&self) -> Option<f64> {
+        Some(self.0.avg_latency_ms).filter(|l| !l.is_nan())
+    }
+    #[getter]
+    fn utilization(&self) -> f64 {
+        self.0.utilization()
+    }
+    #[getter]
+    fn last_updated(&self) -> f64 {
+        self.0.last_updated
+    }
+    #[getter]
+    fn max_concurrent(&self) -> u64 {
+        self.0.capacity.max_concurrent
+    }
+    #[getter]
+    fn max_queue(&self) -> u64 {
+        self.0.capacity.max_queue
+    }
+    #[getter]
+    fn target_utilization(&self) -> f64 {
+        self.0.capacity.target_utilization
+    }
+    #[getter]
+    fn is_overloaded(&self) -> bool {
+        self.0.is_overloaded()
+    }
+    #[getter]
+    fn is_over_target(&self) -> bool {
+        self.0.is_over_target()
+    }
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("model_id", &self.0.model_id)?;
+        d.set_item("active_requests", self.0.active_requests)?;
+        d.set_item("queue_depth", self.0.queue_depth)?;
+        d.set_item("avg_latency_ms", self.avg_latency_ms())?;
+        d.set_item("utilization", self.0.utilization())?;
+        d.set_item("last_updated", self.0.last_updated)?;
+        d.set_item("max_concurrent", self.0.capacity.max_concurrent)?;
+        d.set_item("max_queue", self.0.capacity.max_queue)?;
+        d.set_item("target_utilization", self.0.capacity.target_utilization)?;
+        d.set_item("is_overloaded", self.0.is_overloaded())?;
+        d.set_item("is_over_target", self.0.is_over_target())?;
+        Ok(d)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ModelLoad({:?}, active_requests={}, queue_depth={}, utilization={:.3})",
+            self.0.model_id,
+            self.0.active_requests,
+            self.0.queue_depth,
+            self.0.utilization()
+        )
+    }
+}
+
+/// Live load per model. Thread-safe and lock-free on updates.
+#[pyclass(frozen, module = "modelrouter", name = "LoadTracker")]
+pub struct PyLoadTracker(pub Arc<LoadTracker>);
+
+#[pymethods]
+impl PyLoadTracker {
+    #[new]
+    #[pyo3(signature = (stale_after_s=60.0, *, clock=None))]
+    fn new(stale_after_s: f64, clock: Option<&Bound<'_, PyManualClock>>) -> PyResult<Self> {
+        Ok(PyLoadTracker(Arc::new(LoadTracker::new(
+            stale_after_s,
+            clock_from(clock),
+        )?)))
+    }
+
+    #[getter]
+    fn stale_after_s(&self) -> f64 {
+        self.0.stale_after_s()
+    }
+
+    #[pyo3(signature = (model_id, max_concurrent, max_queue=0, target_utilization=0.8))]
+    fn set_capacity(
+        &self,
+        model_id: &str,
+        max_concurrent: i64,
+        max_queue: i64,
+        target_utilization: f64,
+    ) -> PyResult<()> {
+        let capacity = Capacity::new(
+            non_negative("max_concurrent", max_concurrent)?,
+            non_negative("max_queue", max_queue)?,
+            target_utilization,
+        )?;
+        self.0.set_capacity(model_id, capacity);
+        Ok(())
+    }
+
+    /// Adds `delta` to the active requests; returns the new count.
+    fn update_load(&self, model_id: &str, delta: i64) -> PyResult<u64> {
+        Ok(self.0.update_load(model_id, delta)?)
+    }
+
+    /// Adds `delta` to the queue depth; returns the new depth.
+    fn update_queue(&self, model_id: &str, delta: i64) -> PyResult<u64> {
+        Ok(self.0.update_queue(model_id, delta)?)
+    }
+
+    /// Overwrites counters from an external report; refreshes `last_updated`.
+    #[pyo3(signature = (model_id, *, active_requests=None, queue_depth=None, avg_latency_ms=None))]
+    fn set_load(
+        &self,
+        model_id: &str,
+        active_requests: Option<i64>,
+        queue_depth: Option<i64>,
+        avg_latency_ms: Option<f64>,
+    ) -> PyResult<()> {
+        let state = self.0.state(model_id)?;
+        let active = active_requests
+            .map(|a| non_negative("active_requests", a))
+            .transpose()?;
+        let queued = queue_depth
+            .map(|q| non_negative("queue_depth", q))
+            .transpose()?;
+        let now = self.0.now();
+        if let Some(l) = avg_latency_ms {
+            state.record_latency(check_latency(l)?, now);
+        }
+        state.set_counts(active, queued, now);
+        Ok(())
+    }
+
+    /// Feeds one observed latency into the model's EWMA.
+    fn record_latency(&self, model_id: &str, latency_ms: f64) -> PyResult<()> {
+        let state = self.0.state(model_id)?;
+        state.record_latency(check_latency(latency_ms)?, self.0.now());
+        Ok(())
+    }
+
+    /// None when the model is unknown or its data is older than `stale_after_s`.
+    fn current_load(&self, model_id: &str) -> Option<PyModelLoad> {
+        self.0.current_load(model_id).map(PyModelLoad)
+    }
+
+    fn is_overloaded(&self, model_id: &str) -> PyResult<bool> {
+        Ok(self.0.is_overloaded(model_id)?)
+    }
+
+    fn is_over_target(&self, model_id: &str) -> PyResult<bool> {
+        Ok(self.0.is_over_target(model_id)?)
+    }
+
+    fn model_ids(&self) -> Vec<String> {
+        self.0.model_ids()
+    }
+
+    /// Every known model's load, stale or not, keyed by id.
+    fn snapshot(&self) -> PyResult<Vec<PyModelLoad>> {
+        self.0
+            .model_ids()
+            .iter()
+            .map(|id| Ok(PyModelLoad(self.0.state(id)?.snapshot())))
+            .collect()
+    }
+
+    /// `with tracker.track(model_id):` holds one active request for the block.
+    fn track(&self, model_id: &str) -> PyResult<PyInFlight> {
+        Ok(PyInFlight::pending(
+            self.0.state(model_id)?,
+            self.0.clock().clone(),
+            None,
+        ))
+    }
+}
+
+pub fn check_latency(latency_ms: f64) -> PyResult<f64> {
+    if latency_ms.is_finite() && latency_ms >= 0.0 {
+        Ok(latency_ms)
+    } else {
+        Err(super::errors::invalid(
+            "latency_ms",
+            format!("must be a finite number >= 0, got {latency_ms}"),
+        ))
+    }
+}
+
+const NOT_ENTERED: u8 = 0;
+const HELD: u8 = 1;
+const RELEASED: u8 = 2;
+
+/// Called with (model_id, latency_ms, success) when a tracked request ends.
+pub type OnRelease = Arc<dyn Fn(&str, f64, bool) + Send + Sync>;
+
+/// One in-flight request: holds an active slot (or queue place) from enter until exit,
+/// exception, cancellation or garbage collection — whichever comes first, exactly once.
+#[pyclass(frozen, module = "modelrouter", name = "InFlight")]
+pub struct PyInFlight {
+    state: Arc<ModelState>,
+    clock: SharedClock,
+    slot: Slot,
+    phase: AtomicU8,
+    started: AtomicF64,
+    failed: AtomicBool,
+    on_release: Option<OnRelease>,
+}
+
+impl PyInFlight {
+    /// Takes its slot on `__enter__`.
+    pub fn pending(
+        state: Arc<ModelState>,
+        clock: SharedClock,
+        on_release: Option<OnRelease>,
+    ) -> Self {
+        PyInFlight {
+            state,
+            clock,
+            slot: Slot::Active,
+            phase: AtomicU8::new(NOT_ENTERED),
+            started: AtomicF64::new(f64::NAN),
+            failed: AtomicBool::new(false),
+            on_release,
+        }
+    }
+
+    /// Already holds `slot` (admitted by the router).
+    pub fn held(
+        state: Arc<ModelState>,
+        clock: SharedClock,
+        slot: Slot,
+        on_release: Option<OnRelease>,
+    ) -> Self {
+        let started = clock.now();
+        PyInFlight {
+            state,
+            clock,
+            slot,
+            phase: AtomicU8::new(HELD),
+            started: AtomicF64::new(started),
+            failed: AtomicBool::new(false),
+            on_release,
+        }
+    }
+
+    fn acquire(&self) -> PyResult<()> {
+        if self
+            .phase
+            .compare_exchange(NOT_ENTERED, HELD, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let now = self.clock.now();
+            self.started.store(now);
+            self.state.add_active(1, now)?;
+        }
+        Ok(())
+    }
+
+    /// Gives the slot back once; records latency and outcome.
+    fn finish(&self, success: bool) {
+        if self
+            .phase
+            .compare_exchange(HELD, RELEASED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let now = self.clock.now();
+        let latency_ms = ((now - self.started.load()) * 1000.0).max(0.0);
+        self.state.release(self.slot, now);
+        self.state.record_latency(latency_ms, now);
+        if let Some(cb) = &self.on_release {
+            cb(
+                &self.state.id,
+                latency_ms,
+                success && !self.failed.load(Ordering::Acquire),
+            );
+        }
+    }
+}
+
+impl Drop for PyInFlight {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+/// An awaitable that is already done, so `__aenter__`/`__aexit__` need no event loop glue.
+#[pyclass(module = "modelrouter")]
+pub struct Ready(Option<Py<PyAny>>);
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let value = self.0.take().unwrap_or_else(|| py.None());
+        Err(PyStopIteration::new_err((value,)))
+    }
+}
+
+#[pymethods]
+impl PyInFlight {
+    #[getter]
+    fn model_id(&self) -> &str {
+        &self.state.id
+    }
+    /// True when the request waits in the model's queue rather than holding a slot.
+    #[getter]
+    fn queued(&self) -> bool {
+        self.slot == Slot::Queued
+    }
+    #[getter]
+    fn released(&self) -> bool {
+        self.phase.load(Ordering::Acquire) == RELEASED
+    }
+
+    /// Marks the request failed without raising (e.g. the model returned an error body).
+    fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Ends the request now (idempotent); `with` does this for you.
+    #[pyo3(signature = (success=true))]
+    fn release(&self, success: bool) {
+        self.finish(success);
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
+        slf.acquire()?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.finish(exc_type.is_none_or(|t| t.is_none()));
+        false
+    }
+
+    fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Ready> {
+        slf.get().acquire()?;
+        Ok(Ready(Some(slf.into_any().unbind())))
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __aexit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> Ready {
+        self.finish(exc_type.is_none_or(|t| t.is_none()));
+        Ready(Some(
+            false
+                .into_pyobject(py)
+                .map(|b| b.to_owned().into_any().unbind())
+                .unwrap_or_else(|_| py.None()),
+        ))
+    }
+
+    fn __repr__(&self) -> String {
+        let phase = match self.phase.load(Ordering::Acquire) {
+            NOT_ENTERED => "not entered",
+            HELD => "in flight",
+            _ => "released",
+        };
+        format!("InFlight({:?}, {phase})", self.state.id)
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyManualClock>()?;
+    m.add_class::<PyModelLoad>()?;
+    m.add_class::<PyLoadTracker>()?;
+    m.add_class::<PyInFlight>()?;
+    Ok(())
+}
