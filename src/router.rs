@@ -75,8 +75,11 @@ pub struct Router {
     tracker: Arc<LoadTracker>,
     states: Vec<Arc<ModelState>>,
     capacity: Option<(Arc<CapacityManager>, Vec<Arc<RuleClocks>>)>,
-    score_cache: RwLock<HashMap<String, (AgentProfile, Arc<[f64]>)>>,
+    score_cache: RwLock<ScoreCache>,
 }
+
+/// Agent id → (the profile the scores were computed for, scores per model).
+type ScoreCache = HashMap<String, (AgentProfile, Arc<[f64]>)>;
 
 thread_local! {
     static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
