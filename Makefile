@@ -24,7 +24,7 @@ run: build
 
 $(VENV)/.dev-stamp: $(VENV)/bin/python pyproject.toml
 	$(PIP) install -q "pytest>=8" "hypothesis>=6.100" "scipy>=1.11" "ortools>=9.8" \
-		"mypy>=1.10" "ruff>=0.5" "lap>=0.5"
+		"mypy>=1.10" "ruff>=0.5" "lap>=0.5" "matplotlib>=3.7"
 	@touch $@
 
 dev-deps: $(VENV)/.dev-stamp
@@ -45,8 +45,13 @@ lint: build dev-deps
 
 test: lint rust-test py-test
 
-bench: build dev-deps
-	cargo bench --quiet --bench lap --bench flow --bench cost_matrix
+# Peers that only the benchmarks compare against (not test or runtime dependencies).
+$(VENV)/.bench-stamp: $(VENV)/.dev-stamp
+	$(PIP) install -q "litellm>=1.40"
+	@touch $@
+
+bench: build dev-deps $(VENV)/.bench-stamp
+	cargo bench --quiet --bench lap --bench flow --bench cost_matrix --bench load
 	$(PY) benches/run_all.py
 
 fmt:
