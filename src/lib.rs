@@ -12,8 +12,6 @@ pub mod strategy;
 #[cfg(feature = "python")]
 mod python;
 
-
 pub use error::{Error, Result};
 pub use flow::{assign_capacitated, CapacitatedAssignment, UnassignedPolicy};
 pub use lap::{linear_sum_assignment, Assignment};
-

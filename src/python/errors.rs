@@ -13,9 +13,7 @@ pyo3::import_exception!(modelrouter.errors, UnknownModelError);
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
         match err {
-            Error::InvalidInput { field, message } => {
-                InvalidInputError::new_err((message, field))
-            }
+            Error::InvalidInput { field, message } => InvalidInputError::new_err((message, field)),
             Error::Infeasible(message) => InfeasibleError::new_err(message),
             Error::UnknownModel(id) => UnknownModelError::new_err(id),
         }
