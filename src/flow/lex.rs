@@ -25,7 +25,7 @@ impl Lex {
 
     #[inline(always)]
     pub fn lt(self, other: Lex) -> bool {
-        self.hi < other.hi || (self.hi == other.hi && self.lo < other.lo)
+        (self.hi < other.hi) | ((self.hi == other.hi) & (self.lo < other.lo))
     }
 
     #[inline(always)]

@@ -9,6 +9,7 @@
 //! augmenting along a shortest path keeps it optimal (the classic SSP argument).
 
 mod lex;
+mod pairs;
 mod solver;
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,10 @@ pub struct CapacitatedAssignment {
 /// are rescaled by a power of two (exact) so no sum can overflow to ±inf.
 const SAFE_MAGNITUDE: f64 = 1e250;
 
+/// Largest model count for which the pair cache (~100 bytes per ordered pair of models) is
+/// kept; beyond it the search scans members directly in O(n + m) memory.
+const MAX_CACHED_MODELS: usize = 1024;
+
 /// Contract: `cost` is row-major `n_agents × n_models`, +inf = forbidden, NaN/−inf → InvalidInput
 /// naming "cost"; `capacities.len() == n_models` else InvalidInput naming "capacities".
 pub fn assign_capacitated(
@@ -51,6 +56,19 @@ pub fn assign_capacitated(
     n_models: usize,
     capacities: &[usize],
     policy: UnassignedPolicy,
+) -> Result<CapacitatedAssignment> {
+    let cached = n_models <= MAX_CACHED_MODELS;
+    assign_with(cost, n_agents, n_models, capacities, policy, cached)
+}
+
+/// `assign_capacitated` with the search mode chosen by the caller (tests exercise both).
+fn assign_with(
+    cost: &[f64],
+    n_agents: usize,
+    n_models: usize,
+    capacities: &[usize],
+    policy: UnassignedPolicy,
+    cached: bool,
 ) -> Result<CapacitatedAssignment> {
     let expected = n_agents.checked_mul(n_models).ok_or_else(|| {
         Error::invalid(
@@ -100,12 +118,8 @@ pub fn assign_capacitated(
         }
     }
     let work = rescaled(cost, max_abs);
-    let mut solver = Solver::new(
-        Keys::new(&work, n_models, policy),
-        n_agents,
-        n_models,
-        capacities,
-    );
+    let keys = Keys::new(&work, n_models, policy);
+    let mut solver = Solver::new(keys, n_agents, n_models, capacities, cached);
     for i in 0..n_agents {
         solver.insert(i)?;
     }

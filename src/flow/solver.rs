@@ -4,14 +4,16 @@
 //! Agents are inserted one at a time; each insertion is one shortest augmenting path from the
 //! new agent to a node with spare room. Residual arcs through agents are condensed: moving some
 //! agent `k` off model `v` onto node `w` costs `key(k, w) − key(k, v)`, independent of the
-//! potentials, so only the cheapest such agent per ordered pair `(v, w)` matters. That minimum
-//! is cached (`best`, `arg`) and repaired only for the pairs whose arg-min agent leaves `v`.
+//! potentials, so only the cheapest such agent per ordered pair `(v, w)` matters. Those minima
+//! are cached (`pairs`) when the m × m table is affordable; otherwise each settled model scans
+//! its members directly (same search, more work per node, O(n + m) memory).
 //!
 //! Potentials keep reduced costs non-negative; after each search only settled nodes change
 //! (JV-style), so nodes with spare room, including `U`, keep potential zero. That is what makes
 //! "first node with room to be settled" the true shortest path to the sink.
 
 use super::lex::{Keys, Lex};
+use super::pairs::PairCache;
 use crate::error::{Error, Result};
 
 const NONE: u32 = u32::MAX;
@@ -25,14 +27,14 @@ pub(super) struct Solver<'a> {
     /// Agents on each real model, and each agent's index in that list (for O(1) removal).
     members: Vec<Vec<u32>>,
     pos: Vec<u32>,
-    /// Row `v` (real models only; `U` is always a terminal so its row is never read), column
-    /// `w` in `0..=m`: cheapest move of an agent from `v` to `w`, and that agent.
-    best: Vec<Lex>,
-    arg: Vec<u32>,
+    /// Rows: real models only (`U` is always a terminal, so nothing ever moves out of it).
+    pairs: Option<PairCache>,
     pot: Vec<Lex>,
     // Scratch of one search, kept to avoid reallocating per agent.
     label: Vec<Lex>,
     pred: Vec<u32>,
+    /// The agent moved along the arc into each node (`NONE` for the new agent's first arc).
+    via: Vec<u32>,
     todo: Vec<u32>,
     settled: Vec<u32>,
     dirty: Vec<u32>,
@@ -40,7 +42,7 @@ pub(super) struct Solver<'a> {
 }
 
 impl<'a> Solver<'a> {
-    pub fn new(keys: Keys<'a>, n_agents: usize, m: usize, cap: &'a [usize]) -> Self {
+    pub fn new(keys: Keys<'a>, n_agents: usize, m: usize, cap: &'a [usize], cached: bool) -> Self {
         let nodes = m + 1;
         Solver {
             keys,
@@ -49,11 +51,11 @@ impl<'a> Solver<'a> {
             node_of: vec![NONE; n_agents],
             members: vec![Vec::new(); m],
             pos: vec![NONE; n_agents],
-            best: vec![Lex::INF; m * nodes],
-            arg: vec![NONE; m * nodes],
+            pairs: cached.then(|| PairCache::new(m, nodes)),
             pot: vec![Lex::ZERO; nodes],
             label: vec![Lex::INF; nodes],
             pred: vec![NONE; nodes],
+            via: vec![NONE; nodes],
             todo: Vec::with_capacity(nodes),
             settled: Vec::with_capacity(nodes),
             dirty: Vec::with_capacity(nodes),
@@ -80,13 +82,11 @@ impl<'a> Solver<'a> {
             self.pot[s] = self.pot[s] + self.label[s] - lt;
         }
         self.moves.clear();
-        let nodes = self.m + 1;
-        // Walk back from the terminal; each arc is the cached cheapest agent of its pair.
         let mut first = t;
         while self.pred[first] != NONE {
             let v = self.pred[first] as usize;
-            let k = self.arg[v * nodes + first];
-            if k == NONE {
+            let k = self.via[first];
+            if k == NONE || self.moves.len() > self.m {
                 return Err(internal());
             }
             self.moves.push((k, v as u32, first as u32));
@@ -106,18 +106,12 @@ impl<'a> Solver<'a> {
         let nodes = self.m + 1;
         self.todo.clear();
         self.settled.clear();
-        let mut min = Lex::INF;
-        let mut at = 0;
         for v in 0..nodes {
-            let l = self.keys.key(i, v) - self.pot[v];
-            self.label[v] = l;
+            self.label[v] = self.keys.key(i, v) - self.pot[v];
             self.pred[v] = NONE;
-            if l.lt(min) {
-                min = l;
-                at = v;
-            }
             self.todo.push(v as u32);
         }
+        let mut at = self.closest();
         loop {
             if at >= self.todo.len() {
                 return Err(internal());
@@ -132,28 +126,73 @@ impl<'a> Solver<'a> {
                 return Ok(v);
             }
             self.settled.push(v as u32);
-            let base = lv + self.pot[v];
-            let row = &self.best[v * nodes..(v + 1) * nodes];
-            min = Lex::INF;
-            at = 0;
-            for (p, &w) in self.todo.iter().enumerate() {
+            at = if self.pairs.is_some() {
+                self.relax_cached(v, lv + self.pot[v])
+            } else {
+                self.relax_direct(v, lv + self.pot[v]);
+                self.closest()
+            };
+        }
+    }
+
+    /// Position in `todo` of the smallest label.
+    fn closest(&self) -> usize {
+        let mut min = Lex::INF;
+        let mut at = 0;
+        for (p, &w) in self.todo.iter().enumerate() {
+            let lw = self.label[w as usize];
+            if lw.lt(min) {
+                min = lw;
+                at = p;
+            }
+        }
+        at
+    }
+
+    /// Relaxes the arcs out of settled `v` from its cached row; returns the next `closest()`.
+    #[inline]
+    fn relax_cached(&mut self, v: usize, base: Lex) -> usize {
+        let Some(pairs) = &self.pairs else {
+            return 0;
+        };
+        let (row, arg) = pairs.row(v);
+        let mut min = Lex::INF;
+        let mut at = 0;
+        for (p, &w) in self.todo.iter().enumerate() {
+            let w = w as usize;
+            let cand = base + row[w] - self.pot[w];
+            let mut lw = self.label[w];
+            if cand.lt(lw) {
+                lw = cand;
+                self.label[w] = cand;
+                self.pred[w] = v as u32;
+                self.via[w] = arg[w];
+            }
+            if lw.lt(min) {
+                min = lw;
+                at = p;
+            }
+        }
+        at
+    }
+
+    /// Relaxes the arcs out of settled `v` through each of its members (no cache).
+    fn relax_direct(&mut self, v: usize, base: Lex) {
+        for &k in &self.members[v] {
+            let from = base - self.keys.key(k as usize, v);
+            for &w in &self.todo {
                 let w = w as usize;
-                let cand = base + row[w] - self.pot[w];
-                let mut lw = self.label[w];
-                if cand.lt(lw) {
-                    lw = cand;
+                let cand = from + self.keys.key(k as usize, w) - self.pot[w];
+                if cand.lt(self.label[w]) {
                     self.label[w] = cand;
                     self.pred[w] = v as u32;
-                }
-                if lw.lt(min) {
-                    min = lw;
-                    at = p;
+                    self.via[w] = k;
                 }
             }
         }
     }
 
-    /// Puts agent `k` on node `w` and lowers the cached minima of `w`'s row.
+    /// Puts agent `k` on node `w` and offers its moves to `w`'s cached row.
     fn attach(&mut self, k: usize, w: usize) {
         self.node_of[k] = w as u32;
         if w == self.m {
@@ -161,22 +200,17 @@ impl<'a> Solver<'a> {
         }
         self.pos[k] = self.members[w].len() as u32;
         self.members[w].push(k as u32);
-        let nodes = self.m + 1;
+        let others = self.members[w].len() - 1;
+        let Some(pairs) = &mut self.pairs else {
+            return;
+        };
         let kw = self.keys.key(k, w);
-        let row = w * nodes;
-        for x in 0..nodes {
-            if x == w {
-                continue;
-            }
-            let val = self.keys.key(k, x) - kw;
-            if val.lt(self.best[row + x]) {
-                self.best[row + x] = val;
-                self.arg[row + x] = k as u32;
-            }
+        for x in (0..=self.m).filter(|&x| x != w) {
+            pairs.offer(w, x, self.keys.key(k, x) - kw, k as u32, others);
         }
     }
 
-    /// Takes agent `k` off real model `v` and recomputes the pairs it was the minimum of.
+    /// Takes agent `k` off real model `v`; refills the cached pairs it leaves empty.
     fn detach(&mut self, k: usize, v: usize) {
         let p = self.pos[k] as usize;
         let list = &mut self.members[v];
@@ -184,28 +218,16 @@ impl<'a> Solver<'a> {
         if let Some(&moved) = list.get(p) {
             self.pos[moved as usize] = p as u32;
         }
-        let nodes = self.m + 1;
-        let row = v * nodes;
-        self.dirty.clear();
-        for x in 0..nodes {
-            if self.arg[row + x] == k as u32 {
-                self.dirty.push(x as u32);
-                self.best[row + x] = Lex::INF;
-                self.arg[row + x] = NONE;
-            }
-        }
-        if self.dirty.is_empty() {
+        let Some(pairs) = &mut self.pairs else {
             return;
-        }
-        for &k2 in &self.members[v] {
+        };
+        self.dirty.clear();
+        pairs.remove(v, k as u32, &mut self.dirty);
+        for (idx, &k2) in self.members[v].iter().enumerate() {
             let kv = self.keys.key(k2 as usize, v);
             for &x in &self.dirty {
                 let x = x as usize;
-                let val = self.keys.key(k2 as usize, x) - kv;
-                if val.lt(self.best[row + x]) {
-                    self.best[row + x] = val;
-                    self.arg[row + x] = k2;
-                }
+                pairs.offer(v, x, self.keys.key(k2 as usize, x) - kv, k2, idx);
             }
         }
     }

@@ -9,6 +9,13 @@ use super::*;
 
 const INF: f64 = f64::INFINITY;
 use UnassignedPolicy::{MaxCardinality, MinCost};
+/// Both policies, each with the pair cache and with the direct member scan.
+const MODES: [(UnassignedPolicy, bool); 4] = [
+    (MaxCardinality, true),
+    (MaxCardinality, false),
+    (MinCost, true),
+    (MinCost, false),
+];
 
 fn random_instance(rng: &mut StdRng, n: usize, m: usize) -> (Vec<f64>, Vec<usize>) {
     let p_inf = rng.random_range(0.0..0.5);
@@ -207,8 +214,8 @@ fn optimal_on_medium_instances_by_certificate() {
         for c in &mut caps {
             *c = rng.random_range(0..=2 * n / m + 1);
         }
-        for policy in [MaxCardinality, MinCost] {
-            let res = assign_capacitated(&cost, n, m, &caps, policy).unwrap();
+        for (policy, cached) in MODES {
+            let res = assign_with(&cost, n, m, &caps, policy, cached).unwrap();
             check_feasible(&res, &cost, n, m, &caps);
             assert!(
                 !has_negative_cycle(&res, &cost, m, &caps, policy),
