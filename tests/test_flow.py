@@ -163,6 +163,19 @@ def test_medium_float_instance_matches_ortools():
         assert objective(cost, got) == ortools(cost, caps, allow_unassigned=allow)
 
 
+def test_many_models_matches_ortools():
+    # More models than the pair cache covers (the solver then scans members directly), with
+    # few slots so that agents compete for them.
+    rng = np.random.default_rng(9)
+    cost = rng.integers(-50, 50, size=(60, 900)).astype(np.float64)
+    cost[rng.random(cost.shape) < 0.3] = INF
+    caps = (rng.random(900) < 0.03) * rng.integers(1, 3, size=900)
+    for allow in (False, True):
+        got = mr.assign_capacitated(cost, caps, allow_unassigned=allow)
+        check_capacity(got, caps)
+        assert objective(cost, got) == ortools(cost, caps, allow_unassigned=allow)
+
+
 def test_seed_case_five_agents_three_models():
     # Everyone prefers model 1 (capacity 3): the three with the most to lose elsewhere keep it.
     cost = np.array(

@@ -44,9 +44,10 @@ pub struct CapacitatedAssignment {
 /// are rescaled by a power of two (exact) so no sum can overflow to ±inf.
 const SAFE_MAGNITUDE: f64 = 1e250;
 
-/// Largest model count for which the pair cache (~100 bytes per ordered pair of models) is
-/// kept; beyond it the search scans members directly in O(n + m) memory.
-const MAX_CACHED_MODELS: usize = 1024;
+/// Largest model count for which the pair cache is kept: ~100 bytes per ordered pair of models
+/// (a row per model that has members), so at most ~64 MB. Beyond it the search scans members
+/// directly in O(n + m) memory.
+const MAX_CACHED_MODELS: usize = 800;
 
 /// Contract: `cost` is row-major `n_agents × n_models`, +inf = forbidden, NaN/−inf → InvalidInput
 /// naming "cost"; `capacities.len() == n_models` else InvalidInput naming "capacities".

@@ -6,6 +6,7 @@
 //!
 //! Invariant per pair: the listed agents are the `len` smallest moves among `v`'s members
 //! (every unlisted member is at least the last listed one); a list is empty only when `v` is.
+//! Rows are allocated when a model gets its first member, so few agents cost little memory.
 
 use super::lex::Lex;
 
@@ -14,6 +15,8 @@ const NONE: u32 = u32::MAX;
 
 pub(super) struct PairCache {
     nodes: usize,
+    /// Storage row of each model, `NONE` until the model first gets a member.
+    slot: Vec<u32>,
     /// List heads, kept apart so that Dijkstra scans one compact row.
     best: Vec<Lex>,
     arg: Vec<u32>,
@@ -24,30 +27,50 @@ pub(super) struct PairCache {
 }
 
 impl PairCache {
-    pub fn new(rows: usize, nodes: usize) -> Self {
-        let pairs = rows * nodes;
+    pub fn new(models: usize, nodes: usize) -> Self {
         PairCache {
             nodes,
-            best: vec![Lex::INF; pairs],
-            arg: vec![NONE; pairs],
-            vals: vec![Lex::INF; pairs * K],
-            ids: vec![NONE; pairs * K],
-            len: vec![0; pairs],
+            slot: vec![NONE; models],
+            best: Vec::new(),
+            arg: Vec::new(),
+            vals: Vec::new(),
+            ids: Vec::new(),
+            len: Vec::new(),
         }
     }
 
-    /// Cheapest move cost and its agent from `v` to every node.
+    /// Cheapest move cost and its agent from `v` to every node (`None`: `v` never had members).
     #[inline]
-    pub fn row(&self, v: usize) -> (&[Lex], &[u32]) {
-        let r = v * self.nodes..(v + 1) * self.nodes;
-        (&self.best[r.clone()], &self.arg[r])
+    pub fn row(&self, v: usize) -> Option<(&[Lex], &[u32])> {
+        let s = self.slot[v];
+        if s == NONE {
+            return None;
+        }
+        let r = s as usize * self.nodes..(s as usize + 1) * self.nodes;
+        Some((&self.best[r.clone()], &self.arg[r]))
     }
 
-    /// Offers agent `k` with move cost `val` to pair `(v, x)`; `others` is how many other
-    /// members of `v` have been offered to this pair (so the list is complete if it holds them).
+    /// First pair index of `v`'s row, allocating the row on first use.
     #[inline]
-    pub fn offer(&mut self, v: usize, x: usize, val: Lex, k: u32, others: usize) {
-        let p = v * self.nodes + x;
+    pub fn row_start(&mut self, v: usize) -> usize {
+        if self.slot[v] == NONE {
+            self.slot[v] = (self.len.len() / self.nodes) as u32;
+            let n = self.nodes;
+            self.best.resize(self.best.len() + n, Lex::INF);
+            self.arg.resize(self.arg.len() + n, NONE);
+            self.vals.resize(self.vals.len() + n * K, Lex::INF);
+            self.ids.resize(self.ids.len() + n * K, NONE);
+            self.len.resize(self.len.len() + n, 0);
+        }
+        self.slot[v] as usize * self.nodes
+    }
+
+    /// Offers agent `k` with move cost `val` to pair `x` of the row starting at `start`;
+    /// `others` is how many other members of that model have been offered to this pair (so the
+    /// list is complete if it holds that many).
+    #[inline]
+    pub fn offer(&mut self, start: usize, x: usize, val: Lex, k: u32, others: usize) {
+        let p = start + x;
         let l = self.len[p] as usize;
         let base = p * K;
         let take = (l < K && l == others) || (l > 0 && val.lt(self.vals[base + l - 1]));
@@ -74,8 +97,9 @@ impl PairCache {
     /// Drops agent `k` (leaving `v`) from row `v`; pairs left empty are pushed onto `dirty` and
     /// must be refilled with `offer` from `v`'s remaining members.
     pub fn remove(&mut self, v: usize, k: u32, dirty: &mut Vec<u32>) {
+        let start = self.row_start(v);
         for x in 0..self.nodes {
-            let p = v * self.nodes + x;
+            let p = start + x;
             let base = p * K;
             let Some(i) = self.ids[base..base + K].iter().position(|&id| id == k) else {
                 continue;

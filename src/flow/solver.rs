@@ -152,10 +152,9 @@ impl<'a> Solver<'a> {
     /// Relaxes the arcs out of settled `v` from its cached row; returns the next `closest()`.
     #[inline]
     fn relax_cached(&mut self, v: usize, base: Lex) -> usize {
-        let Some(pairs) = &self.pairs else {
-            return 0;
+        let Some((row, arg)) = self.pairs.as_ref().and_then(|p| p.row(v)) else {
+            return self.closest(); // a model that never had members has no arcs out
         };
-        let (row, arg) = pairs.row(v);
         let mut min = Lex::INF;
         let mut at = 0;
         for (p, &w) in self.todo.iter().enumerate() {
@@ -204,9 +203,10 @@ impl<'a> Solver<'a> {
         let Some(pairs) = &mut self.pairs else {
             return;
         };
+        let start = pairs.row_start(w);
         let kw = self.keys.key(k, w);
         for x in (0..=self.m).filter(|&x| x != w) {
-            pairs.offer(w, x, self.keys.key(k, x) - kw, k as u32, others);
+            pairs.offer(start, x, self.keys.key(k, x) - kw, k as u32, others);
         }
     }
 
@@ -223,11 +223,12 @@ impl<'a> Solver<'a> {
         };
         self.dirty.clear();
         pairs.remove(v, k as u32, &mut self.dirty);
+        let start = pairs.row_start(v);
         for (idx, &k2) in self.members[v].iter().enumerate() {
             let kv = self.keys.key(k2 as usize, v);
             for &x in &self.dirty {
                 let x = x as usize;
-                pairs.offer(v, x, self.keys.key(k2 as usize, x) - kv, k2, idx);
+                pairs.offer(start, x, self.keys.key(k2 as usize, x) - kv, k2, idx);
             }
         }
     }
