@@ -95,6 +95,13 @@ fn assign_with(
             ),
         ));
     }
+    // No model: nothing to solve (and no per-agent solver state to allocate).
+    if n_models == 0 {
+        return Ok(CapacitatedAssignment {
+            model_of: vec![-1; n_agents],
+            total_cost: 0.0,
+        });
+    }
     if n_agents > u32::MAX as usize - 1 || n_models > u32::MAX as usize - 1 {
         return Err(Error::invalid(
             "cost",
