@@ -1,7 +1,143 @@
-//! `assign_capacitated` binding. TO BE IMPLEMENTED (helper).
+//! `assign_capacitated` binding: numpy conversion and validation here, the solve in
+//! `crate::flow` with the GIL released.
 
+use numpy::{
+    PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
-    Ok(())
+use super::errors::invalid;
+use crate::flow::{assign_capacitated as solve, UnassignedPolicy};
+
+/// Model index per agent (−1 = unassigned); each model `j` takes at most `capacities[j]` agents.
+#[pyfunction]
+#[pyo3(signature = (cost, capacities, *, maximize = false, allow_unassigned = false))]
+fn assign_capacitated<'py>(
+    py: Python<'py>,
+    cost: &Bound<'py, PyAny>,
+    capacities: &Bound<'py, PyAny>,
+    maximize: bool,
+    allow_unassigned: bool,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let (n_agents, n_models, mut flat) = cost_matrix(cost)?;
+    let caps = capacity_vector(capacities)?;
+    if maximize {
+        // As in scipy: when maximising, −inf forbids a pair and +inf is meaningless.
+        if let Some(idx) = flat.iter().position(|&c| c == f64::INFINITY) {
+            return Err(invalid(
+                "cost",
+                format!(
+                    "entry ({}, {}) is +inf; with maximize=True use -inf to forbid a pair",
+                    idx / n_models,
+                    idx % n_models
+                ),
+            ));
+        }
+        flat.iter_mut().for_each(|c| *c = -*c);
+    }
+    let policy = if allow_unassigned {
+        UnassignedPolicy::MinCost
+    } else {
+        UnassignedPolicy::MaxCardinality
+    };
+    let res = py.detach(|| solve(&flat, n_agents, n_models, &caps, policy))?;
+    Ok(PyArray1::from_vec(py, res.model_of))
+}
+
+/// `np.asarray(obj)`, with conversion failures reported as an input error naming `field`.
+fn as_array<'py>(obj: &Bound<'py, PyAny>, field: &str) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let np = obj.py().import("numpy")?;
+    let arr = np
+        .call_method1("asarray", (obj,))
+        .map_err(|e| invalid(field, format!("cannot convert to an array ({e})")))?;
+    arr.cast_into::<PyUntypedArray>()
+        .map_err(|_| invalid(field, "cannot convert to an array"))
+}
+
+/// Contiguous copy as `dtype`; the solve then owns its data while the GIL is released.
+fn contiguous<'py, T: numpy::Element + Copy>(
+    arr: &Bound<'py, PyUntypedArray>,
+    dtype: &str,
+) -> PyResult<Vec<T>> {
+    let np = arr.py().import("numpy")?;
+    let conv = np.call_method1("ascontiguousarray", (arr, dtype))?;
+    let typed = conv.cast_into::<PyArrayDyn<T>>()?;
+    let view = typed.readonly();
+    Ok(view.as_array().iter().copied().collect())
+}
+
+/// Numeric 2-D array-like → (rows, cols, row-major float64 copy).
+fn cost_matrix(obj: &Bound<'_, PyAny>) -> PyResult<(usize, usize, Vec<f64>)> {
+    let arr = as_array(obj, "cost")?;
+    if arr.ndim() != 2 {
+        return Err(invalid(
+            "cost",
+            format!("expected a 2-D array, got {} dimension(s)", arr.ndim()),
+        ));
+    }
+    let dtype = arr.dtype();
+    if !matches!(dtype.kind(), b'b' | b'i' | b'u' | b'f') {
+        return Err(invalid(
+            "cost",
+            format!("expected numeric entries, got dtype {dtype}"),
+        ));
+    }
+    let (rows, cols) = (arr.shape()[0], arr.shape()[1]);
+    Ok((rows, cols, contiguous::<f64>(&arr, "float64")?))
+}
+
+/// Integer 1-D array-like → capacities; integral floats are accepted, negatives are not.
+fn capacity_vector(obj: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+    let arr = as_array(obj, "capacities")?;
+    if arr.ndim() != 1 {
+        return Err(invalid(
+            "capacities",
+            format!("expected a 1-D array, got {} dimension(s)", arr.ndim()),
+        ));
+    }
+    let dtype = arr.dtype();
+    match dtype.kind() {
+        b'i' => contiguous::<i64>(&arr, "int64")?
+            .into_iter()
+            .enumerate()
+            .map(|(j, c)| usize::try_from(c).map_err(|_| negative(j, c)))
+            .collect(),
+        // Anything beyond usize is as good as unlimited.
+        b'u' => Ok(contiguous::<u64>(&arr, "uint64")?
+            .into_iter()
+            .map(|c| usize::try_from(c).unwrap_or(usize::MAX))
+            .collect()),
+        b'f' => contiguous::<f64>(&arr, "float64")?
+            .into_iter()
+            .enumerate()
+            .map(|(j, c)| {
+                if c.fract() != 0.0 || c.is_nan() {
+                    Err(invalid(
+                        "capacities",
+                        format!("entry {j} is {c}, expected an integer"),
+                    ))
+                } else if c < 0.0 {
+                    Err(negative(j, c))
+                } else {
+                    Ok(c as usize) // saturates: huge means unlimited
+                }
+            })
+            .collect(),
+        _ => Err(invalid(
+            "capacities",
+            format!("expected integer entries, got dtype {dtype}"),
+        )),
+    }
+}
+
+fn negative(j: usize, c: impl std::fmt::Display) -> PyErr {
+    invalid(
+        "capacities",
+        format!("entry {j} is {c}, expected a non-negative integer"),
+    )
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(assign_capacitated, m)?)
 }

@@ -1,0 +1,104 @@
+//! Two-level costs compared lexicographically.
+//!
+//! Both policies are one min-cost flow with a virtual "unassigned" node; they differ only in
+//! which criterion comes first. Carrying the pair through Dijkstra keeps the tie-break exact
+//! where a single number would need a "large enough" constant that floats cannot guarantee.
+
+use std::ops::{Add, Sub};
+
+use super::UnassignedPolicy;
+
+/// `hi` decides, `lo` breaks ties. Integer-valued components (counts) stay exact in f64.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Lex {
+    pub hi: f64,
+    pub lo: f64,
+}
+
+impl Lex {
+    pub const ZERO: Lex = Lex { hi: 0.0, lo: 0.0 };
+    /// A missing arc. Both halves are infinite so no tier can make it look cheap.
+    pub const INF: Lex = Lex {
+        hi: f64::INFINITY,
+        lo: f64::INFINITY,
+    };
+
+    #[inline(always)]
+    pub fn lt(self, other: Lex) -> bool {
+        (self.hi < other.hi) | ((self.hi == other.hi) & (self.lo < other.lo))
+    }
+
+    #[inline(always)]
+    pub fn is_finite(self) -> bool {
+        self.hi.is_finite() && self.lo.is_finite()
+    }
+}
+
+impl Add for Lex {
+    type Output = Lex;
+    #[inline(always)]
+    fn add(self, o: Lex) -> Lex {
+        Lex {
+            hi: self.hi + o.hi,
+            lo: self.lo + o.lo,
+        }
+    }
+}
+
+impl Sub for Lex {
+    type Output = Lex;
+    #[inline(always)]
+    fn sub(self, o: Lex) -> Lex {
+        Lex {
+            hi: self.hi - o.hi,
+            lo: self.lo - o.lo,
+        }
+    }
+}
+
+/// Arc costs of one instance: agent → model `j` is `cost[k][j]` lifted into the policy's pair,
+/// agent → unassigned node (index `n_models`) is the policy's parking cost.
+#[derive(Clone, Copy)]
+pub(super) struct Keys<'a> {
+    cost: &'a [f64],
+    n_models: usize,
+    /// MaxCardinality: placed = (0, c), parked = (1, 0) — fewer parked agents first.
+    /// MinCost: placed = (c, 0), parked = (0, 1) — lower cost first, then fewer parked.
+    cost_first: bool,
+}
+
+impl<'a> Keys<'a> {
+    pub fn new(cost: &'a [f64], n_models: usize, policy: UnassignedPolicy) -> Self {
+        Keys {
+            cost,
+            n_models,
+            cost_first: policy == UnassignedPolicy::MinCost,
+        }
+    }
+
+    /// Cost of parking an agent on the unassigned node.
+    #[inline(always)]
+    pub fn park(&self) -> Lex {
+        if self.cost_first {
+            Lex { hi: 0.0, lo: 1.0 }
+        } else {
+            Lex { hi: 1.0, lo: 0.0 }
+        }
+    }
+
+    /// Cost of agent `k` on node `node` (`n_models` = unassigned).
+    #[inline(always)]
+    pub fn key(&self, k: usize, node: usize) -> Lex {
+        if node == self.n_models {
+            return self.park();
+        }
+        let c = self.cost[k * self.n_models + node];
+        if c == f64::INFINITY {
+            Lex::INF
+        } else if self.cost_first {
+            Lex { hi: c, lo: 0.0 }
+        } else {
+            Lex { hi: 0.0, lo: c }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Checks against exhaustive search (tiny) and a negative-cycle certificate (medium). Costs are
+//! small integers so every sum is exact and objectives compare with `==`.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::lex::{Keys, Lex};
+use super::*;
+
+const INF: f64 = f64::INFINITY;
+use UnassignedPolicy::{MaxCardinality, MinCost};
+/// Both policies, each with the pair cache and with the direct member scan.
+const MODES: [(UnassignedPolicy, bool); 4] = [
+    (MaxCardinality, true),
+    (MaxCardinality, false),
+    (MinCost, true),
+    (MinCost, false),
+];
+
+fn random_instance(rng: &mut StdRng, n: usize, m: usize) -> (Vec<f64>, Vec<usize>) {
+    let p_inf = rng.random_range(0.0..0.5);
+    let negative = rng.random_bool(0.5);
+    let cost = (0..n * m)
+        .map(|_| {
+            if rng.random_bool(p_inf) {
+                INF
+            } else if negative {
+                rng.random_range(-6..=3) as f64
+            } else {
+                rng.random_range(0..=9) as f64
+            }
+        })
+        .collect();
+    let caps = (0..m).map(|_| rng.random_range(0..=3)).collect();
+    (cost, caps)
+}
+
+/// (placed, cost) of the best placement, by enumerating every agent's choice.
+fn brute_force(
+    cost: &[f64],
+    n: usize,
+    m: usize,
+    caps: &[usize],
+    policy: UnassignedPolicy,
+) -> (usize, f64) {
+    fn better(a: (usize, f64), b: (usize, f64), policy: UnassignedPolicy) -> bool {
+        match policy {
+            MaxCardinality => a.0 > b.0 || (a.0 == b.0 && a.1 < b.1),
+            MinCost => a.1 < b.1 || (a.1 == b.1 && a.0 > b.0),
+        }
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn go(
+        i: usize,
+        cost: &[f64],
+        n: usize,
+        m: usize,
+        load: &mut [usize],
+        caps: &[usize],
+        cur: (usize, f64),
+        best: &mut (usize, f64),
+        policy: UnassignedPolicy,
+    ) {
+        if i == n {
+            if better(cur, *best, policy) {
+                *best = cur;
+            }
+            return;
+        }
+        go(i + 1, cost, n, m, load, caps, cur, best, policy);
+        for j in 0..m {
+            let c = cost[i * m + j];
+            if c.is_finite() && load[j] < caps[j] {
+                load[j] += 1;
+                go(
+                    i + 1,
+                    cost,
+                    n,
+                    m,
+                    load,
+                    caps,
+                    (cur.0 + 1, cur.1 + c),
+                    best,
+                    policy,
+                );
+                load[j] -= 1;
+            }
+        }
+    }
+    let mut best = (0, 0.0);
+    go(
+        0,
+        cost,
+        n,
+        m,
+        &mut vec![0; m],
+        caps,
+        (0, 0.0),
+        &mut best,
+        policy,
+    );
+    best
+}
+
+/// Feasibility of a returned assignment; returns (placed, recomputed cost).
+fn check_feasible(
+    res: &CapacitatedAssignment,
+    cost: &[f64],
+    n: usize,
+    m: usize,
+    caps: &[usize],
+) -> (usize, f64) {
+    assert_eq!(res.model_of.len(), n);
+    let mut load = vec![0; m];
+    let (mut placed, mut total) = (0, 0.0);
+    for (i, &j) in res.model_of.iter().enumerate() {
+        if j < 0 {
+            assert_eq!(j, -1);
+            continue;
+        }
+        let j = j as usize;
+        assert!(j < m);
+        assert!(cost[i * m + j].is_finite(), "forbidden pair used");
+        load[j] += 1;
+        placed += 1;
+        total += cost[i * m + j];
+    }
+    for j in 0..m {
+        assert!(load[j] <= caps[j], "capacity exceeded");
+    }
+    assert_eq!(total, res.total_cost);
+    (placed, total)
+}
+
+/// True when the residual graph (models, unassigned node U, sink T) has a negative cycle,
+/// i.e. the assignment is not optimal for its policy. Bellman-Ford in exact Lex arithmetic.
+fn has_negative_cycle(
+    res: &CapacitatedAssignment,
+    cost: &[f64],
+    m: usize,
+    caps: &[usize],
+    policy: UnassignedPolicy,
+) -> bool {
+    let keys = Keys::new(cost, m, policy);
+    let (u, t, nodes) = (m, m + 1, m + 2);
+    let mut arc = vec![Lex::INF; nodes * nodes];
+    let mut load = vec![0; m + 1];
+    for (k, &j) in res.model_of.iter().enumerate() {
+        let v = if j < 0 { u } else { j as usize };
+        load[v] += 1;
+        for w in 0..=m {
+            let kw = keys.key(k, w);
+            if w != v && kw.is_finite() {
+                let c = kw - keys.key(k, v);
+                if c.lt(arc[v * nodes + w]) {
+                    arc[v * nodes + w] = c;
+                }
+            }
+        }
+    }
+    for v in 0..=m {
+        if v == u || load[v] < caps[v] {
+            arc[v * nodes + t] = Lex::ZERO;
+        }
+        if load[v] > 0 {
+            arc[t * nodes + v] = Lex::ZERO;
+        }
+    }
+    let mut dist = vec![Lex::ZERO; nodes];
+    for _ in 0..=nodes {
+        let mut changed = false;
+        for v in 0..nodes {
+            for w in 0..nodes {
+                let c = arc[v * nodes + w];
+                if c.is_finite() && (dist[v] + c).lt(dist[w]) {
+                    dist[w] = dist[v] + c;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn matches_brute_force_on_tiny_instances() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for _ in 0..3000 {
+        let n = rng.random_range(0..=6);
+        let m = rng.random_range(0..=3);
+        let (cost, caps) = random_instance(&mut rng, n, m);
+        for policy in [MaxCardinality, MinCost] {
+            let res = assign_capacitated(&cost, n, m, &caps, policy).unwrap();
+            let got = check_feasible(&res, &cost, n, m, &caps);
+            let want = brute_force(&cost, n, m, &caps, policy);
+            assert_eq!(
+                got, want,
+                "{policy:?} cost={cost:?} caps={caps:?} res={res:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn optimal_on_medium_instances_by_certificate() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..300 {
+        let n = rng.random_range(1..=60);
+        let m = rng.random_range(1..=8);
+        let (cost, mut caps) = random_instance(&mut rng, n, m);
+        for c in &mut caps {
+            *c = rng.random_range(0..=2 * n / m + 1);
+        }
+        for (policy, cached) in MODES {
+            let res = assign_with(&cost, n, m, &caps, policy, cached).unwrap();
+            check_feasible(&res, &cost, n, m, &caps);
+            assert!(
+                !has_negative_cycle(&res, &cost, m, &caps, policy),
+                "{policy:?} not optimal"
+            );
+        }
+    }
+}
+
+#[test]
+fn certificate_detects_a_suboptimal_assignment() {
+    // Swapping the two agents saves 2: the checker must see that cycle.
+    let cost = [1.0, 2.0, 2.0, 1.0];
+    let bad = CapacitatedAssignment {
+        model_of: vec![1, 0],
+        total_cost: 4.0,
+    };
+    assert!(has_negative_cycle(&bad, &cost, 2, &[1, 1], MaxCardinality));
+    let good = assign_capacitated(&cost, 2, 2, &[1, 1], MaxCardinality).unwrap();
+    assert_eq!(good.model_of, vec![0, 1]);
+    assert!(!has_negative_cycle(
+        &good,
+        &cost,
+        2,
+        &[1, 1],
+        MaxCardinality
+    ));
+}
+
+#[test]
+fn policies_differ_on_positive_costs_and_ties() {
+    // Model 0 costs 5 for agent 0 and 0 for agent 1: MaxCardinality places both (cap 2),
+    // MinCost leaves out the positive one but places the zero-cost one (tie → place).
+    let cost = [5.0, 0.0];
+    let max = assign_capacitated(&cost, 2, 1, &[2], MaxCardinality).unwrap();
+    assert_eq!(max.model_of, vec![0, 0]);
+    let min = assign_capacitated(&cost, 2, 1, &[2], MinCost).unwrap();
+    assert_eq!(min.model_of, vec![-1, 0]);
+    assert_eq!(min.total_cost, 0.0);
+}
+
+#[test]
+fn max_cardinality_prefers_more_placements_over_cost() {
+    // Agent 0 alone on model 0 is cheapest, but then agent 1 has nowhere to go.
+    let cost = [0.0, 100.0, 1.0, INF];
+    let res = assign_capacitated(&cost, 2, 2, &[1, 1], MaxCardinality).unwrap();
+    assert_eq!(res.model_of, vec![1, 0]);
+    assert_eq!(res.total_cost, 101.0);
+}
+
+#[test]
+fn seed_case_five_agents_three_models() {
+    let cost = [
+        0.1, 0.5, 0.9, //
+        0.4, 0.2, 0.8, //
+        0.3, 0.3, 0.3, //
+        0.9, 0.1, 0.5, //
+        0.2, 0.6, 0.4,
+    ];
+    let res = assign_capacitated(&cost, 5, 3, &[5, 3, 8], MaxCardinality).unwrap();
+    // Capacities are loose, so every agent takes its own cheapest model.
+    assert_eq!(res.model_of, vec![0, 1, 0, 1, 0]);
+    assert!((res.total_cost - 0.9).abs() < 1e-12);
+}
+
+#[test]
+fn empty_shapes() {
+    let res = assign_capacitated(&[], 0, 3, &[1, 1, 1], MaxCardinality).unwrap();
+    assert!(res.model_of.is_empty());
+    let res = assign_capacitated(&[], 4, 0, &[], MinCost).unwrap();
+    assert_eq!(res.model_of, vec![-1; 4]);
+    assert_eq!(res.total_cost, 0.0);
+}
+
+#[test]
+fn rejects_bad_input() {
+    let field = |e: Error| match e {
+        Error::InvalidInput { field, .. } => field,
+        other => panic!("unexpected {other:?}"),
+    };
+    let r = assign_capacitated(&[f64::NAN], 1, 1, &[1], MaxCardinality);
+    assert_eq!(field(r.unwrap_err()), "cost");
+    let r = assign_capacitated(&[f64::NEG_INFINITY], 1, 1, &[1], MinCost);
+    assert_eq!(field(r.unwrap_err()), "cost");
+    let r = assign_capacitated(&[1.0, 2.0], 1, 1, &[1], MaxCardinality);
+    assert_eq!(field(r.unwrap_err()), "cost");
+    let r = assign_capacitated(&[1.0], 1, 1, &[1, 2], MaxCardinality);
+    assert_eq!(field(r.unwrap_err()), "capacities");
+    let r = assign_capacitated(&[], usize::MAX, 2, &[1, 1], MaxCardinality);
+    assert_eq!(field(r.unwrap_err()), "cost");
+}
+
+#[test]
+fn huge_costs_do_not_overflow() {
+    let big = f64::MAX / 2.0;
+    let cost = [big, -big, -big, big];
+    let res = assign_capacitated(&cost, 2, 2, &[1, 1], MaxCardinality).unwrap();
+    assert_eq!(res.model_of, vec![1, 0]);
+    assert_eq!(res.total_cost, -f64::MAX);
+}
