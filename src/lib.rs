@@ -11,6 +11,7 @@ pub mod flow;
 pub mod lap;
 pub mod load;
 pub mod router;
+pub mod sim;
 pub mod strategy;
 
 #[cfg(feature = "python")]

@@ -1,0 +1,122 @@
+//! Discrete-event simulator of requests routed to a fleet: Poisson arrivals from a weighted
+//! agent mix, capability scores from `cost_matrix`, per-request routing by
+//! `balancer::choose` on live load (active, queued, observed latency), FIFO queues, service
+//! times drawn per model, client retries after `NoCapacity`. One run per policy over the same
+//! request stream (same arrival times, agents and request sizes), so policies differ only in
+//! where they send work.
+//!
+//! Outcomes of a request: completed, an *overload failure* (sent to a model with neither a free
+//! slot nor queue room, or started above the model's hidden `fail_above` limit), or *rejected*
+//! (no eligible model, or still no capacity after `max_retries` retries). The three add up to
+//! the request count.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::balancer::Policy;
+use crate::capability::cost_matrix;
+use crate::error::Result;
+
+mod engine;
+mod raw;
+mod report;
+mod scenario;
+#[cfg(test)]
+mod tests;
+
+pub use report::{percentile, thousands, PolicyResult, SimulationReport};
+pub use scenario::{Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS};
+
+/// Reports progress at most once per whole percent and carries a cancellation request back to
+/// the runs.
+pub(crate) struct Ticker<'a> {
+    total: u64,
+    done: AtomicU64,
+    last_percent: Mutex<u64>,
+    cancelled: AtomicBool,
+    callback: &'a (dyn Fn(f64) -> bool + Sync),
+}
+
+impl Ticker<'_> {
+    /// Records `n` more routed arrivals; false once the callback asked to stop.
+    fn advance(&self, n: u64) -> bool {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        let percent = done.saturating_mul(100) / self.total.max(1);
+        // A poisoned lock only means another run's callback panicked; keep counting.
+        let mut last = self.last_percent.lock().unwrap_or_else(|e| e.into_inner());
+        if percent > *last {
+            *last = percent;
+            if !(self.callback)(done as f64 / self.total.max(1) as f64) {
+                self.cancelled.store(true, Ordering::Relaxed);
+            }
+        }
+        !self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs every policy (in parallel, each deterministic given the scenario's seed) with no
+/// progress reporting.
+pub fn simulate(scenario: &Scenario, policies: &[Policy]) -> Result<SimulationReport> {
+    simulate_with_progress(scenario, policies, &|_| true).map(|r| r.0)
+}
+
+/// Like [`simulate`], calling `progress(fraction)` at most about a hundred times; when it
+/// returns false the runs stop early and the second value is false (results are partial).
+pub fn simulate_with_progress(
+    scenario: &Scenario,
+    policies: &[Policy],
+    progress: &(dyn Fn(f64) -> bool + Sync),
+) -> Result<(SimulationReport, bool)> {
+    let mut unique: Vec<Policy> = Vec::with_capacity(policies.len());
+    for &p in policies {
+        if !unique.contains(&p) {
+            unique.push(p);
+        }
+    }
+    let agents: Vec<_> = scenario.agents.iter().map(|a| &a.profile).collect();
+    let models: Vec<_> = scenario.models.iter().map(|m| &m.profile).collect();
+    let scores = cost_matrix(&agents, &models, &scenario.weights)?
+        .into_iter()
+        .map(|c| {
+            if c.is_finite() {
+                1.0 - c
+            } else {
+                f64::NEG_INFINITY
+            }
+        })
+        .collect();
+    let cumulative = scenario
+        .agents
+        .iter()
+        .scan(0.0, |sum, a| {
+            *sum += a.weight;
+            Some(*sum)
+        })
+        .collect();
+    let prep = engine::Prepared {
+        scenario,
+        scores,
+        cumulative,
+    };
+    let ticker = Ticker {
+        total: scenario.requests.saturating_mul(unique.len() as u64),
+        done: AtomicU64::new(0),
+        last_percent: Mutex::new(0),
+        cancelled: AtomicBool::new(false),
+        callback: progress,
+    };
+    let results = unique
+        .par_iter()
+        .map(|&p| engine::run(&prep, p, &ticker))
+        .collect();
+    let report = SimulationReport {
+        description: scenario.description.clone(),
+        model_ids: models.iter().map(|m| m.id.clone()).collect(),
+        requests: scenario.requests,
+        seed: scenario.seed,
+        results,
+    };
+    Ok((report, !ticker.cancelled.load(Ordering::Relaxed)))
+}

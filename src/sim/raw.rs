@@ -1,0 +1,375 @@
+//! The JSON shape of a scenario, and its validation into [`Scenario`] with errors that name
+//! the file and the field path.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::scenario::{Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS};
+use crate::balancer::BalancerConfig;
+use crate::capability::{AgentProfile, ModelProfile, ScoreWeights};
+use crate::error::{Error, Result};
+
+/// Parses scenario JSON; `source` (a path, or the argument name) starts every error.
+pub(super) fn parse(text: &str, source: &str) -> Result<Scenario> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let raw: RawScenario = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        if let Some(name) = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            let field = if path == "." {
+                name.to_string()
+            } else {
+                format!("{path}.{name}")
+            };
+            return bad(source, field, "missing field");
+        }
+        let field = if path == "." { "<root>".into() } else { path };
+        bad(source, field, inner)
+    })?;
+    raw.validate(source)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    #[serde(default)]
+    description: String,
+    requests: u64,
+    arrival_rate_per_s: f64,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default = "default_retries")]
+    max_retries: u32,
+    #[serde(default = "default_alpha")]
+    latency_ewma_alpha: f64,
+    #[serde(default)]
+    balancer: RawBalancer,
+    #[serde(default)]
+    weights: Option<RawWeights>,
+    models: Vec<RawModel>,
+    agents: Vec<RawAgent>,
+}
+
+fn default_retries() -> u32 {
+    3
+}
+fn default_alpha() -> f64 {
+    0.2
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBalancer {
+    load_weight: Option<f64>,
+    active_request_bias: Option<f64>,
+    default_latency_ms: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeights {
+    required: f64,
+    preferred: f64,
+    context: f64,
+    #[serde(default)]
+    cost: f64,
+}
+
+/// Defaults match `modelrouter.Model(...)`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    id: String,
+    #[serde(default)]
+    capabilities: BTreeMap<String, f64>,
+    #[serde(default = "default_context")]
+    context_window: u64,
+    #[serde(default = "default_concurrent")]
+    max_concurrent: u64,
+    #[serde(default)]
+    max_queue: u64,
+    #[serde(default = "default_target")]
+    target_utilization: f64,
+    #[serde(default)]
+    cost_per_1k_tokens: f64,
+    service: RawService,
+    fail_above: Option<u64>,
+}
+
+fn default_context() -> u64 {
+    8192
+}
+fn default_concurrent() -> u64 {
+    10
+}
+fn default_target() -> f64 {
+    0.8
+}
+
+/// Flat rather than a tagged enum so that a missing parameter is reported by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    distribution: Distribution,
+    median_ms: Option<f64>,
+    sigma: Option<f64>,
+    mean_ms: Option<f64>,
+    ms: Option<f64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum Distribution {
+    Lognormal,
+    Exponential,
+    Deterministic,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: String,
+    #[serde(default)]
+    required: BTreeMap<String, f64>,
+    #[serde(default)]
+    preferred: BTreeMap<String, f64>,
+    #[serde(default)]
+    min_context: u64,
+    #[serde(default = "default_weight")]
+    weight: f64,
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// Error for `field` of the scenario read from `source`.
+pub(super) fn bad(source: &str, field: impl Into<String>, reason: impl std::fmt::Display) -> Error {
+    let field = field.into();
+    Error::InvalidInput {
+        message: format!("{source}: {field}: {reason}"),
+        field,
+    }
+}
+
+/// Re-anchors a profile constructor's error (`capabilities["code"]`) under `at`.
+fn nested(source: &str, at: &str, err: Error) -> Error {
+    match err {
+        Error::InvalidInput { field, message } => {
+            let reason = message
+                .strip_prefix(&format!("{field}: "))
+                .unwrap_or(&message)
+                .to_string();
+            bad(source, format!("{at}.{field}"), reason)
+        }
+        other => other,
+    }
+}
+
+fn check(source: &str, field: &str, ok: bool, reason: &str, value: f64) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(source, field, format!("{reason}, got {value}")))
+    }
+}
+
+fn positive(source: &str, field: &str, value: f64) -> Result<()> {
+    check(
+        source,
+        field,
+        value.is_finite() && value > 0.0,
+        "must be > 0",
+        value,
+    )
+}
+
+fn entries(map: BTreeMap<String, f64>) -> Vec<(String, f64)> {
+    map.into_iter().collect()
+}
+
+impl RawService {
+    fn build(self, source: &str, at: &str) -> Result<ServiceTime> {
+        let need = |name: &str, value: Option<f64>| -> Result<f64> {
+            let field = format!("{at}.{name}");
+            let value = value.ok_or_else(|| bad(source, &field, "missing field"))?;
+            positive(source, &field, value)?;
+            Ok(value)
+        };
+        let (service, used): (ServiceTime, &[&str]) = match self.distribution {
+            Distribution::Lognormal => {
+                let median_ms = need("median_ms", self.median_ms)?;
+                let sigma = self
+                    .sigma
+                    .ok_or_else(|| bad(source, format!("{at}.sigma"), "missing field"))?;
+                check(
+                    source,
+                    &format!("{at}.sigma"),
+                    sigma.is_finite() && sigma >= 0.0,
+                    "must be >= 0",
+                    sigma,
+                )?;
+                (
+                    ServiceTime::LogNormal { median_ms, sigma },
+                    &["median_ms", "sigma"],
+                )
+            }
+            Distribution::Exponential => (
+                ServiceTime::Exponential {
+                    mean_ms: need("mean_ms", self.mean_ms)?,
+                },
+                &["mean_ms"],
+            ),
+            Distribution::Deterministic => (
+                ServiceTime::Deterministic {
+                    ms: need("ms", self.ms)?,
+                },
+                &["ms"],
+            ),
+        };
+        let given = [
+            ("median_ms", self.median_ms),
+            ("sigma", self.sigma),
+            ("mean_ms", self.mean_ms),
+            ("ms", self.ms),
+        ];
+        if let Some((name, _)) = given.iter().find(|(n, v)| v.is_some() && !used.contains(n)) {
+            return Err(bad(
+                source,
+                format!("{at}.{name}"),
+                format!(
+                    "not a parameter of this distribution (it takes {})",
+                    used.join(", ")
+                ),
+            ));
+        }
+        Ok(service)
+    }
+}
+
+impl RawScenario {
+    fn validate(self, source: &str) -> Result<Scenario> {
+        if !(1..=MAX_REQUESTS).contains(&self.requests) {
+            let reason = format!("must be in 1..={MAX_REQUESTS}, got {}", self.requests);
+            return Err(bad(source, "requests", reason));
+        }
+        positive(source, "arrival_rate_per_s", self.arrival_rate_per_s)?;
+        let alpha = self.latency_ewma_alpha;
+        check(
+            source,
+            "latency_ewma_alpha",
+            alpha > 0.0 && alpha <= 1.0,
+            "must be in (0, 1]",
+            alpha,
+        )?;
+        let mut balancer = BalancerConfig::default();
+        let b = self.balancer;
+        for (name, value, slot) in [
+            ("load_weight", b.load_weight, &mut balancer.load_weight),
+            (
+                "active_request_bias",
+                b.active_request_bias,
+                &mut balancer.active_request_bias,
+            ),
+            (
+                "default_latency_ms",
+                b.default_latency_ms,
+                &mut balancer.default_latency_ms,
+            ),
+        ] {
+            if let Some(v) = value {
+                let field = format!("balancer.{name}");
+                check(
+                    source,
+                    &field,
+                    v.is_finite() && v >= 0.0,
+                    "must be a finite number >= 0",
+                    v,
+                )?;
+                *slot = v;
+            }
+        }
+        let weights = match self.weights {
+            None => ScoreWeights::default(),
+            Some(w) => ScoreWeights::new(w.required, w.preferred, w.context, w.cost)
+                .map_err(|e| nested(source, "weights", strip_weights(e)))?,
+        };
+        if self.models.is_empty() {
+            return Err(bad(source, "models", "needs at least one model"));
+        }
+        if self.agents.is_empty() {
+            return Err(bad(source, "agents", "needs at least one agent"));
+        }
+        let mut models = Vec::with_capacity(self.models.len());
+        for (i, m) in self.models.into_iter().enumerate() {
+            let at = format!("models[{i}]");
+            if models.iter().any(|x: &SimModel| x.profile.id == m.id) {
+                return Err(bad(
+                    source,
+                    format!("{at}.id"),
+                    format!("duplicate id {:?}", m.id),
+                ));
+            }
+            let profile = ModelProfile::new(
+                m.id,
+                entries(m.capabilities),
+                m.context_window,
+                m.max_concurrent,
+                m.max_queue,
+                m.target_utilization,
+                m.cost_per_1k_tokens,
+            )
+            .map_err(|e| nested(source, &at, e))?;
+            let service = m.service.build(source, &format!("{at}.service"))?;
+            models.push(SimModel {
+                profile,
+                service,
+                fail_above: m.fail_above,
+            });
+        }
+        let mut agents = Vec::with_capacity(self.agents.len());
+        for (i, a) in self.agents.into_iter().enumerate() {
+            let at = format!("agents[{i}]");
+            positive(source, &format!("{at}.weight"), a.weight)?;
+            let profile = AgentProfile::new(
+                a.id,
+                entries(a.required),
+                entries(a.preferred),
+                a.min_context,
+            )
+            .map_err(|e| nested(source, &at, e))?;
+            agents.push(SimAgent {
+                profile,
+                weight: a.weight,
+            });
+        }
+        Ok(Scenario {
+            description: self.description,
+            requests: self.requests,
+            arrival_rate_per_s: self.arrival_rate_per_s,
+            seed: self.seed,
+            max_retries: self.max_retries,
+            latency_ewma_alpha: alpha,
+            balancer,
+            weights,
+            models,
+            agents,
+        })
+    }
+}
+
+/// `ScoreWeights::new` names its fields `weights.x`; drop the prefix before re-anchoring.
+fn strip_weights(err: Error) -> Error {
+    match err {
+        Error::InvalidInput { field, message } => Error::InvalidInput {
+            field: field.trim_start_matches("weights.").to_string(),
+            message: message.trim_start_matches("weights.").to_string(),
+        },
+        other => other,
+    }
+}

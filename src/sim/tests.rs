@@ -1,0 +1,226 @@
+//! Oracles: Erlang C for M/M/c, hand-computed small cases, conservation and determinism.
+
+use super::*;
+use crate::balancer::Policy;
+use crate::error::Error;
+
+/// A scenario with one agent and the given models (JSON objects), `requests` at `rate` per s.
+fn scenario(models: &str, requests: u64, rate: f64) -> Scenario {
+    let text = format!(
+        r#"{{"requests": {requests}, "arrival_rate_per_s": {rate}, "seed": 11,
+            "agents": [{{"id": "a", "required": {{"code": 0.1}}}}], "models": [{models}]}}"#
+    );
+    Scenario::from_json(&text, "test.json").unwrap()
+}
+
+fn run(sc: &Scenario, policy: Policy) -> PolicyResult {
+    let mut report = simulate(sc, &[policy]).unwrap();
+    report.results.remove(0)
+}
+
+/// Erlang C mean wait in queue of M/M/c, in the unit of `mean_service`.
+fn erlang_c_wait(lambda: f64, mean_service: f64, c: u32) -> f64 {
+    let a = lambda * mean_service;
+    let rho = a / c as f64;
+    let mut term = 1.0; // a^k / k!
+    let mut below = 0.0;
+    for k in 0..c {
+        below += term;
+        term *= a / (k + 1) as f64;
+    }
+    let top = term / (1.0 - rho);
+    let p_wait = top / (below + top);
+    p_wait * mean_service / (c as f64 - a)
+}
+
+#[test]
+fn mmc_mean_wait_matches_erlang_c() {
+    let (c, mean_ms, rate) = (4, 100.0, 32.0); // rho = 0.8
+    let model = format!(
+        r#"{{"id": "m", "capabilities": {{"code": 1}}, "max_concurrent": {c}, "max_queue": 1000000000,
+            "target_utilization": 1.0, "service": {{"distribution": "exponential", "mean_ms": {mean_ms}}}}}"#
+    );
+    let sc = scenario(&model, 400_000, rate);
+    let expected = erlang_c_wait(rate / 1000.0, mean_ms, c);
+    for policy in [
+        Policy::CapabilityOnly,
+        Policy::LeastLoaded,
+        Policy::Predictive,
+    ] {
+        let r = run(&sc, policy);
+        assert_eq!(r.completed, 400_000);
+        let wait = r.mean_ms - mean_ms;
+        assert!(
+            (wait / expected - 1.0).abs() < 0.04,
+            "{policy:?}: {wait} vs {expected}"
+        );
+        assert!(
+            (r.avg_utilization - 0.8).abs() < 0.01,
+            "{}",
+            r.avg_utilization
+        );
+    }
+}
+
+#[test]
+fn fail_above_fails_requests_started_above_the_limit() {
+    let model = r#"{"id": "m", "capabilities": {"code": 1}, "max_concurrent": 10, "max_queue": 5,
+        "fail_above": 4, "service": {"distribution": "deterministic", "ms": 1000}}"#;
+    // Ten requests within a few milliseconds: four run, six break the model.
+    let r = run(&scenario(model, 10, 10_000.0), Policy::CapabilityOnly);
+    assert_eq!((r.completed, r.overload_failures, r.rejected), (4, 6, 0));
+}
+
+#[test]
+fn retries_wait_for_the_hint_and_count_in_latency() {
+    let model = r#"{"id": "m", "capabilities": {"code": 1}, "max_concurrent": 1,
+        "service": {"distribution": "deterministic", "ms": 100}}"#;
+    let sc = scenario(model, 2, 1_000_000.0);
+    let r = run(&sc, Policy::LeastLoaded);
+    // No latency observed yet: the hint is the 1000 ms default; the retry then finds a slot.
+    assert_eq!(
+        (r.completed, r.overload_failures, r.rejected, r.retries),
+        (2, 0, 0, 1)
+    );
+    assert!(
+        (r.latencies_ms[1] - 1100.0).abs() < 0.01,
+        "{:?}",
+        r.latencies_ms
+    );
+    let mut no_retry = sc.clone();
+    no_retry.max_retries = 0;
+    let r = run(&no_retry, Policy::LeastLoaded);
+    assert_eq!((r.completed, r.rejected), (1, 1));
+    // Capability-only sends it to the full model anyway: an overload failure.
+    let r = run(&sc, Policy::CapabilityOnly);
+    assert_eq!((r.completed, r.overload_failures), (1, 1));
+}
+
+#[test]
+fn utilization_is_busy_time_over_slots() {
+    let model = r#"{"id": "m", "capabilities": {"code": 1}, "max_concurrent": 2,
+        "service": {"distribution": "deterministic", "ms": 1000}}"#;
+    let r = run(&scenario(model, 1, 1.0), Policy::Weighted);
+    let end_ms = r.duration_s * 1000.0;
+    assert!((r.per_model_utilization[0] - 1000.0 / (2.0 * end_ms)).abs() < 1e-12);
+    assert_eq!(r.p50_ms, 1000.0);
+}
+
+fn fleet(requests: u64, rate: f64) -> Scenario {
+    let models = r#"
+        {"id": "big", "capabilities": {"code": 0.95}, "max_concurrent": 8, "max_queue": 4,
+         "service": {"distribution": "lognormal", "median_ms": 300, "sigma": 0.6}},
+        {"id": "mid", "capabilities": {"code": 0.8}, "max_concurrent": 6, "max_queue": 4,
+         "service": {"distribution": "exponential", "mean_ms": 200}},
+        {"id": "small", "capabilities": {"code": 0.6}, "max_concurrent": 12, "max_queue": 8,
+         "service": {"distribution": "lognormal", "median_ms": 150, "sigma": 0.4}}"#;
+    scenario(models, requests, rate)
+}
+
+#[test]
+fn outcomes_add_up_and_load_aware_never_overloads() {
+    let sc = fleet(20_000, 60.0);
+    let report = simulate(&sc, &Policy::ALL).unwrap();
+    assert_eq!(report.results.len(), 5);
+    for r in &report.results {
+        assert_eq!(
+            r.completed + r.overload_failures + r.rejected,
+            20_000,
+            "{:?}",
+            r.policy
+        );
+        assert_eq!(r.latencies_ms.len() as u64, r.completed);
+        assert!(r
+            .per_model_utilization
+            .iter()
+            .all(|u| (0.0..=1.0).contains(u)));
+        if r.policy.is_load_aware() {
+            assert_eq!(r.overload_failures, 0, "{:?}", r.policy);
+        } else {
+            assert!(r.overload_failures > 0);
+        }
+    }
+}
+
+#[test]
+fn runs_are_deterministic_given_the_seed() {
+    let sc = fleet(5_000, 60.0);
+    let a = simulate(&sc, &Policy::ALL).unwrap();
+    assert_eq!(a, simulate(&sc, &Policy::ALL).unwrap());
+    let mut other = sc.clone();
+    other.seed += 1;
+    assert_ne!(
+        a.results[0].latencies_ms,
+        simulate(&other, &Policy::ALL).unwrap().results[0].latencies_ms
+    );
+}
+
+#[test]
+fn progress_is_bounded_and_can_cancel() {
+    let sc = fleet(10_000, 60.0);
+    let calls = std::sync::Mutex::new(Vec::new());
+    let (_, finished) = simulate_with_progress(&sc, &Policy::ALL, &|f| {
+        calls.lock().unwrap().push(f);
+        true
+    })
+    .unwrap();
+    let calls = calls.into_inner().unwrap();
+    assert!(finished && calls.len() <= 100 && calls.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(calls.last(), Some(&1.0));
+    let (report, finished) =
+        simulate_with_progress(&sc, &[Policy::Weighted], &|f| f < 0.1).unwrap();
+    assert!(!finished && report.results[0].completed < 5_000);
+}
+
+#[test]
+fn percentiles_interpolate_like_numpy() {
+    let sorted = [1.0, 2.0, 4.0, 8.0];
+    assert_eq!(percentile(&sorted, 50.0), 3.0);
+    assert_eq!(percentile(&sorted, 100.0), 8.0);
+    assert!((percentile(&sorted, 90.0) - 6.8).abs() < 1e-12);
+    assert!(percentile(&[], 50.0).is_nan());
+    assert_eq!(thousands(1234567.25, 1), "1,234,567.2");
+    assert_eq!(thousands(-999.0, 0), "-999");
+}
+
+fn field_of(text: &str) -> (String, String) {
+    match Scenario::from_json(text, "x.json") {
+        Err(Error::InvalidInput { field, message }) => (field, message),
+        other => panic!("expected an input error, got {other:?}"),
+    }
+}
+
+#[test]
+fn scenario_errors_name_file_and_field() {
+    let base = |service: &str| {
+        format!(
+            r#"{{"requests": 10, "arrival_rate_per_s": 1, "agents": [{{"id": "a"}}],
+                "models": [{{"id": "m", "service": {{"distribution": "exponential", "mean_ms": 5}}}},
+                           {{"id": "n", "service": {service}}}]}}"#
+        )
+    };
+    let (field, message) = field_of(&base(r#"{"distribution": "lognormal", "sigma": 1}"#));
+    assert_eq!(field, "models[1].service.median_ms");
+    assert_eq!(
+        message,
+        "x.json: models[1].service.median_ms: missing field"
+    );
+    let (field, _) = field_of(&base(r#"{"distribution": "exponential", "mean_ms": -1}"#));
+    assert_eq!(field, "models[1].service.mean_ms");
+    let (field, message) = field_of(&base(r#"{"distribution": "gamma"}"#));
+    assert_eq!(field, "models[1].service.distribution", "{message}");
+    let (field, _) = field_of(&base(
+        r#"{"distribution": "deterministic", "ms": 1, "sigma": 2}"#,
+    ));
+    assert_eq!(field, "models[1].service.sigma");
+    let (field, _) = field_of(r#"{"requests": 1, "agents": [], "models": []}"#);
+    assert_eq!(field, "arrival_rate_per_s");
+    let (field, message) = field_of(r#"{"requests": "many"}"#);
+    assert_eq!(field, "requests", "{message}");
+    let bad_level = base(r#"{"distribution": "deterministic", "ms": 1}"#)
+        .replace(r#""id": "n""#, r#""id": "n", "capabilities": {"code": 2}"#);
+    assert_eq!(field_of(&bad_level).0, r#"models[1].capabilities["code"]"#);
+    let dup = base(r#"{"distribution": "deterministic", "ms": 1}"#)
+        .replace(r#""id": "n""#, r#""id": "m""#);
+    assert_eq!(field_of(&dup).0, "models[1].id");
+}
