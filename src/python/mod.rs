@@ -10,6 +10,7 @@ mod flow;
 mod lap;
 mod load;
 mod router;
+mod sim;
 
 #[pymodule(name = "_core", gil_used = false)]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -20,5 +21,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     flow::register(m)?;
     load::register(m)?;
     router::register(m)?;
+    sim::register(m)?;
     Ok(())
 }
