@@ -154,31 +154,32 @@ impl BalancerConfig {
     }
 }
 
+/// Mean of the known latencies, NaN when none is known. Like the rest of `choose`, it
+/// allocates nothing: the simulator calls it once per request.
 fn fleet_mean_latency(cands: &[Candidate]) -> f64 {
-    let known: Vec<f64> = cands
+    let (sum, known) = cands
         .iter()
         .map(|c| c.latency_ms)
         .filter(|l| l.is_finite())
-        .collect();
-    if known.is_empty() {
+        .fold((0.0, 0usize), |(sum, n), l| (sum + l, n + 1));
+    if known == 0 {
         f64::NAN
     } else {
-        known.iter().sum::<f64>() / known.len() as f64
+        sum / known as f64
     }
 }
 
-/// Index of the largest key; the first wins ties.
-fn argmax(idx: &[usize], key: impl Fn(usize) -> (f64, f64)) -> usize {
-    let mut best = idx[0];
-    let mut best_key = key(best);
-    for &i in &idx[1..] {
+/// Index of the largest key; the first wins ties. None for no indices.
+fn argmax(idx: impl Iterator<Item = usize>, key: impl Fn(usize) -> (f64, f64)) -> Option<usize> {
+    let mut best: Option<(usize, (f64, f64))> = None;
+    for i in idx {
         let k = key(i);
-        if k.0 > best_key.0 || (k.0 == best_key.0 && k.1 > best_key.1) {
-            best = i;
-            best_key = k;
+        match best {
+            Some((_, b)) if !(k.0 > b.0 || (k.0 == b.0 && k.1 > b.1)) => {}
+            _ => best = Some((i, k)),
         }
     }
-    best
+    best.map(|(i, _)| i)
 }
 
 /// Picks a model for one request. Load-aware policies only start a request on a model with a
@@ -190,58 +191,43 @@ pub fn choose<R: Rng + ?Sized>(
     config: &BalancerConfig,
     rng: &mut R,
 ) -> Decision {
-    let feasible: Vec<usize> = (0..cands.len())
-        .filter(|&j| cands[j].is_feasible())
-        .collect();
-    if feasible.is_empty() {
+    let all = || 0..cands.len();
+    let Some(first_feasible) = all().find(|&j| cands[j].is_feasible()) else {
         return Decision::NoEligibleModel;
-    }
+    };
     let fleet_mean = fleet_mean_latency(cands);
     if policy == Policy::CapabilityOnly {
-        let best = argmax(&feasible, |j| (cands[j].score, 0.0));
+        let feasible = all().filter(|&j| cands[j].is_feasible());
+        let best = argmax(feasible, |j| (cands[j].score, 0.0)).unwrap_or(first_feasible);
         return if cands[best].has_free_slot() {
             Decision::Run(best)
         } else {
             Decision::Queue(best)
         };
     }
-    let eligible: Vec<usize> = feasible
-        .iter()
-        .copied()
-        .filter(|&j| cands[j].accepting)
-        .collect();
-    let open: Vec<usize> = eligible
-        .iter()
-        .copied()
-        .filter(|&j| cands[j].has_free_slot())
-        .collect();
-    let below_target: Vec<usize> = open
-        .iter()
-        .copied()
-        .filter(|&j| cands[j].utilization() < cands[j].target_utilization)
-        .collect();
-    let pool = if below_target.is_empty() {
-        &open
-    } else {
-        &below_target
+    let eligible = |j: usize| cands[j].is_feasible() && cands[j].accepting;
+    let open = |j: usize| eligible(j) && cands[j].has_free_slot();
+    let below_target = |j: usize| open(j) && cands[j].utilization() < cands[j].target_utilization;
+    let any_below_target = all().any(below_target);
+    let in_pool = |j: usize| {
+        if any_below_target {
+            below_target(j)
+        } else {
+            open(j)
+        }
     };
-    if !pool.is_empty() {
-        return Decision::Run(pick(policy, pool, cands, config, fleet_mean, rng));
+    if let Some(j) = pick(policy, cands.len(), in_pool, cands, config, fleet_mean, rng) {
+        return Decision::Run(j);
     }
-    let queueable: Vec<usize> = eligible
-        .iter()
-        .copied()
-        .filter(|&j| cands[j].has_queue_room())
-        .collect();
-    if !queueable.is_empty() {
-        let best = argmax(&queueable, |j| {
-            (-config.predicted_ms(&cands[j], fleet_mean), cands[j].score)
-        });
+    let queueable = all().filter(|&j| eligible(j) && cands[j].has_queue_room());
+    if let Some(best) = argmax(queueable, |j| {
+        (-config.predicted_ms(&cands[j], fleet_mean), cands[j].score)
+    }) {
         return Decision::Queue(best);
     }
-    let soonest_ms = eligible
-        .iter()
-        .map(|&j| {
+    let soonest_ms = all()
+        .filter(|&j| eligible(j))
+        .map(|j| {
             let c = &cands[j];
             let ahead = (c.active + c.queued + 1).saturating_sub(c.max_concurrent) as f64;
             config.latency(c, fleet_mean) * ahead / c.max_concurrent as f64
@@ -251,23 +237,26 @@ pub fn choose<R: Rng + ?Sized>(
         soonest_ms / 1000.0
     } else {
         // Every feasible model refuses new work (reject_new): suggest one service time.
-        config.latency(&cands[feasible[0]], fleet_mean) / 1000.0
+        config.latency(&cands[first_feasible], fleet_mean) / 1000.0
     };
     Decision::NoCapacity { retry_after_s }
 }
 
+/// The policy's choice among the models `in_pool` accepts; None when it accepts none.
 fn pick<R: Rng + ?Sized>(
     policy: Policy,
-    pool: &[usize],
+    n: usize,
+    in_pool: impl Fn(usize) -> bool,
     cands: &[Candidate],
     config: &BalancerConfig,
     fleet_mean: f64,
     rng: &mut R,
-) -> usize {
+) -> Option<usize> {
+    let pool = || (0..n).filter(|&j| in_pool(j));
     match policy {
-        Policy::CapabilityOnly => argmax(pool, |j| (cands[j].score, 0.0)),
-        Policy::LeastLoaded => argmax(pool, |j| (-cands[j].utilization(), cands[j].score)),
-        Policy::Weighted => argmax(pool, |j| {
+        Policy::CapabilityOnly => argmax(pool(), |j| (cands[j].score, 0.0)),
+        Policy::LeastLoaded => argmax(pool(), |j| (-cands[j].utilization(), cands[j].score)),
+        Policy::Weighted => argmax(pool(), |j| {
             let c = &cands[j];
             (
                 c.score * (1.0 - config.load_weight * c.utilization()),
@@ -275,11 +264,12 @@ fn pick<R: Rng + ?Sized>(
             )
         }),
         Policy::PowerOfTwo => {
-            if pool.len() == 1 {
-                return pool[0];
+            let len = pool().count();
+            if len <= 1 {
+                return pool().next();
             }
-            let a = rng.random_range(0..pool.len());
-            let mut b = rng.random_range(0..pool.len() - 1);
+            let a = rng.random_range(0..len);
+            let mut b = rng.random_range(0..len - 1);
             if b >= a {
                 b += 1;
             }
@@ -287,11 +277,10 @@ fn pick<R: Rng + ?Sized>(
                 let c = &cands[j];
                 c.score / ((c.active + 1) as f64).powf(config.active_request_bias)
             };
-            argmax(&[pool[a], pool[b]], |j| {
-                (weight(j), -(cands[j].active as f64))
-            })
+            let pair = [pool().nth(a)?, pool().nth(b)?];
+            argmax(pair.into_iter(), |j| (weight(j), -(cands[j].active as f64)))
         }
-        Policy::Predictive => argmax(pool, |j| {
+        Policy::Predictive => argmax(pool(), |j| {
             (-config.predicted_ms(&cands[j], fleet_mean), cands[j].score)
         }),
     }
