@@ -10,7 +10,7 @@ SOURCES := $(shell find src python -type f \( -name '*.rs' -o -name '*.py' -o -n
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip "maturin>=1.9.4,<2" numpy
+	$(PIP) install -q --upgrade pip "maturin>=1.9.4,<2" numpy "matplotlib>=3.7"
 
 # Release build of the extension, installed into .venv (rebuilt when sources change).
 $(STAMP): $(VENV)/bin/python $(SOURCES)
@@ -20,7 +20,7 @@ $(STAMP): $(VENV)/bin/python $(SOURCES)
 build: $(STAMP)
 
 run: build
-	$(VENV)/bin/modelrouter assign
+	$(VENV)/bin/modelrouter simulate
 
 $(VENV)/.dev-stamp: $(VENV)/bin/python pyproject.toml
 	$(PIP) install -q "pytest>=8" "hypothesis>=6.100" "scipy>=1.11" "ortools>=9.8" \

@@ -1,5 +1,6 @@
 """Command line: ``modelrouter assign`` compares the strategies on a fleet file (the shipped
-seed scenario by default)."""
+seed scenario by default); ``modelrouter simulate`` runs a request stream through every routing
+policy and compares latency, failures and utilization."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from ._core import Router
+from ._core import Router, SimulationReport, simulate
 from .errors import RouterError
 from .types import load_fleet
 
 STRATEGIES = ("greedy", "balanced", "optimal")
+POLICIES = ("capability_only", "least_loaded", "weighted", "power_of_two", "predictive")
+BASELINE = "capability_only"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -54,6 +59,114 @@ def cmd_assign(args: argparse.Namespace) -> int:
     return 0
 
 
+class _ProgressBar:
+    """A one-line text bar on stderr, redrawn when the shown percent changes; when stderr is
+    not a terminal (logs, CI) only the finished bar is written."""
+
+    def __init__(self, width: int = 30) -> None:
+        self.width, self.shown = width, -1
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, fraction: float) -> None:
+        percent = int(100 * fraction)
+        if percent == self.shown or (not self.live and percent < 100):
+            return
+        self.shown = percent
+        filled = round(self.width * fraction)
+        bar = "#" * filled + "-" * (self.width - filled)
+        end = "\n" if percent >= 100 else ""
+        print(f"\rsimulating [{bar}] {percent:3d}%", end=end, file=sys.stderr, flush=True)
+
+
+def _policies(requested: Sequence[str] | None) -> list[str]:
+    """Requested policies (comma lists allowed), capability-only first as the baseline."""
+    names = [n for item in requested or POLICIES for n in item.split(",") if n]
+    return [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
+
+
+def p99_sentence(report: SimulationReport) -> str:
+    """The P99 change of the best load-aware policy against capability-only routing."""
+    results = report.results
+    base = results[BASELINE]
+    aware = [r for name, r in results.items() if name != BASELINE and r.completed > 0]
+    if not aware:
+        return "no load-aware policy was run, so there is nothing to compare."
+    best = min(aware, key=lambda r: (r.p99_ms, r.overload_failures))
+    change = 100.0 * (best.p99_ms - base.p99_ms) / base.p99_ms
+    sign = "−" if change < 0 else "+"
+    return (
+        f"P99 latency: {base.p99_ms:,.0f} ms → {best.p99_ms:,.0f} ms ({sign}{abs(change):.1f}%) "
+        f"with {best.policy}; overload failures: {base.overload_failures:,} → "
+        f"{best.overload_failures:,}"
+    )
+
+
+def plot_latency(report: SimulationReport, path: Path) -> bool:
+    """CDF and tail of the end-to-end latency per policy (log x). False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+    except ImportError:
+        return False
+    fig, (cdf, tail) = plt.subplots(1, 2, figsize=(13, 5.2))
+    levels = np.linspace(0.0, 1.0, 2001)
+    for name, r in report.results.items():
+        if r.completed == 0:
+            continue
+        x = np.quantile(r.latencies_ms, levels)
+        label = f"{name}  (P99 {r.p99_ms:,.0f} ms, overload {r.overload_failures:,})"
+        style: dict[str, Any] = {"lw": 2.4 if name == BASELINE else 1.6}
+        if name == BASELINE:
+            style.update(color="black", ls="--")
+        cdf.plot(x, levels, label=label, **style)
+        tail.plot(x[:-1], 1.0 - levels[:-1], **style)
+    cdf.set(xscale="log", xlabel="latency (ms, log scale)", ylabel="fraction of requests <= x")
+    cdf.set_title("Latency CDF")
+    tail.set(xscale="log", yscale="log", xlabel="latency (ms, log scale)")
+    tail.set(ylabel="fraction of requests > x", ylim=(5e-4, 1.0))
+    tail.set_title("Tail (P99 at the dotted line)")
+    for ax in (cdf, tail):
+        ax.grid(True, which="both", alpha=0.3)
+    tail.axhline(0.01, color="grey", ls=":", lw=1)
+    cdf.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{report.description}\n{report.requests:,} requests, seed {report.seed}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    report = simulate(
+        args.scenario,
+        _policies(args.strategies),
+        seed=args.seed,
+        requests=args.requests,
+        progress=_ProgressBar(),
+    )
+    n_models = len(report.model_ids)
+    print(
+        f"{report.description}\n{report.requests:,} requests, {n_models} models, "
+        f"seed {report.seed} ({args.scenario})\n"
+    )
+    print(report.table())
+    print()
+    print(p99_sentence(report))
+    if not args.no_plot:
+        if plot_latency(report, Path(args.plot)):
+            print(f"latency plot written to {args.plot}")
+        else:
+            print(
+                "matplotlib is not installed, so no plot was drawn "
+                "(pip install 'modelrouter[plot]')"
+            )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelrouter", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--no-load-balancing", action="store_true")
     assign.add_argument("--json", action="store_true", help="print the REST response bodies")
     assign.set_defaults(func=cmd_assign)
+    sim = sub.add_parser("simulate", help="simulate a request stream under each routing policy")
+    sim.add_argument(
+        "--scenario", default="heterogeneous", help="JSON file or shipped scenario name"
+    )
+    sim.add_argument(
+        "--strategies",
+        nargs="+",
+        metavar="POLICY",
+        help=f"policies to run (space or comma separated; {BASELINE} is always run as the "
+        f"baseline); default: all of {', '.join(POLICIES)}",
+    )
+    sim.add_argument("--seed", type=int, help="override the scenario's seed")
+    sim.add_argument("--requests", type=int, help="override the scenario's request count")
+    sim.add_argument("--plot", default="out/latency.png", help="PNG path of the latency plot")
+    sim.add_argument("--no-plot", action="store_true", help="skip the plot")
+    sim.set_defaults(func=cmd_simulate)
     return parser
 
 
