@@ -1,10 +1,14 @@
-//! simulate(), SimulationReport and PolicyResult. The simulation runs with the GIL released;
-//! the GIL is taken back only to report progress and to notice Ctrl-C.
+//! simulate(), SimulationReport and PolicyResult. The simulation runs with the GIL released on
+//! worker threads; the calling thread takes the GIL back only to report progress and to notice
+//! Ctrl-C.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
 
 use numpy::PyArray1;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -297,7 +301,17 @@ fn count(obj: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Option<u64>> {
     .transpose()
 }
 
-/// Simulates the scenario's request stream under each policy and measures the outcome.
+/// Simulates a scenario's request stream under each routing policy and measures the outcome.
+///
+/// `scenario` is a JSON file, the name of a shipped scenario ("heterogeneous", "seed_overload",
+/// "seed_assign_sim") or a dict with: `requests`, `arrival_rate_per_s` (Poisson), optional
+/// `seed`, `max_retries` (3), `latency_ewma_alpha` (0.2), `balancer` {load_weight,
+/// active_request_bias, default_latency_ms}, `weights` {required, preferred, context, cost};
+/// `models`: Model fields plus `service` {"distribution": "lognormal", "median_ms", "sigma"} |
+/// {"distribution": "exponential", "mean_ms"} | {"distribution": "deterministic", "ms"} and an
+/// optional hidden `fail_above`; `agents`: Agent fields plus a mix `weight` (1).
+/// `strategies` defaults to every policy; `seed` and `requests` override the scenario's;
+/// `progress(fraction)` is called on the calling thread at most about a hundred times.
 #[pyfunction]
 #[pyo3(signature = (scenario, strategies=None, *, seed=None, requests=None, progress=None))]
 fn simulate(
@@ -325,22 +339,42 @@ fn simulate(
         Some(p) => Some(p.unbind()),
         None => None,
     };
-    let failure: Mutex<Option<PyErr>> = Mutex::new(None);
-    let on_progress = |fraction: f64| {
-        Python::attach(|py| {
-            let outcome = match &callback {
-                Some(cb) => cb.call1(py, (fraction,)).and_then(|_| py.check_signals()),
-                None => py.check_signals(),
-            };
-            outcome
-                .map_err(|e| *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e))
-                .is_ok()
+    let mut failure: Option<PyErr> = None;
+    let outcome = py.detach(|| {
+        let (tx, rx) = mpsc::channel::<f64>();
+        let stop = AtomicBool::new(false);
+        thread::scope(|scope| {
+            // The runs report to this (calling) thread, which alone touches Python: progress
+            // callbacks run where the caller is, and Ctrl-C is only seen on the main thread.
+            let worker = scope.spawn(|| {
+                let tx = tx;
+                simulate_with_progress(&sc, &policies, &|fraction| {
+                    // A closed channel only means the caller stopped listening.
+                    let _ = tx.send(fraction);
+                    !stop.load(Ordering::Relaxed)
+                })
+            });
+            for fraction in rx {
+                if failure.is_some() {
+                    continue;
+                }
+                let reported = Python::attach(|py| match &callback {
+                    Some(cb) => cb.call1(py, (fraction,)).and_then(|_| py.check_signals()),
+                    None => py.check_signals(),
+                });
+                if let Err(e) = reported {
+                    failure = Some(e);
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            worker.join()
         })
-    };
-    let outcome = py.detach(|| simulate_with_progress(&sc, &policies, &on_progress));
-    if let Some(err) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    });
+    if let Some(err) = failure {
         return Err(err);
     }
+    let outcome =
+        outcome.map_err(|_| PyRuntimeError::new_err("the simulation stopped unexpectedly"))?;
     // Stopping early happens only when the callback failed, and that error was returned.
     let (report, _) = outcome?;
     let (table, rows) = (report.table(), report.rows());
