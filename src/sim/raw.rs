@@ -326,6 +326,9 @@ impl RawScenario {
             )
             .map_err(|e| nested(source, &at, e))?;
             let service = m.service.build(source, &format!("{at}.service"))?;
+            if m.fail_above == Some(0) {
+                return Err(bad(source, format!("{at}.fail_above"), "must be >= 1"));
+            }
             models.push(SimModel {
                 profile,
                 service,

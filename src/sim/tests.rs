@@ -223,4 +223,7 @@ fn scenario_errors_name_file_and_field() {
     let dup = base(r#"{"distribution": "deterministic", "ms": 1}"#)
         .replace(r#""id": "n""#, r#""id": "m""#);
     assert_eq!(field_of(&dup).0, "models[1].id");
+    let never = base(r#"{"distribution": "deterministic", "ms": 1}"#)
+        .replace(r#""id": "n""#, r#""id": "n", "fail_above": 0"#);
+    assert_eq!(field_of(&never).0, "models[1].fail_above");
 }
