@@ -18,10 +18,11 @@ import argparse
 import math
 import time
 
-import modelrouter as mr
 import numpy as np
 from ortools.graph.python import min_cost_flow
 from scipy.optimize import linear_sum_assignment
+
+import modelrouter as mr
 
 SCALE = 1_000_000  # cost units per OR-Tools integer unit
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
-import modelrouter as mr
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from modelrouter.errors import InvalidInputError
 from ortools.graph.python import min_cost_flow
 from scipy.optimize import linear_sum_assignment
+
+import modelrouter as mr
+from modelrouter.errors import InvalidInputError
 
 INF = np.inf
 

@@ -1,5 +1,6 @@
 # Type stubs of the compiled extension; checked against it with `python -m mypy.stubtest`.
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeAlias, final, overload
 
@@ -17,13 +18,16 @@ __all__ = [
     "ManualClock",
     "Model",
     "ModelLoad",
+    "PolicyResult",
     "Router",
     "ScalingAction",
     "ScalingRule",
     "ScoreWeights",
+    "SimulationReport",
     "assign_capacitated",
     "cost_matrix",
     "linear_sum_assignment",
+    "simulate",
 ]
 __version__: str
 
@@ -273,6 +277,7 @@ def assign_capacitated(
     maximize: bool = False,
     allow_unassigned: bool = False,
 ) -> npt.NDArray[np.int64]: ...
+
 @final
 class Assignment:
     @property
@@ -346,3 +351,64 @@ class Router:
         agent_id: str | None = None,
     ) -> None: ...
     def load(self, model_id: str) -> ModelLoad: ...
+
+@final
+class PolicyResult:
+    @property
+    def policy(self) -> str: ...
+    @property
+    def latencies_ms(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def per_model_utilization(self) -> dict[str, float]: ...
+    @property
+    def p50_ms(self) -> float: ...
+    @property
+    def p95_ms(self) -> float: ...
+    @property
+    def p99_ms(self) -> float: ...
+    @property
+    def mean_ms(self) -> float: ...
+    @property
+    def avg_utilization(self) -> float: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def completed(self) -> int: ...
+    @property
+    def overload_failures(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def max_queue_length(self) -> int: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def throughput_per_s(self) -> float: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+@final
+class SimulationReport:
+    @property
+    def results(self) -> dict[str, PolicyResult]: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def model_ids(self) -> list[str]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def table(self) -> str: ...
+    def _repr_html_(self) -> str: ...
+
+def simulate(
+    scenario: str | os.PathLike[str] | Mapping[str, Any],
+    strategies: str | Sequence[str] | None = None,
+    *,
+    seed: int | None = None,
+    requests: int | None = None,
+    progress: Callable[[float], object] | None = None,
+) -> SimulationReport: ...
