@@ -1,5 +1,16 @@
-//! Exact rectangular linear assignment (Jonker–Volgenant shortest augmenting path).
-//! TO BE IMPLEMENTED (helper): see the contract on `linear_sum_assignment`.
+//! Exact linear assignment with scipy's contract, solved by Jonker–Volgenant (1987): cheap
+//! initial phases (column reduction, reduction transfer, augmenting row reduction) assign most
+//! rows, then Dijkstra-style shortest augmenting paths place the rest.
+//!
+//! Duals: `v[j]` per column; a row's dual is implicit, `u[i] = c[i][col4row[i]] - v[col4row[i]]`,
+//! and every phase keeps `c[i][j] - u[i] - v[j] >= 0` for assigned rows (the certificate that the
+//! result is optimal). Forbidden pairs are `+inf` and stay `+inf` through the arithmetic, so no
+//! "large constant" can ever win a sum. Rectangular problems (`rows < cols`) also need `v[j] == 0`
+//! on columns left unassigned: `v` starts at 0, only falls on a column as it gets assigned, and an
+//! assigned column never becomes free again. Column reduction would break that, so it only runs
+//! on square matrices; wide ones start from row reduction instead. Tall ones are transposed.
+
+use std::marker::PhantomData;
 
 use crate::error::{Error, Result};
 
@@ -21,6 +32,638 @@ pub fn linear_sum_assignment(
     n_cols: usize,
     maximize: bool,
 ) -> Result<Assignment> {
-    let _ = (cost, n_rows, n_cols, maximize);
-    Err(Error::Infeasible("not implemented".into()))
+    check_shape(cost, n_rows, n_cols)?;
+    // scipy negates when maximizing, so the entry that would become −inf is +inf here.
+    let bad = if maximize {
+        f64::INFINITY
+    } else {
+        f64::NEG_INFINITY
+    };
+    if cost.iter().any(|&c| c.is_nan() || c == bad) {
+        return Err(Error::invalid_verbatim(
+            "cost_matrix",
+            "matrix contains invalid numeric entries",
+        ));
+    }
+    if n_rows == 0 || n_cols == 0 {
+        return Ok(Assignment::default());
+    }
+    if n_rows <= n_cols {
+        let col4row = if maximize {
+            solve::<Negated>(cost, n_rows, n_cols)?.0
+        } else {
+            solve::<AsIs>(cost, n_rows, n_cols)?.0
+        };
+        return Ok(Assignment {
+            rows: (0..n_rows).collect(),
+            cols: col4row,
+        });
+    }
+    // Tall: solve the transpose so the hot loops still read rows contiguously.
+    let t = transpose(cost, n_rows, n_cols, if maximize { -1.0 } else { 1.0 });
+    let (row4col, _) = solve::<AsIs>(&t, n_cols, n_rows)?;
+    let mut col_of_row = vec![FREE; n_rows];
+    for (j, &i) in row4col.iter().enumerate() {
+        col_of_row[i] = j;
+    }
+    let (rows, cols) = (0..n_rows)
+        .filter(|&i| col_of_row[i] != FREE)
+        .map(|i| (i, col_of_row[i]))
+        .unzip();
+    Ok(Assignment { rows, cols })
+}
+
+fn check_shape(cost: &[f64], n_rows: usize, n_cols: usize) -> Result<()> {
+    match n_rows.checked_mul(n_cols) {
+        Some(len) if len == cost.len() => Ok(()),
+        _ => Err(Error::invalid(
+            "cost_matrix",
+            format!("expected {n_rows} × {n_cols} entries, got {}", cost.len()),
+        )),
+    }
+}
+
+const FREE: usize = usize::MAX;
+const INF: f64 = f64::INFINITY;
+
+fn infeasible() -> Error {
+    Error::Infeasible("cost matrix is infeasible".into())
+}
+
+/// How stored entries are read: as is, or negated for `maximize` (saves copying the matrix).
+trait Sign {
+    fn get(c: f64) -> f64;
+}
+struct AsIs;
+struct Negated;
+impl Sign for AsIs {
+    #[inline(always)]
+    fn get(c: f64) -> f64 {
+        c
+    }
+}
+impl Sign for Negated {
+    #[inline(always)]
+    fn get(c: f64) -> f64 {
+        -c
+    }
+}
+
+/// Cache-blocked transpose (times `scale`) of a row-major `n_rows × n_cols` matrix.
+fn transpose(cost: &[f64], n_rows: usize, n_cols: usize, scale: f64) -> Vec<f64> {
+    const B: usize = 32;
+    let mut t = vec![0.0; cost.len()];
+    for i0 in (0..n_rows).step_by(B) {
+        for j0 in (0..n_cols).step_by(B) {
+            for i in i0..(i0 + B).min(n_rows) {
+                let row = &cost[i * n_cols..(i + 1) * n_cols];
+                for j in j0..(j0 + B).min(n_cols) {
+                    t[j * n_rows + i] = scale * row[j];
+                }
+            }
+        }
+    }
+    t
+}
+
+/// `col4row` of an optimal assignment of the `n × m` matrix (`1 <= n <= m`) and the column
+/// duals `v` that certify it.
+fn solve<S: Sign>(cost: &[f64], n: usize, m: usize) -> Result<(Vec<usize>, Vec<f64>)> {
+    let mut s = Solver::<S> {
+        cost,
+        m,
+        v: vec![0.0; m],
+        col4row: vec![FREE; n],
+        row4col: vec![FREE; m],
+        d: vec![INF; m],
+        pred: vec![0; m],
+        ready: Vec::with_capacity(m),
+        free_cols: Vec::new(),
+        sign: PhantomData,
+    };
+    let free = if n == m {
+        s.column_reduction()?
+    } else {
+        (0..n).collect()
+    };
+    let free = s.augmenting_row_reduction(free)?;
+    s.free_cols = (0..m).filter(|&j| s.row4col[j] == FREE).collect();
+    for f in free {
+        s.shortest_augmenting_path(f)?;
+    }
+    Ok((s.col4row, s.v))
+}
+
+struct Solver<'a, S> {
+    cost: &'a [f64],
+    m: usize,
+    v: Vec<f64>,
+    col4row: Vec<usize>,
+    row4col: Vec<usize>,
+    // Scratch of the shortest path search, kept to avoid reallocating per row.
+    d: Vec<f64>,
+    pred: Vec<usize>,
+    /// Settled columns of the current search with their distance and original `v`.
+    ready: Vec<(usize, f64, f64)>,
+    /// Unassigned columns (few once the initial phases are done).
+    free_cols: Vec<usize>,
+    sign: PhantomData<S>,
+}
+
+impl<'a, S: Sign> Solver<'a, S> {
+    fn row(&self, i: usize) -> &'a [f64] {
+        &self.cost[i * self.m..(i + 1) * self.m]
+    }
+
+    fn assign(&mut self, i: usize, j: usize) {
+        self.col4row[i] = j;
+        self.row4col[j] = i;
+    }
+
+    /// Square only. `v[j]` = column minimum; each column goes to its minimum row unless that row
+    /// already has one. Reduction transfer then moves slack from `v` to rows holding exactly one
+    /// column, which makes the row reduction that follows more effective. Returns free rows.
+    fn column_reduction(&mut self) -> Result<Vec<usize>> {
+        let n = self.col4row.len();
+        let mut argmin = vec![0usize; self.m];
+        self.v.fill(INF);
+        for i in 0..n {
+            // Row by row (not column by column) so the matrix is read in memory order.
+            for ((&c, vj), aj) in self.row(i).iter().zip(&mut self.v).zip(&mut argmin) {
+                let c = S::get(c);
+                if c < *vj {
+                    *vj = c;
+                    *aj = i;
+                }
+            }
+        }
+        if self.v.contains(&INF) {
+            return Err(infeasible()); // a column with no allowed entry
+        }
+        let mut matches = vec![0usize; n];
+        for j in (0..self.m).rev() {
+            let i = argmin[j];
+            matches[i] += 1;
+            if matches[i] == 1 {
+                self.assign(i, j);
+            }
+        }
+        let mut free = Vec::new();
+        for (i, &count) in matches.iter().enumerate() {
+            if count == 0 {
+                free.push(i);
+            } else if count == 1 {
+                let j1 = self.col4row[i];
+                let row = self.row(i);
+                let reduced = |c: &[f64], v: &[f64]| {
+                    c.iter()
+                        .zip(v)
+                        .fold(INF, |mu, (&c, &v)| mu.min(S::get(c) - v))
+                };
+                let mu = reduced(&row[..j1], &self.v[..j1])
+                    .min(reduced(&row[j1 + 1..], &self.v[j1 + 1..]));
+                // mu == inf: j1 is the row's only allowed column; nothing to transfer.
+                if mu < INF {
+                    self.v[j1] -= mu;
+                }
+            }
+        }
+        Ok(free)
+    }
+
+    /// Two passes of JV's augmenting row reduction: a free row takes its cheapest column (by
+    /// `c - v`), lowering that column's `v` so the row stays indifferent to its runner-up, and
+    /// evicts the previous owner. Returns the rows still free.
+    fn augmenting_row_reduction(&mut self, mut free: Vec<usize>) -> Result<Vec<usize>> {
+        for _pass in 0..2 {
+            let mut next = Vec::new();
+            // An evicted row is retried at once; cap those retries so float noise cannot make
+            // the chain long (what is left simply goes to the augmenting path phase).
+            let mut retries = 8 * free.len() + 64;
+            let mut k = 0;
+            while k < free.len() {
+                let i = free[k];
+                k += 1;
+                let (u1, j1, u2, j2) = self.two_smallest(i);
+                if u1 == INF || j1 == FREE {
+                    return Err(infeasible()); // a row with no allowed entry
+                }
+                let strict = u1 < u2;
+                let (j, i0) = if strict || self.row4col[j1] == FREE {
+                    (j1, self.row4col[j1])
+                } else {
+                    (j2, self.row4col[j2])
+                };
+                let lowered = strict && u2 < INF;
+                if lowered {
+                    self.v[j1] -= u2 - u1;
+                }
+                self.assign(i, j);
+                if i0 != FREE {
+                    self.col4row[i0] = FREE;
+                    if lowered && retries > 0 {
+                        retries -= 1;
+                        k -= 1;
+                        free[k] = i0;
+                    } else {
+                        next.push(i0);
+                    }
+                }
+            }
+            free = next;
+            if free.is_empty() {
+                break;
+            }
+        }
+        Ok(free)
+    }
+
+    /// Smallest and second smallest `c[i][j] - v[j]` with their columns.
+    fn two_smallest(&self, i: usize) -> (f64, usize, f64, usize) {
+        let (mut u1, mut j1, mut u2, mut j2) = (INF, FREE, INF, FREE);
+        for (j, (&c, &vj)) in self.row(i).iter().zip(&self.v).enumerate() {
+            let h = S::get(c) - vj;
+            if h < u2 {
+                if h >= u1 {
+                    (u2, j2) = (h, j);
+                } else {
+                    (u2, j2, u1, j1) = (u1, j1, h, j);
+                }
+            }
+        }
+        (u1, j1, u2, j2)
+    }
+
+    /// Dijkstra from free row `f` over reduced costs until a free column is settled, then flip
+    /// the path and update `v` on the settled columns.
+    ///
+    /// Every scan runs over the whole row in memory order (vectorizable, no gathers); settled
+    /// columns are masked by `d = +inf` and `v = -inf`, which makes their candidate `+inf` so
+    /// they never change again. Their true `d` and `v` wait in `ready` until the search ends.
+    fn shortest_augmenting_path(&mut self, f: usize) -> Result<()> {
+        self.ready.clear();
+        self.d.fill(INF);
+        let mut next = relax::<S>(self.row(f), 0.0, f, &self.v, &mut self.d, &mut self.pred);
+        let (sink, total) = loop {
+            let (best, j) = self.prefer_free(next)?;
+            self.ready.push((j, best, self.v[j]));
+            let i = self.row4col[j];
+            if i == FREE {
+                break (j, best);
+            }
+            let row = self.row(i);
+            // Through row i: d(j) + reduced cost of (i, j'), u[i] implied by the tight pair (i, j).
+            let h = best - (S::get(row[j]) - self.v[j]);
+            self.d[j] = INF;
+            self.v[j] = -INF;
+            next = relax::<S>(row, h, i, &self.v, &mut self.d, &mut self.pred);
+        };
+        for &(j, dj, vj) in &self.ready {
+            self.v[j] = vj + (dj - total);
+        }
+        self.free_cols.retain(|&j| j != sink);
+        let mut j = sink;
+        loop {
+            let i = self.pred[j];
+            let next = self.col4row[i];
+            self.assign(i, j);
+            if i == f {
+                return Ok(());
+            }
+            j = next;
+        }
+    }
+
+    /// Among columns tied at the minimum distance take a free one if any: that ends the search
+    /// one row scan earlier (matters with integer costs, where ties are common).
+    fn prefer_free(&self, (best, j): (f64, usize)) -> Result<(f64, usize)> {
+        if best == INF || j == FREE {
+            return Err(infeasible());
+        }
+        if self.row4col[j] == FREE {
+            return Ok((best, j));
+        }
+        let d = &self.d;
+        let free = self.free_cols.iter().find(|&&j| d[j] == best);
+        Ok((best, free.copied().unwrap_or(j)))
+    }
+}
+
+const LANES: usize = 8;
+
+/// `d[j] = min(d[j], h + c[i][j] - v[j])` over the whole row, recording `pred[j] = i`; returns
+/// the new minimum of `d` and a column holding it (`FREE` if all are +inf or NaN). Written over
+/// fixed-size chunks with selects so it compiles to packed SIMD.
+fn relax<S: Sign>(
+    row: &[f64],
+    h: f64,
+    i: usize,
+    v: &[f64],
+    d: &mut [f64],
+    pred: &mut [usize],
+) -> (f64, usize) {
+    let mut acc = [INF; LANES];
+    let mut at = [FREE; LANES];
+    let split = row.len() - row.len() % LANES;
+    let chunks = row[..split]
+        .chunks_exact(LANES)
+        .zip(v[..split].chunks_exact(LANES))
+        .zip(d[..split].chunks_exact_mut(LANES))
+        .zip(pred[..split].chunks_exact_mut(LANES));
+    for (k, (((c, v), d), p)) in chunks.enumerate() {
+        let mut cand = [0.0; LANES];
+        let mut any = false;
+        for ((x, &c), (&v, &d)) in cand.iter_mut().zip(c).zip(v.iter().zip(d.iter())) {
+            *x = h + S::get(c) - v;
+            any |= *x < d;
+        }
+        // Improvements are rare once a search is under way: skip the stores when none.
+        if any {
+            for ((&x, d), p) in cand.iter().zip(d.iter_mut()).zip(p) {
+                if x < *d {
+                    *d = x;
+                    *p = i;
+                }
+            }
+        }
+        for ((a, t), &d) in acc.iter_mut().zip(&mut at).zip(d.iter()) {
+            let lower = d < *a;
+            *a = if lower { d } else { *a };
+            *t = if lower { k } else { *t };
+        }
+    }
+    let (mut best, mut arg) = (INF, FREE);
+    for (l, (&a, &t)) in acc.iter().zip(&at).enumerate() {
+        if a < best {
+            (best, arg) = (a, t * LANES + l);
+        }
+    }
+    for (j, ((&c, &v), (d, p))) in row
+        .iter()
+        .zip(v)
+        .zip(d.iter_mut().zip(pred))
+        .enumerate()
+        .skip(split)
+    {
+        let x = h + S::get(c) - v;
+        if x < *d {
+            *d = x;
+            *p = i;
+        }
+        if *d < best {
+            (best, arg) = (*d, j);
+        }
+    }
+    (best, arg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Optimal objective by enumerating every injection of the smaller side (None: infeasible).
+    fn brute(c: &[f64], n: usize, m: usize, maximize: bool) -> Option<f64> {
+        if n > m {
+            return brute(&transpose(c, n, m, 1.0), m, n, maximize);
+        }
+        fn go(c: &[f64], m: usize, i: usize, used: &mut [bool], sign: f64) -> f64 {
+            if i * m == c.len() {
+                return 0.0;
+            }
+            let mut best = INF;
+            for j in 0..m {
+                let x = sign * c[i * m + j];
+                if !used[j] && x < INF {
+                    used[j] = true;
+                    best = best.min(x + go(c, m, i + 1, used, sign));
+                    used[j] = false;
+                }
+            }
+            best
+        }
+        let sign = if maximize { -1.0 } else { 1.0 };
+        let best = go(c, m, 0, &mut vec![false; m], sign);
+        (best < INF).then_some(sign * best)
+    }
+
+    /// Checks the scipy shape of the answer and returns its objective.
+    fn checked_objective(a: &Assignment, c: &[f64], n: usize, m: usize) -> f64 {
+        assert_eq!(a.rows.len(), n.min(m));
+        assert_eq!(a.cols.len(), n.min(m));
+        assert!(
+            a.rows.windows(2).all(|w| w[0] < w[1]),
+            "rows sorted, distinct"
+        );
+        let mut seen = vec![false; m];
+        for (&i, &j) in a.rows.iter().zip(&a.cols) {
+            assert!(i < n && j < m && !seen[j], "cols distinct and in range");
+            seen[j] = true;
+            assert!(c[i * m + j].is_finite(), "uses a forbidden pair");
+        }
+        a.rows
+            .iter()
+            .zip(&a.cols)
+            .map(|(&i, &j)| c[i * m + j])
+            .sum()
+    }
+
+    /// Random matrix of one of several kinds: uniform, heavy ties, negative, with forbidden pairs.
+    fn random_matrix(rng: &mut StdRng, n: usize, m: usize, maximize: bool) -> Vec<f64> {
+        let kind = rng.random_range(0..4);
+        let p_forbid = if kind == 3 {
+            rng.random_range(0.1..0.6)
+        } else {
+            0.0
+        };
+        let forbidden = if maximize { -INF } else { INF };
+        (0..n * m)
+            .map(|_| {
+                if rng.random_bool(p_forbid) {
+                    return forbidden;
+                }
+                match kind {
+                    0 => rng.random::<f64>(),
+                    1 => rng.random_range(0..3) as f64,
+                    _ => rng.random_range(-50..50) as f64 * 0.5,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_brute_force_on_small_matrices() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..3000 {
+            let (n, m) = (rng.random_range(1..=6), rng.random_range(1..=6));
+            let maximize = rng.random_bool(0.3);
+            let c = random_matrix(&mut rng, n, m, maximize);
+            let got = linear_sum_assignment(&c, n, m, maximize);
+            match (brute(&c, n, m, maximize), got) {
+                (Some(best), Ok(a)) => {
+                    let obj = checked_objective(&a, &c, n, m);
+                    assert!(
+                        (obj - best).abs() <= 1e-9 * best.abs().max(1.0),
+                        "{c:?} {n}x{m}"
+                    );
+                }
+                (None, Err(e)) => assert_eq!(e, infeasible()),
+                (want, got) => panic!("{n}x{m} {c:?}: brute {want:?}, solver {got:?}"),
+            }
+        }
+    }
+
+    /// LP duality: u[i] + v[j] <= c[i][j] everywhere, tight on the assignment, v <= 0 with
+    /// v == 0 on unassigned columns, proves optimality without enumerating.
+    #[test]
+    fn dual_certificate_on_larger_matrices() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for round in 0..200 {
+            let n = rng.random_range(1..=80);
+            let m = if round % 2 == 0 {
+                n
+            } else {
+                rng.random_range(n..=120)
+            };
+            let mut c = random_matrix(&mut rng, n, m, false);
+            // A random finite permutation keeps most instances feasible despite forbidden pairs.
+            for i in 0..n {
+                if c[i * m + i] == INF {
+                    c[i * m + i] = rng.random();
+                }
+            }
+            let (col4row, v) = solve::<AsIs>(&c, n, m).unwrap();
+            let tol = 1e-9
+                * c.iter()
+                    .filter(|x| x.is_finite())
+                    .fold(1.0_f64, |a, &x| a.max(x.abs()));
+            let mut assigned = vec![false; m];
+            for i in 0..n {
+                let j0 = col4row[i];
+                assigned[j0] = true;
+                let u = c[i * m + j0] - v[j0];
+                for j in 0..m {
+                    assert!(
+                        c[i * m + j] - u - v[j] >= -tol,
+                        "dual infeasible at ({i},{j})"
+                    );
+                }
+            }
+            for j in 0..m {
+                assert!(v[j] <= tol || n == m);
+                assert!(assigned[j] || v[j] == 0.0 || n == m);
+            }
+        }
+    }
+
+    #[test]
+    fn tall_equals_transposed_wide() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..50 {
+            let (n, m) = (rng.random_range(2..60), rng.random_range(1..30));
+            let c = random_matrix(&mut rng, n, m, false);
+            let t = transpose(&c, n, m, 1.0);
+            match (
+                linear_sum_assignment(&c, n, m, false),
+                linear_sum_assignment(&t, m, n, false),
+            ) {
+                (Ok(a), Ok(b)) => {
+                    let (x, y) = (
+                        checked_objective(&a, &c, n, m),
+                        checked_objective(&b, &t, m, n),
+                    );
+                    assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0));
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                (a, b) => panic!("{a:?} vs {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_entries_are_rejected() {
+        let invalid =
+            Error::invalid_verbatim("cost_matrix", "matrix contains invalid numeric entries");
+        for (x, maximize) in [
+            (f64::NAN, false),
+            (-INF, false),
+            (f64::NAN, true),
+            (INF, true),
+        ] {
+            let got = linear_sum_assignment(&[1.0, x, 2.0, 3.0], 2, 2, maximize);
+            assert_eq!(got, Err(invalid.clone()));
+        }
+        // Checked before the shape short-cuts, like scipy.
+        assert_eq!(
+            linear_sum_assignment(&[f64::NAN], 1, 1, false),
+            Err(invalid)
+        );
+    }
+
+    #[test]
+    fn shape_mismatch_names_cost_matrix() {
+        for (len, n, m) in [(3, 2, 2), (0, 1, 1), (1, usize::MAX, 2)] {
+            match linear_sum_assignment(&vec![0.0; len], n, m, false) {
+                Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "cost_matrix"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn degenerate_shapes() {
+        assert_eq!(
+            linear_sum_assignment(&[], 0, 5, false),
+            Ok(Assignment::default())
+        );
+        assert_eq!(
+            linear_sum_assignment(&[], 4, 0, true),
+            Ok(Assignment::default())
+        );
+        assert_eq!(
+            linear_sum_assignment(&[], 0, 0, false),
+            Ok(Assignment::default())
+        );
+        let one = linear_sum_assignment(&[5.0], 1, 1, false).unwrap();
+        assert_eq!((one.rows, one.cols), (vec![0], vec![0]));
+        let row = linear_sum_assignment(&[3.0, 1.0, 2.0], 1, 3, false).unwrap();
+        assert_eq!(row.cols, vec![1]);
+        let col = linear_sum_assignment(&[3.0, 1.0, 2.0], 3, 1, true).unwrap();
+        assert_eq!((col.rows, col.cols), (vec![0], vec![0]));
+        let equal = linear_sum_assignment(&[2.0; 12], 3, 4, false).unwrap();
+        assert_eq!(equal.rows, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn infeasible_patterns() {
+        let cases: [(&[f64], usize, usize); 5] = [
+            (&[INF], 1, 1),
+            (&[1.0, INF, 2.0, INF], 2, 2), // a column without allowed entries
+            (&[INF, INF, 1.0, 2.0], 2, 2), // a row without allowed entries
+            (&[1.0, INF, INF, 2.0, INF, INF], 2, 3), // two rows share their only column
+            (&[1.0, 2.0, INF, INF, INF, INF], 3, 2),
+        ];
+        for (c, n, m) in cases {
+            assert_eq!(
+                linear_sum_assignment(c, n, m, false),
+                Err(infeasible()),
+                "{c:?}"
+            );
+        }
+        assert_eq!(
+            linear_sum_assignment(&[-INF, 1.0], 1, 2, true)
+                .unwrap()
+                .cols,
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn huge_and_tiny_magnitudes_stay_finite() {
+        let c = [1e300, -1e300, 1e-300, 5e299, INF, 0.0, 1e300, 1e300, -1e300];
+        let a = linear_sum_assignment(&c, 3, 3, false).unwrap();
+        let obj = checked_objective(&a, &c, 3, 3);
+        assert_eq!(Some(obj), brute(&c, 3, 3, false));
+    }
 }
