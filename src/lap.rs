@@ -138,7 +138,7 @@ fn solve<S: Sign>(cost: &[f64], n: usize, m: usize) -> Result<(Vec<usize>, Vec<f
         d: vec![INF; m],
         pred: vec![0; m],
         ready: Vec::with_capacity(m),
-        free_cols: Vec::new(),
+        free_best: (INF, FREE),
         sign: PhantomData,
     };
     let free = if n == m {
@@ -147,7 +147,6 @@ fn solve<S: Sign>(cost: &[f64], n: usize, m: usize) -> Result<(Vec<usize>, Vec<f
         (0..n).collect()
     };
     let free = s.augmenting_row_reduction(free)?;
-    s.free_cols = (0..m).filter(|&j| s.row4col[j] == FREE).collect();
     for f in free {
         s.shortest_augmenting_path(f)?;
     }
@@ -165,8 +164,8 @@ struct Solver<'a, S> {
     pred: Vec<usize>,
     /// Settled columns of the current search with their distance and original `v`.
     ready: Vec<(usize, f64, f64)>,
-    /// Unassigned columns (few once the initial phases are done).
-    free_cols: Vec<usize>,
+    /// Smallest distance to a free column in the current search, and that column.
+    free_best: (f64, usize),
     sign: PhantomData<S>,
 }
 
@@ -303,9 +302,10 @@ impl<'a, S: Sign> Solver<'a, S> {
     fn shortest_augmenting_path(&mut self, f: usize) -> Result<()> {
         self.ready.clear();
         self.d.fill(INF);
-        let mut next = relax::<S>(self.row(f), 0.0, f, &self.v, &mut self.d, &mut self.pred);
+        self.free_best = (INF, FREE);
+        let mut best = self.relax(self.row(f), 0.0, f);
         let (sink, total) = loop {
-            let (best, j) = self.prefer_free(next)?;
+            let j = self.next_column(best)?;
             self.ready.push((j, best, self.v[j]));
             let i = self.row4col[j];
             if i == FREE {
@@ -316,12 +316,11 @@ impl<'a, S: Sign> Solver<'a, S> {
             let h = best - (S::get(row[j]) - self.v[j]);
             self.d[j] = INF;
             self.v[j] = -INF;
-            next = relax::<S>(row, h, i, &self.v, &mut self.d, &mut self.pred);
+            best = self.relax(row, h, i);
         };
         for &(j, dj, vj) in &self.ready {
             self.v[j] = vj + (dj - total);
         }
-        self.free_cols.retain(|&j| j != sink);
         let mut j = sink;
         loop {
             let i = self.pred[j];
@@ -334,88 +333,83 @@ impl<'a, S: Sign> Solver<'a, S> {
         }
     }
 
-    /// Among columns tied at the minimum distance take a free one if any: that ends the search
-    /// one row scan earlier (matters with integer costs, where ties are common).
-    fn prefer_free(&self, (best, j): (f64, usize)) -> Result<(f64, usize)> {
-        if best == INF || j == FREE {
+    /// The column to settle at distance `best`: a free one when tied (ending the search a row
+    /// scan earlier, which matters with integer costs), else the first holding `best`.
+    fn next_column(&self, best: f64) -> Result<usize> {
+        if best == INF {
             return Err(infeasible());
         }
-        if self.row4col[j] == FREE {
-            return Ok((best, j));
+        if self.free_best.0 == best {
+            return Ok(self.free_best.1);
         }
-        let d = &self.d;
-        let free = self.free_cols.iter().find(|&&j| d[j] == best);
-        Ok((best, free.copied().unwrap_or(j)))
+        for (k, chunk) in self.d.chunks(LANES).enumerate() {
+            if chunk.iter().fold(false, |hit, &x| hit | (x == best)) {
+                let l = chunk.iter().position(|&x| x == best).unwrap_or(0);
+                return Ok(k * LANES + l);
+            }
+        }
+        Err(infeasible()) // unreachable: `best` came from `d`
+    }
+
+    /// `d[j] = min(d[j], h + c[i][j] - v[j])` over the whole row, recording `pred[j] = i` and
+    /// the best free column; returns the new minimum of `d` (+inf if none is finite). Written
+    /// over fixed-size chunks so the common path (no improvement) compiles to packed SIMD.
+    fn relax(&mut self, row: &[f64], h: f64, i: usize) -> f64 {
+        let Self {
+            v,
+            d,
+            pred,
+            row4col,
+            free_best,
+            ..
+        } = self;
+        let mut improve = |j: usize, x: f64, d: &mut f64, p: &mut usize| {
+            if x < *d {
+                *d = x;
+                *p = i;
+                if x < free_best.0 && row4col[j] == FREE {
+                    *free_best = (x, j);
+                }
+            }
+        };
+        let mut acc = [INF; LANES];
+        let split = row.len() - row.len() % LANES;
+        let (d, d_tail) = d.split_at_mut(split);
+        let (pred, p_tail) = pred.split_at_mut(split);
+        let chunks = row[..split]
+            .chunks_exact(LANES)
+            .zip(v[..split].chunks_exact(LANES))
+            .zip(d.chunks_exact_mut(LANES).zip(pred.chunks_exact_mut(LANES)));
+        for (k, ((c, v), (d, p))) in chunks.enumerate() {
+            let mut cand = [0.0; LANES];
+            let mut any = false;
+            for ((x, &c), (&v, &d)) in cand.iter_mut().zip(c).zip(v.iter().zip(d.iter())) {
+                *x = h + S::get(c) - v;
+                any |= *x < d;
+            }
+            // Improvements are rare once a search is under way: skip the stores when none.
+            if any {
+                for (l, ((&x, d), p)) in cand.iter().zip(d.iter_mut()).zip(p).enumerate() {
+                    improve(k * LANES + l, x, d, p);
+                }
+            }
+            for (a, &d) in acc.iter_mut().zip(d.iter()) {
+                *a = if d < *a { d } else { *a };
+            }
+        }
+        let tail = row[split..]
+            .iter()
+            .zip(&v[split..])
+            .zip(d_tail.iter_mut().zip(p_tail));
+        for (l, ((&c, &v), (d, p))) in tail.enumerate() {
+            improve(split + l, h + S::get(c) - v, d, p);
+            acc[0] = if *d < acc[0] { *d } else { acc[0] };
+        }
+        acc.iter().fold(INF, |m, &x| if x < m { x } else { m })
     }
 }
 
 const LANES: usize = 8;
-
-/// `d[j] = min(d[j], h + c[i][j] - v[j])` over the whole row, recording `pred[j] = i`; returns
-/// the new minimum of `d` and a column holding it (`FREE` if all are +inf or NaN). Written over
-/// fixed-size chunks with selects so it compiles to packed SIMD.
-fn relax<S: Sign>(
-    row: &[f64],
-    h: f64,
-    i: usize,
-    v: &[f64],
-    d: &mut [f64],
-    pred: &mut [usize],
-) -> (f64, usize) {
-    let mut acc = [INF; LANES];
-    let mut at = [FREE; LANES];
-    let split = row.len() - row.len() % LANES;
-    let chunks = row[..split]
-        .chunks_exact(LANES)
-        .zip(v[..split].chunks_exact(LANES))
-        .zip(d[..split].chunks_exact_mut(LANES))
-        .zip(pred[..split].chunks_exact_mut(LANES));
-    for (k, (((c, v), d), p)) in chunks.enumerate() {
-        let mut cand = [0.0; LANES];
-        let mut any = false;
-        for ((x, &c), (&v, &d)) in cand.iter_mut().zip(c).zip(v.iter().zip(d.iter())) {
-            *x = h + S::get(c) - v;
-            any |= *x < d;
-        }
-        // Improvements are rare once a search is under way: skip the stores when none.
-        if any {
-            for ((&x, d), p) in cand.iter().zip(d.iter_mut()).zip(p) {
-                if x < *d {
-                    *d = x;
-                    *p = i;
-                }
-            }
-        }
-        for ((a, t), &d) in acc.iter_mut().zip(&mut at).zip(d.iter()) {
-            let lower = d < *a;
-            *a = if lower { d } else { *a };
-            *t = if lower { k } else { *t };
-        }
-    }
-    let (mut best, mut arg) = (INF, FREE);
-    for (l, (&a, &t)) in acc.iter().zip(&at).enumerate() {
-        if a < best {
-            (best, arg) = (a, t * LANES + l);
-        }
-    }
-    for (j, ((&c, &v), (d, p))) in row
-        .iter()
-        .zip(v)
-        .zip(d.iter_mut().zip(pred))
-        .enumerate()
-        .skip(split)
-    {
-        let x = h + S::get(c) - v;
-        if x < *d {
-            *d = x;
-            *p = i;
-        }
-        if *d < best {
-            (best, arg) = (*d, j);
-        }
-    }
-    (best, arg)
-}
 
 #[cfg(test)]
 mod tests {

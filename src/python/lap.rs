@@ -26,7 +26,10 @@ fn linear_sum_assignment<'py>(
     maximize: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Indices<'py>, Indices<'py>)> {
     // scipy parses `maximize` with "p": any object, judged by truthiness.
-    let maximize = maximize.map(|m| m.is_truthy()).transpose()?.unwrap_or(false);
+    let maximize = maximize
+        .map(|m| m.is_truthy())
+        .transpose()?
+        .unwrap_or(false);
     let array = float_matrix(cost_matrix)?;
     let shape = array.shape().to_vec();
     if shape.len() != 2 {
