@@ -204,9 +204,15 @@ def test_numeric_dtypes(dtype: type) -> None:
 def test_non_contiguous_and_list_input() -> None:
     rng = np.random.default_rng(3)
     base = rng.random((80, 120))
+    raw = np.zeros(base.size * 8 + 1, dtype=np.uint8)
+    unaligned = np.frombuffer(raw.data, dtype=np.float64, count=base.size, offset=1)
+    unaligned = unaligned.reshape(base.shape)
+    unaligned[...] = base
+    assert not unaligned.flags.aligned
     views = [base[::2, ::3], base.T, base[:, 10:50], np.asfortranarray(base), base.astype(">f8")]
+    views.append(unaligned)
     for view in views:
-        assert not (view.flags.c_contiguous and view.dtype == np.float64) or view is base
+        assert not (view.flags.c_contiguous and view.flags.aligned and view.dtype == np.float64)
         rows, cols = mr.linear_sum_assignment(view)
         assert objective(view, rows, cols) == pytest.approx(float(view[scipy_lsa(view)].sum()))
     small = base[:4, :5]

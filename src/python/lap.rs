@@ -43,10 +43,24 @@ fn linear_sum_assignment<'py>(
     Ok((to_array(result.rows), to_array(result.cols)))
 }
 
-/// C-contiguous float64 view of `obj`, converted the way scipy's `PyArray_ContiguousFromAny`
-/// does: sequences and scalars through `numpy.asarray`, existing arrays only by a 'safe' cast
-/// (so complex, object and string arrays raise `TypeError` instead of being truncated).
+/// C-contiguous, aligned float64 version of `obj`, converted the way scipy's
+/// `PyArray_ContiguousFromAny` does: sequences and scalars through `numpy.asarray`, existing
+/// arrays only by a 'safe' cast (so complex, object and string arrays raise `TypeError` instead
+/// of being truncated). A float64 array that is already fine is used as is, without a copy.
 fn float_matrix<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let array = match obj.cast::<PyArrayDyn<f64>>() {
+        Ok(array) => array.clone(),
+        Err(_) => as_float64(obj)?,
+    };
+    if array.is_c_contiguous() && array.is_aligned() {
+        return Ok(array);
+    }
+    Ok(array
+        .call_method1("copy", ("C",))?
+        .cast_into::<PyArrayDyn<f64>>()?)
+}
+
+fn as_float64<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
     let py = obj.py();
     let np = py.import("numpy")?;
     let float64 = np.getattr("float64")?;
