@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from typing import Any
 
 import modelrouter as mr
 import numpy as np
@@ -196,7 +197,7 @@ def test_known_answer() -> None:
 )
 def test_numeric_dtypes(dtype: type) -> None:
     rng = np.random.default_rng(2)
-    cost = (rng.random((30, 40)) * (2 if dtype is np.bool_ else 100)).astype(dtype)
+    cost: np.ndarray = (rng.random((30, 40)) * (2 if dtype is np.bool_ else 100)).astype(dtype)
     assert_matches_scipy(cost)
     assert_matches_scipy(cost.T, maximize=True)
 
@@ -231,13 +232,15 @@ def test_input_is_not_modified() -> None:
 
 def test_keyword_and_truthy_maximize() -> None:
     cost = [[1.0, 2.0], [4.0, 3.0]]
-    for maximize in (True, 1, "yes", np.True_):
+    truthy: list[Any] = [True, 1, "yes", np.True_]
+    falsy: list[Any] = [False, 0, None, ""]
+    for maximize in truthy:
         assert mr.linear_sum_assignment(cost, maximize)[1].tolist() == [1, 0]
-    for maximize in (False, 0, None, ""):
+    for maximize in falsy:
         assert mr.linear_sum_assignment(cost_matrix=cost, maximize=maximize)[1].tolist() == [0, 1]
 
 
-def scipy_error(cost: object, maximize: bool) -> BaseException:
+def scipy_error(cost: Any, maximize: bool) -> BaseException:
     try:
         scipy_lsa(cost, maximize=maximize)
     except Exception as exc:  # noqa: BLE001 - the oracle's exception is the expectation
@@ -272,7 +275,7 @@ def scipy_error(cost: object, maximize: bool) -> BaseException:
     ],
     ids=repr,
 )
-def test_errors_match_scipy(cost: object, maximize: bool) -> None:
+def test_errors_match_scipy(cost: Any, maximize: bool) -> None:
     try:
         want = scipy_error(cost, maximize)
     except AssertionError:
