@@ -654,6 +654,26 @@ mod tests {
         );
     }
 
+    /// Sums may overflow to ±inf with such entries; the answer can then be off, but the solver
+    /// must still end with a valid assignment or an error, never a panic or a hang.
+    #[test]
+    fn overflowing_magnitudes_never_panic() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let pool = [f64::MAX, -f64::MAX, 1e300, -1e300, 0.0, 1.0, INF];
+        for _ in 0..2000 {
+            let (n, m) = (rng.random_range(1..=7), rng.random_range(1..=7));
+            let c: Vec<f64> = (0..n * m)
+                .map(|_| pool[rng.random_range(0..pool.len())])
+                .collect();
+            for maximize in [false, true] {
+                let c: Vec<f64> = c.iter().map(|&x| if maximize { -x } else { x }).collect();
+                if let Ok(a) = linear_sum_assignment(&c, n, m, maximize) {
+                    checked_objective(&a, &c, n, m);
+                }
+            }
+        }
+    }
+
     #[test]
     fn huge_and_tiny_magnitudes_stay_finite() {
         let c = [1e300, -1e300, 1e-300, 5e299, INF, 0.0, 1e300, 1e300, -1e300];
