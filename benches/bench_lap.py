@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import platform
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import modelrouter as mr
 import numpy as np
 import scipy
 from scipy.optimize import linear_sum_assignment as scipy_lsa
+
+import modelrouter as mr
 
 try:
     import lap
@@ -80,20 +82,22 @@ def run() -> str:
         lines.append("| " + " | ".join(cells) + " |")
     peers = f"scipy {scipy.__version__}" + (f", lap {lap.__version__}" if lap else "")
     note = (
-        f"Dense uniform [0, 1) float64, fixed seed; best of 5 runs (3 for 4000×4000 and tall), "
-        f"wall clock including input checks. {peers}, numpy {np.__version__}, "
-        f"Python {platform.python_version()}, {platform.machine()}. Objectives agree to 1e-9. "
-        "lap.lapjv pads rectangular matrices to square (`extend_cost=True`). Not every input "
-        "is this friendly: on the classic JV worst case c[i][j] = i·j (Machol–Wien) scipy's "
-        "initialisation-free solver is faster than both JV codes."
+        "Dense uniform [0, 1) float64, same matrix for every solver (fixed seed); best of 5 runs "
+        "(3 for 4000×4000 and the tall case), wall clock from Python including input checks, on "
+        "the 2-core dev machine (shared with other builds, so expect ±20 %). "
+        f"{peers}, numpy {np.__version__}, Python {platform.python_version()}. Objectives "
+        "agree to 1e-9. lap.lapjv pads rectangular matrices to square (`extend_cost=True`). Not "
+        "every input is this friendly: on the classic JV worst case c[i][j] = i·j (Machol–Wien) "
+        "scipy's initialisation-free solver is faster than both JV codes."
     )
-    return "\n".join([*lines, "", note])
+    return "\n".join([*lines, "", textwrap.fill(note, 100)])
 
 
 def update_readme(table: str) -> None:
     """Replaces only the body of our section, keeping whatever other sections exist."""
     text = README.read_text() if README.exists() else "# Benchmarks\n"
-    body = f"{SECTION}\n\n`python benches/bench_lap.py --update-readme`\n\n{table}\n"
+    run = "`python benches/bench_lap.py` (run by `make bench`; `--update-readme` rewrites this)"
+    body = f"{SECTION}\n\n{run}\n\n{table}\n"
     start = text.find(SECTION)
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + body

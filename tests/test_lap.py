@@ -10,14 +10,15 @@ import threading
 import time
 from typing import Any
 
-import modelrouter as mr
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from modelrouter.errors import InfeasibleError, InvalidInputError, RouterError
 from scipy.optimize import linear_sum_assignment as scipy_lsa
+
+import modelrouter as mr
+from modelrouter.errors import InfeasibleError, InvalidInputError, RouterError
 
 INF = np.inf
 
