@@ -10,6 +10,7 @@ pub mod error;
 pub mod flow;
 pub mod lap;
 pub mod load;
+pub mod perf;
 pub mod router;
 pub mod strategy;
 

@@ -1,0 +1,2 @@
+//! Criterion: PerformanceTracker::record (placeholder, filled in below).
+fn main() {}
