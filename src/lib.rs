@@ -3,6 +3,7 @@
 //! The core is plain Rust (no pyo3); the Python bindings live in `python/` behind the `python`
 //! feature, so `cargo test` never links Python.
 
+pub mod adaptive;
 pub mod balancer;
 pub mod capability;
 pub mod capacity;
