@@ -4,6 +4,7 @@
 //! feature, so `cargo test` never links Python.
 
 pub mod adaptive;
+pub mod alerts;
 pub mod balancer;
 pub mod capability;
 pub mod capacity;
