@@ -179,6 +179,7 @@ impl PyAlertManager {
     #[pyo3(signature = (rules, cooldown_s=300.0, *, performance=None, load=None, history_limit=1000, clock=None, on_alert=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         rules: Vec<PyAlertRule>,
         cooldown_s: f64,
         performance: Option<&Bound<'_, PyPerformanceTracker>>,
@@ -206,7 +207,7 @@ impl PyAlertManager {
             sink_errors: AtomicU64::new(0),
         };
         if let Some(cb) = on_alert {
-            manager.push_sink(cb)?;
+            manager.push_sink(py, cb)?;
         }
         Ok(manager)
     }
@@ -228,12 +229,13 @@ impl PyAlertManager {
     }
 
     /// `sink(alert)` is called with every notification emitted by `evaluate`.
-    fn add_sink(&self, sink: Py<PyAny>) -> PyResult<()> {
-        self.push_sink(sink)
+    fn add_sink(&self, py: Python<'_>, sink: Py<PyAny>) -> PyResult<()> {
+        self.push_sink(py, sink)
     }
 
     /// Evaluates every rule at `now` (the clock when None); returns what this evaluation
-    /// emitted: newly firing alerts, repeats after the cooldown and resolved notices.
+    /// emitted: newly firing alerts, repeats after the cooldown and resolved notices. `now`
+    /// drives pending/cooldown timing; the trackers still read their own clocks.
     #[pyo3(signature = (now=None))]
     fn evaluate(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Vec<Py<PyAlert>>> {
         if let Some(t) = now.filter(|t| !t.is_finite()) {
@@ -304,9 +306,8 @@ impl PyAlertManager {
 }
 
 impl PyAlertManager {
-    fn push_sink(&self, sink: Py<PyAny>) -> PyResult<()> {
-        let callable = Python::attach(|py| sink.bind(py).is_callable());
-        if !callable {
+    fn push_sink(&self, py: Python<'_>, sink: Py<PyAny>) -> PyResult<()> {
+        if !sink.bind(py).is_callable() {
             return Err(invalid("sink", "must be callable"));
         }
         self.sinks
