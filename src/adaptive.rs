@@ -15,7 +15,8 @@
 //!   `L_eff = R + (L − R)·2^(−age/h)`, so a model no longer chosen is retried once its spike is
 //!   old. `latency_factor = min(1, R / L_eff)`: no bonus below the fleet's typical latency.
 //! - a *cold* model (no sample yet) gets `success = p` and `L_eff = R`: the fleet's typical
-//!   value, never 1 (p < 1) nor 0 (p > 0).
+//!   value, never 1 (p < 1) nor 0 (p > 0). Evidence fades everywhere, so a fleet idle for many
+//!   half-lives drifts toward the uninformed `p = 1/2` for every model alike (ranking unchanged).
 //!
 //! **load** = `1 − utilization` clamped to [0, 1] from the LoadTracker; unknown or stale models
 //! get the mean of the known ones; without a LoadTracker every model gets 1.
