@@ -51,7 +51,7 @@ $(VENV)/.bench-stamp: $(VENV)/.dev-stamp
 	@touch $@
 
 bench: build dev-deps $(VENV)/.bench-stamp
-	cargo bench --quiet --bench lap --bench flow --bench cost_matrix --bench load --bench sim
+	cargo bench --quiet --bench lap --bench flow --bench cost_matrix --bench load --bench sim --bench perf
 	$(PY) benches/run_all.py
 
 fmt:

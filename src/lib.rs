@@ -3,6 +3,8 @@
 //! The core is plain Rust (no pyo3); the Python bindings live in `python/` behind the `python`
 //! feature, so `cargo test` never links Python.
 
+pub mod adaptive;
+pub mod alerts;
 pub mod balancer;
 pub mod capability;
 pub mod capacity;
@@ -10,6 +12,7 @@ pub mod error;
 pub mod flow;
 pub mod lap;
 pub mod load;
+pub mod perf;
 pub mod router;
 pub mod sim;
 pub mod strategy;

@@ -2,6 +2,8 @@
 
 use pyo3::prelude::*;
 
+mod adaptive;
+mod alerts;
 mod arrays;
 mod capability;
 mod capacity;
@@ -9,6 +11,7 @@ mod errors;
 mod flow;
 mod lap;
 mod load;
+mod perf;
 mod router;
 mod sim;
 
@@ -22,5 +25,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     load::register(m)?;
     router::register(m)?;
     sim::register(m)?;
+    perf::register(m)?;
+    adaptive::register(m)?;
+    alerts::register(m)?;
     Ok(())
 }

@@ -1,0 +1,360 @@
+//! PerformanceTracker: per model and per agent, counts, success rate, P50/P95/P99 from an
+//! HdrHistogram, mean, min/max, an EWMA and a ring of recent samples.
+//!
+//! Each key's state sits behind its own short mutex, and the id maps behind read-mostly locks:
+//! a record takes a read lock, hashes the id and locks one key, so writers to different keys never
+//! wait for each other. The histogram counts microseconds from 1 µs to 1 h at two significant
+//! digits (bucket width ≤ 1/128 of the value, so percentiles are at most 0.8 % above the exact
+//! sample; about 13 KB of `u32` counters per slot). With `window_s`, each key keeps
+//! [`WINDOW_SLOTS`] rotating histograms of `window_s / WINDOW_SLOTS` seconds each: a sample
+//! stops counting once `window_s` has passed and always counts for `0.75 × window_s`.
+
+mod series;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::error::{Error, Result};
+use crate::load::SharedClock;
+
+pub use series::{Sample, WINDOW_SLOTS};
+use series::{Series, Summary};
+
+/// Settings fixed at construction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerfConfig {
+    /// Sliding window in seconds; `None` keeps everything since the start.
+    pub window_s: Option<f64>,
+    /// Capacity of each key's ring of recent samples (the AdaptiveScorer reads it).
+    pub recent_samples: usize,
+}
+
+impl Default for PerfConfig {
+    fn default() -> Self {
+        PerfConfig {
+            window_s: None,
+            recent_samples: 1024,
+        }
+    }
+}
+
+/// What a key is: models and agents live in separate namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Model,
+    Agent,
+}
+
+/// A reading of one key. Latency fields are `None` while no sample is inside the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    pub count: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub success_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub mean_ms: Option<f64>,
+    /// Over every sample ever recorded (not windowed), weight 0.2 on the newest.
+    pub ewma_ms: Option<f64>,
+    pub min_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// Clock time of the newest sample.
+    pub last_seen: Option<f64>,
+}
+
+impl From<Summary> for Stats {
+    fn from(s: Summary) -> Self {
+        let has = s.count > 0;
+        let some = |v: f64| (has && !v.is_nan()).then_some(v);
+        Stats {
+            count: s.count,
+            successes: s.successes,
+            failures: s.failures,
+            success_rate: has.then(|| s.successes as f64 / s.count as f64),
+            p50_ms: some(s.percentiles_ms.0),
+            p95_ms: some(s.percentiles_ms.1),
+            p99_ms: some(s.percentiles_ms.2),
+            mean_ms: some(s.sum_ms / s.count.max(1) as f64),
+            ewma_ms: Some(s.ewma_ms).filter(|v| !v.is_nan()),
+            min_ms: some(s.min_ms),
+            max_ms: some(s.max_ms),
+            last_seen: Some(s.last_t).filter(|v| !v.is_nan()),
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Series>>;
+type Map = RwLock<HashMap<String, Shared>>;
+
+fn lock(series: &Mutex<Series>) -> MutexGuard<'_, Series> {
+    // Nothing inside a series can panic half-way through an update, so poisoning is harmless.
+    series.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// NaN, infinite or negative latencies are refused rather than skewing the histogram.
+pub fn check_latency(latency_ms: f64) -> Result<f64> {
+    if latency_ms.is_finite() && latency_ms >= 0.0 {
+        Ok(latency_ms)
+    } else {
+        Err(Error::invalid(
+            "latency_ms",
+            format!("must be a finite number >= 0, got {latency_ms}"),
+        ))
+    }
+}
+
+/// A key's series held directly, so a hot path (the router's per-model guard) records without
+/// hashing the id.
+#[derive(Debug, Clone)]
+pub struct SeriesHandle {
+    series: Shared,
+    clock: SharedClock,
+}
+
+impl SeriesHandle {
+    pub fn record(&self, latency_ms: f64, success: bool) -> Result<()> {
+        self.record_at(latency_ms, success, self.clock.now())
+    }
+
+    pub fn record_at(&self, latency_ms: f64, success: bool, now: f64) -> Result<()> {
+        lock(&self.series).record(check_latency(latency_ms)?, success, now);
+        Ok(())
+    }
+}
+
+/// Latency and outcome statistics per model and per agent. Thread-safe; `record` never
+/// allocates once a key exists.
+#[derive(Debug)]
+pub struct PerformanceTracker {
+    config: PerfConfig,
+    clock: SharedClock,
+    models: Map,
+    agents: Map,
+}
+
+impl PerformanceTracker {
+    pub fn new(config: PerfConfig, clock: SharedClock) -> Result<Self> {
+        if let Some(w) = config.window_s {
+            if !(w.is_finite() && w > 0.0) {
+                return Err(Error::invalid(
+                    "window_s",
+                    format!("must be a finite number > 0 or None, got {w}"),
+                ));
+            }
+        }
+        Ok(PerformanceTracker {
+            config,
+            clock,
+            models: RwLock::new(HashMap::new()),
+            agents: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> PerfConfig {
+        self.config
+    }
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+    pub fn now(&self) -> f64 {
+        self.clock.now()
+    }
+
+    fn map(&self, kind: Kind) -> &Map {
+        match kind {
+            Kind::Model => &self.models,
+            Kind::Agent => &self.agents,
+        }
+    }
+
+    fn get(&self, kind: Kind, id: &str) -> Option<Shared> {
+        let map = self.map(kind).read().unwrap_or_else(|e| e.into_inner());
+        map.get(id).cloned()
+    }
+
+    fn get_or_insert(&self, kind: Kind, id: &str) -> Shared {
+        if let Some(s) = self.get(kind, id) {
+            return s;
+        }
+        let mut map = self.map(kind).write().unwrap_or_else(|e| e.into_inner());
+        let series = || {
+            Arc::new(Mutex::new(Series::new(
+                self.config.window_s,
+                self.config.recent_samples,
+            )))
+        };
+        map.entry(id.to_string()).or_insert_with(series).clone()
+    }
+
+    /// Runs `f` on the key's series, creating it on first sight. The map's read lock is held
+    /// across the key's lock so that the common path clones no `Arc`.
+    fn with_series<R>(&self, kind: Kind, id: &str, f: impl FnOnce(&mut Series) -> R) -> R {
+        {
+            let map = self.map(kind).read().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = map.get(id) {
+                return f(&mut lock(s));
+            }
+        }
+        f(&mut lock(&self.get_or_insert(kind, id)))
+    }
+
+    /// Records one request against the model and, when given, the agent that sent it.
+    pub fn record(
+        &self,
+        model: &str,
+        agent: Option<&str>,
+        latency_ms: f64,
+        success: bool,
+    ) -> Result<()> {
+        self.record_at(model, agent, latency_ms, success, self.clock.now())
+    }
+
+    /// `record` at an explicit clock time (callers that already read the clock).
+    pub fn record_at(
+        &self,
+        model: &str,
+        agent: Option<&str>,
+        latency_ms: f64,
+        success: bool,
+        now: f64,
+    ) -> Result<()> {
+        let latency_ms = check_latency(latency_ms)?;
+        self.with_series(Kind::Model, model, |s| s.record(latency_ms, success, now));
+        if let Some(agent) = agent {
+            self.with_series(Kind::Agent, agent, |s| s.record(latency_ms, success, now));
+        }
+        Ok(())
+    }
+
+    /// The model's series for hash-free recording; registers the model if it is new.
+    pub fn model_handle(&self, model: &str) -> SeriesHandle {
+        SeriesHandle {
+            series: self.get_or_insert(Kind::Model, model),
+            clock: self.clock.clone(),
+        }
+    }
+
+    fn unknown(id: &str) -> Error {
+        Error::UnknownModel(id.to_string())
+    }
+
+    pub fn stats_of(&self, kind: Kind, id: &str) -> Result<Stats> {
+        let series = self.get(kind, id).ok_or_else(|| Self::unknown(id))?;
+        let now = self.clock.now();
+        let summary = lock(&series).summary(now);
+        Ok(summary.into())
+    }
+
+    pub fn stats(&self, model: &str) -> Result<Stats> {
+        self.stats_of(Kind::Model, model)
+    }
+
+    pub fn agent_stats(&self, agent: &str) -> Result<Stats> {
+        self.stats_of(Kind::Agent, agent)
+    }
+
+    /// Sorted ids of one kind.
+    pub fn ids(&self, kind: Kind) -> Vec<String> {
+        let map = self.map(kind).read().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<String> = map.keys().cloned().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn model_ids(&self) -> Vec<String> {
+        self.ids(Kind::Model)
+    }
+
+    pub fn agent_ids(&self) -> Vec<String> {
+        self.ids(Kind::Agent)
+    }
+
+    /// Stats of every key of one kind, sorted by id (one lock per key, not a global snapshot).
+    pub fn all_stats(&self, kind: Kind) -> Vec<(String, Stats)> {
+        let entries: Vec<(String, Shared)> = {
+            let map = self.map(kind).read().unwrap_or_else(|e| e.into_inner());
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let now = self.clock.now();
+        let mut out: Vec<(String, Stats)> = entries
+            .into_iter()
+            .map(|(id, s)| {
+                let stats = lock(&s).summary(now).into();
+                (id, stats)
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The key's ring of recent samples, oldest first.
+    pub fn recent(&self, kind: Kind, id: &str) -> Result<Vec<Sample>> {
+        let series = self.get(kind, id).ok_or_else(|| Self::unknown(id))?;
+        let samples = lock(&series).recent().copied().collect();
+        Ok(samples)
+    }
+
+    /// Appends the model's samples numbered `>= since` to `out` and returns the next number;
+    /// `None` for an unknown model. Lets readers (the AdaptiveScorer) follow a model
+    /// incrementally.
+    pub fn samples_since(&self, model: &str, since: u64, out: &mut Vec<Sample>) -> Option<u64> {
+        let map = self.models.read().unwrap_or_else(|e| e.into_inner());
+        let series = map.get(model)?;
+        let next = lock(series).samples_since(since, out);
+        Some(next)
+    }
+
+    /// Adds everything `other` has seen, as if it had been recorded here (percentiles, counts,
+    /// min/max and mean match exactly; EWMAs combine weighted by count).
+    pub fn merge(&self, other: &PerformanceTracker) -> Result<()> {
+        if std::ptr::eq(self, other) {
+            return Err(Error::invalid(
+                "other",
+                "cannot merge a tracker into itself",
+            ));
+        }
+        if self.config.window_s != other.config.window_s {
+            return Err(Error::invalid(
+                "other",
+                format!(
+                    "window_s differs ({:?} here, {:?} there); windows must match to merge",
+                    self.config.window_s, other.config.window_s
+                ),
+            ));
+        }
+        for kind in [Kind::Model, Kind::Agent] {
+            let theirs: Vec<(String, Shared)> = {
+                let map = other.map(kind).read().unwrap_or_else(|e| e.into_inner());
+                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            };
+            for (id, series) in theirs {
+                // Copy first so that two trackers merging into each other cannot deadlock.
+                let copy = lock(&series).clone();
+                self.with_series(kind, &id, |mine| mine.merge(&copy));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes held by the tracker: every key's histograms, counters and ring, the id strings and
+    /// the maps' tables.
+    pub fn memory_bytes(&self) -> usize {
+        let per_entry = std::mem::size_of::<(String, Shared)>() + 1;
+        let arc_overhead = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Mutex<Series>>()
+            - std::mem::size_of::<Series>();
+        let mut total = std::mem::size_of::<Self>();
+        for kind in [Kind::Model, Kind::Agent] {
+            let map = self.map(kind).read().unwrap_or_else(|e| e.into_inner());
+            total += map.capacity() * per_entry;
+            for (id, series) in map.iter() {
+                total += id.capacity() + arc_overhead + lock(series).bytes();
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests;

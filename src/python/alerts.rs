@@ -1,0 +1,326 @@
+//! AlertRule, Alert and AlertManager. Python sinks are called after the Rust evaluation, with
+//! the GIL; a raising sink is logged on `modelrouter.alerts` and skipped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::capability::non_negative;
+use super::errors::invalid;
+use super::load::{clock_from, PyLoadTracker, PyManualClock};
+use super::perf::PyPerformanceTracker;
+use crate::alerts::{Alert, AlertKind, AlertManager, AlertRule, HistoryFilter, Severity};
+
+/// A threshold on one alert type, for one model or (model_id None) every model.
+#[pyclass(frozen, eq, from_py_object, module = "modelrouter", name = "AlertRule")]
+#[derive(Clone, PartialEq)]
+pub struct PyAlertRule(pub AlertRule);
+
+#[pymethods]
+impl PyAlertRule {
+    #[new]
+    #[pyo3(signature = (r#type, threshold, *, severity="warning", for_s=0.0, model_id=None, min_samples=1))]
+    fn new(
+        r#type: &str,
+        threshold: f64,
+        severity: &str,
+        for_s: f64,
+        model_id: Option<String>,
+        min_samples: i64,
+    ) -> PyResult<Self> {
+        Ok(PyAlertRule(AlertRule::new(
+            r#type.parse::<AlertKind>()?,
+            threshold,
+            severity.parse::<Severity>()?,
+            for_s,
+            model_id,
+            non_negative("min_samples", min_samples)?,
+        )?))
+    }
+    #[getter(r#type)]
+    fn kind(&self) -> &'static str {
+        self.0.kind.name()
+    }
+    #[getter]
+    fn threshold(&self) -> f64 {
+        self.0.threshold
+    }
+    #[getter]
+    fn severity(&self) -> &'static str {
+        self.0.severity.name()
+    }
+    #[getter]
+    fn for_s(&self) -> f64 {
+        self.0.for_s
+    }
+    #[getter]
+    fn model_id(&self) -> Option<&str> {
+        self.0.model_id.as_deref()
+    }
+    #[getter]
+    fn min_samples(&self) -> u64 {
+        self.0.min_samples
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "AlertRule({:?}, {}, severity={:?}, for_s={}, model_id={:?})",
+            self.0.kind.name(),
+            self.0.threshold,
+            self.0.severity.name(),
+            self.0.for_s,
+            self.0.model_id
+        )
+    }
+}
+
+/// One notification: a newly firing alert, a repeat after the cooldown, or a resolved notice.
+/// `id` names the episode (shared by its firing, repeats and resolved notice).
+#[pyclass(frozen, module = "modelrouter", name = "Alert")]
+pub struct PyAlert(pub Alert);
+
+#[pymethods]
+impl PyAlert {
+    #[getter]
+    fn id(&self) -> u64 {
+        self.0.id
+    }
+    #[getter(r#type)]
+    fn kind(&self) -> &'static str {
+        self.0.kind.name()
+    }
+    #[getter]
+    fn severity(&self) -> &'static str {
+        self.0.severity.name()
+    }
+    /// None for a fleet-wide alert.
+    #[getter]
+    fn model_id(&self) -> Option<&str> {
+        self.0.model_id.as_deref()
+    }
+    /// "firing" or "resolved".
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.0.state.name()
+    }
+    /// The value last observed; None when the data disappeared.
+    #[getter]
+    fn value(&self) -> Option<f64> {
+        Some(self.0.value).filter(|v| !v.is_nan())
+    }
+    #[getter]
+    fn threshold(&self) -> f64 {
+        self.0.threshold
+    }
+    #[getter]
+    fn started_at(&self) -> f64 {
+        self.0.started_at
+    }
+    #[getter]
+    fn emitted_at(&self) -> f64 {
+        self.0.emitted_at
+    }
+    #[getter]
+    fn message(&self) -> &str {
+        &self.0.message
+    }
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("id", self.0.id)?;
+        d.set_item("type", self.0.kind.name())?;
+        d.set_item("severity", self.0.severity.name())?;
+        d.set_item("model_id", self.model_id())?;
+        d.set_item("state", self.0.state.name())?;
+        d.set_item("value", self.value())?;
+        d.set_item("threshold", self.0.threshold)?;
+        d.set_item("started_at", self.0.started_at)?;
+        d.set_item("emitted_at", self.0.emitted_at)?;
+        d.set_item("message", &self.0.message)?;
+        Ok(d)
+    }
+    fn __repr__(&self) -> String {
+        format!("Alert(id={}, {})", self.0.id, self.0.message)
+    }
+}
+
+/// Evaluates alert rules over the trackers: pending → firing after `for_s`, repeats at most
+/// once per `cooldown_s`, one resolved notice, bounded history, sinks.
+#[pyclass(frozen, module = "modelrouter", name = "AlertManager")]
+pub struct PyAlertManager {
+    core: Arc<AlertManager>,
+    sinks: Mutex<Vec<Py<PyAny>>>,
+    sink_errors: AtomicU64,
+}
+
+/// Logs a sink failure; logging itself failing must not break evaluation either.
+fn log_sink_error(py: Python<'_>, sink: &Py<PyAny>, alert: &Alert, err: PyErr) {
+    let logged = (|| -> PyResult<()> {
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", ("modelrouter.alerts",))?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("exc_info", err.value(py))?;
+        logger.call_method(
+            "error",
+            ("alert sink %r failed on %s", sink.bind(py), &alert.message),
+            Some(&kwargs),
+        )?;
+        Ok(())
+    })();
+    if let Err(e) = logged {
+        e.write_unraisable(py, None);
+    }
+}
+
+#[pymethods]
+impl PyAlertManager {
+    #[new]
+    #[pyo3(signature = (rules, cooldown_s=300.0, *, performance=None, load=None, history_limit=1000, clock=None, on_alert=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        rules: Vec<PyAlertRule>,
+        cooldown_s: f64,
+        performance: Option<&Bound<'_, PyPerformanceTracker>>,
+        load: Option<&Bound<'_, PyLoadTracker>>,
+        history_limit: i64,
+        clock: Option<&Bound<'_, PyManualClock>>,
+        on_alert: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let perf = performance.map(|p| p.get().0.clone());
+        let load = load.map(|l| l.get().0.clone());
+        // Default to the trackers' clock so that "now" agrees with their timestamps.
+        let clock = match (clock, &perf, &load) {
+            (Some(c), _, _) => clock_from(Some(c)),
+            (None, Some(p), _) => p.clock().clone(),
+            (None, None, Some(l)) => l.clock().clone(),
+            (None, None, None) => clock_from(None),
+        };
+        let history_limit = usize::try_from(non_negative("history_limit", history_limit)?)
+            .map_err(|_| invalid("history_limit", "is too large"))?;
+        let rules = rules.into_iter().map(|r| r.0).collect();
+        let core = AlertManager::new(rules, cooldown_s, perf, load, history_limit, clock)?;
+        let manager = PyAlertManager {
+            core: Arc::new(core),
+            sinks: Mutex::new(Vec::new()),
+            sink_errors: AtomicU64::new(0),
+        };
+        if let Some(cb) = on_alert {
+            manager.push_sink(py, cb)?;
+        }
+        Ok(manager)
+    }
+
+    #[getter]
+    fn rules(&self) -> Vec<PyAlertRule> {
+        self.core.rules().iter().cloned().map(PyAlertRule).collect()
+    }
+
+    #[getter]
+    fn cooldown_s(&self) -> f64 {
+        self.core.cooldown_s()
+    }
+
+    /// Sink calls that raised (each was logged and skipped).
+    #[getter]
+    fn sink_errors(&self) -> u64 {
+        self.sink_errors.load(Ordering::Relaxed) + self.core.sink_failures()
+    }
+
+    /// `sink(alert)` is called with every notification emitted by `evaluate`.
+    fn add_sink(&self, py: Python<'_>, sink: Py<PyAny>) -> PyResult<()> {
+        self.push_sink(py, sink)
+    }
+
+    /// Evaluates every rule at `now` (the clock when None); returns what this evaluation
+    /// emitted: newly firing alerts, repeats after the cooldown and resolved notices. `now`
+    /// drives pending/cooldown timing; the trackers still read their own clocks.
+    #[pyo3(signature = (now=None))]
+    fn evaluate(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Vec<Py<PyAlert>>> {
+        if let Some(t) = now.filter(|t| !t.is_finite()) {
+            return Err(invalid("now", format!("must be finite, got {t}")));
+        }
+        let core = self.core.clone();
+        let alerts = py.detach(move || core.evaluate(now));
+        let sinks: Vec<Py<PyAny>> = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| s.clone_ref(py))
+            .collect();
+        let mut out = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            let obj = Py::new(py, PyAlert(alert))?;
+            for sink in &sinks {
+                if let Err(err) = sink.call1(py, (obj.clone_ref(py),)) {
+                    self.sink_errors.fetch_add(1, Ordering::Relaxed);
+                    log_sink_error(py, sink, &obj.get().0, err);
+                }
+            }
+            out.push(obj);
+        }
+        Ok(out)
+    }
+
+    /// Alerts firing now, with the time they were last emitted.
+    fn active(&self) -> Vec<PyAlert> {
+        self.core.active().into_iter().map(PyAlert).collect()
+    }
+
+    /// Past notifications, oldest first (the newest `limit` of the matches).
+    #[pyo3(signature = (model_id=None, severity=None, r#type=None, limit=None))]
+    fn history(
+        &self,
+        model_id: Option<&str>,
+        severity: Option<&str>,
+        r#type: Option<&str>,
+        limit: Option<i64>,
+    ) -> PyResult<Vec<PyAlert>> {
+        let limit = limit
+            .map(|l| non_negative("limit", l).map(|l| l as usize))
+            .transpose()?;
+        let filter = HistoryFilter {
+            model_id,
+            severity: severity.map(str::parse::<Severity>).transpose()?,
+            kind: r#type.map(str::parse::<AlertKind>).transpose()?,
+            limit,
+        };
+        Ok(self
+            .core
+            .history(&filter)
+            .into_iter()
+            .map(PyAlert)
+            .collect())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "AlertManager(rules={}, cooldown_s={}, active={})",
+            self.core.rules().len(),
+            self.core.cooldown_s(),
+            self.core.active().len()
+        )
+    }
+}
+
+impl PyAlertManager {
+    fn push_sink(&self, py: Python<'_>, sink: Py<PyAny>) -> PyResult<()> {
+        if !sink.bind(py).is_callable() {
+            return Err(invalid("sink", "must be callable"));
+        }
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
+        Ok(())
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyAlertRule>()?;
+    m.add_class::<PyAlert>()?;
+    m.add_class::<PyAlertManager>()?;
+    Ok(())
+}
