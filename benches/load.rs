@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use modelrouter::balancer::Policy;
 use modelrouter::capability::{AgentProfile, ModelProfile, ScoreWeights};
 use modelrouter::load::{Capacity, LoadTracker, ManualClock};
-use modelrouter::router::{Router, RouterConfig};
+use modelrouter::router::{Feeds, Router, RouterConfig};
 use modelrouter::strategy::Strategy;
 
 fn fleet(n: usize) -> Vec<ModelProfile> {
@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
             weights: ScoreWeights::default(),
             policy,
         };
-        let router = Router::new(fleet(16), config, tracker.clone(), None).unwrap();
+        let router = Router::new(fleet(16), config, Feeds::with_load(tracker.clone())).unwrap();
         let agent = AgentProfile::new("a".into(), vec![("code".into(), 0.4)], vec![], 0).unwrap();
         c.bench_function(&format!("route_16_models_{}", policy.name()), |b| {
             b.iter(|| router.route(&agent).unwrap())

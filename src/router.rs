@@ -9,11 +9,13 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde::Serialize;
 
+use crate::adaptive::AdaptiveScorer;
 use crate::balancer::{choose, BalancerConfig, Candidate, Decision, Policy};
 use crate::capability::{check_unique_ids, cost_matrix, AgentProfile, ModelProfile, ScoreWeights};
 use crate::capacity::{ActionKind, CapacityManager, RuleClocks};
 use crate::error::{Error, Result};
 use crate::load::{Capacity, LoadTracker, ModelState, Slot};
+use crate::perf::{PerfConfig, PerformanceTracker, SeriesHandle};
 use crate::strategy::{assign, Strategy};
 
 /// Live load of one model as the router sees it when it decides.
@@ -68,6 +70,28 @@ const SCORE_CACHE_LIMIT: usize = 4096;
 
 /// Assigns batches and routes single requests over a fixed fleet, reading live load from a
 /// (possibly shared) `LoadTracker` and, optionally, scaling rules from a `CapacityManager`.
+/// The shared trackers a router reads and feeds; several routers may share each of them.
+#[derive(Debug, Clone)]
+pub struct Feeds {
+    pub load: Arc<LoadTracker>,
+    pub capacity: Option<Arc<CapacityManager>>,
+    /// Created on the load tracker's clock when absent (the adaptive scorer's when given).
+    pub performance: Option<Arc<PerformanceTracker>>,
+    /// When given, scores become `w_c × capability + w_p × performance + w_l × load`.
+    pub adaptive: Option<Arc<AdaptiveScorer>>,
+}
+
+impl Feeds {
+    pub fn with_load(load: Arc<LoadTracker>) -> Self {
+        Feeds {
+            load,
+            capacity: None,
+            performance: None,
+            adaptive: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Router {
     pub models: Vec<ModelProfile>,
@@ -75,6 +99,9 @@ pub struct Router {
     tracker: Arc<LoadTracker>,
     states: Vec<Arc<ModelState>>,
     capacity: Option<(Arc<CapacityManager>, Vec<Arc<RuleClocks>>)>,
+    performance: Arc<PerformanceTracker>,
+    perf_handles: Vec<SeriesHandle>,
+    adaptive: Option<Arc<AdaptiveScorer>>,
     score_cache: RwLock<ScoreCache>,
 }
 
@@ -86,13 +113,27 @@ thread_local! {
 }
 
 impl Router {
-    /// Registers every model's capacity with `tracker`.
-    pub fn new(
-        models: Vec<ModelProfile>,
-        config: RouterConfig,
-        tracker: Arc<LoadTracker>,
-        capacity: Option<Arc<CapacityManager>>,
-    ) -> Result<Self> {
+    /// Registers every model's capacity with the load tracker.
+    pub fn new(models: Vec<ModelProfile>, config: RouterConfig, feeds: Feeds) -> Result<Self> {
+        let Feeds {
+            load: tracker,
+            capacity,
+            performance,
+            adaptive,
+        } = feeds;
+        let performance =
+            match (performance, &adaptive) {
+                (Some(p), Some(a)) if !Arc::ptr_eq(&p, a.tracker()) => return Err(Error::invalid(
+                    "adaptive",
+                    "learns from a different PerformanceTracker than the one given as performance",
+                )),
+                (Some(p), _) => p,
+                (None, Some(a)) => a.tracker().clone(),
+                (None, None) => Arc::new(PerformanceTracker::new(
+                    PerfConfig::default(),
+                    tracker.clock().clone(),
+                )?),
+            };
         if models.is_empty() {
             return Err(Error::invalid("models", "must contain at least one Model"));
         }
@@ -114,12 +155,19 @@ impl Router {
             let clocks = models.iter().map(|m| cm.clocks_for(&m.id)).collect();
             (cm, clocks)
         });
+        let perf_handles = models
+            .iter()
+            .map(|m| performance.model_handle(&m.id))
+            .collect();
         Ok(Router {
             models,
             config,
             tracker,
             states,
             capacity,
+            performance,
+            perf_handles,
+            adaptive,
             score_cache: RwLock::new(HashMap::new()),
         })
     }
@@ -130,6 +178,57 @@ impl Router {
 
     pub fn state(&self, model: usize) -> &Arc<ModelState> {
         &self.states[model]
+    }
+
+    pub fn performance(&self) -> &Arc<PerformanceTracker> {
+        &self.performance
+    }
+
+    pub fn adaptive(&self) -> Option<&Arc<AdaptiveScorer>> {
+        self.adaptive.as_ref()
+    }
+
+    pub fn perf_handle(&self, model: usize) -> &SeriesHandle {
+        &self.perf_handles[model]
+    }
+
+    /// One finished request: latency EWMA for routing, statistics for feedback and alerts.
+    pub fn record(
+        &self,
+        model: usize,
+        agent: Option<&str>,
+        latency_ms: f64,
+        success: bool,
+    ) -> Result<()> {
+        let now = self.tracker.now();
+        self.performance
+            .record_at(&self.models[model].id, agent, latency_ms, success, now)?;
+        self.states[model].record_latency(latency_ms, now);
+        Ok(())
+    }
+
+    /// The adaptive scorer's per-model offset: its score is linear in capability,
+    /// `w_c × capability + offset[j]`, so one call prices a whole batch.
+    fn adaptive_terms(&self) -> Result<Option<(f64, Vec<f64>)>> {
+        let Some(adaptive) = &self.adaptive else {
+            return Ok(None);
+        };
+        let ids: Vec<&str> = self.models.iter().map(|m| m.id.as_str()).collect();
+        let offsets = adaptive.scores(&ids, &vec![0.0; ids.len()])?;
+        Ok(Some((adaptive.weights().capability, offsets)))
+    }
+
+    /// Capability scores adjusted by the adaptive scorer when there is one.
+    fn adapt(&self, scores: &mut [f64]) -> Result<()> {
+        if let Some((w_cap, offsets)) = self.adaptive_terms()? {
+            let m = self.models.len();
+            for (idx, s) in scores.iter_mut().enumerate() {
+                if *s > f64::NEG_INFINITY {
+                    *s = w_cap * *s + offsets[idx % m];
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn capacity_manager(&self) -> Option<&Arc<CapacityManager>> {
@@ -224,8 +323,18 @@ impl Router {
     /// Picks one model for one request of `agent` under live load (capability only when load
     /// balancing is off). Nothing is reserved: pair with tracking, or use `admit`.
     pub fn route(&self, agent: &AgentProfile) -> Result<Route> {
-        let scores = self.scores_for(agent)?;
+        let scores = self.routing_scores(agent)?;
         self.decide(agent, &scores)
+    }
+
+    fn routing_scores(&self, agent: &AgentProfile) -> Result<Arc<[f64]>> {
+        let scores = self.scores_for(agent)?;
+        if self.adaptive.is_none() {
+            return Ok(scores);
+        }
+        let mut adapted = scores.to_vec();
+        self.adapt(&mut adapted)?;
+        Ok(adapted.into())
     }
 
     fn decide(&self, agent: &AgentProfile, scores: &[f64]) -> Result<Route> {
@@ -265,7 +374,7 @@ impl Router {
     /// atomically, so concurrent callers can never push a model past its limits. With load
     /// balancing off the request is admitted to the best-scoring model whatever its load.
     pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Slot)> {
-        let scores = self.scores_for(agent)?;
+        let scores = self.routing_scores(agent)?;
         // Each retry follows a lost race for the last slot; the fleet is finite, so a few
         // attempts settle it, and the last answer is reported honestly.
         for _ in 0..8 {
@@ -356,20 +465,23 @@ impl Router {
                 }
             })
             .collect();
-        let scores: Vec<f64> = cost
+        let mut scores: Vec<f64> = cost
             .iter()
             .enumerate()
             .map(|(idx, &c)| {
-                let j = idx % m;
-                if c == f64::INFINITY || filtered[j] {
+                if c == f64::INFINITY || filtered[idx % m] {
                     f64::NEG_INFINITY
-                } else if lb {
-                    (1.0 - c) * (1.0 - self.config.load_weight * utilization[j])
                 } else {
                     1.0 - c
                 }
             })
             .collect();
+        self.adapt(&mut scores)?;
+        if lb {
+            for (idx, s) in scores.iter_mut().enumerate().filter(|(_, s)| s.is_finite()) {
+                *s *= 1.0 - self.config.load_weight * utilization[idx % m];
+            }
+        }
         let decided = assign(self.config.strategy, &scores, agents.len(), m, &slots)?;
         let mut placements = Vec::new();
         let mut unassigned = Vec::new();
@@ -428,7 +540,7 @@ mod tests {
     }
 
     fn router(models: Vec<ModelProfile>, cfg: RouterConfig) -> Result<Router> {
-        Router::new(models, cfg, tracker(), None)
+        Router::new(models, cfg, Feeds::with_load(tracker()))
     }
 
     #[test]
@@ -535,7 +647,11 @@ mod tests {
         let rule = ScalingRule::new(0.5, 0.0, ActionKind::RejectNew).unwrap();
         let cm = Arc::new(CapacityManager::new(vec![rule], t.clone()));
         let models = vec![model("a", 0.9, 4), model("b", 0.5, 4)];
-        let r = Router::new(models, config(Strategy::Optimal, true), t, Some(cm)).unwrap();
+        let feeds = Feeds {
+            capacity: Some(cm),
+            ..Feeds::with_load(t)
+        };
+        let r = Router::new(models, config(Strategy::Optimal, true), feeds).unwrap();
         r.state(0).add_active(2, 0.0).unwrap(); // utilization 0.5: rule fires at once
         assert_eq!(r.route(&coder()).unwrap().model, 1);
         r.state(0).add_active(-1, 0.0).unwrap();

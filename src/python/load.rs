@@ -243,14 +243,7 @@ impl PyLoadTracker {
 }
 
 pub fn check_latency(latency_ms: f64) -> PyResult<f64> {
-    if latency_ms.is_finite() && latency_ms >= 0.0 {
-        Ok(latency_ms)
-    } else {
-        Err(super::errors::invalid(
-            "latency_ms",
-            format!("must be a finite number >= 0, got {latency_ms}"),
-        ))
-    }
+    Ok(crate::perf::check_latency(latency_ms)?)
 }
 
 const NOT_ENTERED: u8 = 0;

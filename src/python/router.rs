@@ -5,16 +5,16 @@ use pyo3::types::{PyDict, PyList};
 
 use std::sync::Arc;
 
+use super::adaptive::PyAdaptiveScorer;
 use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
 use super::errors::invalid;
-use super::load::{
-    check_latency, clock_from, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad,
-};
+use super::load::{clock_from, OnRelease, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad};
+use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
 use crate::load::LoadTracker;
-use crate::router::{Router, RouterConfig};
+use crate::router::{Feeds, Router, RouterConfig};
 use crate::strategy::Strategy;
 
 /// One agent's placement.
@@ -151,7 +151,7 @@ impl PyRouter {
     #[new]
     #[pyo3(signature = (models, strategy="optimal", load_balancing=true, load_weight=0.5,
                         *, policy="weighted", weights=None, tracker=None, capacity=None,
-                        clock=None, stale_after_s=60.0))]
+                        performance=None, adaptive=None, clock=None, stale_after_s=60.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         models: &Bound<'_, PyAny>,
@@ -162,6 +162,8 @@ impl PyRouter {
         weights: Option<PyScoreWeights>,
         tracker: Option<&Bound<'_, PyLoadTracker>>,
         capacity: Option<&Bound<'_, PyCapacityManager>>,
+        performance: Option<&Bound<'_, PyPerformanceTracker>>,
+        adaptive: Option<&Bound<'_, PyAdaptiveScorer>>,
         clock: Option<&Bound<'_, PyManualClock>>,
         stale_after_s: f64,
     ) -> PyResult<Self> {
@@ -176,9 +178,14 @@ impl PyRouter {
             policy: policy.parse::<Policy>()?,
         };
         let tracker = resolve_tracker(tracker, capacity, clock, stale_after_s)?;
-        let manager = capacity.map(|c| c.get().0.clone());
+        let feeds = Feeds {
+            load: tracker,
+            capacity: capacity.map(|c| c.get().0.clone()),
+            performance: performance.map(|p| p.get().0.clone()),
+            adaptive: adaptive.map(|a| a.get().0.clone()),
+        };
         let models = models.into_iter().map(|m| m.0).collect();
-        let core = Router::new(models, config, tracker, manager)?;
+        let core = Router::new(models, config, feeds)?;
         Ok(PyRouter { core })
     }
 
@@ -207,6 +214,14 @@ impl PyRouter {
         PyLoadTracker(self.core.tracker().clone())
     }
     #[getter]
+    fn performance(&self) -> PyPerformanceTracker {
+        PyPerformanceTracker(self.core.performance().clone())
+    }
+    #[getter]
+    fn adaptive(&self) -> Option<PyAdaptiveScorer> {
+        self.core.adaptive().cloned().map(PyAdaptiveScorer)
+    }
+    #[getter]
     fn capacity(&self) -> Option<PyCapacityManager> {
         self.core.capacity_manager().cloned().map(PyCapacityManager)
     }
@@ -226,24 +241,20 @@ impl PyRouter {
         let agent = agent_from(agent)?;
         let (route, slot) = self.core.admit(&agent.0)?;
         let state = self.core.state(route.model).clone();
-        Ok(PyInFlight::held(
-            state,
-            self.core.tracker().clock().clone(),
-            slot,
-            None,
-        ))
+        let on_release = self.on_release(route.model, Some(&agent.0.id));
+        let clock = self.core.tracker().clock().clone();
+        Ok(PyInFlight::held(state, clock, slot, Some(on_release)))
     }
 
     /// `with router.track(model_id):` counts one active request on the model for the block
-    /// and records its latency and outcome.
-    fn track(&self, model_id: &str) -> PyResult<PyInFlight> {
+    /// and records its latency and outcome (failed when the block raises or `mark_failed()`).
+    #[pyo3(signature = (model_id, agent_id=None))]
+    fn track(&self, model_id: &str, agent_id: Option<&str>) -> PyResult<PyInFlight> {
         let j = self.core.model_index(model_id)?;
         let state = self.core.state(j).clone();
-        Ok(PyInFlight::pending(
-            state,
-            self.core.tracker().clock().clone(),
-            None,
-        ))
+        let on_release = self.on_release(j, agent_id);
+        let clock = self.core.tracker().clock().clone();
+        Ok(PyInFlight::pending(state, clock, Some(on_release)))
     }
 
     /// Records one finished request observed outside `track`.
@@ -255,13 +266,8 @@ impl PyRouter {
         success: bool,
         agent_id: Option<&str>,
     ) -> PyResult<()> {
-        let _ = (success, agent_id);
         let j = self.core.model_index(model_id)?;
-        let now = self.core.tracker().now();
-        self.core
-            .state(j)
-            .record_latency(check_latency(latency_ms)?, now);
-        Ok(())
+        Ok(self.core.record(j, agent_id, latency_ms, success)?)
     }
 
     /// The model's live load (stale or not); KeyError for an unknown id.
@@ -311,6 +317,28 @@ impl PyRouter {
             self.core.config.load_balancing,
             self.core.config.load_weight
         )
+    }
+}
+
+impl PyRouter {
+    /// Feeds a finished guard's latency and outcome into the performance tracker.
+    fn on_release(&self, model: usize, agent: Option<&str>) -> OnRelease {
+        match agent {
+            None => {
+                let handle = self.core.perf_handle(model).clone();
+                Arc::new(move |_, latency_ms, success| {
+                    // The guard measured a finite, non-negative latency: nothing to reject.
+                    let _ = handle.record(latency_ms, success);
+                })
+            }
+            Some(agent) => {
+                let performance = self.core.performance().clone();
+                let agent = agent.to_string();
+                Arc::new(move |model_id, latency_ms, success| {
+                    let _ = performance.record(model_id, Some(&agent), latency_ms, success);
+                })
+            }
+        }
     }
 }
 
