@@ -1,0 +1,342 @@
+"""REST service and dashboard (``pip install 'modelrouter[server]'``; ``modelrouter serve``).
+
+Endpoints under ``/api/v1/model-router``: POST ``auto-assign-all`` (agents and models in the
+body, like the seeds), POST ``route`` and ``feedback`` (against the fleet configured at start),
+GET ``assignments``, ``stats``, ``alerts`` and ``history``; plus ``/health``, ``/metrics``
+(Prometheus text) and the dashboard at ``/``. Every error is a JSON 4xx (``RouterError``
+subclasses mapped by kind, 422 bodies naming the field); unexpected exceptions are logged and
+answered 400 rather than 500, and counted in ``app.state.service.unexpected_errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+
+from . import __version__
+from ._core import AlertRule, Model, Router
+from .errors import (
+    InfeasibleError,
+    InvalidInputError,
+    NoCapacityError,
+    RouterError,
+    UnknownModelError,
+)
+from .server_schemas import (
+    AlertsResponse,
+    AssignmentsResponse,
+    AutoAssignRequest,
+    AutoAssignResponse,
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    HealthResponse,
+    HistoryResponse,
+    RouteRequest,
+    RouteResponse,
+    StatsResponse,
+)
+from .server_state import Reservation, ServiceState, alert_dicts
+from .store import DecisionStore, open_store
+from .types import agents_from_dicts, load_fleet, models_from_dicts
+
+log = logging.getLogger("modelrouter.server")
+PREFIX = "/api/v1/model-router"
+DASHBOARD_DIR = Path(__file__).with_name("dashboard")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (404, "Unknown model or request id"),
+        (409, "No model can serve the agent (infeasible)"),
+        (503, "Every eligible model is full; see Retry-After"),
+    )
+}
+
+
+def _error(status: int, exc: BaseException, **extra: Any) -> JSONResponse:
+    body = {"detail": str(exc), "error": type(exc).__name__, **extra}
+    headers = None
+    if isinstance(exc, NoCapacityError):
+        retry = exc.retry_after_s if math.isfinite(exc.retry_after_s) else 1.0
+        body["retry_after_s"] = retry
+        headers = {"Retry-After": str(max(1, math.ceil(retry)))}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation(field: str, message: str) -> JSONResponse:
+    """A 422 shaped like FastAPI's own (loc names the field)."""
+    loc = ["body", *field.replace("[", ".").replace("]", "").split(".")]
+    detail = [{"loc": loc, "msg": message, "type": "value_error"}]
+    return JSONResponse({"detail": detail, "error": "InvalidInputError", "field": field}, 422)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Only loc/msg/type: the offending input may not be JSON-encodable (NaN, bytes).
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail, "error": "ValidationError"}, 422)
+
+    @app.exception_handler(InvalidInputError)
+    async def invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
+        return _validation(exc.field or "body", str(exc))
+
+    @app.exception_handler(UnknownModelError)
+    async def unknown(_: Request, exc: UnknownModelError) -> JSONResponse:
+        return _error(404, exc)
+
+    @app.exception_handler(InfeasibleError)
+    async def infeasible(_: Request, exc: InfeasibleError) -> JSONResponse:
+        return _error(409, exc)
+
+    @app.exception_handler(NoCapacityError)
+    async def no_capacity(_: Request, exc: NoCapacityError) -> JSONResponse:
+        return _error(503, exc)
+
+    @app.exception_handler(RouterError)
+    async def router_error(_: Request, exc: RouterError) -> JSONResponse:
+        return _error(400, exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Deliberately not a 500: the brief is that no input makes the service fail. It is
+        # logged with its traceback and counted so tests (and operators) can see it.
+        app.state.service.unexpected_errors += 1
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "request could not be processed", "error": "Unexpected"}, 400)
+
+
+async def _sampler(state: ServiceState, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            state.sample()
+        except Exception:  # keep sampling whatever one tick did
+            log.exception("sampling failed")
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory modelrouter.server:app_from_env`` (one app per worker):
+    MODELROUTER_FLEET, MODELROUTER_STORE (a store URL, or empty for none), MODELROUTER_POLICY,
+    MODELROUTER_STRATEGY."""
+    env = os.environ
+    return create_app(
+        fleet=env.get("MODELROUTER_FLEET") or None,
+        store_url=env.get("MODELROUTER_STORE") or None,
+        policy=env.get("MODELROUTER_POLICY", "weighted"),
+        strategy=env.get("MODELROUTER_STRATEGY", "optimal"),
+    )
+
+
+def create_app(
+    models: Optional[Sequence[Model]] = None,
+    *,
+    fleet: Optional[str] = None,
+    strategy: str = "optimal",
+    policy: str = "weighted",
+    load_weight: float = 0.5,
+    store_url: Optional[str] = None,
+    store: Optional[DecisionStore] = None,
+    alert_rules: Optional[Sequence[AlertRule]] = None,
+    alert_cooldown_s: float = 300.0,
+    sample_interval_s: float = 2.0,
+    reservation_ttl_s: float = 300.0,
+) -> FastAPI:
+    """The ASGI app. ``models`` (or the ``fleet`` file, default the shipped ``seed_assign``
+    scenario) is the fleet POST route/feedback use; ``store`` (or ``store_url``, opened with
+    :func:`modelrouter.store.open_store`) records every decision and is closed on shutdown."""
+    if models is None:
+        models = load_fleet(fleet or "seed_assign")[1]
+    if store is None and store_url is not None:
+        store = open_store(store_url)
+    state = ServiceState(
+        models,
+        strategy=strategy,
+        policy=policy,
+        load_weight=load_weight,
+        store=store,
+        alert_rules=alert_rules,
+        alert_cooldown_s=alert_cooldown_s,
+        reservation_ttl_s=reservation_ttl_s,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.sample()
+        task = asyncio.create_task(_sampler(state, sample_interval_s))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if state.store is not None:
+                state.store.close()
+
+    app = FastAPI(
+        title="modelrouter",
+        version=__version__,
+        description="Capability-, load- and performance-aware routing of agents to LLMs.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    _install_error_handlers(app)
+    _add_api(app, state)
+    _add_ops(app, state)
+    return app
+
+
+def _add_api(app: FastAPI, state: ServiceState) -> None:
+    @app.post(
+        f"{PREFIX}/auto-assign-all",
+        response_model=AutoAssignResponse,
+        responses={422: {"description": "Invalid body"}},
+        tags=["assignment"],
+    )
+    async def auto_assign_all(body: AutoAssignRequest) -> dict[str, Any]:
+        """Assigns every agent to a model of the given fleet with the chosen strategy."""
+        request = body.model_dump()
+        models = models_from_dicts(request["models"])
+        agents = agents_from_dicts(request["agents"])
+        router = Router(
+            models,
+            strategy=body.strategy,
+            load_balancing=body.enable_load_balancing,
+            load_weight=body.load_weight,
+        )
+        result = router.assign(agents).to_dict()
+        ts = time.time()
+        state.recent_assignments.appendleft({"ts": ts, "request": request, "response": result})
+        if state.store is not None:
+            state.store.record_assignment(request, result, ts=ts)
+        return result
+
+    @app.get(f"{PREFIX}/assignments", response_model=AssignmentsResponse, tags=["assignment"])
+    async def assignments(limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
+        """Most recent POST auto-assign-all calls first (from the store when there is one)."""
+        if state.store is not None:
+            rows = [dict(r) for r in state.store.assignments(limit)]
+        else:
+            rows = list(state.recent_assignments)[:limit]
+        return {"assignments": rows}
+
+    @app.post(
+        f"{PREFIX}/route", response_model=RouteResponse, responses=_ERRORS, tags=["routing"]
+    )
+    async def route(body: RouteRequest) -> dict[str, Any]:
+        """Picks a model of the configured fleet for one request of the agent."""
+        spec = body.agent
+        agent = agents_from_dicts([spec.model_dump()], where="agent")[0]
+        try:
+            if body.reserve:
+                flight = state.router.request(agent)
+                model_id, queued = flight.model_id, flight.queued
+                request_id: Optional[str] = state.new_request_id()
+                state.reservations[request_id] = Reservation(flight, spec.id)
+            else:
+                model_id, queued, request_id = state.router.route(agent), False, None
+        except (NoCapacityError, InfeasibleError) as e:
+            outcome = "no_capacity" if isinstance(e, NoCapacityError) else "infeasible"
+            state.routes[outcome] += 1
+            if state.store is not None:
+                state.store.record_route(spec.id, None, state.policy, outcome=outcome)
+            raise
+        state.routes["queued" if queued else "routed"] += 1
+        state.routed_to[model_id] += 1
+        if state.store is not None:
+            state.store.record_route(spec.id, model_id, state.policy, queued=queued)
+        return {
+            "agent_id": spec.id,
+            "model_id": model_id,
+            "policy": state.policy,
+            "queued": queued,
+            "request_id": request_id,
+        }
+
+    @app.post(
+        f"{PREFIX}/feedback",
+        response_model=FeedbackResponse,
+        responses={404: _ERRORS[404]},
+        tags=["routing"],
+    )
+    async def feedback(body: FeedbackRequest) -> Any:
+        """Reports a finished request: its latency and whether it succeeded."""
+        released = False
+        if body.request_id is not None:
+            res = state.reservations.get(body.request_id)
+            if res is None or res.flight.model_id != body.model_id:
+                what = f"unknown request id {body.request_id!r} for model {body.model_id!r}"
+                return _error(404, KeyError(what), field="request_id")
+            del state.reservations[body.request_id]
+            latency_ms = (time.monotonic() - res.started) * 1000.0
+            res.flight.release(body.success)
+            released = True
+        elif body.latency_ms is None:
+            return _validation("latency_ms", "latency_ms is required without a request_id")
+        else:
+            latency_ms = body.latency_ms
+            state.router.record(body.model_id, latency_ms, body.success, body.agent_id)
+        state.observe_latency(body.model_id, latency_ms, body.success)
+        if state.store is not None:
+            state.store.record_feedback(body.model_id, latency_ms, body.success, body.agent_id)
+        return {
+            "model_id": body.model_id,
+            "latency_ms": latency_ms,
+            "success": body.success,
+            "released": released,
+        }
+
+
+def _add_ops(app: FastAPI, state: ServiceState) -> None:
+    @app.get(f"{PREFIX}/stats", response_model=StatsResponse, tags=["observability"])
+    async def stats() -> dict[str, Any]:
+        """Counters, per-model load and latency statistics of the configured fleet."""
+        return state.stats()
+
+    @app.get(f"{PREFIX}/alerts", response_model=AlertsResponse, tags=["observability"])
+    async def alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+        """Firing alerts and the most recent notifications (newest last)."""
+        return {
+            "active": alert_dicts(state.alerts.active()),
+            "history": alert_dicts(state.alerts.history(limit=limit)),
+        }
+
+    @app.get(f"{PREFIX}/history", response_model=HistoryResponse, tags=["observability"])
+    async def history(limit: int = Query(180, ge=1, le=10000)) -> dict[str, Any]:
+        """The sampler's recent points (routes so far, latency percentiles, utilization)."""
+        return {"samples": list(state.history)[-limit:]}
+
+    @app.get("/health", response_model=HealthResponse, tags=["observability"])
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "models": len(state.router.models),
+            "store": state.store is not None,
+        }
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["observability"])
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text exposition format."""
+        return PlainTextResponse(state.metrics(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(DASHBOARD_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="static")

@@ -1,0 +1,165 @@
+"""Pydantic bodies of the REST service: they give the OpenAPI document its schemas and make a
+bad body a 422 naming the field. Bounds mirror the Rust core's checks, so a body that passes
+here is accepted by ``Model``/``Agent`` (the core still re-checks and maps its own errors)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+CapName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Level = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+RequiredLevel = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(ge=0, le=2**40)]
+Strategy = Literal["greedy", "balanced", "optimal"]
+Policy = Literal["capability_only", "least_loaded", "weighted", "power_of_two", "predictive"]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class ModelBody(BaseModel):
+    """One deployment: capability levels in [0, 1], context window and capacity."""
+
+    model_config = _STRICT
+    id: Id
+    capabilities: dict[CapName, Level] = Field(default_factory=dict, max_length=256)
+    context_window: int = Field(8192, ge=1, le=2**40)
+    max_concurrent: int = Field(10, ge=1, le=1_000_000)
+    max_queue: int = Field(0, ge=0, le=1_000_000)
+    target_utilization: float = Field(0.8, gt=0.0, le=1.0, allow_inf_nan=False)
+    cost_per_1k_tokens: float = Field(0.0, ge=0.0, le=1e9, allow_inf_nan=False)
+
+
+class AgentBody(BaseModel):
+    """One agent: required minimum levels in (0, 1], weighted preferences, context need."""
+
+    model_config = _STRICT
+    id: Id
+    required: dict[CapName, RequiredLevel] = Field(default_factory=dict, max_length=256)
+    preferred: dict[CapName, Weight] = Field(default_factory=dict, max_length=256)
+    min_context: Tokens = 0
+
+
+class AutoAssignRequest(BaseModel):
+    model_config = _STRICT
+    agents: list[AgentBody] = Field(max_length=5000)
+    models: list[ModelBody] = Field(min_length=1, max_length=500)
+    strategy: Strategy = "optimal"
+    enable_load_balancing: bool = True
+    load_weight: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False)
+
+
+class AssignmentOut(BaseModel):
+    agent_id: str
+    model_id: str
+    score: float
+
+
+class AutoAssignResponse(BaseModel):
+    """``AssignmentResult.to_dict()``."""
+
+    assignments: list[AssignmentOut]
+    total_score: float
+    strategy_used: Strategy
+    load_balancing_enabled: bool
+    models_filtered: int
+    avg_utilization: float
+    unassigned: list[str]
+
+
+class StoredAssignment(BaseModel):
+    ts: float
+    request: dict[str, Any]
+    response: dict[str, Any]
+
+
+class AssignmentsResponse(BaseModel):
+    assignments: list[StoredAssignment]
+
+
+class RouteRequest(BaseModel):
+    """Routes one request of ``agent`` to a model of the configured fleet. With ``reserve`` the
+    request also takes a slot (or a queue place) until POST feedback names its ``request_id``."""
+
+    model_config = _STRICT
+    agent: AgentBody
+    reserve: bool = False
+
+
+class RouteResponse(BaseModel):
+    agent_id: str
+    model_id: str
+    policy: Policy
+    queued: bool = False
+    request_id: Optional[str] = None
+
+
+class FeedbackRequest(BaseModel):
+    """A finished request. ``request_id`` (from a reserving route) frees its slot and the
+    service measures the latency itself; otherwise ``latency_ms`` is required."""
+
+    model_config = _STRICT
+    model_id: Id
+    latency_ms: Optional[float] = Field(None, ge=0.0, le=1e9, allow_inf_nan=False)
+    success: bool = True
+    agent_id: Optional[Id] = None
+    request_id: Optional[Id] = None
+
+
+class FeedbackResponse(BaseModel):
+    model_id: str
+    latency_ms: float
+    success: bool
+    released: bool
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
+    error: str
+    field: Optional[str] = None
+    retry_after_s: Optional[float] = None
+
+
+class ModelState(BaseModel):
+    model_id: str
+    active: int
+    queued: int
+    max_concurrent: int
+    max_queue: int
+    utilization: float
+    target_utilization: float
+    is_overloaded: bool
+    is_over_target: bool
+    routed: int
+    stats: dict[str, Any]
+
+
+class StatsResponse(BaseModel):
+    uptime_s: float
+    policy: Policy
+    routes: dict[str, int]
+    feedback: dict[str, int]
+    overall: dict[str, Any]
+    avg_utilization: float
+    active_alerts: int
+    reservations: int
+    models: list[ModelState]
+
+
+class AlertsResponse(BaseModel):
+    active: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
+class HistoryResponse(BaseModel):
+    samples: list[dict[str, Any]]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    version: str
+    models: int
+    store: bool
