@@ -1,6 +1,7 @@
 """Command line: ``modelrouter assign`` compares the strategies on a fleet file (the shipped
 seed scenario by default); ``modelrouter simulate`` runs a request stream through every routing
-policy and compares latency, failures and utilization."""
+policy and compares latency, failures and utilization; ``modelrouter serve`` runs the REST
+service and dashboard (``pip install 'modelrouter[server]'``)."""
 
 from __future__ import annotations
 
@@ -167,6 +168,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:  # the server extra is optional; everything else in the CLI works without it
+        import uvicorn
+
+        from .server import create_app
+    except ImportError as e:
+        print(
+            f"modelrouter: error: `serve` needs the server extra ({e.name} is missing): "
+            "pip install 'modelrouter[server]'",
+            file=sys.stderr,
+        )
+        return 2
+    models = load_fleet(args.fleet)[1]
+    store_url = None if args.no_store else args.store
+    app = create_app(models, strategy=args.strategy, policy=args.policy, store_url=store_url)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelrouter", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +214,22 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--plot", default="out/latency.png", help="PNG path of the latency plot")
     sim.add_argument("--no-plot", action="store_true", help="skip the plot")
     sim.set_defaults(func=cmd_simulate)
+    serve = sub.add_parser("serve", help="run the REST service and dashboard (needs [server])")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--fleet", default="seed_assign", help="JSON file or shipped scenario name of the fleet"
+    )
+    serve.add_argument(
+        "--store",
+        default="sqlite:///modelrouter.db",
+        help="decision store URL (sqlite:///file.db, sqlite://:memory:, postgresql://...)",
+    )
+    serve.add_argument("--no-store", action="store_true", help="keep nothing on disk")
+    serve.add_argument("--strategy", choices=STRATEGIES, default="optimal")
+    serve.add_argument("--policy", choices=POLICIES, default="weighted")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

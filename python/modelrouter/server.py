@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,7 +49,7 @@ from .server_schemas import (
     StatsResponse,
 )
 from .server_state import Reservation, ServiceState, alert_dicts
-from .store import DecisionStore, open_store
+from .store import DecisionStore, StoreError, open_store
 from .types import agents_from_dicts, load_fleet, models_from_dicts
 
 log = logging.getLogger("modelrouter.server")
@@ -108,6 +108,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def no_capacity(_: Request, exc: NoCapacityError) -> JSONResponse:
         return _error(503, exc)
 
+    @app.exception_handler(StoreError)
+    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
+        return _error(503, exc)
+
     @app.exception_handler(RouterError)
     async def router_error(_: Request, exc: RouterError) -> JSONResponse:
         return _error(400, exc)
@@ -118,7 +122,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         # logged with its traceback and counted so tests (and operators) can see it.
         app.state.service.unexpected_errors += 1
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "request could not be processed", "error": "Unexpected"}, 400)
+        return JSONResponse(
+            {"detail": "request could not be processed", "error": "Unexpected"}, 400
+        )
 
 
 async def _sampler(state: ServiceState, interval_s: float) -> None:
@@ -144,15 +150,15 @@ def app_from_env() -> FastAPI:
 
 
 def create_app(
-    models: Optional[Sequence[Model]] = None,
+    models: Sequence[Model] | None = None,
     *,
-    fleet: Optional[str] = None,
+    fleet: str | None = None,
     strategy: str = "optimal",
     policy: str = "weighted",
     load_weight: float = 0.5,
-    store_url: Optional[str] = None,
-    store: Optional[DecisionStore] = None,
-    alert_rules: Optional[Sequence[AlertRule]] = None,
+    store_url: str | None = None,
+    store: DecisionStore | None = None,
+    alert_rules: Sequence[AlertRule] | None = None,
     alert_cooldown_s: float = 300.0,
     sample_interval_s: float = 2.0,
     reservation_ttl_s: float = 300.0,
@@ -235,9 +241,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             rows = list(state.recent_assignments)[:limit]
         return {"assignments": rows}
 
-    @app.post(
-        f"{PREFIX}/route", response_model=RouteResponse, responses=_ERRORS, tags=["routing"]
-    )
+    @app.post(f"{PREFIX}/route", response_model=RouteResponse, responses=_ERRORS, tags=["routing"])
     async def route(body: RouteRequest) -> dict[str, Any]:
         """Picks a model of the configured fleet for one request of the agent."""
         spec = body.agent
@@ -246,7 +250,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             if body.reserve:
                 flight = state.router.request(agent)
                 model_id, queued = flight.model_id, flight.queued
-                request_id: Optional[str] = state.new_request_id()
+                request_id: str | None = state.new_request_id()
                 state.reservations[request_id] = Reservation(flight, spec.id)
             else:
                 model_id, queued, request_id = state.router.route(agent), False, None

@@ -2,6 +2,8 @@
 bad body a 422 naming the field. Bounds mirror the Rust core's checks, so a body that passes
 here is accepted by ``Model``/``Agent`` (the core still re-checks and maps its own errors)."""
 
+# pydantic evaluates these annotations at runtime, where `X | None` needs Python 3.10.
+# ruff: noqa: UP045
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional

@@ -11,7 +11,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from . import __version__
 from ._core import (
@@ -57,8 +57,8 @@ class ServiceState:
         strategy: str,
         policy: str,
         load_weight: float,
-        store: Optional[DecisionStore],
-        alert_rules: Optional[Sequence[AlertRule]],
+        store: DecisionStore | None,
+        alert_rules: Sequence[AlertRule] | None,
         alert_cooldown_s: float,
         reservation_ttl_s: float,
         history_len: int = 720,
@@ -208,7 +208,9 @@ class ServiceState:
                 out.append(_line(f"modelrouter_{name}", {"model": m["model_id"]}, m[key]))
         _family(out, "modelrouter_routes_total", "counter", "Routing decisions by outcome.")
         for outcome in ROUTE_OUTCOMES:
-            out.append(_line("modelrouter_routes_total", {"outcome": outcome}, stats["routes"][outcome]))
+            out.append(
+                _line("modelrouter_routes_total", {"outcome": outcome}, stats["routes"][outcome])
+            )
         _family(out, "modelrouter_routed_total", "counter", "Requests routed to each model.")
         for m in stats["models"]:
             out.append(_line("modelrouter_routed_total", {"model": m["model_id"]}, m["routed"]))

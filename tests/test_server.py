@@ -1,0 +1,365 @@
+"""The REST service in-process (FastAPI TestClient): every endpoint, the error mapping, 422s
+naming fields, the Prometheus text parsed line by line, and the seed bodies."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the server extra (fastapi) is not installed")
+pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+import modelrouter as mr  # noqa: E402
+from modelrouter.server import PREFIX, create_app  # noqa: E402
+from modelrouter.store import open_store  # noqa: E402
+from modelrouter.types import SCENARIO_DIR  # noqa: E402
+
+SEED = json.loads((SCENARIO_DIR / "seed_assign.json").read_text())
+CODER = {"id": "coder", "required": {"code": 0.8}, "preferred": {"reasoning": 1.0},
+         "min_context": 8192}  # fmt: skip
+
+
+def tiny_fleet(**kw):
+    return [mr.Model("solo", {"code": 0.9}, max_concurrent=1, max_queue=0, **kw)]
+
+
+@pytest.fixture
+def client():
+    with TestClient(create_app(sample_interval_s=3600)) as c:
+        yield c
+
+
+def locs(response):
+    return [tuple(e["loc"]) for e in response.json()["detail"]]
+
+
+def test_seed_auto_assign_all_body(client):
+    body = {**{k: SEED[k] for k in ("agents", "models")}, "strategy": "optimal",
+            "enable_load_balancing": True}  # fmt: skip
+    r = client.post(f"{PREFIX}/auto-assign-all", json=body)
+    assert r.status_code == 200
+    got = r.json()
+    placed = {a["agent_id"]: a["model_id"] for a in got["assignments"]}
+    assert placed == {"coder": "model-A", "researcher": "model-B", "support": "model-C",
+                      "reviewer": "model-B", "summarizer": "model-C"}  # fmt: skip
+    assert set(got) == {"assignments", "total_score", "strategy_used", "load_balancing_enabled",
+                        "models_filtered", "avg_utilization", "unassigned"}  # fmt: skip
+    assert got["strategy_used"] == "optimal" and got["load_balancing_enabled"] is True
+    assert got["total_score"] == pytest.approx(sum(a["score"] for a in got["assignments"]))
+    assert got["unassigned"] == [] and got["models_filtered"] == 0
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "balanced", "optimal"])
+def test_auto_assign_matches_library(client, strategy):
+    body = {"agents": SEED["agents"], "models": SEED["models"], "strategy": strategy,
+            "enable_load_balancing": False}  # fmt: skip
+    got = client.post(f"{PREFIX}/auto-assign-all", json=body).json()
+    agents = mr.types.agents_from_dicts(SEED["agents"])
+    models = mr.types.models_from_dicts(SEED["models"])
+    want = mr.Router(models, strategy=strategy, load_balancing=False).assign(agents).to_dict()
+    assert got == json.loads(json.dumps(want))
+
+
+def test_assignments_lists_recent_calls_newest_first(client):
+    for strategy in ("greedy", "optimal"):
+        body = {"agents": SEED["agents"][:2], "models": SEED["models"], "strategy": strategy}
+        assert client.post(f"{PREFIX}/auto-assign-all", json=body).status_code == 200
+    rows = client.get(f"{PREFIX}/assignments", params={"limit": 5}).json()["assignments"]
+    assert [r["response"]["strategy_used"] for r in rows] == ["optimal", "greedy"]
+    assert rows[0]["request"]["agents"][0]["id"] == SEED["agents"][0]["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"models": SEED["models"]}, ("body", "agents")),
+        ({"agents": [], "models": []}, ("body", "models")),
+        ({"agents": [], "models": [{"id": "m", "capabilities": {"code": 1.5}}]},
+         ("body", "models", 0, "capabilities", "code")),
+        ({"agents": [], "models": [{"id": "m", "max_concurrent": 0}]},
+         ("body", "models", 0, "max_concurrent")),
+        ({"agents": [{"id": "a", "colour": 1}], "models": [{"id": "m"}]},
+         ("body", "agents", 0, "colour")),
+        ({"agents": [], "models": [{"id": "m"}], "strategy": "random"}, ("body", "strategy")),
+        ({"agents": [{"id": ""}], "models": [{"id": "m"}]}, ("body", "agents", 0, "id")),
+    ],
+)  # fmt: skip
+def test_validation_errors_name_the_field(client, body, loc):
+    r = client.post(f"{PREFIX}/auto-assign-all", json=body)
+    assert r.status_code == 422
+    assert loc in locs(r)
+
+
+def test_core_validation_is_a_422_naming_the_field(client):
+    # Duplicate ids pass pydantic; the Rust core rejects them with field "models".
+    body = {"agents": [], "models": [{"id": "m"}, {"id": "m"}]}
+    r = client.post(f"{PREFIX}/auto-assign-all", json=body)
+    assert r.status_code == 422
+    assert r.json()["field"] == "models" and ("body", "models") in locs(r)
+
+
+def test_non_finite_numbers_are_422_not_500(client):
+    raw = b'{"agent": {"id": "a", "preferred": {"code": NaN}}}'
+    r = client.post(f"{PREFIX}/route", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert ("body", "agent", "preferred", "code") in locs(r)
+
+
+def test_route_and_stats(client):
+    r = client.post(f"{PREFIX}/route", json={"agent": CODER})
+    assert r.status_code == 200
+    assert r.json() == {"agent_id": "coder", "model_id": "model-A", "policy": "weighted",
+                        "queued": False, "request_id": None}  # fmt: skip
+    stats = client.get(f"{PREFIX}/stats").json()
+    assert stats["routes"]["routed"] == 1 and stats["routes"]["total"] == 1
+    by_model = {m["model_id"]: m for m in stats["models"]}
+    assert by_model["model-A"]["routed"] == 1 and by_model["model-A"]["active"] == 0
+
+
+def test_route_infeasible_is_409(client):
+    r = client.post(f"{PREFIX}/route", json={"agent": {"id": "x", "required": {"poetry": 0.9}}})
+    assert r.status_code == 409
+    assert r.json()["error"] == "InfeasibleError"
+    assert client.get(f"{PREFIX}/stats").json()["routes"]["infeasible"] == 1
+
+
+def test_no_capacity_is_503_with_retry_after():
+    with TestClient(create_app(tiny_fleet(), sample_interval_s=3600)) as c:
+        body = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+        first = c.post(f"{PREFIX}/route", json=body)
+        assert first.status_code == 200 and first.json()["request_id"]
+        second = c.post(f"{PREFIX}/route", json=body)
+        assert second.status_code == 503
+        assert int(second.headers["Retry-After"]) >= 1
+        assert second.json()["error"] == "NoCapacityError"
+        assert second.json()["retry_after_s"] > 0
+        # Feedback frees the slot, so the next request fits again.
+        rid = first.json()["request_id"]
+        fb = c.post(f"{PREFIX}/feedback", json={"model_id": "solo", "request_id": rid})
+        assert fb.status_code == 200 and fb.json()["released"] is True
+        assert c.post(f"{PREFIX}/route", json=body).status_code == 200
+
+
+def test_reservation_shows_as_active_load():
+    with TestClient(create_app(tiny_fleet(), sample_interval_s=3600)) as c:
+        body = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+        rid = c.post(f"{PREFIX}/route", json=body).json()["request_id"]
+        model = c.get(f"{PREFIX}/stats").json()["models"][0]
+        assert (model["active"], model["utilization"]) == (1, 1.0)
+        c.post(f"{PREFIX}/feedback", json={"model_id": "solo", "request_id": rid})
+        model = c.get(f"{PREFIX}/stats").json()["models"][0]
+        assert (model["active"], model["stats"]["count"]) == (0, 1)
+
+
+def test_feedback_records_latency_and_success(client):
+    for latency, ok in ((10.0, True), (30.0, True), (50.0, False)):
+        body = {"model_id": "model-B", "latency_ms": latency, "success": ok, "agent_id": "x"}
+        r = client.post(f"{PREFIX}/feedback", json=body)
+        assert r.status_code == 200 and r.json()["released"] is False
+    stats = client.get(f"{PREFIX}/stats").json()
+    assert stats["feedback"] == {"total": 3, "success": 2, "failure": 1}
+    assert stats["overall"]["success_rate"] == pytest.approx(2 / 3)
+    b = next(m for m in stats["models"] if m["model_id"] == "model-B")
+    assert b["stats"]["count"] == 3 and b["stats"]["max_ms"] == pytest.approx(50.0, rel=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"model_id": "nope", "latency_ms": 1.0}, 404, None),
+        ({"model_id": "model-A"}, 422, "latency_ms"),
+        ({"model_id": "model-A", "latency_ms": -1.0}, 422, "latency_ms"),
+        ({"model_id": "model-A", "request_id": "never-issued"}, 404, "request_id"),
+    ],
+)
+def test_feedback_errors(client, body, status, field):
+    r = client.post(f"{PREFIX}/feedback", json=body)
+    assert r.status_code == status
+    if status == 422:
+        assert ("body", field) in locs(r)
+    elif field:
+        assert r.json()["field"] == field
+
+
+def test_expired_reservations_free_their_slot():
+    app = create_app(tiny_fleet(), sample_interval_s=3600, reservation_ttl_s=0.0)
+    with TestClient(app) as c:
+        body = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+        assert c.post(f"{PREFIX}/route", json=body).status_code == 200
+        assert app.state.service.expire_reservations() == 1
+        stats = c.get(f"{PREFIX}/stats").json()
+        assert stats["reservations"] == 0 and stats["models"][0]["active"] == 0
+        assert stats["feedback"]["failure"] == 1
+
+
+def test_alerts_fire_and_show_in_metrics():
+    rules = [mr.AlertRule("overload", 0.5, severity="critical")]
+    app = create_app(tiny_fleet(), alert_rules=rules, sample_interval_s=3600)
+    with TestClient(app) as c:
+        assert c.get(f"{PREFIX}/alerts").json()["active"] == []
+        body = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+        c.post(f"{PREFIX}/route", json=body)
+        app.state.service.sample()
+        alerts = c.get(f"{PREFIX}/alerts").json()
+        assert [(a["type"], a["model_id"], a["state"]) for a in alerts["active"]] == [
+            ("overload", "solo", "firing")
+        ]
+        assert alerts["history"][-1]["severity"] == "critical"
+        assert c.get(f"{PREFIX}/stats").json()["active_alerts"] == 1
+        metrics = parse_metrics(c.get("/metrics").text)
+        assert metrics[("modelrouter_alerts_firing", (("severity", "critical"),))] == 1
+        key = (("model", "solo"), ("severity", "critical"), ("type", "overload"))
+        assert metrics[("modelrouter_alert", key)] == 1
+
+
+LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.e+-]+|\+Inf|-Inf|NaN)$")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """Every line is a HELP, a TYPE or a sample; samples follow their family's TYPE."""
+    assert text.endswith("\n")
+    samples, typed = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert kind in ("gauge", "counter", "histogram") and name not in typed
+            typed[name] = kind
+            continue
+        m = LINE.match(line)
+        assert m, f"not a Prometheus sample line: {line!r}"
+        name, labels = m.group(1), tuple(sorted(LABEL.findall(m.group(3) or "")))
+        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in typed else name
+        assert family in typed, f"{name} has no TYPE line"
+        assert (name, labels) not in samples
+        samples[(name, labels)] = float(m.group(4))
+    return samples
+
+
+def test_metrics_format(client):
+    client.post(f"{PREFIX}/route", json={"agent": CODER})
+    for latency in (3.0, 40.0, 700.0, 99999.0):
+        client.post(f"{PREFIX}/feedback", json={"model_id": "model-A", "latency_ms": latency})
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    m = parse_metrics(r.text)
+    for model in ("model-A", "model-B", "model-C"):
+        for name in ("active_requests", "queued_requests", "utilization"):
+            assert (f"modelrouter_{name}", (("model", model),)) in m
+    assert m[("modelrouter_routes_total", (("outcome", "routed"),))] == 1
+    buckets = sorted(
+        (math.inf if dict(k)["le"] == "+Inf" else float(dict(k)["le"]), v)
+        for (name, k), v in m.items()
+        if name == "modelrouter_request_latency_ms_bucket"
+    )
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts) and counts[-1] == 4
+    assert dict(buckets)[5.0] == 1 and dict(buckets)[50.0] == 2 and dict(buckets)[60000.0] == 3
+    count_key = ("modelrouter_request_latency_ms_count", (("model", "model-A"),))
+    sum_key = ("modelrouter_request_latency_ms_sum", (("model", "model-A"),))
+    assert m[count_key] == 4 and m[sum_key] == pytest.approx(3 + 40 + 700 + 99999)
+
+
+def test_metrics_escape_label_values():
+    models = [mr.Model('we"ird\\id', {"code": 0.9})]
+    with TestClient(create_app(models, sample_interval_s=3600)) as c:
+        m = parse_metrics(c.get("/metrics").text)
+    assert ("modelrouter_utilization", (("model", 'we\\"ird\\\\id'),)) in m
+
+
+def test_health_openapi_and_dashboard(client):
+    health = client.get("/health").json()
+    assert health == {"status": "ok", "version": mr.__version__, "models": 3, "store": False}
+    spec = client.get("/openapi.json").json()
+    for path in ("auto-assign-all", "assignments", "stats", "alerts", "route", "feedback"):
+        assert f"{PREFIX}/{path}" in spec["paths"]
+    schemas = spec["components"]["schemas"]
+    assert {"AutoAssignRequest", "AutoAssignResponse", "RouteRequest", "FeedbackRequest"} <= set(
+        schemas
+    )
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="card-p99"' in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/style.css").status_code == 200
+
+
+def test_unexpected_exceptions_are_counted_not_500():
+    app = create_app(sample_interval_s=3600)
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("bug")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom")
+    assert r.status_code == 400 and r.json()["error"] == "Unexpected"
+    assert app.state.service.unexpected_errors == 1
+
+
+class RecordingStore:
+    """Enough of the DecisionStore protocol to see what the service hands it."""
+
+    def __init__(self):
+        self.calls, self.closed = [], 0
+
+    def __getattr__(self, name):
+        return lambda *a, **kw: self.calls.append((name, a, kw))
+
+    def assignments(self, limit=100):
+        return []
+
+    def close(self):
+        self.closed += 1
+
+
+def test_store_receives_every_decision_and_is_closed_on_shutdown():
+    store = RecordingStore()
+    with TestClient(create_app(store=store, sample_interval_s=3600)) as c:
+        c.post(f"{PREFIX}/route", json={"agent": CODER})
+        c.post(f"{PREFIX}/route", json={"agent": {"id": "x", "required": {"poetry": 0.9}}})
+        c.post(f"{PREFIX}/feedback", json={"model_id": "model-A", "latency_ms": 5.0})
+        body = {"agents": SEED["agents"], "models": SEED["models"]}
+        c.post(f"{PREFIX}/auto-assign-all", json=body)
+        assert store.closed == 0
+    names = [n for n, _, _ in store.calls]
+    assert names.count("record_route") == 2 and names.count("record_feedback") == 1
+    assert names.count("record_assignment") == 1 and "record_utilization" in names
+    outcomes = [kw.get("outcome", "routed") for n, _, kw in store.calls if n == "record_route"]
+    assert outcomes == ["routed", "infeasible"]
+    assert store.closed == 1
+
+
+def test_with_the_sqlite_store(tmp_path):
+    url = f"sqlite:///{tmp_path / 'decisions.db'}"
+    with TestClient(create_app(store_url=url, sample_interval_s=3600)) as c:
+        body = {"agents": SEED["agents"], "models": SEED["models"], "strategy": "greedy"}
+        c.post(f"{PREFIX}/auto-assign-all", json=body)
+        c.post(f"{PREFIX}/route", json={"agent": CODER})
+        c.app.state.service.store.flush()
+        rows = c.get(f"{PREFIX}/assignments").json()["assignments"]
+        assert [r["response"]["strategy_used"] for r in rows] == ["greedy"]
+    store = open_store(url)
+    try:
+        assert [r["model_id"] for r in store.routes()] == ["model-A"]
+    finally:
+        store.close()
+
+
+def test_cli_serve_builds_the_app(monkeypatch):
+    import uvicorn
+
+    from modelrouter import cli
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    assert cli.main(["serve", "--port", "8099", "--no-store", "--policy", "least_loaded"]) == 0
+    assert seen["port"] == 8099 and seen["host"] == "127.0.0.1"
+    assert seen["app"].state.service.policy == "least_loaded"
+    assert seen["app"].state.service.store is None
