@@ -18,6 +18,7 @@ from ._core import (
     AlertManager,
     AlertRule,
     InFlight,
+    LoadTracker,
     Model,
     PerformanceTracker,
     Router,
@@ -246,8 +247,29 @@ def _clean(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+_PROBE = LoadTracker()
+_PROBE.set_capacity("clock", 1)
+
+
+def core_clock_now() -> float:
+    """Now on the core's default clock (monotonic seconds since its first use). The extension
+    exposes no accessor, so a private LoadTracker is touched and its timestamp read."""
+    _PROBE.set_load("clock", active_requests=0)
+    load = _PROBE.current_load("clock")
+    return load.last_updated if load is not None else 0.0
+
+
 def alert_dicts(alerts: Iterable[Any]) -> list[dict[str, Any]]:
-    return [_clean(a.to_dict()) for a in alerts]
+    """Alert dicts plus ``emitted_at_unix``/``started_at_unix`` (the core stamps alerts with
+    its monotonic clock)."""
+    offset = time.time() - core_clock_now()
+    out = []
+    for a in alerts:
+        d = _clean(a.to_dict())
+        d["emitted_at_unix"] = a.emitted_at + offset
+        d["started_at_unix"] = a.started_at + offset
+        out.append(d)
+    return out
 
 
 def _escape(value: str) -> str:

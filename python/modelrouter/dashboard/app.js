@@ -9,7 +9,8 @@ const PALETTE = ["#38bdf8", "#f472b6", "#a3e635", "#fbbf24", "#c084fc", "#34d399
   "#fb7185", "#60a5fa", "#facc15", "#2dd4bf"];
 
 const series = { ts: [], p50: [], p95: [], p99: [], util: {} };
-let last = null; // {ts, routes} of the previous poll, for the routing rate
+const polls = []; // [{ts, routes}] of recent polls, for the routing rate over RATE_WINDOW_S
+const RATE_WINDOW_S = 10;
 
 function fmt(x, digits) {
   if (x === null || x === undefined || !isFinite(x)) return "–";
@@ -96,9 +97,11 @@ function setText(id, text) { document.getElementById(id).textContent = text; }
 function renderStats(stats) {
   const now = Date.now() / 1000;
   const routes = stats.routes.total;
-  if (last && now > last.ts) setText("card-rate", fmt((routes - last.routes) / (now - last.ts), 1));
-  else setText("card-rate", fmt(0, 1));
-  last = { ts: now, routes };
+  polls.push({ ts: now, routes });
+  while (polls.length > 2 && now - polls[1].ts >= RATE_WINDOW_S) polls.shift();
+  const first = polls[0];
+  setText("card-rate", now > first.ts ? fmt((routes - first.routes) / (now - first.ts), 1)
+    : fmt(0, 1));
   setText("card-p99", fmt(stats.overall.p99_ms, 1));
   const rate = stats.overall.success_rate;
   setText("card-success", rate === null ? "–" : fmt(rate * 100, 1));
@@ -129,8 +132,8 @@ function renderAlerts(alerts) {
   ul.replaceChildren(...items.map(a => {
     const li = document.createElement("li");
     li.className = `${a.state} ${a.severity}`;
-    const when = new Date(a.emitted_at * 1000).toLocaleTimeString();
-    li.textContent = `[${a.severity}] ${a.state} · ${a.message} (${when})`;
+    const when = new Date(a.emitted_at_unix * 1000).toLocaleTimeString();
+    li.textContent = `${a.state} · ${a.message} · ${when}`;
     return li;
   }));
 }

@@ -1,0 +1,128 @@
+"""The dashboard end to end: uvicorn on a free loopback port in a thread, Debian's chromium
+driven by Playwright, cards checked after some routed requests, screenshot in out/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the server extra (fastapi) is not installed")
+uvicorn = pytest.importorskip("uvicorn", reason="the server extra (uvicorn) is not installed")
+httpx = pytest.importorskip("httpx", reason="httpx is not installed")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+import modelrouter as mr  # noqa: E402
+from modelrouter.server import PREFIX, create_app  # noqa: E402
+
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+)
+OUT = Path(__file__).resolve().parent.parent / "out" / "dashboard.png"
+NUMBER = re.compile(r"^-?[0-9][0-9,]*(\.[0-9]+)?$")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server():
+    rules = [mr.AlertRule("overload", 0.5, severity="critical")]
+    app = create_app(alert_rules=rules, sample_interval_s=0.5, reservation_ttl_s=3600)
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{config.port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def drive_traffic(base: str) -> None:
+    agents = [
+        {"id": "coder", "required": {"code": 0.8}, "preferred": {"reasoning": 1.0}},
+        {"id": "support", "required": {"chat": 0.6}},
+        {"id": "researcher", "required": {"reasoning": 0.8}, "min_context": 65536},
+    ]
+    with httpx.Client(base_url=base) as c:
+        for i in range(60):
+            r = c.post(f"{PREFIX}/route", json={"agent": agents[i % 3]})
+            assert r.status_code == 200
+            feedback = {"model_id": r.json()["model_id"], "latency_ms": 20.0 + (i % 7) * 15}
+            c.post(f"{PREFIX}/feedback", json={**feedback, "success": i % 10 != 0})
+        # Held reservations: model-B (3 slots) reaches 2/3 utilization, which fires the alert.
+        for _ in range(2):
+            r = c.post(f"{PREFIX}/route", json={"agent": agents[2], "reserve": True})
+            assert r.json()["model_id"] == "model-B"
+
+
+def keep_routing(base: str, stop: threading.Event) -> None:
+    """Steady background traffic while the page is open, so the routing rate is live."""
+    with httpx.Client(base_url=base) as c:
+        while not stop.is_set():
+            c.post(f"{PREFIX}/route", json={"agent": {"id": "bg", "required": {"chat": 0.6}}})
+            stop.wait(0.02)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_dashboard_shows_live_numbers(server):
+    drive_traffic(server)
+    stop = threading.Event()
+    background = threading.Thread(target=keep_routing, args=(server, stop), daemon=True)
+    background.start()
+    try:
+        check_page(server)
+    finally:
+        stop.set()
+        background.join(timeout=10)
+    assert OUT.stat().st_size > 10_000
+
+
+def check_page(server: str) -> None:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{server}/?refresh=500")
+            page.wait_for_function(
+                "document.getElementById('card-alerts').textContent === '1'", timeout=15000
+            )
+            # A few refreshes so the charts have several points.
+            page.wait_for_function(
+                "document.getElementById('status').textContent.startsWith('updated')"
+            )
+            page.wait_for_function(
+                "parseFloat(document.getElementById('card-rate').textContent) > 0"
+            )
+            page.wait_for_timeout(2500)
+            cards = {
+                name: page.inner_text(f"#card-{name}")
+                for name in ("rate", "p99", "success", "util", "alerts")
+            }
+            for name, text in cards.items():
+                assert NUMBER.match(text), f"card {name} shows {text!r}"
+            assert float(cards["success"]) == pytest.approx(90.0)
+            assert float(cards["p99"].replace(",", "")) >= 100.0
+            assert float(cards["util"]) > 0.0
+            assert "overload" in page.inner_text("#alerts")
+            assert page.locator("#models tbody tr").count() == 3
+            assert "model-B" in page.inner_text("#legend-util")
+            assert errors == []
+            OUT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(OUT), full_page=True)
+        finally:
+            browser.close()
