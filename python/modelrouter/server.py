@@ -242,10 +242,10 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
         return {"assignments": rows}
 
     @app.post(f"{PREFIX}/route", response_model=RouteResponse, responses=_ERRORS, tags=["routing"])
-    async def route(body: RouteRequest) -> dict[str, Any]:
+    async def route(body: RouteRequest) -> Any:
         """Picks a model of the configured fleet for one request of the agent."""
         spec = body.agent
-        agent = agents_from_dicts([spec.model_dump()], where="agent")[0]
+        agent = state.agent_for(spec.id, spec.required, spec.preferred, spec.min_context)
         try:
             if body.reserve:
                 flight = state.router.request(agent)
@@ -264,13 +264,15 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
         state.routed_to[model_id] += 1
         if state.store is not None:
             state.store.record_route(spec.id, model_id, state.policy, queued=queued)
-        return {
+        # A Response skips FastAPI's re-validation against RouteResponse: this is the hot path.
+        body_out = {
             "agent_id": spec.id,
             "model_id": model_id,
             "policy": state.policy,
             "queued": queued,
             "request_id": request_id,
         }
+        return JSONResponse(body_out)
 
     @app.post(
         f"{PREFIX}/feedback",

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from ._core import (
+    Agent,
     AlertManager,
     AlertRule,
     InFlight,
@@ -23,6 +24,7 @@ from ._core import (
     PerformanceTracker,
     Router,
 )
+from .errors import InvalidInputError
 from .store import DecisionStore
 
 log = logging.getLogger("modelrouter.server")
@@ -92,8 +94,30 @@ class ServiceState:
         self.recent_assignments: deque[dict[str, Any]] = deque(maxlen=100)
         self.history: deque[dict[str, Any]] = deque(maxlen=history_len)
         self.unexpected_errors = 0
+        self._agents: dict[tuple[Any, ...], Agent] = {}
 
     # -- requests -------------------------------------------------------------------------------
+    def agent_for(
+        self,
+        agent_id: str,
+        required: Mapping[str, float],
+        preferred: Mapping[str, float],
+        min_context: int,
+    ) -> Agent:
+        """The core ``Agent`` of a route body, cached: callers route the same agents over and
+        over. Core validation errors name the field under ``agent.``."""
+        key = (agent_id, tuple(required.items()), tuple(preferred.items()), min_context)
+        agent = self._agents.get(key)
+        if agent is None:
+            try:
+                agent = Agent(agent_id, required, preferred, min_context=min_context)
+            except InvalidInputError as e:
+                raise InvalidInputError(f"agent.{e.field}: {e}", f"agent.{e.field}") from e
+            if len(self._agents) >= 4096:
+                self._agents.clear()
+            self._agents[key] = agent
+        return agent
+
     def new_request_id(self) -> str:
         return f"{id(self) & 0xFFFF:04x}-{next(self._ids)}"
 

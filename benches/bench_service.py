@@ -1,0 +1,253 @@
+"""POST /api/v1/model-router/route under load, over loopback, with the SQLite store enabled.
+
+Starts ``uvicorn`` (2 workers, httptools and uvloop when installed) on a free 127.0.0.1 port
+with ``MODELROUTER_STORE`` pointing at a fresh SQLite file, drives it with ``wrk`` (a Lua
+script supplies the JSON body; installed with apt-get when missing and possible) or, failing
+that, a bounded asyncio/httpx generator, and prints a ``## REST service`` markdown section
+(``--readme`` also writes it into benches/README.md). Bounded: a fixed duration per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROUTE = "/api/v1/model-router/route"
+BODY = {
+    "agent": {
+        "id": "coder",
+        "required": {"code": 0.8},
+        "preferred": {"reasoning": 1.0},
+        "min_context": 8192,
+    }
+}
+TARGET_RPS, TARGET_P99_MS = 5000.0, 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_wrk() -> str | None:
+    if shutil.which("wrk"):
+        return shutil.which("wrk")
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], capture_output=True)
+    return shutil.which("wrk")
+
+
+def start_server(port: int, db: Path, workers: int) -> tuple[subprocess.Popen[bytes], list[str]]:
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "modelrouter.server:app_from_env"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    cmd += ["--log-level", "warning", "--no-access-log"]
+    extras = []
+    if importlib.util.find_spec("httptools"):
+        cmd += ["--http", "httptools"]
+        extras.append("httptools")
+    if importlib.util.find_spec("uvloop"):
+        cmd += ["--loop", "uvloop"]
+        extras.append("uvloop")
+    env = {**os.environ, "MODELROUTER_STORE": f"sqlite:///{db}"}
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                if json.load(r)["store"]:
+                    return proc, extras
+                raise RuntimeError("the service started without its store")
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("uvicorn did not come up") from None
+            time.sleep(0.2)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_wrk(
+    wrk: str, url: str, seconds: int, connections: int, delay_ms: float = 0.0
+) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        if delay_ms > 0:  # paced: each connection pauses this long between requests
+            f.write(f"function delay() return {int(delay_ms)} end\n")
+        f.write('wrk.method = "POST"\n')
+        f.write(f"wrk.body = {json.dumps(json.dumps(BODY))}\n")
+        f.write('wrk.headers["Content-Type"] = "application/json"\n')
+    cmd = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", f.name, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    os.unlink(f.name)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            raise RuntimeError(f"no {label}% line in wrk's output:\n{out}")
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": ms("50"),
+        "p99": ms("99"),
+        "requests": float(total.group(1)) if total else 0.0,
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+    }
+
+
+def run_httpx(url: str, seconds: int, connections: int) -> dict[str, float]:
+    import httpx
+
+    latencies: list[float] = []
+    bad = 0
+
+    async def worker(client: httpx.AsyncClient, until: float) -> None:
+        nonlocal bad
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            r = await client.post(url, json=BODY)
+            latencies.append((time.perf_counter() - t0) * 1000.0)
+            bad += r.status_code != 200
+
+    async def main() -> float:
+        limits = httpx.Limits(max_connections=connections)
+        async with httpx.AsyncClient(limits=limits) as client:
+            start = time.perf_counter()
+            until = start + seconds
+            await asyncio.gather(*(worker(client, until) for _ in range(connections)))
+            return time.perf_counter() - start
+
+    elapsed = asyncio.run(main())
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "rps": n / elapsed,
+        "p50": latencies[n // 2],
+        "p99": latencies[min(n - 1, int(n * 0.99))],
+        "requests": float(n),
+        "non2xx": float(bad),
+        "socket_errors": 0.0,
+    }
+
+
+def stored_routes(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("select count(*) from routing_decisions").fetchone()[0])
+
+
+def section(rows: list[tuple[str, dict[str, float]]], info: dict[str, str]) -> str:
+    lines = [
+        "## REST service",
+        "",
+        f"`python benches/bench_service.py` (run by `make bench`): POST `{ROUTE}` with the seed",
+        f"`coder` agent against the shipped `seed_assign` fleet, uvicorn {info['server']}, the",
+        "SQLite decision store enabled (every decision written, batched), load from "
+        f"{info['generator']} over loopback on the 2-core dev machine (client and server share",
+        f"the two cores), {info['seconds']} s per run after a warm-up. Target: ≥ 5,000 req/s with",
+        "P99 ≤ 10 ms. Closed-loop runs send the next request as soon as the answer arrives, so",
+        "latency grows with the connections; paced runs pause each connection between requests",
+        "(wrk's `delay()`), which offers a steadier rate near the target.",
+        "",
+        "| load | requests/s | P50 ms | P99 ms | non-2xx | target met |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    for conns, r in rows:
+        ok = r["rps"] >= TARGET_RPS and r["p99"] <= TARGET_P99_MS and r["non2xx"] == 0
+        lines.append(
+            f"| {conns} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+            f"{r['non2xx']:.0f} | {'yes' if ok else 'no'} |"
+        )
+    lines += ["", f"Rows in the store's routing_decisions table afterwards: {info['stored']}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_readme(text: str) -> None:
+    readme = HERE / "README.md"
+    old = readme.read_text()
+    start = old.find("## REST service")
+    if start >= 0:
+        end = old.find("\n## ", start + 1)
+        old = old[:start] + (old[end + 1 :] if end >= 0 else "")
+    readme.write_text(old.rstrip("\n") + "\n\n" + text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument(
+        "--paced",
+        nargs="*",
+        default=["24:2"],
+        metavar="CONNS:DELAY_MS",
+        help="paced runs (wrk only): connections and pause between requests in ms",
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--readme", action="store_true", help="write the section into README")
+    args = parser.parse_args()
+    if not 1 <= args.seconds <= 120:
+        parser.error("--seconds must be in [1, 120]")
+    wrk = ensure_wrk()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{ROUTE}"
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        proc, extras = start_server(port, db, args.workers)
+        rows = []
+        try:
+
+            def load(seconds: int, conns: int, delay_ms: int = 0) -> dict[str, float]:
+                if wrk:
+                    return run_wrk(wrk, url, seconds, conns, delay_ms)
+                return run_httpx(url, seconds, conns)
+
+            load(2, 8)  # warm-up
+            for conns in args.connections:
+                rows.append((f"closed, {conns} connections", load(args.seconds, conns)))
+            for spec in args.paced if wrk else []:
+                conns, delay = (int(x) for x in spec.split(":"))
+                label = f"paced, {conns} connections, {delay} ms pause"
+                rows.append((label, load(args.seconds, conns, delay)))
+        finally:
+            stop_server(proc)
+        info = {
+            "server": f"{args.workers} workers" + (f" ({', '.join(extras)})" if extras else ""),
+            "generator": "`wrk -t2` (Lua script for the body)" if wrk else "an httpx generator",
+            "seconds": str(args.seconds),
+            "stored": f"{stored_routes(db):,}",
+        }
+    text = section(rows, info)
+    print(text)
+    if args.readme:
+        write_readme(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
