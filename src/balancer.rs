@@ -6,7 +6,7 @@ use std::str::FromStr;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{parse_choice, Error, Result};
 
 /// How one request picks among the models able to serve it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -53,16 +53,7 @@ impl FromStr for Policy {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Policy::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                let valid: Vec<&str> = Policy::ALL.iter().map(|p| p.name()).collect();
-                Error::invalid(
-                    "policy",
-                    format!("unknown policy {s:?}; valid: {}", valid.join(", ")),
-                )
-            })
+        parse_choice("policy", "policy", s, &Policy::ALL, Policy::name)
     }
 }
 

@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::load::Capacity;
 
 /// Relative weights of the score's terms. Validated finite and non-negative.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -144,15 +145,7 @@ impl ModelProfile {
         if context_window == 0 {
             return Err(Error::invalid("context_window", "must be >= 1"));
         }
-        if max_concurrent == 0 {
-            return Err(Error::invalid("max_concurrent", "must be >= 1"));
-        }
-        if !(target_utilization > 0.0 && target_utilization <= 1.0) {
-            return Err(Error::invalid(
-                "target_utilization",
-                format!("must be in (0, 1], got {target_utilization}"),
-            ));
-        }
+        Capacity::new(max_concurrent, max_queue, target_utilization)?;
         if !(cost_per_1k_tokens.is_finite() && cost_per_1k_tokens >= 0.0) {
             return Err(Error::invalid(
                 "cost_per_1k_tokens",
