@@ -363,3 +363,50 @@ def test_cli_serve_builds_the_app(monkeypatch):
     assert seen["port"] == 8099 and seen["host"] == "127.0.0.1"
     assert seen["app"].state.service.policy == "least_loaded"
     assert seen["app"].state.service.store is None
+
+
+ROUTE_BODIES = [
+    {"agent": CODER},
+    {"agent": CODER, "reserve": True},
+    {"agent": {"id": "x", "required": {"poetry": 0.9}}},
+    {"agent": {"id": "x", "required": {"code": 1.5}}},
+    {"agent": {"id": ""}},
+    {"agent": {"id": "x"}, "colour": "blue"},
+    {"agent": {"id": "x", "min_context": -1}},
+    [],
+]
+
+
+@pytest.mark.parametrize("body", ROUTE_BODIES)
+def test_fast_route_path_answers_like_fastapi(body, monkeypatch):
+    """Small JSON bodies are answered by the FastRoute middleware, chunked ones by FastAPI's
+    endpoint: both must give the same status and body."""
+    from modelrouter.server_fast import FastRoute
+
+    taken = []
+    original = FastRoute.answer
+    monkeypatch.setattr(
+        FastRoute, "answer", lambda self, raw: taken.append(1) or original(self, raw)
+    )
+    raw = json.dumps(body).encode()
+    answers = []
+    for chunked in (False, True):
+        with TestClient(create_app(sample_interval_s=3600)) as c:
+            content = iter([raw]) if chunked else raw
+            r = c.post(
+                f"{PREFIX}/route", content=content, headers={"content-type": "application/json"}
+            )
+            got = r.json()
+            if r.status_code == 422:  # pydantic words some messages differently per entry point
+                got = [(e["loc"], e["type"].replace("model_attributes_type", "model_type"))
+                       for e in got["detail"]]  # fmt: skip
+            answers.append((r.status_code, got))
+    assert taken == [1], "the small JSON body should take the fast path exactly once"
+    assert answers[0] == answers[1]
+    assert answers[0][0] in (200, 409, 422)
+
+
+def test_fast_route_path_rejects_bad_json_with_422(client):
+    raw = b'{"agent": {"id": '
+    r = client.post(f"{PREFIX}/route", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -27,13 +26,9 @@ from fastapi.staticfiles import StaticFiles
 
 from . import __version__
 from ._core import AlertRule, Model, Router
-from .errors import (
-    InfeasibleError,
-    InvalidInputError,
-    NoCapacityError,
-    RouterError,
-    UnknownModelError,
-)
+from .errors import RouterError
+from .server_errors import error_body, error_response, field_error, validation_error
+from .server_fast import FastRoute, route_decision
 from .server_schemas import (
     AlertsResponse,
     AssignmentsResponse,
@@ -48,8 +43,8 @@ from .server_schemas import (
     RouteResponse,
     StatsResponse,
 )
-from .server_state import Reservation, ServiceState, alert_dicts
-from .store import DecisionStore, StoreError, open_store
+from .server_state import ServiceState, alert_dicts
+from .store import DecisionStore, open_store
 from .types import agents_from_dicts, load_fleet, models_from_dicts
 
 log = logging.getLogger("modelrouter.server")
@@ -65,66 +60,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _error(status: int, exc: BaseException, **extra: Any) -> JSONResponse:
-    body = {"detail": str(exc), "error": type(exc).__name__, **extra}
-    headers = None
-    if isinstance(exc, NoCapacityError):
-        retry = exc.retry_after_s if math.isfinite(exc.retry_after_s) else 1.0
-        body["retry_after_s"] = retry
-        headers = {"Retry-After": str(max(1, math.ceil(retry)))}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _validation(field: str, message: str) -> JSONResponse:
-    """A 422 shaped like FastAPI's own (loc names the field)."""
-    loc = ["body", *field.replace("[", ".").replace("]", "").split(".")]
-    detail = [{"loc": loc, "msg": message, "type": "value_error"}]
-    return JSONResponse({"detail": detail, "error": "InvalidInputError", "field": field}, 422)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, state: ServiceState) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # Only loc/msg/type: the offending input may not be JSON-encodable (NaN, bytes).
-        detail = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": detail, "error": "ValidationError"}, 422)
-
-    @app.exception_handler(InvalidInputError)
-    async def invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
-        return _validation(exc.field or "body", str(exc))
-
-    @app.exception_handler(UnknownModelError)
-    async def unknown(_: Request, exc: UnknownModelError) -> JSONResponse:
-        return _error(404, exc)
-
-    @app.exception_handler(InfeasibleError)
-    async def infeasible(_: Request, exc: InfeasibleError) -> JSONResponse:
-        return _error(409, exc)
-
-    @app.exception_handler(NoCapacityError)
-    async def no_capacity(_: Request, exc: NoCapacityError) -> JSONResponse:
-        return _error(503, exc)
-
-    @app.exception_handler(StoreError)
-    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
-        return _error(503, exc)
-
-    @app.exception_handler(RouterError)
-    async def router_error(_: Request, exc: RouterError) -> JSONResponse:
-        return _error(400, exc)
+        return validation_error(exc.errors())
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Deliberately not a 500: the brief is that no input makes the service fail. It is
-        # logged with its traceback and counted so tests (and operators) can see it.
-        app.state.service.unexpected_errors += 1
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"detail": "request could not be processed", "error": "Unexpected"}, 400
-        )
+    async def any_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc, state, f"{request.method} {request.url.path}")
+
+    # Every RouterError (bad input, unknown id, no capacity, store) through the same mapping
+    # in the exception middleware; the Exception handler above is the last resort.
+    app.add_exception_handler(RouterError, any_error)  # type: ignore[arg-type]
 
 
 async def _sampler(state: ServiceState, interval_s: float) -> None:
@@ -201,7 +148,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = state
-    _install_error_handlers(app)
+    _install_error_handlers(app, state)
+    app.add_middleware(FastRoute, state=state, path=f"{PREFIX}/route")
     _add_api(app, state)
     _add_ops(app, state)
     return app
@@ -243,36 +191,9 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
 
     @app.post(f"{PREFIX}/route", response_model=RouteResponse, responses=_ERRORS, tags=["routing"])
     async def route(body: RouteRequest) -> Any:
-        """Picks a model of the configured fleet for one request of the agent."""
-        spec = body.agent
-        agent = state.agent_for(spec.id, spec.required, spec.preferred, spec.min_context)
-        try:
-            if body.reserve:
-                flight = state.router.request(agent)
-                model_id, queued = flight.model_id, flight.queued
-                request_id: str | None = state.new_request_id()
-                state.reservations[request_id] = Reservation(flight, spec.id)
-            else:
-                model_id, queued, request_id = state.router.route(agent), False, None
-        except (NoCapacityError, InfeasibleError) as e:
-            outcome = "no_capacity" if isinstance(e, NoCapacityError) else "infeasible"
-            state.routes[outcome] += 1
-            if state.store is not None:
-                state.store.record_route(spec.id, None, state.policy, outcome=outcome)
-            raise
-        state.routes["queued" if queued else "routed"] += 1
-        state.routed_to[model_id] += 1
-        if state.store is not None:
-            state.store.record_route(spec.id, model_id, state.policy, queued=queued)
-        # A Response skips FastAPI's re-validation against RouteResponse: this is the hot path.
-        body_out = {
-            "agent_id": spec.id,
-            "model_id": model_id,
-            "policy": state.policy,
-            "queued": queued,
-            "request_id": request_id,
-        }
-        return JSONResponse(body_out)
+        """Picks a model of the configured fleet for one request of the agent. With
+        ``reserve`` the request takes a slot (or a queue place) until its feedback."""
+        return route_decision(state, body)
 
     @app.post(
         f"{PREFIX}/feedback",
@@ -287,13 +208,13 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             res = state.reservations.get(body.request_id)
             if res is None or res.flight.model_id != body.model_id:
                 what = f"unknown request id {body.request_id!r} for model {body.model_id!r}"
-                return _error(404, KeyError(what), field="request_id")
+                return error_body(404, KeyError(what), field="request_id")
             del state.reservations[body.request_id]
             latency_ms = (time.monotonic() - res.started) * 1000.0
             res.flight.release(body.success)
             released = True
         elif body.latency_ms is None:
-            return _validation("latency_ms", "latency_ms is required without a request_id")
+            return field_error("latency_ms", "latency_ms is required without a request_id")
         else:
             latency_ms = body.latency_ms
             state.router.record(body.model_id, latency_ms, body.success, body.agent_id)

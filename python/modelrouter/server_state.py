@@ -8,6 +8,7 @@ import bisect
 import itertools
 import logging
 import math
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -119,7 +120,7 @@ class ServiceState:
         return agent
 
     def new_request_id(self) -> str:
-        return f"{id(self) & 0xFFFF:04x}-{next(self._ids)}"
+        return f"{os.getpid():x}-{next(self._ids)}"
 
     def observe_latency(self, model_id: str, latency_ms: float, success: bool) -> None:
         counts = self.buckets.get(model_id)

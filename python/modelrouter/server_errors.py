@@ -1,0 +1,75 @@
+"""How the service answers errors: one mapping from exception to JSON response, shared by the
+FastAPI handlers and the fast route path. ``RouterError`` subclasses become 4xx by kind,
+``NoCapacityError`` (and a store that cannot keep up) a 503 with ``Retry-After``; anything
+unexpected is logged, counted and answered 400, never 500."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from .errors import (
+    InfeasibleError,
+    InvalidInputError,
+    NoCapacityError,
+    RouterError,
+    UnknownModelError,
+)
+from .server_state import ServiceState
+from .store import StoreError
+
+log = logging.getLogger("modelrouter.server")
+
+# Most specific first.
+_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (UnknownModelError, 404),
+    (InfeasibleError, 409),
+    (NoCapacityError, 503),
+    (StoreError, 503),
+    (RouterError, 400),
+)
+
+
+def error_body(status: int, exc: BaseException, **extra: Any) -> JSONResponse:
+    body = {"detail": str(exc), "error": type(exc).__name__, **extra}
+    headers = None
+    if isinstance(exc, (NoCapacityError, StoreError)):
+        retry = getattr(exc, "retry_after_s", 1.0)
+        retry = retry if math.isfinite(retry) and retry > 0 else 1.0
+        body["retry_after_s"] = retry
+        headers = {"Retry-After": str(max(1, math.ceil(retry)))}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def field_error(field: str, message: str) -> JSONResponse:
+    """A 422 shaped like FastAPI's own (``loc`` names the field)."""
+    loc = ["body", *field.replace("[", ".").replace("]", "").split(".")]
+    detail = [{"loc": loc, "msg": message, "type": "value_error"}]
+    return JSONResponse({"detail": detail, "error": "InvalidInputError", "field": field}, 422)
+
+
+def validation_error(errors: Iterable[Mapping[str, Any]], prefix: tuple[str, ...] = ()) -> Any:
+    """422 from pydantic errors, keeping only loc/msg/type (the offending input may not be
+    JSON-encodable: NaN, bytes)."""
+    detail = [
+        {"loc": [*prefix, *e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in errors
+    ]
+    return JSONResponse({"detail": detail, "error": "ValidationError"}, 422)
+
+
+def error_response(exc: BaseException, state: ServiceState, where: str = "") -> JSONResponse:
+    if isinstance(exc, InvalidInputError):
+        return field_error(exc.field or "body", str(exc))
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return error_body(status, exc)
+    # Deliberately not a 500: no input may make the service fail. Logged with its traceback
+    # and counted, so tests (and operators) see it.
+    state.unexpected_errors += 1
+    log.error("unexpected error on %s", where, exc_info=exc)
+    return JSONResponse({"detail": "request could not be processed", "error": "Unexpected"}, 400)
