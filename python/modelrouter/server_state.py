@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -88,7 +88,7 @@ class ServiceState:
         self.routed_to: Counter[str] = Counter()
         self.feedback: Counter[tuple[str, bool]] = Counter()
         self.buckets: dict[str, list[int]] = {}
-        self.latency_sum: Counter[str] = Counter()
+        self.latency_sum: defaultdict[str, float] = defaultdict(float)
         self.reservations: dict[str, Reservation] = {}
         self.reservation_ttl_s = reservation_ttl_s
         self._ids = itertools.count(1)
@@ -183,7 +183,7 @@ class ServiceState:
         return {**dict.fromkeys(keys, 0), **dict.fromkeys(empty)}
 
     def stats(self) -> dict[str, Any]:
-        models = []
+        models: list[dict[str, Any]] = []
         for m in self.router.models:
             load = self.router.tracker.current_load(m.id)
             models.append(
