@@ -410,3 +410,25 @@ def test_fast_route_path_rejects_bad_json_with_422(client):
     raw = b'{"agent": {"id": '
     r = client.post(f"{PREFIX}/route", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_cli_serve_without_the_extra_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    from modelrouter import cli
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the extra were not installed
+    assert cli.main(["serve", "--no-store"]) == 2
+    assert "pip install 'modelrouter[server]'" in capsys.readouterr().err
+
+
+def test_app_from_env(monkeypatch, tmp_path):
+    from modelrouter.server import app_from_env
+
+    monkeypatch.setenv("MODELROUTER_POLICY", "least_loaded")
+    monkeypatch.setenv("MODELROUTER_STORE", f"sqlite:///{tmp_path / 'env.db'}")
+    monkeypatch.setenv("MODELROUTER_FLEET", "seed_assign")
+    app = app_from_env()
+    with TestClient(app) as c:
+        assert c.get("/health").json()["store"] is True
+        assert c.post(f"{PREFIX}/route", json={"agent": CODER}).json()["policy"] == "least_loaded"
