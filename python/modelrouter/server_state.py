@@ -66,6 +66,7 @@ class ServiceState:
         alert_cooldown_s: float,
         reservation_ttl_s: float,
         history_len: int = 720,
+        overall_window_s: float = 300.0,
     ) -> None:
         self.router = Router(
             list(models),
@@ -82,7 +83,8 @@ class ServiceState:
             performance=self.router.performance,
             load=self.router.tracker,
         )
-        self.overall = PerformanceTracker()
+        # Fleet-wide latency and success over a sliding window: what the dashboard cards show.
+        self.overall = PerformanceTracker(window_s=overall_window_s)
         self.started = time.time()
         self.routes: Counter[str] = Counter()
         self.routed_to: Counter[str] = Counter()

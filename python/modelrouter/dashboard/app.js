@@ -60,7 +60,8 @@ function drawChart(canvas, lines, yLabel) {
   }
   ctx.fillText(yLabel, pad.l + 4, pad.t + 10);
   for (const line of lines) {
-    ctx.strokeStyle = line.color; ctx.lineWidth = 2; ctx.beginPath();
+    ctx.strokeStyle = line.color; ctx.lineWidth = 2; ctx.setLineDash(line.dash || []);
+    ctx.beginPath();
     let pen = false;
     line.data.forEach((v, i) => {
       if (v === null || !isFinite(v)) { pen = false; return; }
@@ -69,6 +70,7 @@ function drawChart(canvas, lines, yLabel) {
     });
     ctx.stroke();
   }
+  ctx.setLineDash([]);
 }
 
 function legend(el, lines) {
@@ -82,7 +84,7 @@ function redraw() {
   const lat = [
     { name: "P50", color: PALETTE[0], data: series.p50 },
     { name: "P95", color: PALETTE[3], data: series.p95 },
-    { name: "P99", color: PALETTE[6], data: series.p99 },
+    { name: "P99", color: PALETTE[6], data: series.p99, dash: [6, 4] },
   ];
   drawChart(document.getElementById("chart-latency"), lat, "ms");
   legend(document.getElementById("legend-latency"), lat);
