@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidInputError
@@ -21,6 +21,7 @@ from ._sqlite import SQLiteStore
 DEFAULT_URL = "sqlite:///modelrouter.db"
 
 
+@runtime_checkable
 class DecisionStore(Protocol):
     """What the service needs from a store. Every method is thread-safe; writes are batched
     and become visible to queries after ``flush()`` (or within the batch interval)."""

@@ -50,7 +50,9 @@ def _real(value: Any, field: str, minimum: float | None = None) -> float:
     if not math.isfinite(out) or (minimum is not None and out < minimum):
         bound = "" if minimum is None else f" and >= {minimum:g}"
         raise InvalidInputError(f"{field} must be finite{bound}, got {value!r}", field)
-    return out
+    # PostgreSQL raises "underflow" on arithmetic that yields subnormals (avg, ts / bucket);
+    # nothing measured here is meaningfully that small, so store it as zero on every engine.
+    return 0.0 if abs(out) < 1e-300 else out
 
 
 def _id(value: Any, field: str, optional: bool = False) -> str | None:
