@@ -92,6 +92,7 @@ class BaseStore:
     ``_close_connections`` and the queries."""
 
     dialect = ""
+    _durable = True  # False for in-memory databases: the SIGTERM drain skips them
 
     def __init__(
         self,
@@ -261,6 +262,8 @@ class BaseStore:
         """Waits, taking no lock, until the writer has committed everything queued so far.
         ``_pending`` is read before ``_busy``: the writer raises ``_busy`` before popping, so
         both empty/false means nothing acknowledged is still in flight."""
+        if not self._durable:
+            return  # nothing would survive the process anyway
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._thread.is_alive():
             if not self._pending and not self._busy:

@@ -76,6 +76,7 @@ class SQLiteStore(BaseStore):
         super().__init__(**kw)
         self.path = path
         self._memory = path == ":memory:"
+        self._durable = not self._memory
         try:
             self._write_conn = self._connect()
         except sqlite3.Error as exc:
