@@ -46,9 +46,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def cluster() -> Iterator[str]:
+def cluster(fsync: bool = False) -> Iterator[str]:
     """Starts a cluster in a temporary directory on a free loopback port and yields an admin
-    URL. The server refuses to run as root, so under root it runs as the ``postgres`` user."""
+    URL. The server refuses to run as root, so under root it runs as the ``postgres`` user.
+    Tests run it with ``fsync=off`` (durability against the server host crashing is not what
+    they check); benchmarks keep it on."""
     bindir = _bindir()
     prefix: list[str] = []
     base = tempfile.mkdtemp(prefix="modelrouter-pg-")
@@ -69,7 +71,9 @@ def cluster() -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = (
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"
+        )
         subprocess.run(
             [*prefix, f"{bindir}/pg_ctl", "-D", data, "-l", f"{base}/log", "-w", "-o", options]
             + ["start"],

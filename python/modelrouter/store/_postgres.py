@@ -1,8 +1,8 @@
 """PostgreSQL backend (psycopg 3, imported only when a postgresql:// URL is opened).
 
-Batches go through ``executemany``, which psycopg pipelines (one round trip per batch, not per
-row). Percentiles are ``percentile_cont`` in SQL: linear interpolation between the closest ranks,
-the same definition the SQLite backend uses.
+Each batch is one transaction of ``COPY ... FROM STDIN`` streams, one per table. Percentiles
+are ``percentile_cont`` in SQL: linear interpolation between the closest ranks, the same
+definition the SQLite backend uses.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "postgresql:// stores need psycopg 3: pip install 'modelrouter[store-postgres]'"
     ) from exc
 
-_INSERT = {
-    "assignments": "INSERT INTO assignments (ts, request, response, strategy, n_agents,"
-    " n_assigned, total_score) VALUES (%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
-    "routing_decisions": "INSERT INTO routing_decisions (ts, agent_id, model_id, policy, queued,"
-    " outcome) VALUES (%s, %s, %s, %s, %s, %s)",
-    "feedback": "INSERT INTO feedback (ts, model_id, agent_id, latency_ms, success)"
-    " VALUES (%s, %s, %s, %s, %s)",
-    "utilization": "INSERT INTO utilization (ts, model_id, utilization) VALUES (%s, %s, %s)",
+# COPY moves a batch in one stream, several times faster than even pipelined INSERTs.
+_COPY = {
+    "assignments": "COPY assignments (ts, request, response, strategy, n_agents, n_assigned,"
+    " total_score) FROM STDIN",
+    "routing_decisions": "COPY routing_decisions (ts, agent_id, model_id, policy, queued,"
+    " outcome) FROM STDIN",
+    "feedback": "COPY feedback (ts, model_id, agent_id, latency_ms, success) FROM STDIN",
+    "utilization": "COPY utilization (ts, model_id, utilization) FROM STDIN",
 }
 
 _STATS = (
@@ -71,7 +71,9 @@ class PostgresStore(BaseStore):
             self._write_conn = psycopg.connect(self._url, autocommit=True)
         with self._write_conn.transaction(), self._write_conn.cursor() as cur:
             for table, table_rows in rows.items():
-                cur.executemany(_INSERT[table], table_rows)
+                with cur.copy(_COPY[table]) as copy:
+                    for row in table_rows:
+                        copy.write_row(row)
 
     def _reset_writer(self) -> None:
         # A failed transaction() block has already rolled back; a dead connection is reopened
@@ -150,7 +152,7 @@ class PostgresStore(BaseStore):
 
     def counts(self) -> dict[str, int]:
         """Rows per table (committed ones)."""
-        return {t: self._query(f"SELECT count(*) FROM {t}", ())[0][0] for t in _INSERT}
+        return {t: self._query(f"SELECT count(*) FROM {t}", ())[0][0] for t in _COPY}
 
     def schema_version(self) -> int:
         return self._query("SELECT max(version) FROM schema_version", ())[0][0]
