@@ -68,7 +68,7 @@ def test_records_round_trip(store):
     response["strategy_used"] = "optimal"
     store.record_assignment(request, response, ts=10.0)
     store.record_assignment({"agents": []}, {"assignments": []}, ts=20.0)
-    store.record_route("a", "m", "least_loaded", queued=True, ts=11.0)
+    store.record_route("a\tb\\c\nd", "m", "least_loaded", queued=True, ts=11.0)
     store.record_route("b", None, "predictive", outcome="no_capacity", ts=12.0)
     store.record_feedback("m", 12.5, True, agent_id="a", ts=13.0)
     store.record_utilization({"m": 0.5, "n": 1.25}, ts=14.0)
@@ -95,6 +95,7 @@ def test_records_round_trip(store):
         "outcome": "no_capacity",
     }
     assert routes[1]["queued"] is True and routes[1]["model_id"] == "m"
+    assert routes[1]["agent_id"] == "a\tb\\c\nd"  # survives COPY's text escaping
 
 
 feedback_rows = st.lists(
@@ -378,3 +379,52 @@ def test_unopenable_sqlite_path(tmp_path):
     with pytest.raises(StoreError, match="cannot open"):
         open_store(f"sqlite:///{tmp_path}/missing-dir/x.db")
     assert not Path(tmp_path / "missing-dir").exists()
+
+
+def _reject_slow_feedback(url: str) -> None:
+    """A constraint the store does not know about, so the database rejects some rows."""
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        conn.execute(
+            "CREATE TRIGGER too_slow BEFORE INSERT ON feedback WHEN NEW.latency_ms >= 1000"
+            " BEGIN SELECT RAISE(ABORT, 'too slow'); END"
+        )
+        conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE feedback ADD CONSTRAINT too_slow CHECK (latency_ms < 1000)")
+
+
+def test_rejected_row_costs_only_itself(url):
+    open_store(url).close()
+    _reject_slow_feedback(url)
+    with open_store(url) as s:
+        for latency in (1.0, 5000.0, 2.0):
+            s.record_feedback("m", latency, True)
+        with pytest.raises(StoreError, match="lost"):
+            s.flush()
+        assert (s.dropped, s.counts()["feedback"]) == (1, 2)
+        s.record_feedback("m", 3.0, True)
+        s.flush()  # the writer carries on
+        assert s.counts()["feedback"] == 3
+
+
+def test_postgres_writer_reconnects(request):
+    admin = request.getfixturevalue("postgres_admin_url")
+    import psycopg
+
+    with pg_server.database(admin) as url, open_store(url) as s:
+        s.record_route("before", "m", "weighted")
+        s.flush()
+        assert s.counts()["routing_decisions"] == 1
+        with psycopg.connect(url, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert killed == (2,)  # the store's writer and reader connections
+        s.record_route("after", "m", "weighted")
+        s.flush()
+        assert {r["agent_id"] for r in s.routes()} == {"before", "after"}
