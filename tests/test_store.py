@@ -110,11 +110,18 @@ feedback_rows = st.lists(
 )
 
 
+def tiny0(x: float) -> float:
+    """The store's documented rule: magnitudes below 1e-300 are stored and compared as 0."""
+    return 0.0 if abs(x) < 1e-300 else x
+
+
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=feedback_rows, since=st.none() | st.floats(0, 1000))
 def test_model_stats_match_numpy(store, rows, since):
     # One store for all examples: each example writes under its own model-id prefix.
     tag = uuid.uuid4().hex[:8]
+    rows = [(m, tiny0(lat), ok, tiny0(ts)) for m, lat, ok, ts in rows]
+    since = None if since is None else tiny0(since)
     for model, latency, success, ts in rows:
         store.record_feedback(f"{tag}-{model}", latency, success, ts=ts)
     store.flush()
@@ -157,6 +164,7 @@ def test_percentiles_are_linear_interpolation(store):
 )
 def test_utilization_buckets(store, samples, bucket):
     tag = uuid.uuid4().hex[:8]
+    samples = [(tiny0(ts), model, tiny0(u)) for ts, model, u in samples]
     for ts, model, u in samples:
         store.record_utilization({f"{tag}{model}": u}, ts=ts)
     store.flush()
@@ -169,6 +177,18 @@ def test_utilization_buckets(store, samples, bucket):
         values = groups[(r["ts"], r["model_id"])]
         assert r["samples"] == len(values)
         assert r["utilization"] == pytest.approx(np.mean(values), rel=1e-9, abs=1e-12)
+
+
+def test_subnormal_values_are_stored_as_zero(store):
+    # PostgreSQL raises "value out of range: underflow" on arithmetic that rounds to 0.
+    store.record_utilization({"m": 5e-324}, ts=5e-324)
+    store.record_feedback("m", 1e-310, True, ts=1e-310)
+    store.flush()
+    assert store.utilization_over_time(7.5) == [
+        {"ts": 0.0, "model_id": "m", "utilization": 0.0, "samples": 1}
+    ]
+    (s,) = store.model_stats(since=5e-324)
+    assert (s["count"], s["p99_ms"]) == (1, 0.0)
 
 
 @pytest.mark.parametrize("batch_size,max_queue", [(1, 10), (7, 50), (500, 10_000)])
