@@ -60,6 +60,9 @@ def test_open_store_picks_the_engine(url):
         assert isinstance(s, DecisionStore)
         assert s.dialect == url.split(":")[0]
         assert s.schema_version() == SCHEMA_VERSION
+    if url.startswith("postgresql"):
+        with open_store(url.replace("postgresql://", "postgres://", 1)) as s:
+            assert s.dialect == "postgresql"
 
 
 def test_records_round_trip(store):
@@ -307,10 +310,12 @@ def test_url_from_environment_and_memory(tmp_path, monkeypatch):
     with open_store() as s:
         s.record_feedback("m", 1.0, True)
     assert (tmp_path / "env.db").exists()
-    with open_store("sqlite://:memory:") as mem:
-        mem.record_feedback("m", 1.0, False)
-        mem.flush()
-        assert mem.model_stats()[0]["success_rate"] == 0.0
+    for url in ("sqlite://:memory:", "sqlite:///:memory:"):
+        with open_store(url) as mem:
+            mem.record_feedback("m", 1.0, False)
+            mem.flush()
+            assert mem.model_stats()[0]["success_rate"] == 0.0
+    assert not Path(":memory:").exists()
 
 
 @pytest.mark.parametrize(
@@ -448,3 +453,23 @@ def test_postgres_writer_reconnects(request):
         s.record_route("after", "m", "weighted")
         s.flush()
         assert {r["agent_id"] for r in s.routes()} == {"before", "after"}
+
+
+def test_full_queue_blocks_the_caller_instead_of_dropping():
+    gate = threading.Event()
+    with open_store("sqlite://:memory:", max_queue=5, batch_size=2, put_timeout_s=0.2) as s:
+        write = s._write_batch
+        s._write_batch = lambda rows: (gate.wait(), write(rows))  # a stalled database
+        acked = 0
+        with pytest.raises(StoreError, match="queue full"):
+            for i in range(1000):
+                s.record_feedback("m", float(i), True)
+                acked += 1
+        assert acked < 1000
+        s._put_timeout = 60.0
+        blocked = threading.Thread(target=s.record_feedback, args=("m", -0.0, True))
+        blocked.start()  # waits for room, does not drop
+        gate.set()
+        blocked.join()
+        s.flush()
+        assert s.counts()["feedback"] == acked + 1
