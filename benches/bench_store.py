@@ -1,6 +1,6 @@
 """Sustained routing-decision inserts through the decision store's batched writer, on SQLite
 (WAL, synchronous=NORMAL, a file in a temp dir) and PostgreSQL (MODELROUTER_BENCH_POSTGRES_URL,
-else a throwaway local cluster with fsync on, as in tests/pg_server.py), against the naive
+else a throwaway local cluster with fsync on, as in tests/store_support.py), against the naive
 one-INSERT-one-COMMIT-per-decision loop a service would otherwise run on its request path."""
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ def postgres_url():
     if url:
         yield url, "MODELROUTER_BENCH_POSTGRES_URL"
         return
-    import pg_server
+    import store_support
 
-    with pg_server.cluster(fsync=True) as admin, pg_server.database(admin) as db:
+    with store_support.cluster(fsync=True) as admin, store_support.database(admin) as db:
         yield db, "local PostgreSQL cluster, fsync on"
 
 
