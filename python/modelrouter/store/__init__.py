@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidInputError
@@ -21,6 +21,7 @@ from ._sqlite import SQLiteStore
 DEFAULT_URL = "sqlite:///modelrouter.db"
 
 
+@runtime_checkable
 class DecisionStore(Protocol):
     """What the service needs from a store. Every method is thread-safe; writes are batched
     and become visible to queries after ``flush()`` (or within the batch interval)."""
@@ -60,25 +61,32 @@ class DecisionStore(Protocol):
         ...
 
     def assignments(self, limit: int = 100) -> Sequence[Mapping[str, Any]]:
-        """Most recent assignments first: {"ts", "request", "response"}."""
+        """Most recent assignments first: {"ts", "request", "response"}, plus the summary
+        columns "strategy", "n_agents", "n_assigned", "total_score" (None where absent)."""
         ...
 
     def model_stats(self, since: float | None = None) -> Sequence[Mapping[str, Any]]:
-        """Per model: {"model_id", "count", "success_rate", "p50_ms", "p95_ms", "p99_ms"}."""
+        """Per model: {"model_id", "count", "success_rate", "p50_ms", "p95_ms", "p99_ms"}
+        (+ "mean_ms"), over feedback with ``ts >= since``. Percentiles are exact, linear
+        interpolation between the closest ranks (numpy's default, PostgreSQL's
+        ``percentile_cont``)."""
         ...
 
     def utilization_over_time(
         self, bucket_s: float = 60.0, since: float | None = None
     ) -> Sequence[Mapping[str, Any]]:
-        """{"ts" (bucket start), "model_id", "utilization" (mean in bucket)} rows."""
+        """{"ts" (bucket start, a multiple of ``bucket_s``), "model_id", "utilization" (mean
+        in bucket), "samples"} rows, oldest bucket first."""
         ...
 
     def flush(self) -> None:
-        """Blocks until every record handed in so far is durable."""
+        """Blocks until every record handed in so far is durable. Implementations also take
+        ``timeout=`` (seconds, then ``StoreError``)."""
         ...
 
     def close(self) -> None:
-        """Flushes, then releases the connection; idempotent."""
+        """Flushes, then releases the connection; idempotent. Later ``record_*`` calls raise
+        ``StoreError``."""
         ...
 
 

@@ -23,6 +23,7 @@ def check_since(since: Any) -> float | None:
 
 def check_bucket(bucket_s: Any) -> float:
     b = _real(bucket_s, "bucket_s")
-    if b <= 0:
-        raise InvalidInputError(f"bucket_s must be > 0, got {bucket_s!r}", "bucket_s")
+    # Below a millisecond, ts / bucket_s loses meaning (and can overflow the bucket index).
+    if b < 1e-3:
+        raise InvalidInputError(f"bucket_s must be >= 0.001, got {bucket_s!r}", "bucket_s")
     return b

@@ -20,7 +20,7 @@ from typing import Any
 
 from ._base import BaseStore
 from ._queries import PERCENTILES, check_bucket, check_limit, check_since
-from ._schema import migrate_sqlite
+from ._schema import StoreError, migrate_sqlite
 
 _INSERT = {
     "assignments": "INSERT INTO assignments (ts, request, response, strategy, n_agents,"
@@ -72,14 +72,20 @@ class SQLiteStore(BaseStore):
 
     dialect = "sqlite"
 
-    def __init__(
-        self, path: str = "modelrouter.db", *, schema_version: int | None = None, **kw: Any
-    ):
+    def __init__(self, path: str = "modelrouter.db", **kw: Any):
         super().__init__(**kw)
         self.path = path
         self._memory = path == ":memory:"
-        self._write_conn = self._connect()
-        migrate_sqlite(self._write_conn, schema_version)
+        self._durable = not self._memory
+        try:
+            self._write_conn = self._connect()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        try:
+            migrate_sqlite(self._write_conn)
+        except BaseException:
+            self._write_conn.close()
+            raise
         self._read_conn = self._write_conn if self._memory else self._connect()
         self._read_lock = threading.Lock()
         self._start()
