@@ -23,6 +23,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from . import __version__
 from ._core import AlertRule, Model, Router
@@ -173,7 +174,8 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             load_balancing=body.enable_load_balancing,
             load_weight=body.load_weight,
         )
-        result = router.assign(agents).to_dict()
+        # Off the event loop: a large body is a real solve, and the core releases the GIL.
+        result = (await run_in_threadpool(router.assign, agents)).to_dict()
         ts = time.time()
         state.recent_assignments.appendleft({"ts": ts, "request": request, "response": result})
         if state.store is not None:
