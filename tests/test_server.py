@@ -263,7 +263,6 @@ def test_with_the_sqlite_store(tmp_path):
         body = {"agents": SEED["agents"], "models": SEED["models"], "strategy": "greedy"}
         c.post(f"{PREFIX}/auto-assign-all", json=body)
         c.post(f"{PREFIX}/route", json={"agent": CODER})
-        c.app.state.service.store.flush()
         rows = c.get(f"{PREFIX}/assignments").json()["assignments"]
         assert [r["response"]["strategy_used"] for r in rows] == ["greedy"]
     store = open_store(url)

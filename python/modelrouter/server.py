@@ -185,8 +185,14 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
     @app.get(f"{PREFIX}/assignments", response_model=AssignmentsResponse, tags=["assignment"])
     async def assignments(limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
         """Most recent POST auto-assign-all calls first (from the store when there is one)."""
-        if state.store is not None:
-            rows = [dict(r) for r in state.store.assignments(limit)]
+        store = state.store
+        if store is not None:
+
+            def read() -> list[dict[str, Any]]:
+                store.flush()  # read your own writes: the batch may not be committed yet
+                return [dict(r) for r in store.assignments(limit)]
+
+            rows = await run_in_threadpool(read)
         else:
             rows = list(state.recent_assignments)[:limit]
         return {"assignments": rows}
