@@ -173,8 +173,9 @@ def section(rows: list[tuple[int, str, dict[str, float]]], info: dict[str, str])
         "SQLite decision store enabled (every decision written, batched; one store per worker "
         "on the same file), load from "
         f"{info['generator']} over loopback on the 2-core dev machine, client and server sharing "
-        f"the two cores (load average {info['load']} before the run: the machine is shared "
-        f"with other builds). {info['seconds']} s per run after a warm-up. Target: ≥ 5,000 "
+        f"the two cores (load average {info['load']} before and {info['load_after']} after the "
+        "runs: the machine is shared with other builds, so expect run-to-run noise in the P99). "
+        f"{info['seconds']} s per run after a warm-up. Target: ≥ 5,000 "
         "req/s with P99 ≤ 10 ms. Closed-loop runs send the next request as soon as the answer "
         "arrives, so latency grows with the connections; paced runs pause each connection "
         "between requests (wrk's `delay()`), which offers a steadier rate near the target. "
@@ -269,6 +270,7 @@ def main() -> int:
         "seconds": str(args.seconds),
         "stored": f"{stored:,}",
         "load": load_before,
+        "load_after": f"{os.getloadavg()[0]:.1f}",
     }
     text = section(rows, info)
     print(text)
