@@ -10,6 +10,12 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 
+mod backend;
+pub use backend::{Admission, BackendStatus, FailMode, LoadBackend, Ticket};
+
+/// The shared backend a tracker's models count in, if any.
+pub type SharedBackend = Arc<dyn LoadBackend>;
+
 /// Seconds on some monotonic scale. Injectable so tests move time instead of sleeping.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> f64;
@@ -119,6 +125,9 @@ pub struct ModelState {
     /// NaN until the first sample.
     latency_ewma_ms: AtomicF64,
     last_updated: AtomicF64,
+    /// With a backend the local atomics count this process's requests only (the fallback
+    /// when the backend is away); readings come from the backend.
+    backend: Option<SharedBackend>,
 }
 
 /// A consistent-enough reading of one model (each field is read atomically).
@@ -189,7 +198,35 @@ impl ModelState {
             queued: AtomicU64::new(0),
             latency_ewma_ms: AtomicF64::new(f64::NAN),
             last_updated: AtomicF64::new(now),
+            backend: None,
         }
+    }
+
+    /// A model whose in-flight counts are shared through `backend`.
+    pub fn with_backend(mut self, backend: Option<SharedBackend>) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    pub fn backend(&self) -> Option<&SharedBackend> {
+        self.backend.as_ref()
+    }
+
+    /// (active, queued): the backend's (across replicas) when there is one and it answers,
+    /// else this process's own counters.
+    pub fn counts(&self) -> (u64, u64) {
+        self.backend
+            .as_ref()
+            .and_then(|b| b.counts(&self.id))
+            .unwrap_or_else(|| (self.local_active(), self.local_queued()))
+    }
+
+    /// This process's own active count (equal to `active()` without a backend).
+    pub fn local_active(&self) -> u64 {
+        self.active.load(Ordering::Acquire)
+    }
+    pub fn local_queued(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
     }
 
     pub fn capacity(&self) -> Capacity {
@@ -209,10 +246,10 @@ impl ModelState {
     }
 
     pub fn active(&self) -> u64 {
-        self.active.load(Ordering::Acquire)
+        self.counts().0
     }
     pub fn queued(&self) -> u64 {
-        self.queued.load(Ordering::Acquire)
+        self.counts().1
     }
     pub fn latency_ms(&self) -> f64 {
         self.latency_ewma_ms.load()
@@ -282,11 +319,49 @@ impl ModelState {
         self.last_updated.store(now);
     }
 
+    /// Takes a slot (or a queue place; `bounded = false`: an active slot whatever the limits)
+    /// in the backend when there is one, else — or when it is away and fails open — locally.
+    /// None when full; `Error::BackendUnavailable` when the backend is away and fails closed.
+    pub fn acquire(&self, bounded: bool, now: f64) -> Result<Option<Ticket>> {
+        if let Some(backend) = &self.backend {
+            match backend.acquire(&self.id, self.capacity(), bounded)? {
+                Admission::Leased(slot, lease) => {
+                    let counter = match slot {
+                        Slot::Active => &self.active,
+                        Slot::Queued => &self.queued,
+                    };
+                    counter.fetch_add(1, Ordering::AcqRel);
+                    self.last_updated.store(now);
+                    return Ok(Some(Ticket {
+                        slot,
+                        lease: Some(lease),
+                    }));
+                }
+                Admission::Refused => return Ok(None),
+                Admission::FallBack => {}
+            }
+        }
+        if bounded {
+            return Ok(self.try_admit(now).map(Ticket::local));
+        }
+        self.add_active(1, now)?;
+        Ok(Some(Ticket::local(Slot::Active)))
+    }
+
+    /// Gives back what `acquire` took (its lease too).
+    pub fn release_ticket(&self, ticket: &Ticket, now: f64) {
+        self.release(ticket.slot, now);
+        if let (Some(backend), Some(lease)) = (&self.backend, &ticket.lease) {
+            backend.release(&self.id, ticket.slot, lease);
+        }
+    }
+
     pub fn snapshot(&self) -> ModelLoad {
+        let (active, queued) = self.counts();
         ModelLoad {
             model_id: self.id.clone(),
-            active_requests: self.active(),
-            queue_depth: self.queued(),
+            active_requests: active,
+            queue_depth: queued,
             avg_latency_ms: self.latency_ms(),
             last_updated: self.last_updated(),
             capacity: self.capacity(),
@@ -300,9 +375,25 @@ pub struct LoadTracker {
     models: RwLock<HashMap<String, Arc<ModelState>>>,
     stale_after_s: f64,
     clock: SharedClock,
+    backend: Option<SharedBackend>,
 }
 
 impl LoadTracker {
+    /// A tracker whose models share their in-flight counts through `backend`.
+    pub fn with_backend(
+        stale_after_s: f64,
+        clock: SharedClock,
+        backend: Option<SharedBackend>,
+    ) -> Result<Self> {
+        let mut t = LoadTracker::new(stale_after_s, clock)?;
+        t.backend = backend;
+        Ok(t)
+    }
+
+    pub fn backend(&self) -> Option<&SharedBackend> {
+        self.backend.as_ref()
+    }
+
     pub fn new(stale_after_s: f64, clock: SharedClock) -> Result<Self> {
         if stale_after_s.is_nan() || stale_after_s <= 0.0 {
             return Err(Error::invalid(
@@ -314,6 +405,7 @@ impl LoadTracker {
             models: RwLock::new(HashMap::new()),
             stale_after_s,
             clock,
+            backend: None,
         })
     }
 
@@ -343,7 +435,10 @@ impl LoadTracker {
         let mut map = self.models.write().unwrap_or_else(|e| e.into_inner());
         map.entry(id.to_string())
             .and_modify(|s| s.set_capacity(capacity, now))
-            .or_insert_with(|| Arc::new(ModelState::new(id.to_string(), capacity, now)))
+            .or_insert_with(|| {
+                let state = ModelState::new(id.to_string(), capacity, now);
+                Arc::new(state.with_backend(self.backend.clone()))
+            })
             .clone()
     }
 
