@@ -254,7 +254,9 @@ def test_counts_agree_after_100k_acquire_release_pairs(server: RedisServer) -> N
         g.__enter__()
     ctx = mp.get_context("spawn")
     errors = ctx.Value("i", 0)
-    procs = [ctx.Process(target=_pairs, args=(server.url, model, 8, 3125, errors)) for _ in range(4)]
+    procs = [
+        ctx.Process(target=_pairs, args=(server.url, model, 8, 3125, errors)) for _ in range(4)
+    ]
     for p in procs:
         p.start()
     for p in procs:
