@@ -463,7 +463,14 @@ impl LoadTracker {
         self.state(id)?.add_queued(delta, self.now())
     }
 
+    /// Old local data is stale unless the shared backend answers for the model (its counts
+    /// are live across replicas even when this replica has not touched the model lately).
     pub fn is_stale(&self, state: &ModelState) -> bool {
+        if let Some(backend) = state.backend() {
+            if backend.counts(&state.id).is_some() {
+                return false;
+            }
+        }
         self.now() - state.last_updated() > self.stale_after_s
     }
 

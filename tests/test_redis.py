@@ -203,6 +203,15 @@ def test_replicas_in_one_process_share_limits(server: RedisServer) -> None:
 
 
 @needs_redis
+def test_shared_counts_never_go_stale_while_the_backend_answers(server: RedisServer) -> None:
+    clock = mr.ManualClock()
+    tracker = mr.LoadTracker(stale_after_s=1.0, clock=clock, backend=server.url)
+    tracker.set_capacity("idle", max_concurrent=2)
+    clock.advance(10.0)
+    assert tracker.current_load("idle") is not None
+
+
+@needs_redis
 def test_four_processes_never_exceed_the_limit(server: RedisServer) -> None:
     ctx = mp.get_context("spawn")
     live, peak, errors = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Value("i", 0)

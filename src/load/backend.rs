@@ -90,3 +90,72 @@ impl Ticket {
         Ticket { slot, lease: None }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::error::Error;
+    use crate::load::{LoadTracker, ManualClock};
+
+    /// A backend answering from a script of canned replies.
+    #[derive(Debug, Default)]
+    struct Fake {
+        replies: Mutex<Vec<Result<Admission>>>,
+        released: Mutex<Vec<String>>,
+        counts: Option<(u64, u64)>,
+    }
+
+    impl LoadBackend for Fake {
+        fn acquire(&self, _: &str, _: Capacity, _: bool) -> Result<Admission> {
+            self.replies.lock().unwrap().remove(0)
+        }
+        fn release(&self, _: &str, _: Slot, lease: &str) {
+            self.released.lock().unwrap().push(lease.to_string());
+        }
+        fn counts(&self, _: &str) -> Option<(u64, u64)> {
+            self.counts
+        }
+        fn status(&self) -> BackendStatus {
+            unimplemented!()
+        }
+    }
+
+    #[test]
+    fn models_admit_through_the_backend_and_fall_back_locally() {
+        let fake = Arc::new(Fake {
+            replies: Mutex::new(vec![
+                Ok(Admission::Leased(Slot::Active, "l1".into())),
+                Ok(Admission::Refused),
+                Ok(Admission::FallBack),
+                Ok(Admission::FallBack),
+                Err(Error::BackendUnavailable("down".into())),
+            ]),
+            counts: Some((7, 1)),
+            ..Fake::default()
+        });
+        let clock = Arc::new(ManualClock::new(0.0));
+        let t = LoadTracker::with_backend(60.0, clock.clone(), Some(fake.clone())).unwrap();
+        let s = t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
+        let leased = s.acquire(true, 0.0).unwrap().unwrap();
+        assert_eq!(leased.lease.as_deref(), Some("l1"));
+        assert_eq!(s.acquire(true, 0.0).unwrap(), None);
+        // Falling back, the local count (which includes the leased request) is the limit.
+        assert_eq!(s.acquire(true, 0.0).unwrap(), None);
+        assert_eq!(
+            s.acquire(false, 0.0).unwrap(),
+            Some(Ticket::local(Slot::Active))
+        );
+        assert!(matches!(
+            s.acquire(true, 0.0),
+            Err(Error::BackendUnavailable(_))
+        ));
+        assert_eq!((s.local_active(), s.counts()), (2, (7, 1)));
+        s.release_ticket(&leased, 0.0);
+        assert_eq!(*fake.released.lock().unwrap(), ["l1"]);
+        // Shared counts are live: never stale while the backend answers.
+        clock.advance(600.0);
+        assert_eq!(t.current_load("m").unwrap().active_requests, 7);
+    }
+}
