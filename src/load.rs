@@ -5,83 +5,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
 
 mod backend;
+mod clock;
 pub use backend::{Admission, BackendStatus, FailMode, LoadBackend, Ticket};
+pub use clock::{system_clock, AtomicF64, Clock, ManualClock, SharedClock, SystemClock};
 
 /// The shared backend a tracker's models count in, if any.
 pub type SharedBackend = Arc<dyn LoadBackend>;
-
-/// Seconds on some monotonic scale. Injectable so tests move time instead of sleeping.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> f64;
-}
-
-/// Seconds since the first use in this process (monotonic).
-#[derive(Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> f64 {
-        static START: OnceLock<Instant> = OnceLock::new();
-        START.get_or_init(Instant::now).elapsed().as_secs_f64()
-    }
-}
-
-/// A clock that only moves when told to.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicF64);
-
-impl ManualClock {
-    pub fn new(start: f64) -> Self {
-        ManualClock(AtomicF64::new(start))
-    }
-    pub fn set(&self, t: f64) {
-        self.0.store(t);
-    }
-    pub fn advance(&self, dt: f64) {
-        self.0.update(|t| t + dt);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> f64 {
-        self.0.load()
-    }
-}
-
-pub type SharedClock = Arc<dyn Clock>;
-
-pub fn system_clock() -> SharedClock {
-    Arc::new(SystemClock)
-}
-
-/// An f64 in an `AtomicU64`, for lock-free gauges.
-#[derive(Debug, Default)]
-pub struct AtomicF64(AtomicU64);
-
-impl AtomicF64 {
-    pub fn new(v: f64) -> Self {
-        AtomicF64(AtomicU64::new(v.to_bits()))
-    }
-    pub fn load(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Acquire))
-    }
-    pub fn store(&self, v: f64) {
-        self.0.store(v.to_bits(), Ordering::Release);
-    }
-    pub fn update(&self, f: impl Fn(f64) -> f64) {
-        let _ = self
-            .0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
-                Some(f(f64::from_bits(bits)).to_bits())
-            });
-    }
-}
 
 /// Weight of the newest latency sample in the EWMA.
 pub const LATENCY_EWMA_ALPHA: f64 = 0.2;
@@ -490,103 +424,4 @@ impl LoadTracker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tracker() -> (LoadTracker, Arc<ManualClock>) {
-        let clock = Arc::new(ManualClock::new(100.0));
-        (LoadTracker::new(60.0, clock.clone()).unwrap(), clock)
-    }
-
-    #[test]
-    fn counts_utilization_and_thresholds() {
-        let (t, _) = tracker();
-        t.set_capacity("m", Capacity::new(10, 5, 0.8).unwrap());
-        assert_eq!(t.update_load("m", 9).unwrap(), 9);
-        let load = t.current_load("m").unwrap();
-        assert!((load.utilization() - 0.9).abs() < 1e-12);
-        assert!(t.is_over_target("m").unwrap());
-        assert!(!t.is_overloaded("m").unwrap());
-        t.update_load("m", 2).unwrap();
-        assert!(t.is_overloaded("m").unwrap());
-        t.update_load("m", -11).unwrap();
-        t.update_queue("m", 6).unwrap();
-        assert!(t.is_overloaded("m").unwrap());
-    }
-
-    #[test]
-    fn going_negative_is_an_error_and_leaves_the_count() {
-        let (t, _) = tracker();
-        t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
-        t.update_load("m", 1).unwrap();
-        assert!(matches!(
-            t.update_load("m", -2),
-            Err(Error::InvalidInput { .. })
-        ));
-        assert_eq!(t.state("m").unwrap().active(), 1);
-        assert!(matches!(t.update_load("x", 1), Err(Error::UnknownModel(_))));
-    }
-
-    #[test]
-    fn stale_data_is_unknown() {
-        let (t, clock) = tracker();
-        t.set_capacity("m", Capacity::new(4, 0, 0.8).unwrap());
-        clock.advance(60.0);
-        assert!(t.current_load("m").is_some());
-        clock.advance(0.5);
-        assert!(t.current_load("m").is_none());
-        t.update_load("m", 1).unwrap();
-        assert_eq!(t.current_load("m").unwrap().active_requests, 1);
-        assert!(t.current_load("unknown").is_none());
-    }
-
-    #[test]
-    fn admission_fills_slots_then_queue_then_refuses() {
-        let (t, _) = tracker();
-        let s = t.set_capacity("m", Capacity::new(2, 1, 1.0).unwrap());
-        assert_eq!(s.try_admit(0.0), Some(Slot::Active));
-        assert_eq!(s.try_admit(0.0), Some(Slot::Active));
-        assert_eq!(s.try_admit(0.0), Some(Slot::Queued));
-        assert_eq!(s.try_admit(0.0), None);
-        s.release(Slot::Queued, 0.0);
-        s.release(Slot::Active, 0.0);
-        assert_eq!((s.active(), s.queued()), (1, 0));
-    }
-
-    #[test]
-    fn concurrent_updates_lose_nothing() {
-        let (t, _) = tracker();
-        let s = t.set_capacity("m", Capacity::new(1000, 0, 1.0).unwrap());
-        std::thread::scope(|scope| {
-            for _ in 0..8 {
-                scope.spawn(|| {
-                    for _ in 0..10_000 {
-                        s.add_active(1, 0.0).unwrap();
-                        s.add_active(-1, 0.0).unwrap();
-                    }
-                    s.add_active(1, 0.0).unwrap();
-                });
-            }
-        });
-        assert_eq!(s.active(), 8);
-    }
-
-    #[test]
-    fn latency_ewma_starts_at_the_first_sample() {
-        let (t, _) = tracker();
-        let s = t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
-        assert!(s.latency_ms().is_nan());
-        s.record_latency(100.0, 0.0);
-        s.record_latency(200.0, 0.0);
-        assert!((s.latency_ms() - 120.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn bad_settings_are_rejected() {
-        let clock: SharedClock = Arc::new(ManualClock::new(0.0));
-        assert!(LoadTracker::new(0.0, clock.clone()).is_err());
-        assert!(LoadTracker::new(f64::NAN, clock).is_err());
-        assert!(Capacity::new(0, 0, 0.5).is_err());
-        assert!(Capacity::new(1, 0, 0.0).is_err());
-    }
-}
+mod tests;

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::{Connection, RedisResult, Script};
@@ -17,52 +17,17 @@ use redis::{Connection, RedisResult, Script};
 use crate::error::{Error, Result};
 use crate::load::{Admission, BackendStatus, Capacity, FailMode, LoadBackend, Slot};
 
+mod config;
+mod renew;
 mod scripts;
+
+use config::redact;
+pub use config::RedisConfig;
 
 /// After a failed round trip the backend is not tried again for this long (fail fast).
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// Readings of the shared counts are reused for this long.
 const COUNTS_TTL: Duration = Duration::from_millis(5);
-
-/// Settings of a Redis backend, validated.
-#[derive(Debug, Clone)]
-pub struct RedisConfig {
-    pub url: String,
-    pub lease_ttl_s: f64,
-    pub fail_mode: FailMode,
-    /// Connect, read and write timeout of one round trip.
-    pub timeout_s: f64,
-}
-
-impl RedisConfig {
-    pub fn new(url: &str, lease_ttl_s: f64, fail_mode: FailMode, timeout_s: f64) -> Result<Self> {
-        if !url.starts_with("redis://") {
-            let scheme = url.split("://").next().unwrap_or(url);
-            return Err(Error::invalid(
-                "backend",
-                format!("unsupported URL scheme {scheme:?}; expected redis://host:port/db"),
-            ));
-        }
-        if !(lease_ttl_s.is_finite() && (0.1..=86_400.0).contains(&lease_ttl_s)) {
-            return Err(Error::invalid(
-                "lease_ttl_s",
-                format!("must be between 0.1 and 86400 seconds, got {lease_ttl_s}"),
-            ));
-        }
-        if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= 60.0) {
-            return Err(Error::invalid(
-                "timeout_s",
-                format!("must be in (0, 60] seconds, got {timeout_s}"),
-            ));
-        }
-        Ok(RedisConfig {
-            url: url.to_string(),
-            lease_ttl_s,
-            fail_mode,
-            timeout_s,
-        })
-    }
-}
 
 /// Shared load in Redis; cheap to clone (one pool of connections, one renewer thread).
 #[derive(Debug, Clone)]
@@ -111,20 +76,6 @@ impl std::fmt::Debug for Inner {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section is a single insert/remove/read: a poisoned lock is still whole.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `redis://user:secret@host` → `redis://user:***@host`, for status and errors.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let cred = &url[s + 3..at];
-            match cred.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &cred[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 fn keys(model: &str) -> [String; 2] {
@@ -260,38 +211,6 @@ impl RedisBackend {
     pub fn renew_held(&self) {
         self.inner.renew_held();
     }
-
-    fn ensure_renewer(&self) {
-        let pid = std::process::id();
-        if self.inner.renewer_pid.swap(pid, Ordering::AcqRel) == pid {
-            return;
-        }
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let period = Duration::from_millis((self.inner.ttl_ms / 3).max(10));
-        let spawned = std::thread::Builder::new()
-            .name("modelrouter-lease-renewer".into())
-            .spawn(move || renew_loop(weak, period));
-        if spawned.is_err() {
-            self.inner.renewer_pid.store(0, Ordering::Release);
-        }
-    }
-}
-
-/// Renews until the backend is dropped; a dead process renews nothing, so its leases expire.
-fn renew_loop(weak: Weak<Inner>, period: Duration) {
-    let step = period.min(Duration::from_millis(50));
-    let mut last = Instant::now();
-    loop {
-        std::thread::sleep(step);
-        let Some(inner) = weak.upgrade() else { return };
-        if inner.renewer_pid.load(Ordering::Acquire) != std::process::id() {
-            return;
-        }
-        if last.elapsed() >= period {
-            last = Instant::now();
-            inner.renew_held();
-        }
-    }
 }
 
 impl Inner {
@@ -369,50 +288,6 @@ impl Inner {
 
     fn remember_counts(&self, model: &str, active: u64, queued: u64) {
         lock(&self.counts).insert(model.to_string(), (Instant::now(), active, queued));
-    }
-
-    fn renew_held(&self) {
-        let held: Vec<(String, Vec<(String, Slot)>)> = lock(&self.held)
-            .iter()
-            .filter(|(_, m)| !m.is_empty())
-            .map(|(model, m)| {
-                (
-                    model.clone(),
-                    m.iter().map(|(k, s)| (k.clone(), *s)).collect(),
-                )
-            })
-            .collect();
-        for (model, leases) in held {
-            for slot in [Slot::Active, Slot::Queued] {
-                let ids: Vec<&String> = leases
-                    .iter()
-                    .filter(|(_, s)| *s == slot)
-                    .map(|(id, _)| id)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                let key = key_of(&model, slot);
-                let lost: RedisResult<Vec<String>> = self.round_trip(|con| {
-                    self.renew
-                        .prepare_invoke()
-                        .key(&key)
-                        .arg(self.ttl_ms)
-                        .arg(&ids)
-                        .invoke(con)
-                });
-                if let Ok(lost) = lost {
-                    let mut all = lock(&self.held);
-                    if let Some(mine) = all.get_mut(&model) {
-                        for id in &lost {
-                            if mine.remove(id).is_some() {
-                                self.lost_leases.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 
