@@ -182,6 +182,9 @@ impl RedisBackend {
 
     /// Releases many leases of one model in one round trip (idempotent).
     pub fn release_many(&self, model: &str, leases: &[(Slot, String)]) {
+        if leases.is_empty() {
+            return;
+        }
         let inner = &self.inner;
         {
             let mut held = lock(&inner.held);
@@ -249,7 +252,7 @@ impl Inner {
 
     /// One round trip on a pooled connection with timeouts; fails fast for a while after an
     /// error so that a dead server costs one timeout, not one per request.
-    fn round_trip<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
+    fn round_trip<T>(&self, f: impl Fn(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
         self.check_fork();
         if self.is_down() {
             return Err(redis::RedisError::from((
@@ -258,11 +261,19 @@ impl Inner {
             )));
         }
         let pooled = lock(&self.pool).pop();
+        let fresh = || {
+            self.connect()
+                .and_then(|mut con| f(&mut con).map(|v| (v, con)))
+        };
         let result = match pooled {
-            Some(con) => Ok(con),
-            None => self.connect(),
-        }
-        .and_then(|mut con| f(&mut con).map(|v| (v, con)));
+            // A pooled connection may predate a server restart: one retry on a new connection
+            // when it was found closed (never after a timeout, when the script may have run).
+            Some(mut con) => match f(&mut con) {
+                Err(e) if e.is_connection_dropped() && !e.is_timeout() => fresh(),
+                other => other.map(|v| (v, con)),
+            },
+            None => fresh(),
+        };
         match result {
             Ok((value, con)) => {
                 lock(&self.pool).push(con);

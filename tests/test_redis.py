@@ -322,3 +322,16 @@ def test_fail_closed_raises_quickly(own_server: RedisServer) -> None:
         router.request(mr.Agent("x", {"code": 0.5}))
     held.release()  # the lease expires on its own; releasing never raises
     assert time.monotonic() - started < 3
+
+
+@needs_redis
+def test_a_restarted_server_is_reconnected_without_an_error(own_server: RedisServer) -> None:
+    tracker = mr.LoadTracker(backend=own_server.url, fail_mode="closed", timeout_s=0.5)
+    tracker.set_capacity("m", max_concurrent=4)
+    with tracker.track("m"):  # leaves a pooled connection behind
+        pass
+    own_server.stop()
+    own_server.start()
+    with tracker.track("m") as g:  # the stale pooled connection is replaced, no error
+        assert g.lease_id is not None
+    assert tracker.backend_status()["errors"] == 0  # type: ignore[index]
