@@ -51,7 +51,9 @@ $(VENV)/.bench-stamp: $(VENV)/.dev-stamp
 	@touch $@
 
 bench: build dev-deps $(VENV)/.bench-stamp
-	cargo bench --quiet --bench lap --bench flow --bench cost_matrix --bench load --bench sim --bench perf
+	@mkdir -p out
+	cargo bench --quiet --bench lap --bench flow --bench cost_matrix --bench load --bench sim \
+		--bench perf -- --noplot 2>&1 | tee out/criterion.txt
 	$(PY) benches/run_all.py
 
 fmt:

@@ -6,7 +6,8 @@ use std::str::FromStr;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{parse_choice, Error, Result};
+use crate::load::ModelState;
 
 /// How one request picks among the models able to serve it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -53,16 +54,7 @@ impl FromStr for Policy {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Policy::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                let valid: Vec<&str> = Policy::ALL.iter().map(|p| p.name()).collect();
-                Error::invalid(
-                    "policy",
-                    format!("unknown policy {s:?}; valid: {}", valid.join(", ")),
-                )
-            })
+        parse_choice("policy", "policy", s, &Policy::ALL, Policy::name)
     }
 }
 
@@ -83,6 +75,21 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// A live model as one request sees it now.
+    pub fn from_state(state: &ModelState, score: f64) -> Self {
+        let cap = state.capacity();
+        Candidate {
+            score,
+            active: state.active(),
+            queued: state.queued(),
+            max_concurrent: cap.max_concurrent,
+            max_queue: cap.max_queue,
+            target_utilization: cap.target_utilization,
+            latency_ms: state.latency_ms(),
+            accepting: true,
+        }
+    }
+
     pub fn utilization(&self) -> f64 {
         self.active as f64 / self.max_concurrent as f64
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{parse_choice, Error, Result};
 use crate::load::{AtomicF64, LoadTracker, ModelState};
 
 /// What a firing rule asks for, from mildest to strongest.
@@ -46,17 +46,7 @@ impl FromStr for ActionKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        ActionKind::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "action",
-                    format!(
-                        "unknown action {s:?}; valid: alert_only, reject_new, redistribute, scale_out"
-                    ),
-                )
-            })
+        parse_choice("action", "action", s, &ActionKind::ALL, ActionKind::name)
     }
 }
 

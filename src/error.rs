@@ -43,3 +43,21 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// One of a closed set of names (`all`, spelled by `name`); the error names `field` and lists
+/// every valid spelling, so a typo is fixed from the message alone.
+pub fn parse_choice<T: Copy>(
+    field: &str,
+    what: &str,
+    s: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T> {
+    all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
+        let valid: Vec<&str> = all.iter().map(|&v| name(v)).collect();
+        Error::invalid(
+            field,
+            format!("unknown {what} {s:?}; valid: {}", valid.join(", ")),
+        )
+    })
+}

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{parse_choice, Error, Result};
 use crate::flow::{assign_capacitated, UnassignedPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,15 +37,7 @@ impl FromStr for Strategy {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Strategy::ALL
-            .into_iter()
-            .find(|st| st.name() == s)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "strategy",
-                    format!("unknown strategy {s:?}; valid: greedy, balanced, optimal"),
-                )
-            })
+        parse_choice("strategy", "strategy", s, &Strategy::ALL, Strategy::name)
     }
 }
 

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import threading
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -285,3 +286,44 @@ def test_record_feeds_latency_and_rejects_bad_values():
         router.record("big", latency_ms=-1.0)
     with pytest.raises(KeyError):
         router.record("nope", latency_ms=1.0)
+
+
+def balancer_fleet():
+    t = mr.LoadTracker()
+    for model, active in (("a", 2), ("b", 8), ("c", 11)):
+        t.set_capacity(model, max_concurrent=10, max_queue=0, target_utilization=1.0)
+        t.update_load(model, active)
+    return t
+
+
+def test_load_balancer_filters_and_weights_like_the_seed():
+    t = balancer_fleet()
+    lb = mr.LoadBalancer(t, policy="weighted", load_weight=0.5)
+    assert lb.filter(["a", "b", "c"]) == ["a", "b"]  # c: 11 > 10
+    scores = np.array([0.7, 0.9, 0.99])
+    got = lb.weighted_scores(["a", "b", "c"], scores)
+    want = scores * (1 - 0.5 * np.array([0.2, 0.8, 1.1]))
+    np.testing.assert_allclose(got[:2], want[:2])
+    assert got[2] == -np.inf
+    assert lb.choose(["a", "b", "c"], scores) == "a"  # a: 0.7·0.9 = 0.63 beats b: 0.9·0.6
+    least = mr.LoadBalancer(t, policy="least_loaded")
+    assert least.choose(["b", "a"], [0.9, 0.1]) == "a"
+
+
+def test_load_balancer_errors():
+    t = balancer_fleet()
+    lb = mr.LoadBalancer(t)
+    with pytest.raises(mr.NoCapacityError):
+        lb.choose(["c"], [0.9])
+    with pytest.raises(mr.InfeasibleError):
+        lb.choose(["a"], [-np.inf])
+    with pytest.raises(KeyError):
+        lb.filter(["nope"])
+    with pytest.raises(ValueError) as info:
+        lb.choose(["a", "b"], [0.5])
+    assert info.value.field == "scores"
+    with pytest.raises(ValueError) as info:
+        mr.LoadBalancer(t, load_weight=2.0)
+    assert info.value.field == "load_weight"
+    with pytest.raises(ValueError, match="least_loaded"):
+        mr.LoadBalancer(t, policy="random")

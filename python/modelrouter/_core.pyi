@@ -18,6 +18,7 @@ __all__ = [
     "AssignmentResult",
     "CapacityManager",
     "InFlight",
+    "LoadBalancer",
     "LoadTracker",
     "ManualClock",
     "Model",
@@ -144,6 +145,26 @@ class LoadTracker:
     def model_ids(self) -> list[str]: ...
     def snapshot(self) -> list[ModelLoad]: ...
     def track(self, model_id: str) -> InFlight: ...
+
+@final
+class LoadBalancer:
+    def __new__(
+        cls,
+        tracker: LoadTracker,
+        policy: _PolicyName = "weighted",
+        load_weight: float = 0.5,
+        *,
+        active_request_bias: float = 1.0,
+    ) -> LoadBalancer: ...
+    @property
+    def policy(self) -> _PolicyName: ...
+    @property
+    def load_weight(self) -> float: ...
+    def filter(self, model_ids: Sequence[str]) -> list[str]: ...
+    def weighted_scores(
+        self, model_ids: Sequence[str], scores: npt.ArrayLike
+    ) -> npt.NDArray[np.float64]: ...
+    def choose(self, model_ids: Sequence[str], scores: npt.ArrayLike) -> str: ...
 
 @final
 class ScalingRule:

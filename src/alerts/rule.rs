@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{parse_choice, Error, Result};
 
 /// How urgent an alert is, from mildest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,36 +114,17 @@ impl AlertKind {
     }
 }
 
-fn valid_list<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> String {
-    all.iter().map(|&x| name(x)).collect::<Vec<_>>().join(", ")
-}
-
 impl FromStr for Severity {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Severity::ALL
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| {
-                let valid = valid_list(&Severity::ALL, Severity::name);
-                Error::invalid(
-                    "severity",
-                    format!("unknown severity {s:?}; valid: {valid}"),
-                )
-            })
+        parse_choice("severity", "severity", s, &Severity::ALL, Severity::name)
     }
 }
 
 impl FromStr for AlertKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        AlertKind::ALL
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| {
-                let valid = valid_list(&AlertKind::ALL, AlertKind::name);
-                Error::invalid("type", format!("unknown alert type {s:?}; valid: {valid}"))
-            })
+        parse_choice("type", "alert type", s, &AlertKind::ALL, AlertKind::name)
     }
 }
 

@@ -16,6 +16,8 @@ pub enum FailMode {
 }
 
 impl FailMode {
+    pub const ALL: [FailMode; 2] = [FailMode::Open, FailMode::Closed];
+
     pub fn name(self) -> &'static str {
         match self {
             FailMode::Open => "open",
@@ -27,14 +29,7 @@ impl FailMode {
 impl std::str::FromStr for FailMode {
     type Err = crate::error::Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "open" => Ok(FailMode::Open),
-            "closed" => Ok(FailMode::Closed),
-            other => Err(crate::error::Error::invalid(
-                "fail_mode",
-                format!("expected \"open\" or \"closed\", got {other:?}"),
-            )),
-        }
+        crate::error::parse_choice("fail_mode", "fail mode", s, &FailMode::ALL, FailMode::name)
     }
 }
 

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 mod adaptive;
 mod alerts;
 mod arrays;
+mod balancer;
 mod capability;
 mod capacity;
 mod errors;
@@ -19,6 +20,7 @@ mod sim;
 #[pymodule(name = "_core", gil_used = false)]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    balancer::register(m)?;
     capability::register(m)?;
     capacity::register(m)?;
     lap::register(m)?;
