@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import signal
 import sqlite3
 import uuid
 from pathlib import Path
@@ -272,3 +274,22 @@ def test_unopenable_sqlite_path(tmp_path):
     with pytest.raises(StoreError, match="cannot open"):
         open_store(f"sqlite:///{tmp_path}/missing-dir/x.db")
     assert not Path(tmp_path / "missing-dir").exists()
+
+
+def test_readme_example_runs(tmp_path, monkeypatch, capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "open_store(" in b)
+    monkeypatch.chdir(tmp_path)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        exec(block, {})
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # pytest's own process keeps its handler
+    assert "'p50_ms': 42.0" in capsys.readouterr().out
+    with open_store(f"sqlite:///{tmp_path}/decisions.db") as s:
+        assert s.counts() == {
+            "assignments": 1,
+            "routing_decisions": 1,
+            "feedback": 1,
+            "utilization": 2,
+        }
