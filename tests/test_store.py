@@ -162,14 +162,16 @@ def test_subnormal_values_are_stored_as_zero(store):
 
 
 def _old_database(url: str) -> None:
-    """A version-1 database with one assignment, as an earlier modelrouter left it."""
-    request, response = '{"agents":[1,2,3]}', '{"assignments":[1,2],"total_score":1.5}'
+    """A version-1 database with two assignments, as an earlier modelrouter left it."""
+    request = '{"agents":[1,2,3]}'
+    response = '{"assignments":[1,2],"total_score":1.5,"strategy_used":"greedy"}'
+    odd = '{"agents":{"a":1},"assignments":[],"total_score":true,"strategy_used":7}'
     if url.startswith("sqlite"):
         conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
         assert migrate_sqlite(conn, target=1) == 1
-        conn.execute(
-            "INSERT INTO assignments (ts, request, response) VALUES (1.0, ?, ?)",
-            (request, response),
+        conn.executemany(
+            "INSERT INTO assignments (ts, request, response) VALUES (?, ?, ?)",
+            [(1.0, request, response), (2.0, odd, odd)],
         )
         conn.close()
         return
@@ -179,9 +181,9 @@ def _old_database(url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         assert migrate_postgres(conn, target=1) == 1
-        conn.execute(
-            "INSERT INTO assignments (ts, request, response) VALUES (1.0, %s, %s)",
-            (request, response),
+        conn.cursor().executemany(
+            "INSERT INTO assignments (ts, request, response) VALUES (%s, %s, %s)",
+            [(1.0, request, response), (2.0, odd, odd)],
         )
 
 
@@ -189,8 +191,14 @@ def test_old_schema_is_upgraded(url):
     _old_database(url)
     with open_store(url) as s:
         assert s.schema_version() == SCHEMA_VERSION
-        (old,) = s.assignments()
-        assert (old["n_agents"], old["n_assigned"], old["total_score"]) == (3, 2, 1.5)
+        odd, old = s.assignments()
+        summary = ("strategy", "n_agents", "n_assigned", "total_score")
+        assert tuple(old[k] for k in summary) == ("greedy", 3, 2, 1.5)
+        assert tuple(odd[k] for k in summary) == (None, None, 0, None)
+        # The same rules apply to new rows.
+        s.record_assignment(odd["request"], odd["response"], ts=3.0)
+        s.flush()
+        assert tuple(s.assignments(limit=1)[0][k] for k in summary) == (None, None, 0, None)
         s.record_utilization({"m": 0.5}, ts=5.0)  # a table version 2 added
         s.flush()
         assert s.utilization_over_time(10.0)[0]["utilization"] == 0.5
