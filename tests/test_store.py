@@ -6,6 +6,7 @@ import math
 import re
 import signal
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 
@@ -202,6 +203,29 @@ def test_old_schema_is_upgraded(url):
         s.record_utilization({"m": 0.5}, ts=5.0)  # a table version 2 added
         s.flush()
         assert s.utilization_over_time(10.0)[0]["utilization"] == 0.5
+
+
+def test_concurrent_opens_migrate_once(url):
+    # Eight services starting together on an empty database: one applies each version.
+    stores: list = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        stores.append(open_store(url))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(stores) == 8
+    for s in stores:
+        s.record_feedback("m", 1.0, True)
+        s.close()
+    with open_store(url) as s:
+        assert s.counts()["feedback"] == 8
+        assert s._query("SELECT COUNT(*) FROM schema_version", ())[0][0] == SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused(url):
