@@ -89,6 +89,12 @@ class DecisionStore(Protocol):
         ``StoreError``."""
         ...
 
+    def __enter__(self) -> DecisionStore:
+        """``with open_store(url) as store:`` closes it on the way out."""
+        ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 def open_store(url: str | None = None, **options: Any) -> DecisionStore:
     """``sqlite:///path/to/file.db`` (default ``sqlite:///modelrouter.db``, or the
