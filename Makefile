@@ -24,7 +24,8 @@ run: build
 
 $(VENV)/.dev-stamp: $(VENV)/bin/python pyproject.toml
 	$(PIP) install -q "pytest>=8" "hypothesis>=6.100" "scipy>=1.11" "ortools>=9.8" \
-		"mypy>=1.10" "ruff>=0.5" "lap>=0.5" "matplotlib>=3.7"
+		"mypy>=1.10" "ruff>=0.5" "lap>=0.5" "matplotlib>=3.7" \
+		"psycopg[binary]>=3.1"
 	@touch $@
 
 dev-deps: $(VENV)/.dev-stamp
