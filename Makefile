@@ -31,7 +31,7 @@ $(VENV)/.dev-stamp: $(VENV)/bin/python pyproject.toml
 dev-deps: $(VENV)/.dev-stamp
 
 rust-test:
-	cargo test --quiet
+	cargo test --quiet --features redis-backend
 
 py-test: build dev-deps
 	$(PY) -m pytest tests

@@ -18,6 +18,9 @@ pub enum Error {
     /// Every eligible model is full and so is its queue; retrying after the hint may succeed.
     #[error("{message}")]
     NoCapacity { message: String, retry_after_s: f64 },
+    /// The shared load backend (Redis) cannot be reached and the tracker fails closed.
+    #[error("{0}")]
+    BackendUnavailable(String),
 }
 
 impl Error {

@@ -14,6 +14,8 @@ pub mod lap;
 pub mod load;
 pub mod perf;
 pub mod router;
+#[cfg(feature = "redis-backend")]
+pub mod shared;
 pub mod sim;
 pub mod strategy;
 

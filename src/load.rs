@@ -5,77 +5,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
 
-/// Seconds on some monotonic scale. Injectable so tests move time instead of sleeping.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> f64;
-}
+mod backend;
+mod clock;
+pub use backend::{Admission, BackendStatus, FailMode, LoadBackend, Ticket};
+pub use clock::{system_clock, AtomicF64, Clock, ManualClock, SharedClock, SystemClock};
 
-/// Seconds since the first use in this process (monotonic).
-#[derive(Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> f64 {
-        static START: OnceLock<Instant> = OnceLock::new();
-        START.get_or_init(Instant::now).elapsed().as_secs_f64()
-    }
-}
-
-/// A clock that only moves when told to.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicF64);
-
-impl ManualClock {
-    pub fn new(start: f64) -> Self {
-        ManualClock(AtomicF64::new(start))
-    }
-    pub fn set(&self, t: f64) {
-        self.0.store(t);
-    }
-    pub fn advance(&self, dt: f64) {
-        self.0.update(|t| t + dt);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> f64 {
-        self.0.load()
-    }
-}
-
-pub type SharedClock = Arc<dyn Clock>;
-
-pub fn system_clock() -> SharedClock {
-    Arc::new(SystemClock)
-}
-
-/// An f64 in an `AtomicU64`, for lock-free gauges.
-#[derive(Debug, Default)]
-pub struct AtomicF64(AtomicU64);
-
-impl AtomicF64 {
-    pub fn new(v: f64) -> Self {
-        AtomicF64(AtomicU64::new(v.to_bits()))
-    }
-    pub fn load(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Acquire))
-    }
-    pub fn store(&self, v: f64) {
-        self.0.store(v.to_bits(), Ordering::Release);
-    }
-    pub fn update(&self, f: impl Fn(f64) -> f64) {
-        let _ = self
-            .0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
-                Some(f(f64::from_bits(bits)).to_bits())
-            });
-    }
-}
+/// The shared backend a tracker's models count in, if any.
+pub type SharedBackend = Arc<dyn LoadBackend>;
 
 /// Weight of the newest latency sample in the EWMA.
 pub const LATENCY_EWMA_ALPHA: f64 = 0.2;
@@ -119,6 +59,9 @@ pub struct ModelState {
     /// NaN until the first sample.
     latency_ewma_ms: AtomicF64,
     last_updated: AtomicF64,
+    /// With a backend the local atomics count this process's requests only (the fallback
+    /// when the backend is away); readings come from the backend.
+    backend: Option<SharedBackend>,
 }
 
 /// A consistent-enough reading of one model (each field is read atomically).
@@ -189,7 +132,35 @@ impl ModelState {
             queued: AtomicU64::new(0),
             latency_ewma_ms: AtomicF64::new(f64::NAN),
             last_updated: AtomicF64::new(now),
+            backend: None,
         }
+    }
+
+    /// A model whose in-flight counts are shared through `backend`.
+    pub fn with_backend(mut self, backend: Option<SharedBackend>) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    pub fn backend(&self) -> Option<&SharedBackend> {
+        self.backend.as_ref()
+    }
+
+    /// (active, queued): the backend's (across replicas) when there is one and it answers,
+    /// else this process's own counters.
+    pub fn counts(&self) -> (u64, u64) {
+        self.backend
+            .as_ref()
+            .and_then(|b| b.counts(&self.id))
+            .unwrap_or_else(|| (self.local_active(), self.local_queued()))
+    }
+
+    /// This process's own active count (equal to `active()` without a backend).
+    pub fn local_active(&self) -> u64 {
+        self.active.load(Ordering::Acquire)
+    }
+    pub fn local_queued(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
     }
 
     pub fn capacity(&self) -> Capacity {
@@ -209,10 +180,10 @@ impl ModelState {
     }
 
     pub fn active(&self) -> u64 {
-        self.active.load(Ordering::Acquire)
+        self.counts().0
     }
     pub fn queued(&self) -> u64 {
-        self.queued.load(Ordering::Acquire)
+        self.counts().1
     }
     pub fn latency_ms(&self) -> f64 {
         self.latency_ewma_ms.load()
@@ -282,11 +253,49 @@ impl ModelState {
         self.last_updated.store(now);
     }
 
+    /// Takes a slot (or a queue place; `bounded = false`: an active slot whatever the limits)
+    /// in the backend when there is one, else — or when it is away and fails open — locally.
+    /// None when full; `Error::BackendUnavailable` when the backend is away and fails closed.
+    pub fn acquire(&self, bounded: bool, now: f64) -> Result<Option<Ticket>> {
+        if let Some(backend) = &self.backend {
+            match backend.acquire(&self.id, self.capacity(), bounded)? {
+                Admission::Leased(slot, lease) => {
+                    let counter = match slot {
+                        Slot::Active => &self.active,
+                        Slot::Queued => &self.queued,
+                    };
+                    counter.fetch_add(1, Ordering::AcqRel);
+                    self.last_updated.store(now);
+                    return Ok(Some(Ticket {
+                        slot,
+                        lease: Some(lease),
+                    }));
+                }
+                Admission::Refused => return Ok(None),
+                Admission::FallBack => {}
+            }
+        }
+        if bounded {
+            return Ok(self.try_admit(now).map(Ticket::local));
+        }
+        self.add_active(1, now)?;
+        Ok(Some(Ticket::local(Slot::Active)))
+    }
+
+    /// Gives back what `acquire` took (its lease too).
+    pub fn release_ticket(&self, ticket: &Ticket, now: f64) {
+        self.release(ticket.slot, now);
+        if let (Some(backend), Some(lease)) = (&self.backend, &ticket.lease) {
+            backend.release(&self.id, ticket.slot, lease);
+        }
+    }
+
     pub fn snapshot(&self) -> ModelLoad {
+        let (active, queued) = self.counts();
         ModelLoad {
             model_id: self.id.clone(),
-            active_requests: self.active(),
-            queue_depth: self.queued(),
+            active_requests: active,
+            queue_depth: queued,
             avg_latency_ms: self.latency_ms(),
             last_updated: self.last_updated(),
             capacity: self.capacity(),
@@ -300,9 +309,25 @@ pub struct LoadTracker {
     models: RwLock<HashMap<String, Arc<ModelState>>>,
     stale_after_s: f64,
     clock: SharedClock,
+    backend: Option<SharedBackend>,
 }
 
 impl LoadTracker {
+    /// A tracker whose models share their in-flight counts through `backend`.
+    pub fn with_backend(
+        stale_after_s: f64,
+        clock: SharedClock,
+        backend: Option<SharedBackend>,
+    ) -> Result<Self> {
+        let mut t = LoadTracker::new(stale_after_s, clock)?;
+        t.backend = backend;
+        Ok(t)
+    }
+
+    pub fn backend(&self) -> Option<&SharedBackend> {
+        self.backend.as_ref()
+    }
+
     pub fn new(stale_after_s: f64, clock: SharedClock) -> Result<Self> {
         if stale_after_s.is_nan() || stale_after_s <= 0.0 {
             return Err(Error::invalid(
@@ -314,6 +339,7 @@ impl LoadTracker {
             models: RwLock::new(HashMap::new()),
             stale_after_s,
             clock,
+            backend: None,
         })
     }
 
@@ -343,7 +369,10 @@ impl LoadTracker {
         let mut map = self.models.write().unwrap_or_else(|e| e.into_inner());
         map.entry(id.to_string())
             .and_modify(|s| s.set_capacity(capacity, now))
-            .or_insert_with(|| Arc::new(ModelState::new(id.to_string(), capacity, now)))
+            .or_insert_with(|| {
+                let state = ModelState::new(id.to_string(), capacity, now);
+                Arc::new(state.with_backend(self.backend.clone()))
+            })
             .clone()
     }
 
@@ -368,7 +397,14 @@ impl LoadTracker {
         self.state(id)?.add_queued(delta, self.now())
     }
 
+    /// Old local data is stale unless the shared backend answers for the model (its counts
+    /// are live across replicas even when this replica has not touched the model lately).
     pub fn is_stale(&self, state: &ModelState) -> bool {
+        if let Some(backend) = state.backend() {
+            if backend.counts(&state.id).is_some() {
+                return false;
+            }
+        }
         self.now() - state.last_updated() > self.stale_after_s
     }
 
@@ -388,103 +424,4 @@ impl LoadTracker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tracker() -> (LoadTracker, Arc<ManualClock>) {
-        let clock = Arc::new(ManualClock::new(100.0));
-        (LoadTracker::new(60.0, clock.clone()).unwrap(), clock)
-    }
-
-    #[test]
-    fn counts_utilization_and_thresholds() {
-        let (t, _) = tracker();
-        t.set_capacity("m", Capacity::new(10, 5, 0.8).unwrap());
-        assert_eq!(t.update_load("m", 9).unwrap(), 9);
-        let load = t.current_load("m").unwrap();
-        assert!((load.utilization() - 0.9).abs() < 1e-12);
-        assert!(t.is_over_target("m").unwrap());
-        assert!(!t.is_overloaded("m").unwrap());
-        t.update_load("m", 2).unwrap();
-        assert!(t.is_overloaded("m").unwrap());
-        t.update_load("m", -11).unwrap();
-        t.update_queue("m", 6).unwrap();
-        assert!(t.is_overloaded("m").unwrap());
-    }
-
-    #[test]
-    fn going_negative_is_an_error_and_leaves_the_count() {
-        let (t, _) = tracker();
-        t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
-        t.update_load("m", 1).unwrap();
-        assert!(matches!(
-            t.update_load("m", -2),
-            Err(Error::InvalidInput { .. })
-        ));
-        assert_eq!(t.state("m").unwrap().active(), 1);
-        assert!(matches!(t.update_load("x", 1), Err(Error::UnknownModel(_))));
-    }
-
-    #[test]
-    fn stale_data_is_unknown() {
-        let (t, clock) = tracker();
-        t.set_capacity("m", Capacity::new(4, 0, 0.8).unwrap());
-        clock.advance(60.0);
-        assert!(t.current_load("m").is_some());
-        clock.advance(0.5);
-        assert!(t.current_load("m").is_none());
-        t.update_load("m", 1).unwrap();
-        assert_eq!(t.current_load("m").unwrap().active_requests, 1);
-        assert!(t.current_load("unknown").is_none());
-    }
-
-    #[test]
-    fn admission_fills_slots_then_queue_then_refuses() {
-        let (t, _) = tracker();
-        let s = t.set_capacity("m", Capacity::new(2, 1, 1.0).unwrap());
-        assert_eq!(s.try_admit(0.0), Some(Slot::Active));
-        assert_eq!(s.try_admit(0.0), Some(Slot::Active));
-        assert_eq!(s.try_admit(0.0), Some(Slot::Queued));
-        assert_eq!(s.try_admit(0.0), None);
-        s.release(Slot::Queued, 0.0);
-        s.release(Slot::Active, 0.0);
-        assert_eq!((s.active(), s.queued()), (1, 0));
-    }
-
-    #[test]
-    fn concurrent_updates_lose_nothing() {
-        let (t, _) = tracker();
-        let s = t.set_capacity("m", Capacity::new(1000, 0, 1.0).unwrap());
-        std::thread::scope(|scope| {
-            for _ in 0..8 {
-                scope.spawn(|| {
-                    for _ in 0..10_000 {
-                        s.add_active(1, 0.0).unwrap();
-                        s.add_active(-1, 0.0).unwrap();
-                    }
-                    s.add_active(1, 0.0).unwrap();
-                });
-            }
-        });
-        assert_eq!(s.active(), 8);
-    }
-
-    #[test]
-    fn latency_ewma_starts_at_the_first_sample() {
-        let (t, _) = tracker();
-        let s = t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
-        assert!(s.latency_ms().is_nan());
-        s.record_latency(100.0, 0.0);
-        s.record_latency(200.0, 0.0);
-        assert!((s.latency_ms() - 120.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn bad_settings_are_rejected() {
-        let clock: SharedClock = Arc::new(ManualClock::new(0.0));
-        assert!(LoadTracker::new(0.0, clock.clone()).is_err());
-        assert!(LoadTracker::new(f64::NAN, clock).is_err());
-        assert!(Capacity::new(0, 0, 0.5).is_err());
-        assert!(Capacity::new(1, 0, 0.0).is_err());
-    }
-}
+mod tests;

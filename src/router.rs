@@ -14,7 +14,7 @@ use crate::balancer::{choose, BalancerConfig, Candidate, Decision, Policy};
 use crate::capability::{check_unique_ids, cost_matrix, AgentProfile, ModelProfile, ScoreWeights};
 use crate::capacity::{ActionKind, CapacityManager, RuleClocks};
 use crate::error::{Error, Result};
-use crate::load::{Capacity, LoadTracker, ModelState, Slot};
+use crate::load::{Capacity, LoadTracker, ModelState, Slot, Ticket};
 use crate::perf::{PerfConfig, PerformanceTracker, SeriesHandle};
 use crate::strategy::{assign, Strategy};
 
@@ -239,9 +239,9 @@ impl Router {
     pub fn loads(&self) -> Vec<LoadSnapshot> {
         self.states
             .iter()
-            .map(|s| LoadSnapshot {
-                active: s.active(),
-                queued: s.queued(),
+            .map(|s| {
+                let (active, queued) = s.counts();
+                LoadSnapshot { active, queued }
             })
             .collect()
     }
@@ -284,10 +284,11 @@ impl Router {
             .zip(scores)
             .map(|(state, &score)| {
                 let cap = state.capacity();
+                let (active, queued) = state.counts();
                 Candidate {
                     score,
-                    active: state.active(),
-                    queued: state.queued(),
+                    active,
+                    queued,
                     max_concurrent: cap.max_concurrent,
                     max_queue: cap.max_queue,
                     target_utilization: cap.target_utilization,
@@ -371,9 +372,10 @@ impl Router {
     }
 
     /// Routes and reserves in one step: the chosen model's slot (or queue place) is taken
-    /// atomically, so concurrent callers can never push a model past its limits. With load
-    /// balancing off the request is admitted to the best-scoring model whatever its load.
-    pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Slot)> {
+    /// atomically — across replicas when the tracker has a shared backend — so concurrent
+    /// callers can never push a model past its limits. With load balancing off the request is
+    /// admitted to the best-scoring model whatever its load.
+    pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Ticket)> {
         let scores = self.routing_scores(agent)?;
         // Each retry follows a lost race for the last slot; the fleet is finite, so a few
         // attempts settle it, and the last answer is reported honestly.
@@ -381,17 +383,13 @@ impl Router {
             let route = self.decide(agent, &scores)?;
             let now = self.tracker.now();
             let state = &self.states[route.model];
-            if !self.config.load_balancing {
-                state.add_active(1, now)?;
-                return Ok((route, Slot::Active));
-            }
-            if let Some(slot) = state.try_admit(now) {
+            if let Some(ticket) = state.acquire(self.config.load_balancing, now)? {
                 return Ok((
                     Route {
-                        queued: slot == Slot::Queued,
+                        queued: ticket.slot == Slot::Queued,
                         ..route
                     },
-                    slot,
+                    ticket,
                 ));
             }
         }
@@ -619,8 +617,8 @@ mod tests {
             other => panic!("expected NoCapacity, got {other:?}"),
         }
         assert!(matches!(r.route(&coder()), Err(Error::NoCapacity { .. })));
-        for (route, slot) in taken {
-            r.state(route.model).release(slot, 0.0);
+        for (route, ticket) in taken {
+            r.state(route.model).release_ticket(&ticket, 0.0);
         }
     }
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
+import signal
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 
@@ -160,14 +163,16 @@ def test_subnormal_values_are_stored_as_zero(store):
 
 
 def _old_database(url: str) -> None:
-    """A version-1 database with one assignment, as an earlier modelrouter left it."""
-    request, response = '{"agents":[1,2,3]}', '{"assignments":[1,2],"total_score":1.5}'
+    """A version-1 database with two assignments, as an earlier modelrouter left it."""
+    request = '{"agents":[1,2,3]}'
+    response = '{"assignments":[1,2],"total_score":1.5,"strategy_used":"greedy"}'
+    odd = '{"agents":{"a":1},"assignments":[],"total_score":true,"strategy_used":7}'
     if url.startswith("sqlite"):
         conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
         assert migrate_sqlite(conn, target=1) == 1
-        conn.execute(
-            "INSERT INTO assignments (ts, request, response) VALUES (1.0, ?, ?)",
-            (request, response),
+        conn.executemany(
+            "INSERT INTO assignments (ts, request, response) VALUES (?, ?, ?)",
+            [(1.0, request, response), (2.0, odd, odd)],
         )
         conn.close()
         return
@@ -177,9 +182,9 @@ def _old_database(url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         assert migrate_postgres(conn, target=1) == 1
-        conn.execute(
-            "INSERT INTO assignments (ts, request, response) VALUES (1.0, %s, %s)",
-            (request, response),
+        conn.cursor().executemany(
+            "INSERT INTO assignments (ts, request, response) VALUES (%s, %s, %s)",
+            [(1.0, request, response), (2.0, odd, odd)],
         )
 
 
@@ -187,11 +192,40 @@ def test_old_schema_is_upgraded(url):
     _old_database(url)
     with open_store(url) as s:
         assert s.schema_version() == SCHEMA_VERSION
-        (old,) = s.assignments()
-        assert (old["n_agents"], old["n_assigned"], old["total_score"]) == (3, 2, 1.5)
+        odd, old = s.assignments()
+        summary = ("strategy", "n_agents", "n_assigned", "total_score")
+        assert tuple(old[k] for k in summary) == ("greedy", 3, 2, 1.5)
+        assert tuple(odd[k] for k in summary) == (None, None, 0, None)
+        # The same rules apply to new rows.
+        s.record_assignment(odd["request"], odd["response"], ts=3.0)
+        s.flush()
+        assert tuple(s.assignments(limit=1)[0][k] for k in summary) == (None, None, 0, None)
         s.record_utilization({"m": 0.5}, ts=5.0)  # a table version 2 added
         s.flush()
         assert s.utilization_over_time(10.0)[0]["utilization"] == 0.5
+
+
+def test_concurrent_opens_migrate_once(url):
+    # Eight services starting together on an empty database: one applies each version.
+    stores: list = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        stores.append(open_store(url))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(stores) == 8
+    for s in stores:
+        s.record_feedback("m", 1.0, True)
+        s.close()
+    with open_store(url) as s:
+        assert s.counts()["feedback"] == 8
+        assert s._query("SELECT COUNT(*) FROM schema_version", ())[0][0] == SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused(url):
@@ -272,3 +306,22 @@ def test_unopenable_sqlite_path(tmp_path):
     with pytest.raises(StoreError, match="cannot open"):
         open_store(f"sqlite:///{tmp_path}/missing-dir/x.db")
     assert not Path(tmp_path / "missing-dir").exists()
+
+
+def test_readme_example_runs(tmp_path, monkeypatch, capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "open_store(" in b)
+    monkeypatch.chdir(tmp_path)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        exec(block, {})
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # pytest's own process keeps its handler
+    assert "'p50_ms': 42.0" in capsys.readouterr().out
+    with open_store(f"sqlite:///{tmp_path}/decisions.db") as s:
+        assert s.counts() == {
+            "assignments": 1,
+            "routing_decisions": 1,
+            "feedback": 1,
+            "utilization": 2,
+        }

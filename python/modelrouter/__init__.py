@@ -6,6 +6,7 @@ from __future__ import annotations
 from . import _core
 from ._core import *  # noqa: F403
 from .errors import (
+    BackendUnavailableError,
     InfeasibleError,
     InvalidInputError,
     NoCapacityError,
@@ -16,6 +17,7 @@ from .errors import (
 __version__: str = _core.__version__
 
 __all__ = [  # noqa: F405
+    "BackendUnavailableError",
     "InfeasibleError",
     "InvalidInputError",
     "NoCapacityError",

@@ -85,6 +85,8 @@ class InFlight:
     def queued(self) -> bool: ...
     @property
     def released(self) -> bool: ...
+    @property
+    def lease_id(self) -> str | None: ...
     def mark_failed(self) -> None: ...
     def release(self, success: bool = True) -> None: ...
     def __enter__(self) -> InFlight: ...
@@ -105,10 +107,20 @@ class InFlight:
 @final
 class LoadTracker:
     def __new__(
-        cls, stale_after_s: float = 60.0, *, clock: ManualClock | None = None
+        cls,
+        stale_after_s: float = 60.0,
+        *,
+        clock: ManualClock | None = None,
+        backend: str | None = None,
+        lease_ttl_s: float = 30.0,
+        fail_mode: Literal["open", "closed"] = "open",
+        timeout_s: float = 0.5,
     ) -> LoadTracker: ...
     @property
     def stale_after_s(self) -> float: ...
+    @property
+    def backend(self) -> str | None: ...
+    def backend_status(self) -> dict[str, Any] | None: ...
     def set_capacity(
         self,
         model_id: str,
@@ -353,6 +365,10 @@ class Router:
         adaptive: AdaptiveScorer | None = None,
         clock: ManualClock | None = None,
         stale_after_s: float = 60.0,
+        backend: str | None = None,
+        lease_ttl_s: float = 30.0,
+        fail_mode: Literal["open", "closed"] = "open",
+        timeout_s: float = 0.5,
     ) -> Router: ...
     @property
     def models(self) -> list[Model]: ...

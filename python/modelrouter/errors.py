@@ -37,7 +37,12 @@ class NoCapacityError(RouterError):
         self.retry_after_s = retry_after_s
 
 
+class BackendUnavailableError(RouterError, ConnectionError):
+    """The shared load backend (Redis) cannot be reached and the tracker fails closed."""
+
+
 __all__ = [
+    "BackendUnavailableError",
     "InfeasibleError",
     "InvalidInputError",
     "NoCapacityError",

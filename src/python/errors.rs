@@ -10,6 +10,7 @@ pyo3::import_exception!(modelrouter.errors, InvalidInputError);
 pyo3::import_exception!(modelrouter.errors, InfeasibleError);
 pyo3::import_exception!(modelrouter.errors, UnknownModelError);
 pyo3::import_exception!(modelrouter.errors, NoCapacityError);
+pyo3::import_exception!(modelrouter.errors, BackendUnavailableError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -21,6 +22,7 @@ impl From<Error> for PyErr {
                 message,
                 retry_after_s,
             } => NoCapacityError::new_err((message, retry_after_s)),
+            Error::BackendUnavailable(message) => BackendUnavailableError::new_err(message),
         }
     }
 }

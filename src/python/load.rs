@@ -1,17 +1,51 @@
-//! ManualClock, LoadTracker, ModelLoad and the in-flight guard returned by `track()`.
+//! ManualClock, LoadTracker (in-process or shared through Redis) and ModelLoad.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::capability::non_negative;
+pub use super::inflight::{OnRelease, PyInFlight};
 use crate::load::{
-    system_clock, AtomicF64, Capacity, LoadTracker, ManualClock, ModelLoad, ModelState,
-    SharedClock, Slot,
+    system_clock, Capacity, FailMode, LoadTracker, ManualClock, ModelLoad, SharedBackend,
+    SharedClock,
 };
+use crate::shared::{RedisBackend, RedisConfig};
+
+/// The settings of a shared load backend as `LoadTracker` and `Router` take them.
+pub struct BackendArgs<'a> {
+    pub url: Option<&'a str>,
+    pub lease_ttl_s: f64,
+    pub fail_mode: &'a str,
+    pub timeout_s: f64,
+}
+
+impl BackendArgs<'_> {
+    /// Validates every setting even without a URL, so a typo never passes silently.
+    pub fn build(&self) -> PyResult<Option<SharedBackend>> {
+        let fail_mode: FailMode = self.fail_mode.parse()?;
+        let Some(url) = self.url else {
+            RedisConfig::new("redis://check", self.lease_ttl_s, fail_mode, self.timeout_s)?;
+            return Ok(None);
+        };
+        let config = RedisConfig::new(url, self.lease_ttl_s, fail_mode, self.timeout_s)?;
+        Ok(Some(Arc::new(RedisBackend::new(config)?)))
+    }
+}
+
+/// A tracker on `clock`, sharing its counts through the backend when one is named.
+pub fn new_tracker(
+    stale_after_s: f64,
+    clock: SharedClock,
+    backend: &BackendArgs<'_>,
+) -> PyResult<Arc<LoadTracker>> {
+    Ok(Arc::new(LoadTracker::with_backend(
+        stale_after_s,
+        clock,
+        backend.build()?,
+    )?))
+}
 
 /// A clock for tests and simulations: time moves only with `advance` / `set`.
 #[pyclass(frozen, module = "modelrouter", name = "ManualClock")]
@@ -135,17 +169,58 @@ pub struct PyLoadTracker(pub Arc<LoadTracker>);
 #[pymethods]
 impl PyLoadTracker {
     #[new]
-    #[pyo3(signature = (stale_after_s=60.0, *, clock=None))]
-    fn new(stale_after_s: f64, clock: Option<&Bound<'_, PyManualClock>>) -> PyResult<Self> {
-        Ok(PyLoadTracker(Arc::new(LoadTracker::new(
+    #[pyo3(signature = (stale_after_s=60.0, *, clock=None, backend=None, lease_ttl_s=30.0,
+                        fail_mode="open", timeout_s=0.5))]
+    fn new(
+        stale_after_s: f64,
+        clock: Option<&Bound<'_, PyManualClock>>,
+        backend: Option<&str>,
+        lease_ttl_s: f64,
+        fail_mode: &str,
+        timeout_s: f64,
+    ) -> PyResult<Self> {
+        let args = BackendArgs {
+            url: backend,
+            lease_ttl_s,
+            fail_mode,
+            timeout_s,
+        };
+        Ok(PyLoadTracker(new_tracker(
             stale_after_s,
             clock_from(clock),
-        )?)))
+            &args,
+        )?))
     }
 
     #[getter]
     fn stale_after_s(&self) -> f64 {
         self.0.stale_after_s()
+    }
+
+    /// The shared backend's URL (password redacted), None for in-process counts.
+    #[getter]
+    fn backend(&self) -> Option<String> {
+        self.0.backend().map(|b| b.status().backend)
+    }
+
+    /// Health of the shared backend: `available`, `fail_open_events` (admissions made on
+    /// local counts while it was away), `errors`, `lost_leases`, `last_error`, ... None without one.
+    fn backend_status<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(backend) = self.0.backend() else {
+            return Ok(None);
+        };
+        let s = backend.status();
+        let d = PyDict::new(py);
+        d.set_item("backend", s.backend)?;
+        d.set_item("available", s.available)?;
+        d.set_item("fail_mode", s.fail_mode.name())?;
+        d.set_item("lease_ttl_s", s.lease_ttl_s)?;
+        d.set_item("held_leases", s.held_leases)?;
+        d.set_item("fail_open_events", s.fail_open_events)?;
+        d.set_item("errors", s.errors)?;
+        d.set_item("lost_leases", s.lost_leases)?;
+        d.set_item("last_error", s.last_error)?;
+        Ok(Some(d))
     }
 
     #[pyo3(signature = (model_id, max_concurrent, max_queue=0, target_utilization=0.8))]
@@ -207,16 +282,16 @@ impl PyLoadTracker {
     }
 
     /// None when the model is unknown or its data is older than `stale_after_s`.
-    fn current_load(&self, model_id: &str) -> Option<PyModelLoad> {
-        self.0.current_load(model_id).map(PyModelLoad)
+    fn current_load(&self, py: Python<'_>, model_id: &str) -> Option<PyModelLoad> {
+        py.detach(|| self.0.current_load(model_id)).map(PyModelLoad)
     }
 
-    fn is_overloaded(&self, model_id: &str) -> PyResult<bool> {
-        Ok(self.0.is_overloaded(model_id)?)
+    fn is_overloaded(&self, py: Python<'_>, model_id: &str) -> PyResult<bool> {
+        Ok(py.detach(|| self.0.is_overloaded(model_id))?)
     }
 
-    fn is_over_target(&self, model_id: &str) -> PyResult<bool> {
-        Ok(self.0.is_over_target(model_id)?)
+    fn is_over_target(&self, py: Python<'_>, model_id: &str) -> PyResult<bool> {
+        Ok(py.detach(|| self.0.is_over_target(model_id))?)
     }
 
     fn model_ids(&self) -> Vec<String> {
@@ -224,12 +299,15 @@ impl PyLoadTracker {
     }
 
     /// Every known model's load, stale or not, keyed by id.
-    fn snapshot(&self) -> PyResult<Vec<PyModelLoad>> {
-        self.0
-            .model_ids()
-            .iter()
-            .map(|id| Ok(PyModelLoad(self.0.state(id)?.snapshot())))
-            .collect()
+    fn snapshot(&self, py: Python<'_>) -> PyResult<Vec<PyModelLoad>> {
+        py.detach(|| {
+            self.0
+                .model_ids()
+                .iter()
+                .map(|id| Ok(PyModelLoad(self.0.state(id)?.snapshot())))
+                .collect::<crate::error::Result<Vec<_>>>()
+        })
+        .map_err(PyErr::from)
     }
 
     /// `with tracker.track(model_id):` holds one active request for the block.
@@ -246,199 +324,9 @@ pub fn check_latency(latency_ms: f64) -> PyResult<f64> {
     Ok(crate::perf::check_latency(latency_ms)?)
 }
 
-const NOT_ENTERED: u8 = 0;
-const HELD: u8 = 1;
-const RELEASED: u8 = 2;
-
-/// Called with (model_id, latency_ms, success) when a tracked request ends.
-pub type OnRelease = Arc<dyn Fn(&str, f64, bool) + Send + Sync>;
-
-/// One in-flight request: holds an active slot (or queue place) from enter until exit,
-/// exception, cancellation or garbage collection — whichever comes first, exactly once.
-#[pyclass(frozen, module = "modelrouter", name = "InFlight")]
-pub struct PyInFlight {
-    state: Arc<ModelState>,
-    clock: SharedClock,
-    slot: Slot,
-    phase: AtomicU8,
-    started: AtomicF64,
-    failed: AtomicBool,
-    on_release: Option<OnRelease>,
-}
-
-impl PyInFlight {
-    /// Takes its slot on `__enter__`.
-    pub fn pending(
-        state: Arc<ModelState>,
-        clock: SharedClock,
-        on_release: Option<OnRelease>,
-    ) -> Self {
-        PyInFlight {
-            state,
-            clock,
-            slot: Slot::Active,
-            phase: AtomicU8::new(NOT_ENTERED),
-            started: AtomicF64::new(f64::NAN),
-            failed: AtomicBool::new(false),
-            on_release,
-        }
-    }
-
-    /// Already holds `slot` (admitted by the router).
-    pub fn held(
-        state: Arc<ModelState>,
-        clock: SharedClock,
-        slot: Slot,
-        on_release: Option<OnRelease>,
-    ) -> Self {
-        let started = clock.now();
-        PyInFlight {
-            state,
-            clock,
-            slot,
-            phase: AtomicU8::new(HELD),
-            started: AtomicF64::new(started),
-            failed: AtomicBool::new(false),
-            on_release,
-        }
-    }
-
-    fn acquire(&self) -> PyResult<()> {
-        if self
-            .phase
-            .compare_exchange(NOT_ENTERED, HELD, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            let now = self.clock.now();
-            self.started.store(now);
-            self.state.add_active(1, now)?;
-        }
-        Ok(())
-    }
-
-    /// Gives the slot back once; records latency and outcome.
-    fn finish(&self, success: bool) {
-        if self
-            .phase
-            .compare_exchange(HELD, RELEASED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        let now = self.clock.now();
-        let latency_ms = ((now - self.started.load()) * 1000.0).max(0.0);
-        self.state.release(self.slot, now);
-        self.state.record_latency(latency_ms, now);
-        if let Some(cb) = &self.on_release {
-            cb(
-                &self.state.id,
-                latency_ms,
-                success && !self.failed.load(Ordering::Acquire),
-            );
-        }
-    }
-}
-
-impl Drop for PyInFlight {
-    fn drop(&mut self) {
-        self.finish(false);
-    }
-}
-
-/// An awaitable that is already done, so `__aenter__`/`__aexit__` need no event loop glue.
-#[pyclass(module = "modelrouter")]
-pub struct Ready(Option<Py<PyAny>>);
-
-#[pymethods]
-impl Ready {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let value = self.0.take().unwrap_or_else(|| py.None());
-        Err(PyStopIteration::new_err((value,)))
-    }
-}
-
-#[pymethods]
-impl PyInFlight {
-    #[getter]
-    fn model_id(&self) -> &str {
-        &self.state.id
-    }
-    /// True when the request waits in the model's queue rather than holding a slot.
-    #[getter]
-    fn queued(&self) -> bool {
-        self.slot == Slot::Queued
-    }
-    #[getter]
-    fn released(&self) -> bool {
-        self.phase.load(Ordering::Acquire) == RELEASED
-    }
-
-    /// Marks the request failed without raising (e.g. the model returned an error body).
-    fn mark_failed(&self) {
-        self.failed.store(true, Ordering::Release);
-    }
-
-    /// Ends the request now (idempotent); `with` does this for you.
-    #[pyo3(signature = (success=true))]
-    fn release(&self, success: bool) {
-        self.finish(success);
-    }
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
-        slf.acquire()?;
-        Ok(slf)
-    }
-
-    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
-    fn __exit__(
-        &self,
-        exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> bool {
-        self.finish(exc_type.is_none_or(|t| t.is_none()));
-        false
-    }
-
-    fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Ready> {
-        slf.get().acquire()?;
-        Ok(Ready(Some(slf.into_any().unbind())))
-    }
-
-    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
-    fn __aexit__(
-        &self,
-        py: Python<'_>,
-        exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> Ready {
-        self.finish(exc_type.is_none_or(|t| t.is_none()));
-        Ready(Some(
-            false
-                .into_pyobject(py)
-                .map(|b| b.to_owned().into_any().unbind())
-                .unwrap_or_else(|_| py.None()),
-        ))
-    }
-
-    fn __repr__(&self) -> String {
-        let phase = match self.phase.load(Ordering::Acquire) {
-            NOT_ENTERED => "not entered",
-            HELD => "in flight",
-            _ => "released",
-        };
-        format!("InFlight({:?}, {phase})", self.state.id)
-    }
-}
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyManualClock>()?;
     m.add_class::<PyModelLoad>()?;
     m.add_class::<PyLoadTracker>()?;
-    m.add_class::<PyInFlight>()?;
     Ok(())
 }

@@ -10,6 +10,7 @@ mod capability;
 mod capacity;
 mod errors;
 mod flow;
+mod inflight;
 mod lap;
 mod load;
 mod perf;
@@ -25,6 +26,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lap::register(m)?;
     flow::register(m)?;
     load::register(m)?;
+    inflight::register(m)?;
     router::register(m)?;
     sim::register(m)?;
     perf::register(m)?;

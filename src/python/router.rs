@@ -9,7 +9,10 @@ use super::adaptive::PyAdaptiveScorer;
 use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
 use super::errors::invalid;
-use super::load::{clock_from, OnRelease, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad};
+use super::load::{
+    clock_from, new_tracker, BackendArgs, OnRelease, PyInFlight, PyLoadTracker, PyManualClock,
+    PyModelLoad,
+};
 use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
@@ -126,8 +129,15 @@ fn resolve_tracker(
     capacity: Option<&Bound<'_, PyCapacityManager>>,
     clock: Option<&Bound<'_, PyManualClock>>,
     stale_after_s: f64,
+    backend: &BackendArgs<'_>,
 ) -> PyResult<Arc<LoadTracker>> {
     let from_capacity = capacity.map(|c| c.get().0.tracker().clone());
+    if backend.url.is_some() && (tracker.is_some() || capacity.is_some()) {
+        return Err(invalid(
+            "backend",
+            "give it to the LoadTracker passed as tracker, not to the Router as well",
+        ));
+    }
     match (tracker.map(|t| t.get().0.clone()), from_capacity) {
         (Some(t), Some(c)) if !Arc::ptr_eq(&t, &c) => Err(invalid(
             "capacity",
@@ -139,10 +149,7 @@ fn resolve_tracker(
             }
             Ok(t)
         }
-        (None, None) => Ok(Arc::new(LoadTracker::new(
-            stale_after_s,
-            clock_from(clock),
-        )?)),
+        (None, None) => new_tracker(stale_after_s, clock_from(clock), backend),
     }
 }
 
@@ -151,7 +158,8 @@ impl PyRouter {
     #[new]
     #[pyo3(signature = (models, strategy="optimal", load_balancing=true, load_weight=0.5,
                         *, policy="weighted", weights=None, tracker=None, capacity=None,
-                        performance=None, adaptive=None, clock=None, stale_after_s=60.0))]
+                        performance=None, adaptive=None, clock=None, stale_after_s=60.0,
+                        backend=None, lease_ttl_s=30.0, fail_mode="open", timeout_s=0.5))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         models: &Bound<'_, PyAny>,
@@ -166,6 +174,10 @@ impl PyRouter {
         adaptive: Option<&Bound<'_, PyAdaptiveScorer>>,
         clock: Option<&Bound<'_, PyManualClock>>,
         stale_after_s: f64,
+        backend: Option<&str>,
+        lease_ttl_s: f64,
+        fail_mode: &str,
+        timeout_s: f64,
     ) -> PyResult<Self> {
         let models: Vec<PyModel> = models
             .extract()
@@ -177,7 +189,13 @@ impl PyRouter {
             weights: weights_or_default(weights),
             policy: policy.parse::<Policy>()?,
         };
-        let tracker = resolve_tracker(tracker, capacity, clock, stale_after_s)?;
+        let backend = BackendArgs {
+            url: backend,
+            lease_ttl_s,
+            fail_mode,
+            timeout_s,
+        };
+        let tracker = resolve_tracker(tracker, capacity, clock, stale_after_s, &backend)?;
         let feeds = Feeds {
             load: tracker,
             capacity: capacity.map(|c| c.get().0.clone()),
@@ -229,21 +247,21 @@ impl PyRouter {
     /// The model id for one request of `agent` under live load. Raises NoCapacityError (with
     /// `retry_after_s`) when every eligible model and its queue are full, InfeasibleError when
     /// no model meets the agent's requirements. Reserves nothing: see `request`.
-    fn route(&self, agent: &Bound<'_, PyAny>) -> PyResult<String> {
+    fn route(&self, py: Python<'_>, agent: &Bound<'_, PyAny>) -> PyResult<String> {
         let agent = agent_from(agent)?;
-        let route = self.core.route(&agent.0)?;
+        let route = py.detach(|| self.core.route(&agent.0))?;
         Ok(self.core.models[route.model].id.clone())
     }
 
     /// Routes and reserves atomically: `with router.request(agent) as r: call(r.model_id)`.
     /// The slot (or queue place) is given back on exit, exception or cancellation.
-    fn request(&self, agent: &Bound<'_, PyAny>) -> PyResult<PyInFlight> {
+    fn request(&self, py: Python<'_>, agent: &Bound<'_, PyAny>) -> PyResult<PyInFlight> {
         let agent = agent_from(agent)?;
-        let (route, slot) = self.core.admit(&agent.0)?;
+        let (route, ticket) = py.detach(|| self.core.admit(&agent.0))?;
         let state = self.core.state(route.model).clone();
         let on_release = self.on_release(route.model, Some(&agent.0.id));
         let clock = self.core.tracker().clock().clone();
-        Ok(PyInFlight::held(state, clock, slot, Some(on_release)))
+        Ok(PyInFlight::held(state, clock, ticket, Some(on_release)))
     }
 
     /// `with router.track(model_id):` counts one active request on the model for the block
@@ -271,9 +289,9 @@ impl PyRouter {
     }
 
     /// The model's live load (stale or not); KeyError for an unknown id.
-    fn load(&self, model_id: &str) -> PyResult<PyModelLoad> {
+    fn load(&self, py: Python<'_>, model_id: &str) -> PyResult<PyModelLoad> {
         let j = self.core.model_index(model_id)?;
-        Ok(PyModelLoad(self.core.state(j).snapshot()))
+        Ok(PyModelLoad(py.detach(|| self.core.state(j).snapshot())))
     }
 
     /// Assigns each agent at most one model; agents that fit nowhere are listed in `unassigned`.

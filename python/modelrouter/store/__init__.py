@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidInputError
@@ -19,6 +19,7 @@ from ._signals import install_signal_handlers
 from ._sqlite import SQLiteStore
 
 DEFAULT_URL = "sqlite:///modelrouter.db"
+_S = TypeVar("_S")
 
 
 @runtime_checkable
@@ -88,6 +89,12 @@ class DecisionStore(Protocol):
         """Flushes, then releases the connection; idempotent. Later ``record_*`` calls raise
         ``StoreError``."""
         ...
+
+    def __enter__(self: _S) -> _S:
+        """``with open_store(url) as store:`` closes it on the way out."""
+        ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 def open_store(url: str | None = None, **options: Any) -> DecisionStore:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidInputError
 from ._schema import StoreError
@@ -27,6 +27,7 @@ from ._signals import _open_stores, install_signal_handlers
 
 log = logging.getLogger("modelrouter.store")
 
+_S = TypeVar("_S", bound="BaseStore")
 OUTCOMES = ("routed", "no_capacity", "infeasible")
 TABLES = ("assignments", "routing_decisions", "feedback", "utilization")
 
@@ -270,7 +271,7 @@ class BaseStore:
                 return
             time.sleep(0.002)
 
-    def __enter__(self) -> BaseStore:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -38,11 +38,16 @@ _SQLITE: list[list[str]] = [
         "ALTER TABLE assignments ADD COLUMN n_agents INTEGER",
         "ALTER TABLE assignments ADD COLUMN n_assigned INTEGER",
         "ALTER TABLE assignments ADD COLUMN total_score REAL",
+        # Same rules as record_assignment: wrong JSON types give NULL.
         "UPDATE assignments SET"
-        " strategy = json_extract(response, '$.strategy_used'),"
-        " n_agents = json_array_length(request, '$.agents'),"
-        " n_assigned = json_array_length(response, '$.assignments'),"
-        " total_score = json_extract(response, '$.total_score')",
+        " strategy = CASE WHEN json_type(response, '$.strategy_used') = 'text'"
+        " THEN json_extract(response, '$.strategy_used') END,"
+        " n_agents = CASE WHEN json_type(request, '$.agents') = 'array'"
+        " THEN json_array_length(request, '$.agents') END,"
+        " n_assigned = CASE WHEN json_type(response, '$.assignments') = 'array'"
+        " THEN json_array_length(response, '$.assignments') END,"
+        " total_score = CASE WHEN json_type(response, '$.total_score') IN ('integer', 'real')"
+        " THEN json_extract(response, '$.total_score') END",
         "CREATE TABLE utilization (id INTEGER PRIMARY KEY, ts REAL NOT NULL,"
         " model_id TEXT NOT NULL, utilization REAL NOT NULL)",
         "CREATE INDEX utilization_model_ts ON utilization (model_id, ts)",
@@ -68,7 +73,8 @@ _POSTGRES: list[list[str]] = [
         "ALTER TABLE assignments ADD COLUMN strategy TEXT, ADD COLUMN n_agents INTEGER,"
         " ADD COLUMN n_assigned INTEGER, ADD COLUMN total_score DOUBLE PRECISION",
         "UPDATE assignments SET"
-        " strategy = response->>'strategy_used',"
+        " strategy = CASE WHEN jsonb_typeof(response->'strategy_used') = 'string'"
+        " THEN response->>'strategy_used' END,"
         " n_agents = CASE WHEN jsonb_typeof(request->'agents') = 'array'"
         " THEN jsonb_array_length(request->'agents') END,"
         " n_assigned = CASE WHEN jsonb_typeof(response->'assignments') = 'array'"

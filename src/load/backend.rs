@@ -1,0 +1,156 @@
+//! Where in-flight counts live when several router replicas share them (e.g. Redis, see
+//! `crate::shared`). Without a backend a `ModelState` counts in its own atomics.
+
+use std::fmt;
+
+use super::{Capacity, Slot};
+use crate::error::Result;
+
+/// What a replica does when the shared backend cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Admit against this process's own counts and record a fail-open event.
+    Open,
+    /// Refuse with `Error::BackendUnavailable`.
+    Closed,
+}
+
+impl FailMode {
+    pub const ALL: [FailMode; 2] = [FailMode::Open, FailMode::Closed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        }
+    }
+}
+
+impl std::str::FromStr for FailMode {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        crate::error::parse_choice("fail_mode", "fail mode", s, &FailMode::ALL, FailMode::name)
+    }
+}
+
+/// The answer of a shared admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Admitted in the backend under this lease.
+    Leased(Slot, String),
+    /// The model and its queue are full across every replica.
+    Refused,
+    /// The backend is unreachable and the fail mode is open: admit locally.
+    FallBack,
+}
+
+/// Health and counters of a shared backend, for alerts and dashboards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendStatus {
+    pub backend: String,
+    pub available: bool,
+    pub fail_mode: FailMode,
+    pub lease_ttl_s: f64,
+    pub held_leases: u64,
+    /// Admissions made on local counts because the backend was unreachable.
+    pub fail_open_events: u64,
+    /// Failed round trips of any kind.
+    pub errors: u64,
+    /// Held leases found expired on renewal (e.g. the backend was away longer than the TTL).
+    pub lost_leases: u64,
+    pub last_error: Option<String>,
+}
+
+/// Shared in-flight counts. Errors are `Error::BackendUnavailable` (fail closed) only.
+pub trait LoadBackend: Send + Sync + fmt::Debug {
+    /// Admits one request atomically across replicas; `bounded = false` counts it whatever
+    /// the limits (tracked requests, routing without load balancing).
+    fn acquire(&self, model: &str, capacity: Capacity, bounded: bool) -> Result<Admission>;
+    /// Gives a lease back; idempotent, never fails (an unreachable backend lets it expire).
+    fn release(&self, model: &str, slot: Slot, lease: &str);
+    /// (active, queued) across replicas; None when the backend is unreachable.
+    fn counts(&self, model: &str) -> Option<(u64, u64)>;
+    fn status(&self) -> BackendStatus;
+}
+
+/// What an admitted request holds: its counter and, with a shared backend, its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub slot: Slot,
+    pub lease: Option<String>,
+}
+
+impl Ticket {
+    pub fn local(slot: Slot) -> Self {
+        Ticket { slot, lease: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::error::Error;
+    use crate::load::{LoadTracker, ManualClock};
+
+    /// A backend answering from a script of canned replies.
+    #[derive(Debug, Default)]
+    struct Fake {
+        replies: Mutex<Vec<Result<Admission>>>,
+        released: Mutex<Vec<String>>,
+        counts: Option<(u64, u64)>,
+    }
+
+    impl LoadBackend for Fake {
+        fn acquire(&self, _: &str, _: Capacity, _: bool) -> Result<Admission> {
+            self.replies.lock().unwrap().remove(0)
+        }
+        fn release(&self, _: &str, _: Slot, lease: &str) {
+            self.released.lock().unwrap().push(lease.to_string());
+        }
+        fn counts(&self, _: &str) -> Option<(u64, u64)> {
+            self.counts
+        }
+        fn status(&self) -> BackendStatus {
+            unimplemented!()
+        }
+    }
+
+    #[test]
+    fn models_admit_through_the_backend_and_fall_back_locally() {
+        let fake = Arc::new(Fake {
+            replies: Mutex::new(vec![
+                Ok(Admission::Leased(Slot::Active, "l1".into())),
+                Ok(Admission::Refused),
+                Ok(Admission::FallBack),
+                Ok(Admission::FallBack),
+                Err(Error::BackendUnavailable("down".into())),
+            ]),
+            counts: Some((7, 1)),
+            ..Fake::default()
+        });
+        let clock = Arc::new(ManualClock::new(0.0));
+        let t = LoadTracker::with_backend(60.0, clock.clone(), Some(fake.clone())).unwrap();
+        let s = t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
+        let leased = s.acquire(true, 0.0).unwrap().unwrap();
+        assert_eq!(leased.lease.as_deref(), Some("l1"));
+        assert_eq!(s.acquire(true, 0.0).unwrap(), None);
+        // Falling back, the local count (which includes the leased request) is the limit.
+        assert_eq!(s.acquire(true, 0.0).unwrap(), None);
+        assert_eq!(
+            s.acquire(false, 0.0).unwrap(),
+            Some(Ticket::local(Slot::Active))
+        );
+        assert!(matches!(
+            s.acquire(true, 0.0),
+            Err(Error::BackendUnavailable(_))
+        ));
+        assert_eq!((s.local_active(), s.counts()), (2, (7, 1)));
+        s.release_ticket(&leased, 0.0);
+        assert_eq!(*fake.released.lock().unwrap(), ["l1"]);
+        // Shared counts are live: never stale while the backend answers.
+        clock.advance(600.0);
+        assert_eq!(t.current_load("m").unwrap().active_requests, 7);
+    }
+}

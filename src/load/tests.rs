@@ -1,0 +1,98 @@
+use super::*;
+
+fn tracker() -> (LoadTracker, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(100.0));
+    (LoadTracker::new(60.0, clock.clone()).unwrap(), clock)
+}
+
+#[test]
+fn counts_utilization_and_thresholds() {
+    let (t, _) = tracker();
+    t.set_capacity("m", Capacity::new(10, 5, 0.8).unwrap());
+    assert_eq!(t.update_load("m", 9).unwrap(), 9);
+    let load = t.current_load("m").unwrap();
+    assert!((load.utilization() - 0.9).abs() < 1e-12);
+    assert!(t.is_over_target("m").unwrap());
+    assert!(!t.is_overloaded("m").unwrap());
+    t.update_load("m", 2).unwrap();
+    assert!(t.is_overloaded("m").unwrap());
+    t.update_load("m", -11).unwrap();
+    t.update_queue("m", 6).unwrap();
+    assert!(t.is_overloaded("m").unwrap());
+}
+
+#[test]
+fn going_negative_is_an_error_and_leaves_the_count() {
+    let (t, _) = tracker();
+    t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
+    t.update_load("m", 1).unwrap();
+    assert!(matches!(
+        t.update_load("m", -2),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert_eq!(t.state("m").unwrap().active(), 1);
+    assert!(matches!(t.update_load("x", 1), Err(Error::UnknownModel(_))));
+}
+
+#[test]
+fn stale_data_is_unknown() {
+    let (t, clock) = tracker();
+    t.set_capacity("m", Capacity::new(4, 0, 0.8).unwrap());
+    clock.advance(60.0);
+    assert!(t.current_load("m").is_some());
+    clock.advance(0.5);
+    assert!(t.current_load("m").is_none());
+    t.update_load("m", 1).unwrap();
+    assert_eq!(t.current_load("m").unwrap().active_requests, 1);
+    assert!(t.current_load("unknown").is_none());
+}
+
+#[test]
+fn admission_fills_slots_then_queue_then_refuses() {
+    let (t, _) = tracker();
+    let s = t.set_capacity("m", Capacity::new(2, 1, 1.0).unwrap());
+    assert_eq!(s.try_admit(0.0), Some(Slot::Active));
+    assert_eq!(s.try_admit(0.0), Some(Slot::Active));
+    assert_eq!(s.try_admit(0.0), Some(Slot::Queued));
+    assert_eq!(s.try_admit(0.0), None);
+    s.release(Slot::Queued, 0.0);
+    s.release(Slot::Active, 0.0);
+    assert_eq!((s.active(), s.queued()), (1, 0));
+}
+
+#[test]
+fn concurrent_updates_lose_nothing() {
+    let (t, _) = tracker();
+    let s = t.set_capacity("m", Capacity::new(1000, 0, 1.0).unwrap());
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..10_000 {
+                    s.add_active(1, 0.0).unwrap();
+                    s.add_active(-1, 0.0).unwrap();
+                }
+                s.add_active(1, 0.0).unwrap();
+            });
+        }
+    });
+    assert_eq!(s.active(), 8);
+}
+
+#[test]
+fn latency_ewma_starts_at_the_first_sample() {
+    let (t, _) = tracker();
+    let s = t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
+    assert!(s.latency_ms().is_nan());
+    s.record_latency(100.0, 0.0);
+    s.record_latency(200.0, 0.0);
+    assert!((s.latency_ms() - 120.0).abs() < 1e-12);
+}
+
+#[test]
+fn bad_settings_are_rejected() {
+    let clock: SharedClock = Arc::new(ManualClock::new(0.0));
+    assert!(LoadTracker::new(0.0, clock.clone()).is_err());
+    assert!(LoadTracker::new(f64::NAN, clock).is_err());
+    assert!(Capacity::new(0, 0, 0.5).is_err());
+    assert!(Capacity::new(1, 0, 0.0).is_err());
+}

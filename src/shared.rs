@@ -1,0 +1,362 @@
+//! In-flight counts shared by router replicas through Redis.
+//!
+//! Per model two sorted sets, `{mr:<model>}:active` and `{mr:<model>}:queued`, hold leases:
+//! member = lease id, score = deadline in ms on the Redis server's clock (`TIME`), never a
+//! client's. One Lua script purges expired leases, checks the limits and adds the lease
+//! atomically; release is a `ZREM` (idempotent). A holder renews only its own leases, from a
+//! thread of the process that holds them, so a crashed replica's leases expire within the TTL
+//! and nothing else extends them. The hash tag keeps a model's keys on one Cluster slot.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use redis::{Connection, RedisResult, Script};
+
+use crate::error::{Error, Result};
+use crate::load::{Admission, BackendStatus, Capacity, FailMode, LoadBackend, Slot};
+
+mod config;
+mod renew;
+mod scripts;
+
+use config::redact;
+pub use config::RedisConfig;
+
+/// After a failed round trip the backend is not tried again for this long (fail fast).
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// Readings of the shared counts are reused for this long.
+const COUNTS_TTL: Duration = Duration::from_millis(5);
+
+/// Shared load in Redis; cheap to clone (one pool of connections, one renewer thread).
+#[derive(Debug, Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+/// model → lease id → slot, for the leases this process holds.
+type Held = HashMap<String, HashMap<String, Slot>>;
+
+struct Inner {
+    client: redis::Client,
+    config: RedisConfig,
+    display_url: String,
+    ttl_ms: u64,
+    timeout: Duration,
+    /// The process these connections, leases and renewer belong to (reset after a fork).
+    pid: AtomicU32,
+    pool: Mutex<Vec<Connection>>,
+    held: Mutex<Held>,
+    counts: Mutex<HashMap<String, (Instant, u64, u64)>>,
+    down_until: Mutex<Option<Instant>>,
+    available: AtomicBool,
+    renewer_pid: AtomicU32,
+    id_prefix: String,
+    seq: AtomicU64,
+    fail_open_events: AtomicU64,
+    errors: AtomicU64,
+    lost_leases: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    acquire: Script,
+    renew: Script,
+    read: Script,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("url", &self.display_url)
+            .field("lease_ttl_s", &self.config.lease_ttl_s)
+            .field("fail_mode", &self.config.fail_mode)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is a single insert/remove/read: a poisoned lock is still whole.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn keys(model: &str) -> [String; 2] {
+    [
+        format!("{{mr:{model}}}:active"),
+        format!("{{mr:{model}}}:queued"),
+    ]
+}
+
+fn key_of(model: &str, slot: Slot) -> String {
+    let [active, queued] = keys(model);
+    match slot {
+        Slot::Active => active,
+        Slot::Queued => queued,
+    }
+}
+
+impl RedisBackend {
+    pub fn new(config: RedisConfig) -> Result<Self> {
+        let display_url = redact(&config.url);
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| Error::invalid("backend", format!("cannot parse {display_url:?}: {e}")))?;
+        let pid = std::process::id();
+        let inner = Inner {
+            client,
+            display_url,
+            ttl_ms: (config.lease_ttl_s * 1000.0).round() as u64,
+            timeout: Duration::from_secs_f64(config.timeout_s),
+            pid: AtomicU32::new(pid),
+            pool: Mutex::new(Vec::new()),
+            held: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
+            down_until: Mutex::new(None),
+            available: AtomicBool::new(true),
+            renewer_pid: AtomicU32::new(0),
+            id_prefix: format!("{pid:x}-{:016x}", rand::random::<u64>()),
+            seq: AtomicU64::new(0),
+            fail_open_events: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            lost_leases: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            acquire: Script::new(scripts::ACQUIRE),
+            renew: Script::new(scripts::RENEW),
+            read: Script::new(scripts::READ),
+            config,
+        };
+        Ok(RedisBackend {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// Admits `n` requests of one model in one round trip; refused ones are left out.
+    pub fn acquire_many(
+        &self,
+        model: &str,
+        capacity: Capacity,
+        bounded: bool,
+        n: usize,
+    ) -> Result<Vec<(Slot, String)>> {
+        let inner = &self.inner;
+        inner.check_fork();
+        let ids: Vec<String> = (0..n).map(|_| inner.lease_id()).collect();
+        let [active, queued] = keys(model);
+        let reply: RedisResult<Vec<u64>> = inner.round_trip(|con| {
+            let mut call = inner.acquire.prepare_invoke();
+            call.key(&active).key(&queued);
+            call.arg(capacity.max_concurrent)
+                .arg(capacity.max_queue)
+                .arg(inner.ttl_ms)
+                .arg(u8::from(!bounded))
+                .arg(&ids);
+            call.invoke(con)
+        });
+        let reply = match reply {
+            Ok(r) if r.len() == n + 2 => r,
+            Ok(_) => return Err(Error::BackendUnavailable("malformed acquire reply".into())),
+            Err(e) => return Err(Error::BackendUnavailable(inner.unavailable(&e))),
+        };
+        inner.remember_counts(model, reply[n], reply[n + 1]);
+        let granted: Vec<(Slot, String)> = ids
+            .into_iter()
+            .zip(&reply[..n])
+            .filter_map(|(id, &code)| match code {
+                1 => Some((Slot::Active, id)),
+                2 => Some((Slot::Queued, id)),
+                _ => None,
+            })
+            .collect();
+        if !granted.is_empty() {
+            let mut held = lock(&inner.held);
+            let mine = held.entry(model.to_string()).or_default();
+            for (slot, id) in &granted {
+                mine.insert(id.clone(), *slot);
+            }
+            drop(held);
+            self.ensure_renewer();
+        }
+        Ok(granted)
+    }
+
+    /// Releases many leases of one model in one round trip (idempotent).
+    pub fn release_many(&self, model: &str, leases: &[(Slot, String)]) {
+        if leases.is_empty() {
+            return;
+        }
+        let inner = &self.inner;
+        {
+            let mut held = lock(&inner.held);
+            if let Some(mine) = held.get_mut(model) {
+                for (_, id) in leases {
+                    mine.remove(id);
+                }
+            }
+        }
+        lock(&inner.counts).remove(model);
+        let mut pipe = redis::pipe();
+        for slot in [Slot::Active, Slot::Queued] {
+            let ids: Vec<&String> = leases
+                .iter()
+                .filter(|(s, _)| *s == slot)
+                .map(|(_, id)| id)
+                .collect();
+            if !ids.is_empty() {
+                pipe.cmd("ZREM").arg(key_of(model, slot)).arg(ids).ignore();
+            }
+        }
+        // An unreachable backend lets the lease expire on its own; the error is recorded.
+        let _ = inner.round_trip(|con| pipe.query::<()>(con));
+    }
+
+    /// Renews every lease this process holds (what the renewer thread does every TTL/3).
+    pub fn renew_held(&self) {
+        self.inner.renew_held();
+    }
+}
+
+impl Inner {
+    fn lease_id(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.id_prefix)
+    }
+
+    /// After a fork the child owns none of the parent's connections, leases or renewer.
+    fn check_fork(&self) {
+        let pid = std::process::id();
+        if self.pid.swap(pid, Ordering::AcqRel) != pid {
+            lock(&self.pool).clear();
+            lock(&self.held).clear();
+            lock(&self.counts).clear();
+            self.renewer_pid.store(0, Ordering::Release);
+        }
+    }
+
+    fn record_error(&self, message: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_error) = Some(message);
+    }
+
+    /// Records the failure and words it for the caller.
+    fn unavailable(&self, err: &redis::RedisError) -> String {
+        format!(
+            "shared load backend {} is unavailable: {err}",
+            self.display_url
+        )
+    }
+
+    fn is_down(&self) -> bool {
+        matches!(*lock(&self.down_until), Some(t) if Instant::now() < t)
+    }
+
+    /// One round trip on a pooled connection with timeouts; fails fast for a while after an
+    /// error so that a dead server costs one timeout, not one per request.
+    fn round_trip<T>(&self, f: impl Fn(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
+        self.check_fork();
+        if self.is_down() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "backend marked down after a recent error; retrying shortly",
+            )));
+        }
+        let pooled = lock(&self.pool).pop();
+        let fresh = || {
+            self.connect()
+                .and_then(|mut con| f(&mut con).map(|v| (v, con)))
+        };
+        let result = match pooled {
+            // A pooled connection may predate a server restart: one retry on a new connection
+            // when it was found closed (never after a timeout, when the script may have run).
+            Some(mut con) => match f(&mut con) {
+                Err(e) if e.is_connection_dropped() && !e.is_timeout() => fresh(),
+                other => other.map(|v| (v, con)),
+            },
+            None => fresh(),
+        };
+        match result {
+            Ok((value, con)) => {
+                lock(&self.pool).push(con);
+                *lock(&self.down_until) = None;
+                self.available.store(true, Ordering::Release);
+                Ok(value)
+            }
+            Err(e) => {
+                self.record_error(self.unavailable(&e));
+                *lock(&self.down_until) = Some(Instant::now() + RETRY_AFTER);
+                self.available.store(false, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    fn connect(&self) -> RedisResult<Connection> {
+        let con = self.client.get_connection_with_timeout(self.timeout)?;
+        con.set_read_timeout(Some(self.timeout))?;
+        con.set_write_timeout(Some(self.timeout))?;
+        Ok(con)
+    }
+
+    fn remember_counts(&self, model: &str, active: u64, queued: u64) {
+        lock(&self.counts).insert(model.to_string(), (Instant::now(), active, queued));
+    }
+}
+
+impl LoadBackend for RedisBackend {
+    fn acquire(&self, model: &str, capacity: Capacity, bounded: bool) -> Result<Admission> {
+        match self.acquire_many(model, capacity, bounded, 1) {
+            Ok(mut granted) => Ok(match granted.pop() {
+                Some((slot, id)) => Admission::Leased(slot, id),
+                None => Admission::Refused,
+            }),
+            Err(_) if self.inner.config.fail_mode == FailMode::Open => {
+                self.inner.fail_open_events.fetch_add(1, Ordering::Relaxed);
+                Ok(Admission::FallBack)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn release(&self, model: &str, slot: Slot, lease: &str) {
+        self.release_many(model, &[(slot, lease.to_string())]);
+    }
+
+    fn counts(&self, model: &str) -> Option<(u64, u64)> {
+        let inner = &self.inner;
+        if let Some(&(at, a, q)) = lock(&inner.counts).get(model) {
+            if at.elapsed() < COUNTS_TTL {
+                return Some((a, q));
+            }
+        }
+        let [active, queued] = keys(model);
+        let reply: RedisResult<(u64, u64)> = inner.round_trip(|con| {
+            inner
+                .read
+                .prepare_invoke()
+                .key(&active)
+                .key(&queued)
+                .invoke(con)
+        });
+        let (a, q) = reply.ok()?;
+        inner.remember_counts(model, a, q);
+        Some((a, q))
+    }
+
+    fn status(&self) -> BackendStatus {
+        let inner = &self.inner;
+        BackendStatus {
+            backend: inner.display_url.clone(),
+            available: inner.available.load(Ordering::Acquire),
+            fail_mode: inner.config.fail_mode,
+            lease_ttl_s: inner.config.lease_ttl_s,
+            held_leases: lock(&inner.held).values().map(|m| m.len() as u64).sum(),
+            fail_open_events: inner.fail_open_events.load(Ordering::Relaxed),
+            errors: inner.errors.load(Ordering::Relaxed),
+            lost_leases: inner.lost_leases.load(Ordering::Relaxed),
+            last_error: lock(&inner.last_error).clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

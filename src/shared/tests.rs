@@ -1,0 +1,109 @@
+//! Tests that need a server run only when `MODELROUTER_TEST_REDIS_URL` names one (flushed
+//! of `{mr:test-*}` keys by using fresh model ids); the rest use a port nobody listens on.
+
+use super::*;
+
+fn capacity(max_concurrent: u64, max_queue: u64) -> Capacity {
+    Capacity::new(max_concurrent, max_queue, 1.0).unwrap()
+}
+
+fn server(ttl_s: f64) -> Option<RedisBackend> {
+    let url = std::env::var("MODELROUTER_TEST_REDIS_URL").ok()?;
+    let config = RedisConfig::new(&url, ttl_s, FailMode::Closed, 1.0).unwrap();
+    Some(RedisBackend::new(config).unwrap())
+}
+
+fn fresh_model(tag: &str) -> String {
+    format!("test-{tag}-{:x}", rand::random::<u64>())
+}
+
+fn dead(fail_mode: FailMode) -> RedisBackend {
+    let config = RedisConfig::new("redis://127.0.0.1:1/0", 5.0, fail_mode, 0.2).unwrap();
+    RedisBackend::new(config).unwrap()
+}
+
+#[test]
+fn bad_settings_name_their_field() {
+    let field = |r: Result<RedisConfig>| match r {
+        Err(Error::InvalidInput { field, .. }) => field,
+        other => panic!("expected an input error, got {other:?}"),
+    };
+    assert_eq!(
+        field(RedisConfig::new("http://x", 5.0, FailMode::Open, 1.0)),
+        "backend"
+    );
+    assert_eq!(
+        field(RedisConfig::new("redis://x", 0.0, FailMode::Open, 1.0)),
+        "lease_ttl_s"
+    );
+    assert_eq!(
+        field(RedisConfig::new("redis://x", f64::NAN, FailMode::Open, 1.0)),
+        "lease_ttl_s"
+    );
+    assert_eq!(
+        field(RedisConfig::new("redis://x", 5.0, FailMode::Open, 0.0)),
+        "timeout_s"
+    );
+    assert!("sideways".parse::<FailMode>().is_err());
+}
+
+#[test]
+fn passwords_are_redacted() {
+    assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+    assert_eq!(redact("redis://h:1/0"), "redis://h:1/0");
+}
+
+#[test]
+fn an_unreachable_server_fails_open_or_closed_without_hanging() {
+    let started = Instant::now();
+    let open = dead(FailMode::Open);
+    assert_eq!(
+        open.acquire("m", capacity(1, 0), true),
+        Ok(Admission::FallBack)
+    );
+    assert_eq!(open.counts("m"), None);
+    let status = open.status();
+    assert!(!status.available && status.fail_open_events == 1 && status.errors >= 1);
+    let closed = dead(FailMode::Closed);
+    assert!(matches!(
+        closed.acquire("m", capacity(1, 0), true),
+        Err(Error::BackendUnavailable(_))
+    ));
+    closed.release("m", Slot::Active, "nobody");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn admission_is_bounded_and_release_is_idempotent() {
+    let Some(b) = server(30.0) else { return };
+    let m = fresh_model("bounded");
+    let granted = b.acquire_many(&m, capacity(2, 1), true, 5).unwrap();
+    let slots: Vec<Slot> = granted.iter().map(|(s, _)| *s).collect();
+    assert_eq!(slots, [Slot::Active, Slot::Active, Slot::Queued]);
+    assert_eq!(b.counts(&m), Some((2, 1)));
+    assert_eq!(b.acquire(&m, capacity(2, 1), true), Ok(Admission::Refused));
+    assert!(matches!(
+        b.acquire(&m, capacity(2, 1), false),
+        Ok(Admission::Leased(Slot::Active, _))
+    ));
+    b.release_many(&m, &granted);
+    b.release_many(&m, &granted);
+    assert_eq!(b.counts(&m), Some((1, 0)));
+}
+
+#[test]
+fn unrenewed_leases_expire_and_renewal_keeps_live_ones() {
+    let Some(b) = server(0.3) else { return };
+    let m = fresh_model("expiry");
+    let lease = b.acquire_many(&m, capacity(4, 0), true, 1).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // The renewer thread kept it alive past its first deadline.
+    lock(&b.inner.counts).clear();
+    assert_eq!(b.counts(&m), Some((1, 0)));
+    // Forget it locally, as a crashed holder would: nothing renews it any more.
+    lock(&b.inner.held).clear();
+    std::thread::sleep(Duration::from_millis(500));
+    lock(&b.inner.counts).clear();
+    assert_eq!(b.counts(&m), Some((0, 0)));
+    b.release_many(&m, &lease);
+}

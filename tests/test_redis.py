@@ -1,0 +1,337 @@
+"""Shared load across replicas through a real redis-server (started here on a free loopback
+port, no persistence). Skipped only when the redis-server binary is absent."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import modelrouter as mr
+
+REDIS = shutil.which("redis-server")
+needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or _free_port()
+        self.dir = tempfile.mkdtemp(prefix="mr-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        assert REDIS is not None
+        cmd = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        cmd += ["--appendonly", "no", "--dir", self.dir]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.cli("PING") == "PONG":
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def cli(self, *args: str) -> str:
+        """One command over a raw socket (no client library needed); the reply's first line."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                parts = [f"${len(a.encode())}\r\n{a}\r\n" for a in args]
+                s.sendall(f"*{len(args)}\r\n{''.join(parts)}".encode())
+                line = s.makefile("rb").readline().decode().strip()
+        except OSError:
+            return ""
+        return line.lstrip("+:")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    if REDIS is None:
+        pytest.skip("redis-server is not installed")
+    srv = RedisServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server of the test's own, which the test may stop and start."""
+    if REDIS is None:
+        pytest.skip("redis-server is not installed")
+    srv = RedisServer().start()
+    yield srv
+    srv.stop()
+
+
+def _model(max_concurrent: int, max_queue: int = 0) -> list[mr.Model]:
+    return [mr.Model("m", {"code": 0.9}, max_concurrent=max_concurrent, max_queue=max_queue)]
+
+
+def _fresh() -> str:
+    return f"model-{os.getpid()}-{time.monotonic_ns()}"
+
+
+# --- workers run in spawned processes --------------------------------------------------
+
+
+def _hammer(url: str, threads: int, rounds: int, live: Any, peak: Any, errors: Any) -> None:
+    router = mr.Router(_model(10), policy="least_loaded", backend=url, fail_mode="closed")
+    agent = mr.Agent("a", {"code": 0.5})
+
+    def work() -> None:
+        done = 0
+        while done < rounds:
+            try:
+                with router.request(agent):
+                    with live.get_lock():
+                        live.value += 1
+                        peak.value = max(peak.value, live.value)
+                    time.sleep(0.002)
+                    with live.get_lock():
+                        live.value -= 1
+                done += 1
+            except mr.NoCapacityError:
+                time.sleep(0.001)
+            except Exception:
+                with errors.get_lock():
+                    errors.value += 1
+                return
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def _hold(url: str, model: str, n: int, ttl: float, ready: Any) -> None:
+    tracker = mr.LoadTracker(backend=url, lease_ttl_s=ttl, fail_mode="closed")
+    tracker.set_capacity(model, max_concurrent=100)
+    guards = [tracker.track(model) for _ in range(n)]
+    for g in guards:
+        g.__enter__()
+    ready.set()
+    time.sleep(600)
+
+
+def _pairs(url: str, model: str, threads: int, pairs: int, errors: Any) -> None:
+    tracker = mr.LoadTracker(backend=url, fail_mode="closed")
+    tracker.set_capacity(model, max_concurrent=1000)
+
+    def work() -> None:
+        try:
+            for _ in range(pairs):
+                with tracker.track(model):
+                    pass
+        except Exception:
+            with errors.get_lock():
+                errors.value += 1
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+# --- tests -----------------------------------------------------------------------------
+
+
+def test_bad_settings_name_the_field() -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"backend": "http://127.0.0.1:6379"}, "backend"),
+        ({"backend": "redis://127.0.0.1:1", "lease_ttl_s": 0.0}, "lease_ttl_s"),
+        ({"backend": "redis://127.0.0.1:1", "lease_ttl_s": float("nan")}, "lease_ttl_s"),
+        ({"backend": "redis://127.0.0.1:1", "fail_mode": "sideways"}, "fail_mode"),
+        ({"fail_mode": "sideways"}, "fail_mode"),
+        ({"backend": "redis://127.0.0.1:1", "timeout_s": -1.0}, "timeout_s"),
+    ]
+    for kwargs, field in cases:
+        with pytest.raises(ValueError) as info:
+            mr.LoadTracker(**kwargs)
+        assert isinstance(info.value, mr.InvalidInputError) and info.value.field == field
+    tracker = mr.LoadTracker(backend="redis://127.0.0.1:1")
+    with pytest.raises(mr.InvalidInputError) as info:
+        mr.Router(_model(1), tracker=tracker, backend="redis://127.0.0.1:1")
+    assert info.value.field == "backend"
+    assert mr.LoadTracker().backend_status() is None
+
+
+@needs_redis
+def test_replicas_in_one_process_share_limits(server: RedisServer) -> None:
+    a = mr.Router(_model(2), backend=server.url)
+    b = mr.Router(_model(2), backend=server.url)
+    agent = mr.Agent("x", {"code": 0.5})
+    held = [a.request(agent), b.request(agent)]
+    assert all(h.lease_id for h in held)
+    with pytest.raises(mr.NoCapacityError):
+        b.request(agent)
+    time.sleep(0.01)  # readings are cached for a few ms
+    assert a.load("m").active_requests == 2
+    assert server.cli("ZCARD", "{mr:m}:active") == "2"
+    held[0].release()
+    held[0].release()  # idempotent
+    with b.request(agent) as r:
+        assert r.model_id == "m"
+    held[1].release()
+    assert b.tracker.current_load("m").active_requests == 0  # type: ignore[union-attr]
+
+
+@needs_redis
+def test_shared_counts_never_go_stale_while_the_backend_answers(server: RedisServer) -> None:
+    clock = mr.ManualClock()
+    tracker = mr.LoadTracker(stale_after_s=1.0, clock=clock, backend=server.url)
+    tracker.set_capacity("idle", max_concurrent=2)
+    clock.advance(10.0)
+    assert tracker.current_load("idle") is not None
+
+
+@needs_redis
+def test_four_processes_never_exceed_the_limit(server: RedisServer) -> None:
+    ctx = mp.get_context("spawn")
+    live, peak, errors = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Value("i", 0)
+    procs = [
+        ctx.Process(target=_hammer, args=(server.url, 8, 40, live, peak, errors)) for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert errors.value == 0
+    assert 2 <= peak.value <= 10, peak.value
+    assert live.value == 0
+    assert server.cli("ZCARD", "{mr:m}:active") == "0"
+
+
+@needs_redis
+def test_a_killed_process_gives_its_slots_back_within_the_ttl(server: RedisServer) -> None:
+    ttl, model = 1.5, _fresh()
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_hold, args=(server.url, model, 5, ttl, ready))
+    proc.start()
+    try:
+        assert ready.wait(60)
+        tracker = mr.LoadTracker(backend=server.url, lease_ttl_s=ttl)
+        tracker.set_capacity(model, max_concurrent=100)
+        time.sleep(2.5 * ttl)  # a live holder renews: its leases outlive the TTL
+        assert tracker.current_load(model).active_requests == 5  # type: ignore[union-attr]
+        assert proc.pid is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        while tracker.current_load(model).active_requests:  # type: ignore[union-attr]
+            assert time.monotonic() - killed < ttl + 0.75
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.join()
+
+
+@needs_redis
+def test_counts_agree_after_100k_acquire_release_pairs(server: RedisServer) -> None:
+    model = _fresh()
+    tracker = mr.LoadTracker(backend=server.url, fail_mode="closed")
+    tracker.set_capacity(model, max_concurrent=1000)
+    kept = [tracker.track(model) for _ in range(3)]
+    for g in kept:
+        g.__enter__()
+    ctx = mp.get_context("spawn")
+    errors = ctx.Value("i", 0)
+    procs = [
+        ctx.Process(target=_pairs, args=(server.url, model, 8, 3125, errors)) for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+        assert p.exitcode == 0
+    assert errors.value == 0
+    assert tracker.current_load(model).active_requests == 3  # type: ignore[union-attr]
+    assert server.cli("ZCARD", f"{{mr:{model}}}:active") == "3"
+    for g in kept:
+        g.release()
+    assert tracker.current_load(model).active_requests == 0  # type: ignore[union-attr]
+
+
+@needs_redis
+def test_fail_open_falls_back_to_local_counts_and_recovers(own_server: RedisServer) -> None:
+    tracker = mr.LoadTracker(backend=own_server.url, fail_mode="open", timeout_s=0.2)
+    router = mr.Router(_model(2), tracker=tracker)
+    agent = mr.Agent("x", {"code": 0.5})
+    first = router.request(agent)
+    assert first.lease_id is not None
+    own_server.stop()
+    started = time.monotonic()
+    second = router.request(agent)  # local counts: 1 held + this one = the limit of 2
+    assert second.lease_id is None
+    with pytest.raises(mr.NoCapacityError):
+        router.request(agent)
+    assert time.monotonic() - started < 3
+    status = tracker.backend_status()
+    assert status is not None
+    assert not status["available"] and status["fail_open_events"] >= 1
+    assert status["last_error"] and status["fail_mode"] == "open"
+    second.release()
+    own_server.start()
+    time.sleep(0.6)
+    with router.track("m") as third:
+        assert third.lease_id is not None
+    assert tracker.backend_status()["available"]  # type: ignore[index]
+    first.release()
+
+
+@needs_redis
+def test_fail_closed_raises_quickly(own_server: RedisServer) -> None:
+    tracker = mr.LoadTracker(backend=own_server.url, fail_mode="closed", timeout_s=0.2)
+    router = mr.Router(_model(4), tracker=tracker)
+    held = router.track("m")
+    held.__enter__()
+    own_server.stop()
+    started = time.monotonic()
+    with pytest.raises(mr.BackendUnavailableError) as info:
+        with router.track("m"):
+            pass
+    assert isinstance(info.value, mr.RouterError) and isinstance(info.value, ConnectionError)
+    with pytest.raises(mr.BackendUnavailableError):
+        router.request(mr.Agent("x", {"code": 0.5}))
+    held.release()  # the lease expires on its own; releasing never raises
+    assert time.monotonic() - started < 3
+
+
+@needs_redis
+def test_a_restarted_server_is_reconnected_without_an_error(own_server: RedisServer) -> None:
+    tracker = mr.LoadTracker(backend=own_server.url, fail_mode="closed", timeout_s=0.5)
+    tracker.set_capacity("m", max_concurrent=4)
+    with tracker.track("m"):  # leaves a pooled connection behind
+        pass
+    own_server.stop()
+    own_server.start()
+    with tracker.track("m") as g:  # the stale pooled connection is replaced, no error
+        assert g.lease_id is not None
+    assert tracker.backend_status()["errors"] == 0  # type: ignore[index]
