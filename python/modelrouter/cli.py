@@ -182,7 +182,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     models = load_fleet(args.fleet)[1]
     store_url = None if args.no_store else args.store
-    app = create_app(models, strategy=args.strategy, policy=args.policy, store_url=store_url)
+    app = create_app(
+        models,
+        strategy=args.strategy,
+        policy=args.policy,
+        store_url=store_url,
+        load_backend=args.load_backend,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -226,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="decision store URL (sqlite:///file.db, sqlite://:memory:, postgresql://...)",
     )
     serve.add_argument("--no-store", action="store_true", help="keep nothing on disk")
+    serve.add_argument(
+        "--load-backend",
+        metavar="URL",
+        help="redis://host:port/db: share live load (and limits) with other replicas",
+    )
     serve.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     serve.add_argument("--policy", choices=POLICIES, default="weighted")
     serve.add_argument("--log-level", default="info")

@@ -87,13 +87,14 @@ async def _sampler(state: ServiceState, interval_s: float) -> None:
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory modelrouter.server:app_from_env`` (one app per worker):
     MODELROUTER_FLEET, MODELROUTER_STORE (a store URL, or empty for none), MODELROUTER_POLICY,
-    MODELROUTER_STRATEGY."""
+    MODELROUTER_STRATEGY, MODELROUTER_LOAD_BACKEND (``redis://...``, shared by the workers)."""
     env = os.environ
     return create_app(
         fleet=env.get("MODELROUTER_FLEET") or None,
         store_url=env.get("MODELROUTER_STORE") or None,
         policy=env.get("MODELROUTER_POLICY", "weighted"),
         strategy=env.get("MODELROUTER_STRATEGY", "optimal"),
+        load_backend=env.get("MODELROUTER_LOAD_BACKEND") or None,
     )
 
 
@@ -110,10 +111,13 @@ def create_app(
     alert_cooldown_s: float = 300.0,
     sample_interval_s: float = 2.0,
     reservation_ttl_s: float = 300.0,
+    load_backend: str | None = None,
 ) -> FastAPI:
     """The ASGI app. ``models`` (or the ``fleet`` file, default the shipped ``seed_assign``
     scenario) is the fleet POST route/feedback use; ``store`` (or ``store_url``, opened with
-    :func:`modelrouter.store.open_store`) records every decision and is closed on shutdown."""
+    :func:`modelrouter.store.open_store`) records every decision and is closed on shutdown.
+    ``load_backend`` (``redis://...``) shares the active/queued counts, and so the limits, with
+    every other process given the same URL (uvicorn workers, replicas)."""
     if models is None:
         models = load_fleet(fleet or "seed_assign")[1]
     if store is None and store_url is not None:
@@ -127,6 +131,7 @@ def create_app(
         alert_rules=alert_rules,
         alert_cooldown_s=alert_cooldown_s,
         reservation_ttl_s=reservation_ttl_s,
+        load_backend=load_backend,
     )
 
     @contextlib.asynccontextmanager

@@ -65,6 +65,7 @@ class ServiceState:
         alert_rules: Sequence[AlertRule] | None,
         alert_cooldown_s: float,
         reservation_ttl_s: float,
+        load_backend: str | None = None,
         history_len: int = 720,
         overall_window_s: float = 300.0,
     ) -> None:
@@ -73,6 +74,7 @@ class ServiceState:
             strategy=strategy,  # type: ignore[arg-type]
             load_weight=load_weight,
             policy=policy,  # type: ignore[arg-type]
+            backend=load_backend,
         )
         self.policy = policy
         self.store = store
