@@ -141,6 +141,7 @@ def main() -> None:
             )
         )
 
+    print("## Capacitated assignment\n")
     print(
         f"{n} agents × {m} models, capacity {cap} each, seed {args.seed}; best of "
         f"{args.repeat} for modelrouter; placed {placed}, total cost {total:.6f} "

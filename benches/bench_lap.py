@@ -1,10 +1,7 @@
 """Times modelrouter.linear_sum_assignment against scipy and lap.lapjv on the same matrices.
 
-Dense uniform float64 (fixed seed), best of several runs, objectives cross-checked. Prints a
-markdown table; `--update-readme` also rewrites the "## Linear assignment" section of
-benches/README.md (and nothing else in it).
-
-    python benches/bench_lap.py [--update-readme]
+Dense uniform float64 (fixed seed), best of several runs, objectives cross-checked. Prints the
+"## Linear assignment" markdown section that `make bench` puts into benches/README.md.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ import platform
 import textwrap
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import scipy
@@ -29,7 +25,6 @@ except ImportError:  # optional peer
 
 CASES = [(1000, 1000), (2000, 2000), (4000, 4000), (1000, 5000), (5000, 1000)]
 SECTION = "## Linear assignment"
-README = Path(__file__).with_name("README.md")
 
 Solver = Callable[[np.ndarray], float]
 
@@ -84,7 +79,7 @@ def run() -> str:
     note = (
         "Dense uniform [0, 1) float64, same matrix for every solver (fixed seed); best of 5 runs "
         "(3 for 4000×4000 and the tall case), wall clock from Python including input checks, on "
-        "the 2-core dev machine (shared with other builds, so expect ±20 %). "
+        "the 2-core dev machine (a shared VM, so expect ±20 %). "
         f"{peers}, numpy {np.__version__}, Python {platform.python_version()}. Objectives "
         "agree to 1e-9. lap.lapjv pads rectangular matrices to square (`extend_cost=True`). Not "
         "every input is this friendly: on the classic JV worst case c[i][j] = i·j (Machol–Wien) "
@@ -93,25 +88,6 @@ def run() -> str:
     return "\n".join([*lines, "", textwrap.fill(note, 100)])
 
 
-def update_readme(table: str) -> None:
-    """Replaces only the body of our section, keeping whatever other sections exist."""
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    run = "`python benches/bench_lap.py` (run by `make bench`; `--update-readme` rewrites this)"
-    body = f"{SECTION}\n\n{run}\n\n{table}\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end < 0 else text[end:])
-    README.write_text(text)
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--update-readme", action="store_true")
-    args = parser.parse_args()
-    table = run()
-    print(table)
-    if args.update_readme:
-        update_readme(table)
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    print(f"{SECTION}\n\n{run()}")

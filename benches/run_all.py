@@ -46,7 +46,8 @@ def criterion_section() -> str:
     body = "\n".join(f"| {n} | {t} |" for n, t in rows)
     return (
         "## Rust core (criterion)\n\n"
-        "Median time per iteration from `cargo bench` in the same `make bench` run.\n\n"
+        "Median time per iteration from `cargo bench` in the same `make bench` run "
+        "(`perf_record/*` record 1,000 samples per iteration: divide by 1,000 per record).\n\n"
         f"| benchmark | median |\n|---|---:|\n{body}\n"
     )
 

@@ -22,6 +22,7 @@ TYPES = [
     "over_target_utilization",
     "stale_data",
     "no_capacity",
+    "backend_unavailable",
 ]
 
 
@@ -295,3 +296,24 @@ def test_bad_rules_and_settings():
     alert_cls = mr.Alert
     with pytest.raises(TypeError):
         alert_cls()  # created only by the manager
+
+
+def test_backend_unavailable_fires_when_the_shared_load_backend_is_down():
+    # Port 1 on loopback refuses at once: the backend is down from the first admission.
+    tracker = mr.LoadTracker(backend="redis://127.0.0.1:1/0", fail_mode="open", timeout_s=0.2)
+    router = mr.Router([mr.Model("m", {"code": 0.9})], tracker=tracker)
+    am = mr.AlertManager(
+        [mr.AlertRule("backend_unavailable", 0.5, severity="critical")], load=tracker
+    )
+    with router.request(mr.Agent("a", {"code": 0.5})):
+        pass
+    fired = am.evaluate()
+    assert [(a.type, a.state, a.value) for a in fired] == [("backend_unavailable", "firing", 1.0)]
+    assert tracker.backend_status()["fail_open_events"] >= 1
+
+
+def test_backend_unavailable_stays_quiet_without_a_backend():
+    load = mr.LoadTracker()
+    load.set_capacity("m", max_concurrent=1)
+    am = mr.AlertManager([mr.AlertRule("backend_unavailable", 0.5)], load=load)
+    assert am.evaluate() == [] and am.active() == []

@@ -469,6 +469,7 @@ _AlertType: TypeAlias = Literal[
     "over_target_utilization",
     "stale_data",
     "no_capacity",
+    "backend_unavailable",
 ]
 _Severity: TypeAlias = Literal["info", "warning", "error", "critical"]
 

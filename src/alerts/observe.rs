@@ -9,7 +9,7 @@ impl AlertManager {
             return vec![Some(m.clone())];
         }
         let ids = match (rule.kind, &self.perf, &self.load) {
-            (AlertKind::NoCapacity, _, _) => return vec![None],
+            (AlertKind::NoCapacity | AlertKind::BackendUnavailable, _, _) => return vec![None],
             (k, Some(perf), _) if k.reads_performance() => perf.model_ids(),
             (AlertKind::StaleData, perf, Some(load)) => {
                 let mut ids = load.model_ids();
@@ -66,6 +66,10 @@ impl AlertManager {
                 let mut seen = false;
                 let total = free.inspect(|_| seen = true).sum::<u64>();
                 seen.then_some(total as f64)
+            }
+            (AlertKind::BackendUnavailable, _) => {
+                let status = self.load.as_ref()?.backend()?.status();
+                Some(if status.available { 0.0 } else { 1.0 })
             }
             (_, None) => None,
         }

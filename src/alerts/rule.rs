@@ -49,16 +49,20 @@ pub enum AlertKind {
     /// Free slots (active and queue room) at or below the threshold; fleet-wide unless the rule
     /// names a model.
     NoCapacity,
+    /// The LoadTracker's shared backend (Redis) is unreachable: 1 while it is down, 0 while it
+    /// answers, compared "above"; fleet-wide. Fail-open replicas run on local counts meanwhile.
+    BackendUnavailable,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 6] = [
+    pub const ALL: [AlertKind; 7] = [
         AlertKind::HighLatency,
         AlertKind::LowSuccessRate,
         AlertKind::Overload,
         AlertKind::OverTargetUtilization,
         AlertKind::StaleData,
         AlertKind::NoCapacity,
+        AlertKind::BackendUnavailable,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +73,7 @@ impl AlertKind {
             AlertKind::OverTargetUtilization => "over_target_utilization",
             AlertKind::StaleData => "stale_data",
             AlertKind::NoCapacity => "no_capacity",
+            AlertKind::BackendUnavailable => "backend_unavailable",
         }
     }
 
@@ -105,6 +110,10 @@ impl AlertKind {
             }
             AlertKind::StaleData => format!("data age {value:.1} s {op} {threshold} s"),
             AlertKind::NoCapacity => format!("free slots {value} {op} {threshold}"),
+            AlertKind::BackendUnavailable if value > 0.0 => {
+                "shared load backend unreachable; admitting on local counts or refusing".into()
+            }
+            AlertKind::BackendUnavailable => "shared load backend answers again".into(),
         }
     }
 
