@@ -75,13 +75,14 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// A live model as one request sees it now.
+    /// A live model as one request sees it now (shared counts when a backend answers).
     pub fn from_state(state: &ModelState, score: f64) -> Self {
         let cap = state.capacity();
+        let (active, queued) = state.counts();
         Candidate {
             score,
-            active: state.active(),
-            queued: state.queued(),
+            active,
+            queued,
             max_concurrent: cap.max_concurrent,
             max_queue: cap.max_queue,
             target_utilization: cap.target_utilization,

@@ -282,20 +282,7 @@ impl Router {
             .states
             .iter()
             .zip(scores)
-            .map(|(state, &score)| {
-                let cap = state.capacity();
-                let (active, queued) = state.counts();
-                Candidate {
-                    score,
-                    active,
-                    queued,
-                    max_concurrent: cap.max_concurrent,
-                    max_queue: cap.max_queue,
-                    target_utilization: cap.target_utilization,
-                    latency_ms: state.latency_ms(),
-                    accepting: true,
-                }
-            })
+            .map(|(state, &score)| Candidate::from_state(state, score))
             .collect();
         if let Some((cm, clocks)) = &self.capacity {
             let mut redistribute = Vec::new();
