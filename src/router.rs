@@ -380,11 +380,13 @@ impl Router {
                 ));
             }
         }
-        self.decide(agent, &scores)?;
+        // Still losing after every round: report the fleet as it is now (usually NoCapacity
+        // with a real hint), else that the chosen model kept filling up under contention.
+        let route = self.decide(agent, &scores)?;
         Err(Error::NoCapacity {
             message: format!(
-                "no capacity for agent {:?}: lost every race for a slot",
-                agent.id
+                "no capacity for agent {:?}: {:?} kept filling up under contention",
+                agent.id, self.models[route.model].id
             ),
             retry_after_s: 0.0,
         })

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
+use pyo3::types::PyBool;
 
 use crate::load::{AtomicF64, ModelState, SharedClock, Slot, Ticket};
 
@@ -210,12 +211,7 @@ impl PyInFlight {
     ) -> Ready {
         let success = exc_type.is_none_or(|t| t.is_none());
         py.detach(|| self.finish(success));
-        Ready(Some(
-            false
-                .into_pyobject(py)
-                .map(|b| b.to_owned().into_any().unbind())
-                .unwrap_or_else(|_| py.None()),
-        ))
+        Ready(Some(PyBool::new(py, false).to_owned().into_any().unbind()))
     }
 
     fn __repr__(&self) -> String {
