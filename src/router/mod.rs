@@ -7,7 +7,6 @@ use std::sync::{Arc, RwLock};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use serde::Serialize;
 
 use crate::adaptive::AdaptiveScorer;
 use crate::balancer::{choose, BalancerConfig, Candidate, Decision, Policy};
@@ -16,14 +15,7 @@ use crate::capacity::{ActionKind, CapacityManager, RuleClocks};
 use crate::error::{Error, Result};
 use crate::load::{Capacity, LoadTracker, ModelState, Slot, Ticket};
 use crate::perf::{PerfConfig, PerformanceTracker, SeriesHandle};
-use crate::strategy::{assign, Strategy};
-
-/// Live load of one model as the router sees it when it decides.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoadSnapshot {
-    pub active: u64,
-    pub queued: u64,
-}
+use crate::strategy::Strategy;
 
 /// Router settings; the fleet is fixed at construction.
 #[derive(Debug, Clone)]
@@ -35,25 +27,6 @@ pub struct RouterConfig {
     pub weights: ScoreWeights,
     /// How `route` picks for one request when load balancing is on.
     pub policy: Policy,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Placement {
-    pub agent: usize,
-    pub model: usize,
-    pub score: f64,
-}
-
-/// What `Router::assign` decided, with the fleet statistics the REST body reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AssignmentOutcome {
-    pub placements: Vec<Placement>,
-    pub total_score: f64,
-    pub strategy: Strategy,
-    pub load_balancing: bool,
-    pub models_filtered: usize,
-    pub avg_utilization: f64,
-    pub unassigned: Vec<usize>,
 }
 
 /// The model chosen for one request.
@@ -68,8 +41,6 @@ pub struct Route {
 /// Score vectors of recently seen agents, so routing one request costs no profile lowering.
 const SCORE_CACHE_LIMIT: usize = 4096;
 
-/// Assigns batches and routes single requests over a fixed fleet, reading live load from a
-/// (possibly shared) `LoadTracker` and, optionally, scaling rules from a `CapacityManager`.
 /// The shared trackers a router reads and feeds; several routers may share each of them.
 #[derive(Debug, Clone)]
 pub struct Feeds {
@@ -92,6 +63,8 @@ impl Feeds {
     }
 }
 
+/// Assigns batches and routes single requests over a fixed fleet, reading live load from a
+/// (possibly shared) `LoadTracker` and, optionally, scaling rules from a `CapacityManager`.
 #[derive(Debug)]
 pub struct Router {
     pub models: Vec<ModelProfile>,
@@ -398,250 +371,10 @@ impl Router {
             .position(|m| m.id == id)
             .ok_or_else(|| Error::UnknownModel(id.to_string()))
     }
-
-    /// utilization = active / max_concurrent (may exceed 1).
-    pub fn utilization(&self, model: usize, load: &LoadSnapshot) -> f64 {
-        load.active as f64 / self.models[model].max_concurrent as f64
-    }
-
-    /// Overloaded when active > max_concurrent or queued > max_queue.
-    pub fn is_overloaded(&self, model: usize, load: &LoadSnapshot) -> bool {
-        let m = &self.models[model];
-        load.active > m.max_concurrent || load.queued > m.max_queue
-    }
-
-    /// `assign_with` on the tracker's live load.
-    pub fn assign(&self, agents: &[&AgentProfile]) -> Result<AssignmentOutcome> {
-        self.assign_with(agents, &self.loads())
-    }
-
-    /// Assigns each agent at most one model. `loads[j]` is model j's live load; it is ignored
-    /// unless load balancing is on, in which case overloaded models are filtered out, scores are
-    /// weighted by `1 − w × utilization`, and only free slots are offered.
-    pub fn assign_with(
-        &self,
-        agents: &[&AgentProfile],
-        loads: &[LoadSnapshot],
-    ) -> Result<AssignmentOutcome> {
-        let m = self.models.len();
-        if loads.len() != m {
-            return Err(Error::invalid(
-                "loads",
-                "one snapshot per model is required",
-            ));
-        }
-        let models: Vec<&ModelProfile> = self.models.iter().collect();
-        let cost = cost_matrix(agents, &models, &self.config.weights)?;
-        let lb = self.config.load_balancing;
-        let utilization: Vec<f64> = (0..m).map(|j| self.utilization(j, &loads[j])).collect();
-        let filtered: Vec<bool> = (0..m)
-            .map(|j| lb && self.is_overloaded(j, &loads[j]))
-            .collect();
-        let slots: Vec<usize> = (0..m)
-            .map(|j| {
-                let cap = self.models[j].max_concurrent;
-                let free = if lb {
-                    cap.saturating_sub(loads[j].active)
-                } else {
-                    cap
-                };
-                if filtered[j] {
-                    0
-                } else {
-                    free as usize
-                }
-            })
-            .collect();
-        let mut scores: Vec<f64> = cost
-            .iter()
-            .enumerate()
-            .map(|(idx, &c)| {
-                if c == f64::INFINITY || filtered[idx % m] {
-                    f64::NEG_INFINITY
-                } else {
-                    1.0 - c
-                }
-            })
-            .collect();
-        self.adapt(&mut scores)?;
-        if lb {
-            for (idx, s) in scores.iter_mut().enumerate().filter(|(_, s)| s.is_finite()) {
-                *s *= 1.0 - self.config.load_weight * utilization[idx % m];
-            }
-        }
-        let decided = assign(self.config.strategy, &scores, agents.len(), m, &slots)?;
-        let mut placements = Vec::new();
-        let mut unassigned = Vec::new();
-        for (agent, &model) in decided.model_of.iter().enumerate() {
-            match usize::try_from(model) {
-                Ok(model) => placements.push(Placement {
-                    agent,
-                    model,
-                    score: scores[agent * m + model],
-                }),
-                Err(_) => unassigned.push(agent),
-            }
-        }
-        Ok(AssignmentOutcome {
-            placements,
-            total_score: decided.total_score,
-            strategy: self.config.strategy,
-            load_balancing: lb,
-            models_filtered: filtered.iter().filter(|&&f| f).count(),
-            avg_utilization: utilization.iter().sum::<f64>() / m as f64,
-            unassigned,
-        })
-    }
 }
 
+mod batch;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    fn model(id: &str, code: f64, cap: u64) -> ModelProfile {
-        ModelProfile::new(
-            id.into(),
-            vec![("code".into(), code)],
-            8192,
-            cap,
-            2,
-            0.8,
-            0.0,
-        )
-        .unwrap()
-    }
-
-    fn config(strategy: Strategy, load_balancing: bool) -> RouterConfig {
-        RouterConfig {
-            strategy,
-            load_balancing,
-            load_weight: 0.5,
-            weights: ScoreWeights::default(),
-            policy: Policy::Weighted,
-        }
-    }
-
-    fn tracker() -> Arc<LoadTracker> {
-        let clock = Arc::new(crate::load::ManualClock::new(0.0));
-        Arc::new(LoadTracker::new(60.0, clock).unwrap())
-    }
-
-    fn router(models: Vec<ModelProfile>, cfg: RouterConfig) -> Result<Router> {
-        Router::new(models, cfg, Feeds::with_load(tracker()))
-    }
-
-    #[test]
-    fn overloaded_models_are_filtered_and_busy_ones_weighted_down() {
-        let models = vec![model("a", 0.9, 4), model("b", 0.8, 4), model("c", 0.85, 4)];
-        let router = router(models, config(Strategy::Greedy, true)).unwrap();
-        let agent = AgentProfile::new("x".into(), vec![("code".into(), 0.5)], vec![], 0).unwrap();
-        let loads = [
-            LoadSnapshot {
-                active: 5,
-                queued: 0,
-            }, // overloaded: 5 > 4
-            LoadSnapshot {
-                active: 0,
-                queued: 0,
-            },
-            LoadSnapshot {
-                active: 3,
-                queued: 0,
-            }, // busy: score × (1 − 0.5 × 0.75)
-        ];
-        let out = router.assign_with(&[&agent], &loads).unwrap();
-        assert_eq!(out.models_filtered, 1);
-        assert_eq!(out.placements[0].model, 1);
-        assert!((out.avg_utilization - (5.0 / 4.0 + 0.0 + 0.75) / 3.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn without_load_balancing_load_is_ignored() {
-        let models = vec![model("a", 0.9, 4), model("b", 0.8, 4)];
-        let router = router(models, config(Strategy::Greedy, false)).unwrap();
-        let agent = AgentProfile::new("x".into(), vec![], vec![], 0).unwrap();
-        let loads = [
-            LoadSnapshot {
-                active: 9,
-                queued: 9,
-            },
-            LoadSnapshot::default(),
-        ];
-        let out = router.assign_with(&[&agent], &loads).unwrap();
-        assert_eq!(out.models_filtered, 0);
-        assert_eq!(out.placements[0].model, 0);
-    }
-
-    #[test]
-    fn bad_configuration_is_rejected() {
-        let err = router(vec![], config(Strategy::Optimal, true)).unwrap_err();
-        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "models"));
-        let dup = vec![model("a", 0.9, 1), model("a", 0.8, 1)];
-        assert!(router(dup, config(Strategy::Optimal, true)).is_err());
-        let mut cfg = config(Strategy::Optimal, true);
-        cfg.load_weight = 1.5;
-        let err = router(vec![model("a", 0.9, 1)], cfg).unwrap_err();
-        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "load_weight"));
-    }
-
-    fn coder() -> AgentProfile {
-        AgentProfile::new("x".into(), vec![("code".into(), 0.5)], vec![], 0).unwrap()
-    }
-
-    #[test]
-    fn route_spreads_load_and_refuses_when_everything_is_full() {
-        let models = vec![model("a", 0.9, 2), model("b", 0.8, 1)];
-        let r = router(models, config(Strategy::Optimal, true)).unwrap();
-        let mut taken = Vec::new();
-        for _ in 0..5 {
-            // max_queue is 2 per model: 3 slots + 4 queue places in all.
-            taken.push(r.admit(&coder()).unwrap());
-        }
-        assert_eq!(r.state(0).active() + r.state(1).active(), 3);
-        assert!(taken.iter().filter(|(route, _)| route.queued).count() == 2);
-        r.admit(&coder()).unwrap();
-        r.admit(&coder()).unwrap();
-        match r.admit(&coder()) {
-            Err(Error::NoCapacity { retry_after_s, .. }) => assert!(retry_after_s > 0.0),
-            other => panic!("expected NoCapacity, got {other:?}"),
-        }
-        assert!(matches!(r.route(&coder()), Err(Error::NoCapacity { .. })));
-        for (route, ticket) in taken {
-            r.state(route.model).release_ticket(&ticket, 0.0);
-        }
-    }
-
-    #[test]
-    fn capability_only_routing_ignores_load() {
-        let models = vec![model("a", 0.9, 1), model("b", 0.8, 1)];
-        let r = router(models, config(Strategy::Optimal, false)).unwrap();
-        for _ in 0..3 {
-            assert_eq!(r.admit(&coder()).unwrap().0.model, 0);
-        }
-        assert_eq!(r.state(0).active(), 3);
-    }
-
-    #[test]
-    fn unmet_requirements_are_infeasible() {
-        let r = router(vec![model("a", 0.3, 1)], config(Strategy::Optimal, true)).unwrap();
-        assert!(matches!(r.route(&coder()), Err(Error::Infeasible(_))));
-    }
-
-    #[test]
-    fn reject_new_rules_steer_traffic_away() {
-        use crate::capacity::ScalingRule;
-        let t = tracker();
-        let rule = ScalingRule::new(0.5, 0.0, ActionKind::RejectNew).unwrap();
-        let cm = Arc::new(CapacityManager::new(vec![rule], t.clone()));
-        let models = vec![model("a", 0.9, 4), model("b", 0.5, 4)];
-        let feeds = Feeds {
-            capacity: Some(cm),
-            ..Feeds::with_load(t)
-        };
-        let r = Router::new(models, config(Strategy::Optimal, true), feeds).unwrap();
-        r.state(0).add_active(2, 0.0).unwrap(); // utilization 0.5: rule fires at once
-        assert_eq!(r.route(&coder()).unwrap().model, 1);
-        r.state(0).add_active(-1, 0.0).unwrap();
-        assert_eq!(r.route(&coder()).unwrap().model, 0);
-    }
-}
+pub use batch::{AssignmentOutcome, LoadSnapshot, Placement};

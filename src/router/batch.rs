@@ -1,0 +1,131 @@
+//! Batch assignment: capability scores, optional load awareness and adaptive scores, then a
+//! strategy over the free slots.
+
+use serde::Serialize;
+
+use super::Router;
+use crate::capability::{cost_matrix, AgentProfile, ModelProfile};
+use crate::error::{Error, Result};
+use crate::strategy::{assign, Strategy};
+
+/// Live load of one model as the router sees it when it decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadSnapshot {
+    pub active: u64,
+    pub queued: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Placement {
+    pub agent: usize,
+    pub model: usize,
+    pub score: f64,
+}
+
+/// What `Router::assign` decided, with the fleet statistics the REST body reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AssignmentOutcome {
+    pub placements: Vec<Placement>,
+    pub total_score: f64,
+    pub strategy: Strategy,
+    pub load_balancing: bool,
+    pub models_filtered: usize,
+    pub avg_utilization: f64,
+    pub unassigned: Vec<usize>,
+}
+
+impl Router {
+    /// utilization = active / max_concurrent (may exceed 1).
+    pub fn utilization(&self, model: usize, load: &LoadSnapshot) -> f64 {
+        load.active as f64 / self.models[model].max_concurrent as f64
+    }
+
+    /// Overloaded when active > max_concurrent or queued > max_queue.
+    pub fn is_overloaded(&self, model: usize, load: &LoadSnapshot) -> bool {
+        let m = &self.models[model];
+        load.active > m.max_concurrent || load.queued > m.max_queue
+    }
+
+    /// `assign_with` on the tracker's live load.
+    pub fn assign(&self, agents: &[&AgentProfile]) -> Result<AssignmentOutcome> {
+        self.assign_with(agents, &self.loads())
+    }
+
+    /// Assigns each agent at most one model. `loads[j]` is model j's live load; it is ignored
+    /// unless load balancing is on, in which case overloaded models are filtered out, scores are
+    /// weighted by `1 − w × utilization`, and only free slots are offered.
+    pub fn assign_with(
+        &self,
+        agents: &[&AgentProfile],
+        loads: &[LoadSnapshot],
+    ) -> Result<AssignmentOutcome> {
+        let m = self.models.len();
+        if loads.len() != m {
+            return Err(Error::invalid(
+                "loads",
+                "one snapshot per model is required",
+            ));
+        }
+        let models: Vec<&ModelProfile> = self.models.iter().collect();
+        let cost = cost_matrix(agents, &models, &self.config.weights)?;
+        let lb = self.config.load_balancing;
+        let utilization: Vec<f64> = (0..m).map(|j| self.utilization(j, &loads[j])).collect();
+        let filtered: Vec<bool> = (0..m)
+            .map(|j| lb && self.is_overloaded(j, &loads[j]))
+            .collect();
+        let slots: Vec<usize> = (0..m)
+            .map(|j| {
+                let cap = self.models[j].max_concurrent;
+                let free = if lb {
+                    cap.saturating_sub(loads[j].active)
+                } else {
+                    cap
+                };
+                if filtered[j] {
+                    0
+                } else {
+                    free as usize
+                }
+            })
+            .collect();
+        let mut scores: Vec<f64> = cost
+            .iter()
+            .enumerate()
+            .map(|(idx, &c)| {
+                if c == f64::INFINITY || filtered[idx % m] {
+                    f64::NEG_INFINITY
+                } else {
+                    1.0 - c
+                }
+            })
+            .collect();
+        self.adapt(&mut scores)?;
+        if lb {
+            for (idx, s) in scores.iter_mut().enumerate().filter(|(_, s)| s.is_finite()) {
+                *s *= 1.0 - self.config.load_weight * utilization[idx % m];
+            }
+        }
+        let decided = assign(self.config.strategy, &scores, agents.len(), m, &slots)?;
+        let mut placements = Vec::new();
+        let mut unassigned = Vec::new();
+        for (agent, &model) in decided.model_of.iter().enumerate() {
+            match usize::try_from(model) {
+                Ok(model) => placements.push(Placement {
+                    agent,
+                    model,
+                    score: scores[agent * m + model],
+                }),
+                Err(_) => unassigned.push(agent),
+            }
+        }
+        Ok(AssignmentOutcome {
+            placements,
+            total_score: decided.total_score,
+            strategy: self.config.strategy,
+            load_balancing: lb,
+            models_filtered: filtered.iter().filter(|&&f| f).count(),
+            avg_utilization: utilization.iter().sum::<f64>() / m as f64,
+            unassigned,
+        })
+    }
+}
