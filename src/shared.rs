@@ -5,24 +5,28 @@
 //! client's. One Lua script purges expired leases, checks the limits and adds the lease
 //! atomically; release is a `ZREM` (idempotent). A holder renews only its own leases, from a
 //! thread of the process that holds them, so a crashed replica's leases expire within the TTL
-//! and nothing else extends them. The hash tag keeps a model's keys on one Cluster slot.
+//! and nothing else extends them. The hash tag keeps a model's keys on one Cluster slot, so
+//! every call (one model's keys) runs on one node of a Redis Cluster (`redis+cluster://`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use redis::{Connection, RedisResult, Script};
+use redis::{RedisResult, Script};
 
 use crate::error::{Error, Result};
 use crate::load::{Admission, BackendStatus, Capacity, FailMode, LoadBackend, Slot};
 
 mod config;
+mod conn;
 mod renew;
 mod scripts;
 
 use config::redact;
 pub use config::RedisConfig;
+pub use conn::CLUSTER_SCHEME;
+use conn::{Client, Conn};
 
 /// After a failed round trip the backend is not tried again for this long (fail fast).
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -39,14 +43,14 @@ pub struct RedisBackend {
 type Held = HashMap<String, HashMap<String, Slot>>;
 
 struct Inner {
-    client: redis::Client,
+    client: Client,
     config: RedisConfig,
     display_url: String,
     ttl_ms: u64,
     timeout: Duration,
     /// The process these connections, leases and renewer belong to (reset after a fork).
     pid: AtomicU32,
-    pool: Mutex<Vec<Connection>>,
+    pool: Mutex<Vec<Conn>>,
     held: Mutex<Held>,
     counts: Mutex<HashMap<String, (Instant, u64, u64)>>,
     down_until: Mutex<Option<Instant>>,
@@ -96,14 +100,14 @@ fn key_of(model: &str, slot: Slot) -> String {
 impl RedisBackend {
     pub fn new(config: RedisConfig) -> Result<Self> {
         let display_url = redact(&config.url);
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| Error::invalid("backend", format!("cannot parse {display_url:?}: {e}")))?;
+        let timeout = Duration::from_secs_f64(config.timeout_s);
+        let client = Client::open(&config.url, timeout, &display_url)?;
         let pid = std::process::id();
         let inner = Inner {
             client,
             display_url,
             ttl_ms: (config.lease_ttl_s * 1000.0).round() as u64,
-            timeout: Duration::from_secs_f64(config.timeout_s),
+            timeout,
             pid: AtomicU32::new(pid),
             pool: Mutex::new(Vec::new()),
             held: Mutex::new(HashMap::new()),
@@ -151,7 +155,7 @@ impl RedisBackend {
                 .arg(inner.ttl_ms)
                 .arg(u8::from(!bounded))
                 .arg(&ids);
-            call.invoke(con)
+            call.invoke(con.like())
         });
         let reply = match reply {
             Ok(r) if r.len() == n + 2 => r,
@@ -195,19 +199,16 @@ impl RedisBackend {
             }
         }
         lock(&inner.counts).remove(model);
-        let mut pipe = redis::pipe();
-        for slot in [Slot::Active, Slot::Queued] {
-            let ids: Vec<&String> = leases
-                .iter()
-                .filter(|(s, _)| *s == slot)
-                .map(|(_, id)| id)
-                .collect();
-            if !ids.is_empty() {
-                pipe.cmd("ZREM").arg(key_of(model, slot)).arg(ids).ignore();
-            }
-        }
+        let removals: Vec<(String, Vec<&String>)> = [Slot::Active, Slot::Queued]
+            .into_iter()
+            .map(|slot| {
+                let ids = leases.iter().filter(|(s, _)| *s == slot);
+                (key_of(model, slot), ids.map(|(_, id)| id).collect())
+            })
+            .filter(|(_, ids): &(String, Vec<&String>)| !ids.is_empty())
+            .collect();
         // An unreachable backend lets the lease expire on its own; the error is recorded.
-        let _ = inner.round_trip(|con| pipe.query::<()>(con));
+        let _ = inner.round_trip(|con| con.zrem_all(&removals));
     }
 
     /// Renews every lease this process holds (what the renewer thread does every TTL/3).
@@ -252,7 +253,7 @@ impl Inner {
 
     /// One round trip on a pooled connection with timeouts; fails fast for a while after an
     /// error so that a dead server costs one timeout, not one per request.
-    fn round_trip<T>(&self, f: impl Fn(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
+    fn round_trip<T>(&self, f: impl Fn(&mut Conn) -> RedisResult<T>) -> RedisResult<T> {
         self.check_fork();
         if self.is_down() {
             return Err(redis::RedisError::from((
@@ -290,11 +291,8 @@ impl Inner {
         }
     }
 
-    fn connect(&self) -> RedisResult<Connection> {
-        let con = self.client.get_connection_with_timeout(self.timeout)?;
-        con.set_read_timeout(Some(self.timeout))?;
-        con.set_write_timeout(Some(self.timeout))?;
-        Ok(con)
+    fn connect(&self) -> RedisResult<Conn> {
+        self.client.connect(self.timeout)
     }
 
     fn remember_counts(&self, model: &str, active: u64, queued: u64) {
@@ -335,7 +333,7 @@ impl LoadBackend for RedisBackend {
                 .prepare_invoke()
                 .key(&active)
                 .key(&queued)
-                .invoke(con)
+                .invoke(con.like())
         });
         let (a, q) = reply.ok()?;
         inner.remember_counts(model, a, q);

@@ -1,5 +1,6 @@
 //! Settings of the Redis backend, validated, and the URL as shown in status and errors.
 
+use super::conn::{cluster_nodes, CLUSTER_SCHEME};
 use crate::error::{Error, Result};
 use crate::load::FailMode;
 
@@ -15,11 +16,22 @@ pub struct RedisConfig {
 
 impl RedisConfig {
     pub fn new(url: &str, lease_ttl_s: f64, fail_mode: FailMode, timeout_s: f64) -> Result<Self> {
-        if !url.starts_with("redis://") {
+        if url.starts_with(CLUSTER_SCHEME) {
+            if let Err(e) = cluster_nodes(url) {
+                let shown = redact(url);
+                return Err(Error::invalid(
+                    "backend",
+                    format!("bad cluster URL {shown:?}: {e}"),
+                ));
+            }
+        } else if !url.starts_with("redis://") {
             let scheme = url.split("://").next().unwrap_or(url);
             return Err(Error::invalid(
                 "backend",
-                format!("unsupported URL scheme {scheme:?}; expected redis://host:port/db"),
+                format!(
+                    "unsupported URL scheme {scheme:?}; expected redis://host:port/db or \
+                     {CLUSTER_SCHEME}host:port[,host:port...]"
+                ),
             ));
         }
         if !(lease_ttl_s.is_finite() && (0.1..=86_400.0).contains(&lease_ttl_s)) {

@@ -73,7 +73,7 @@ impl Inner {
                         .key(&key)
                         .arg(self.ttl_ms)
                         .arg(&ids)
-                        .invoke(con)
+                        .invoke(con.like())
                 });
                 if let Ok(lost) = lost {
                     let mut all = lock(&self.held);

@@ -1,5 +1,6 @@
-//! Tests that need a server run only when `MODELROUTER_TEST_REDIS_URL` names one (flushed
-//! of `{mr:test-*}` keys by using fresh model ids); the rest use a port nobody listens on.
+//! Tests that need a server run only when `MODELROUTER_TEST_REDIS_URL` names one (a server or,
+//! as `redis+cluster://…`, a Cluster; fresh model ids keep runs apart); the rest use a port
+//! nobody listens on.
 
 use super::*;
 
@@ -45,6 +46,53 @@ fn bad_settings_name_their_field() {
         "timeout_s"
     );
     assert!("sideways".parse::<FailMode>().is_err());
+}
+
+#[test]
+fn cluster_urls_list_their_nodes_and_bad_ones_name_the_backend() {
+    assert_eq!(
+        conn::cluster_nodes("redis+cluster://u:p@h1:7000,10.0.0.2:7001/").unwrap(),
+        ["redis://u:p@h1:7000", "redis://u:p@10.0.0.2:7001"]
+    );
+    for bad in [
+        "redis+cluster://",
+        "redis+cluster://h1",
+        "redis+cluster://h1:7000,",
+        "redis+cluster://h1:x",
+        "redis+cluster://h1:0",
+        "redis+cluster://:7000",
+        "redis+cluster://h1:7000/1",
+        "rediss+cluster://h1:7000",
+    ] {
+        match RedisConfig::new(bad, 5.0, FailMode::Open, 1.0) {
+            Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "backend", "{bad}"),
+            other => panic!("{bad}: expected an input error, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        redact("redis+cluster://u:secret@h:1,h:2"),
+        "redis+cluster://u:***@h:1,h:2"
+    );
+}
+
+#[test]
+fn an_unreachable_cluster_fails_open_or_closed_without_hanging() {
+    let started = Instant::now();
+    let url = "redis+cluster://127.0.0.1:1,127.0.0.1:2";
+    let open = RedisBackend::new(RedisConfig::new(url, 5.0, FailMode::Open, 0.2).unwrap()).unwrap();
+    assert_eq!(
+        open.acquire("m", capacity(1, 0), true),
+        Ok(Admission::FallBack)
+    );
+    assert_eq!(open.counts("m"), None);
+    let closed =
+        RedisBackend::new(RedisConfig::new(url, 5.0, FailMode::Closed, 0.2).unwrap()).unwrap();
+    assert!(matches!(
+        closed.acquire("m", capacity(1, 0), true),
+        Err(Error::BackendUnavailable(_))
+    ));
+    closed.release("m", Slot::Active, "nobody");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[test]

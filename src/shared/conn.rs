@@ -1,0 +1,122 @@
+//! One Redis server (`redis://`) or a Redis Cluster (`redis+cluster://host:port,host:port`)
+//! behind the same few calls. Every key a call touches carries one model's hash tag, so on a
+//! Cluster each call goes to the one node that owns that model's slot (MOVED/ASK followed).
+
+use std::time::Duration;
+
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::{Connection, ConnectionLike, RedisResult};
+
+use crate::error::{Error, Result};
+
+/// Scheme of a Redis Cluster backend: `redis+cluster://[user:pass@]host:port[,host:port…]`.
+pub const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// Redirections (MOVED/ASK) and reconnections a cluster call may take before it fails; each
+/// attempt is bounded by the timeout, so a call never hangs.
+const CLUSTER_RETRIES: u32 = 2;
+
+pub(super) enum Client {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+pub(super) enum Conn {
+    Single(Connection),
+    Cluster(ClusterConnection),
+}
+
+/// `redis+cluster://u:p@h1:1,h2:2` → `["redis://u:p@h1:1", "redis://u:p@h2:2"]`.
+pub(super) fn cluster_nodes(url: &str) -> std::result::Result<Vec<String>, String> {
+    let rest = url
+        .strip_prefix(CLUSTER_SCHEME)
+        .ok_or_else(|| format!("expected {CLUSTER_SCHEME}host:port[,host:port...]"))?;
+    let (cred, hosts) = match rest.rfind('@') {
+        Some(at) => (&rest[..=at], &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let hosts = hosts.strip_suffix('/').unwrap_or(hosts);
+    if hosts.contains(['/', '?']) {
+        return Err("a cluster URL takes no database or options (only db 0 exists)".into());
+    }
+    let mut nodes = Vec::new();
+    for node in hosts.split(',') {
+        let (host, port) = node
+            .rsplit_once(':')
+            .ok_or_else(|| format!("node {node:?} is not host:port"))?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("node {node:?} is not host:port"));
+        }
+        nodes.push(format!("redis://{cred}{host}:{port}"));
+    }
+    Ok(nodes)
+}
+
+impl Client {
+    /// `display_url` (credentials redacted) words the errors.
+    pub(super) fn open(url: &str, timeout: Duration, display_url: &str) -> Result<Self> {
+        let bad =
+            |e: String| Error::invalid("backend", format!("cannot parse {display_url:?}: {e}"));
+        if url.starts_with(CLUSTER_SCHEME) {
+            let nodes = cluster_nodes(url).map_err(bad)?;
+            let client = ClusterClient::builder(nodes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(CLUSTER_RETRIES)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(Client::Cluster(client))
+        } else {
+            let client = redis::Client::open(url).map_err(|e| bad(e.to_string()))?;
+            Ok(Client::Single(client))
+        }
+    }
+
+    /// A connection whose connect, read and write are bounded by `timeout`.
+    pub(super) fn connect(&self, timeout: Duration) -> RedisResult<Conn> {
+        match self {
+            Client::Single(client) => {
+                let con = client.get_connection_with_timeout(timeout)?;
+                con.set_read_timeout(Some(timeout))?;
+                con.set_write_timeout(Some(timeout))?;
+                Ok(Conn::Single(con))
+            }
+            Client::Cluster(client) => {
+                let con = client.get_connection()?;
+                con.set_read_timeout(Some(timeout))?;
+                con.set_write_timeout(Some(timeout))?;
+                Ok(Conn::Cluster(con))
+            }
+        }
+    }
+}
+
+impl Conn {
+    pub(super) fn like(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Conn::Single(con) => con,
+            Conn::Cluster(con) => con,
+        }
+    }
+
+    /// `ZREM key ids…` for each (key, ids): one pipeline on one server; on a Cluster, where the
+    /// keys of one call share a hash tag, a cluster pipeline (routed per slot).
+    pub(super) fn zrem_all(&mut self, removals: &[(String, Vec<&String>)]) -> RedisResult<()> {
+        match self {
+            Conn::Single(con) => {
+                let mut pipe = redis::pipe();
+                for (key, ids) in removals {
+                    pipe.cmd("ZREM").arg(key).arg(ids).ignore();
+                }
+                pipe.query::<()>(con)
+            }
+            Conn::Cluster(con) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for (key, ids) in removals {
+                    pipe.cmd("ZREM").arg(key).arg(ids).ignore();
+                }
+                pipe.query::<()>(con)
+            }
+        }
+    }
+}
