@@ -5,68 +5,18 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis_support import REDIS, RedisServer
 
 import modelrouter as mr
 
-REDIS = shutil.which("redis-server")
 needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or _free_port()
-        self.dir = tempfile.mkdtemp(prefix="mr-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        assert REDIS is not None
-        cmd = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        cmd += ["--appendonly", "no", "--dir", self.dir]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.cli("PING") == "PONG":
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def cli(self, *args: str) -> str:
-        """One command over a raw socket (no client library needed); the reply's first line."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                parts = [f"${len(a.encode())}\r\n{a}\r\n" for a in args]
-                s.sendall(f"*{len(args)}\r\n{''.join(parts)}".encode())
-                line = s.makefile("rb").readline().decode().strip()
-        except OSError:
-            return ""
-        return line.lstrip("+:")
 
 
 @pytest.fixture(scope="module")

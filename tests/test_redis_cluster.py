@@ -1,125 +1,25 @@
-"""Shared load across replicas through a real 3-node Redis Cluster (started here on free
-loopback ports, no persistence), with models whose hash tags land on different nodes.
-Skipped only when redis-server or redis-cli is absent."""
+"""Shared load across replicas through a real 3-node Redis Cluster (`redis_support.Cluster`),
+with models whose hash tags land on different nodes. Skipped only when redis-server or
+redis-cli is absent."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis_support import CLI, REDIS, Cluster
 
 import modelrouter as mr
 
-REDIS = shutil.which("redis-server")
-CLI = shutil.which("redis-cli")
 needs_cluster = pytest.mark.skipif(
     REDIS is None or CLI is None, reason="redis-server or redis-cli is not installed"
 )
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        # Cluster nodes also listen on port + 10000 (the bus): keep both below 65536.
-        ports = [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-    if any(p + 10000 > 65535 for p in ports):
-        return _free_ports(n)
-    return ports
-
-
-class Cluster:
-    def __init__(self) -> None:
-        self.ports = _free_ports(3)
-        self.dir = tempfile.mkdtemp(prefix="mr-redis-cluster-")
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    @property
-    def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:2])
-
-    def cli(self, *args: str, port: int | None = None) -> str:
-        assert CLI is not None
-        cmd = [CLI, "-c", "-p", str(port or self.ports[0]), *args]
-        out = subprocess.run(cmd, capture_output=True, timeout=10, check=False)
-        return out.stdout.decode().strip()
-
-    def start(self) -> Cluster:
-        assert REDIS is not None and CLI is not None
-        for p in self.ports:
-            cmd = [REDIS, "--port", str(p), "--cluster-enabled", "yes"]
-            cmd += ["--cluster-config-file", f"nodes-{p}.conf", "--save", "", "--appendonly"]
-            cmd += ["no", "--bind", "127.0.0.1", "--dir", self.dir]
-            self.procs.append(
-                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
-        try:
-            deadline = time.monotonic() + 10
-            while not all(self.cli("PING", port=p) == "PONG" for p in self.ports):
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-            nodes = [f"127.0.0.1:{p}" for p in self.ports]
-            create = [CLI, "--cluster", "create", *nodes, "--cluster-replicas", "0"]
-            subprocess.run(
-                [*create, "--cluster-yes"], capture_output=True, timeout=30, check=True
-            )
-            deadline = time.monotonic() + 20
-            while not all(
-                "cluster_state:ok" in self.cli("CLUSTER", "INFO", port=p) for p in self.ports
-            ):
-                assert time.monotonic() < deadline, "the cluster did not come up"
-                time.sleep(0.1)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            proc.wait(10)
-        self.procs = []
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def owner(self, key: str) -> int:
-        """The port of the node that holds `key`'s slot."""
-        slot = int(self.cli("CLUSTER", "KEYSLOT", key))
-        for line in self.cli("CLUSTER", "NODES").splitlines():
-            fields = line.split()
-            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
-            for part in fields[8:]:
-                lo, _, hi = part.partition("-")
-                if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
-                    return port
-        raise AssertionError(f"no node owns slot {slot}")
-
-    def spread_models(self, prefix: str) -> list[str]:
-        """One model per node: their `{mr:<model>}` hash tags land on three different nodes."""
-        found: dict[int, str] = {}
-        i = 0
-        while len(found) < 3:
-            model = f"{prefix}-{i}"
-            found.setdefault(self.owner(f"{{mr:{model}}}:active"), model)
-            i += 1
-        return [found[p] for p in sorted(found)]
-
-    def zcard(self, model: str) -> int:
-        return int(self.cli("ZCARD", f"{{mr:{model}}}:active") or 0)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +39,13 @@ def _fresh() -> str:
 
 
 def _hammer(
-    url: str, models: list[str], limit: int, threads: int, rounds: int, live: Any, peak: Any,
+    url: str,
+    models: list[str],
+    limit: int,
+    threads: int,
+    rounds: int,
+    live: Any,
+    peak: Any,
     errors: Any,
 ) -> None:
     catalog = [mr.Model(m, {"code": 0.9}, max_concurrent=limit) for m in models]
@@ -228,27 +134,25 @@ def test_bad_cluster_urls_name_the_backend_field() -> None:
 
 @needs_cluster
 def test_models_on_three_nodes_share_limits_in_one_process(cluster: Cluster) -> None:
-    models = cluster.spread_models(_fresh())
-    a = mr.LoadTracker(backend=cluster.url, fail_mode="closed")
-    b = mr.LoadTracker(backend=cluster.url, fail_mode="closed")
-    for t in (a, b):
-        for m in models:
-            t.set_capacity(m, max_concurrent=2)
-    for m in models:
-        held = [a.track(m), b.track(m)]
-        for g in held:
-            g.__enter__()
-            assert g.lease_id
+    agent = mr.Agent("x", {"code": 0.5})
+    for m in cluster.spread_models(_fresh()):
+        catalog = [mr.Model(m, {"code": 0.9}, max_concurrent=2)]
+        a = mr.Router(catalog, backend=cluster.url, fail_mode="closed")
+        b = mr.Router(catalog, backend=cluster.url, fail_mode="closed")
+        held = [a.request(agent), b.request(agent)]
+        assert all(h.lease_id for h in held)
         with pytest.raises(mr.NoCapacityError):
-            with b.track(m):
-                pass
+            b.request(agent)
         assert cluster.zcard(m) == 2
         held[0].release()
         held[0].release()  # idempotent
         assert cluster.zcard(m) == 1
+        with b.request(agent) as again:
+            assert again.model_id == m and cluster.zcard(m) == 2
         held[1].release()
         assert cluster.zcard(m) == 0
-    assert a.backend_status()["errors"] == 0  # type: ignore[index]
+        status = a.tracker.backend_status()
+        assert status is not None and status["errors"] == 0
 
 
 @needs_cluster
