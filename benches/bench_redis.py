@@ -1,45 +1,27 @@
 """Shared load through a local redis-server (started here on a free loopback port): the
 acquire+release round trip of `track()` and `Router.request()`, the overhead over in-process
 counters, and throughput when many requests are in flight at once (one process × 8 threads,
-4 processes × 8 threads: the server interleaves the connections' scripts)."""
+4 processes × 8 threads: the server interleaves the connections' scripts). The same through a
+3-node Redis Cluster (`redis+cluster://`), where each model's keys live on one node."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-import modelrouter as mr
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from redis_support import CLI, REDIS, Cluster, RedisServer  # noqa: E402
+
+import modelrouter as mr  # noqa: E402
 
 PAIRS = 5000
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        print("## Shared load (Redis)\n\nSkipped: redis-server is not installed.")
-        raise SystemExit(0)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-    cmd += ["no", "--dir", tempfile.mkdtemp(prefix="mr-bench-redis-")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def per_pair_us(fn: Any, n: int = PAIRS) -> tuple[float, float]:
@@ -75,36 +57,43 @@ def single(url: str | None) -> dict[str, tuple[float, float]]:
     return {"track": per_pair_us(track), "request": per_pair_us(request)}
 
 
-def _threads(url: str, threads: int, pairs: int) -> None:
+def _threads(url: str, threads: int, pairs: int, models: list[str]) -> None:
     tracker = mr.LoadTracker(backend=url)
-    tracker.set_capacity("m", max_concurrent=10_000)
+    for m in models:
+        tracker.set_capacity(m, max_concurrent=10_000)
 
-    def work() -> None:
-        for _ in range(pairs):
-            with tracker.track("m"):
+    def work(k: int) -> None:
+        for n in range(pairs):
+            with tracker.track(models[(n + k) % len(models)]):
                 pass
 
-    pool = [threading.Thread(target=work) for _ in range(threads)]
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
 
 
-def throughput(url: str, processes: int, threads: int, pairs: int) -> float:
+def throughput(
+    url: str, processes: int, threads: int, pairs: int, models: list[str] | None = None
+) -> float:
+    models = models or ["m"]
     start = time.perf_counter()
     if processes == 1:
-        _threads(url, threads, pairs)
+        _threads(url, threads, pairs, models)
     else:
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_threads, args=(url, threads, pairs)) for _ in range(processes)]
+        procs = [
+            ctx.Process(target=_threads, args=(url, threads, pairs, models))
+            for _ in range(processes)
+        ]
         for p in procs:
             p.start()
         for p in procs:
             p.join()
         # Process start-up is not part of the work: time the same spawn with no pairs.
         empty = time.perf_counter()
-        procs = [ctx.Process(target=_threads, args=(url, 0, 0)) for _ in range(processes)]
+        procs = [ctx.Process(target=_threads, args=(url, 0, 0, models)) for _ in range(processes)]
         for p in procs:
             p.start()
         for p in procs:
@@ -127,30 +116,64 @@ def batched(url: str) -> str:
     return "\n".join(rows)
 
 
+def measure_cluster() -> tuple[dict[str, tuple[float, float]], float, float] | None:
+    """Pair latency, and 1×8 / 4×8 throughput over three models on three nodes."""
+    if CLI is None:
+        return None
+    cluster = Cluster().start()
+    try:
+        models = cluster.spread_models("bench")
+        pair = single(cluster.url)
+        return (
+            pair,
+            throughput(cluster.url, 1, 8, 2500, models),
+            throughput(cluster.url, 4, 8, 2500, models),
+        )
+    finally:
+        cluster.stop()
+
+
 def main() -> None:
-    proc, url = start_server()
+    if REDIS is None:
+        print("## Shared load (Redis)\n\nSkipped: redis-server is not installed.")
+        return
+    server = RedisServer().start()
+    url = server.url
     try:
         local, shared = single(None), single(url)
-        one = throughput(url, 1, 8, 2500)
-        four = throughput(url, 4, 8, 2500)
+        three = [f"m{i}" for i in range(3)]
+        one, four = throughput(url, 1, 8, 2500, three), throughput(url, 4, 8, 2500, three)
         rust = batched(url)
     finally:
-        proc.terminate()
-        proc.wait()
+        server.stop()
+    cluster = measure_cluster()
     print("## Shared load (Redis)\n")
-    print("Local redis-server on loopback, 2-core VM, from Python; one acquire+release pair.\n")
-    print("| operation | in-process median | Redis median | Redis P99 | overhead |")
-    print("|---|---:|---:|---:|---:|")
+    print("Local redis-server on loopback, 2-core VM, from Python; one acquire+release pair.")
+    print(
+        "Cluster: 3 masters on the same machine (`redis+cluster://`), client-side slot routing.\n"
+    )
+    print(
+        "| operation | in-process median | Redis median | Redis P99 | overhead | Cluster median |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for name, label in (
         ("track", "`with tracker.track(m)`"),
         ("request", "`with router.request(a)`"),
     ):
         (lm, _), (sm, sp) = local[name], shared[name]
-        print(f"| {label} | {lm:.2f} µs | {sm:.1f} µs | {sp:.1f} µs | +{sm - lm:.1f} µs |")
-    print("\n| concurrent `track()` pairs (many in flight, one connection per thread) | pairs/s |")
-    print("|---|---:|")
-    print(f"| 1 process × 8 threads | {one:,.0f} |")
-    print(f"| 4 processes × 8 threads | {four:,.0f} |")
+        cm = f"{cluster[0][name][0]:.1f} µs" if cluster else "not measured (no redis-cli)"
+        row = f"| {label} | {lm:.2f} µs | {sm:.1f} µs | {sp:.1f} µs | +{sm - lm:.1f} µs | {cm} |"
+        print(row)
+    print("\nConcurrent `track()` pairs over three models (one connection per thread; on the")
+    print("Cluster each model's keys live on a different node):\n")
+    print("| load | one server, pairs/s | 3-node Cluster, pairs/s |")
+    print("|---|---:|---:|")
+    for label, mine, theirs in (
+        ("1 process × 8 threads", one, cluster[1] if cluster else None),
+        ("4 processes × 8 threads", four, cluster[2] if cluster else None),
+    ):
+        shown = f"{theirs:,.0f}" if theirs is not None else "not measured"
+        print(f"| {label} | {mine:,.0f} | {shown} |")
     print("\nBatched (pipelined) leases from Rust: one round trip admits a whole batch")
     print("(`RedisBackend::acquire_many`), one releases it (`release_many`); `benches/redis.rs`.\n")
     print(rust)

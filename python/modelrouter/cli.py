@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--load-backend",
         metavar="URL",
-        help="redis://host:port/db: share live load (and limits) with other replicas",
+        help="redis://host:port/db or redis+cluster://host:port,host:port: share live load "
+        "(and limits) with other replicas",
     )
     serve.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     serve.add_argument("--policy", choices=POLICIES, default="weighted")

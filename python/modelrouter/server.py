@@ -87,7 +87,8 @@ async def _sampler(state: ServiceState, interval_s: float) -> None:
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory modelrouter.server:app_from_env`` (one app per worker):
     MODELROUTER_FLEET, MODELROUTER_STORE (a store URL, or empty for none), MODELROUTER_POLICY,
-    MODELROUTER_STRATEGY, MODELROUTER_LOAD_BACKEND (``redis://...``, shared by the workers)."""
+    MODELROUTER_STRATEGY, MODELROUTER_LOAD_BACKEND (``redis://...`` or ``redis+cluster://...``,
+    shared by the workers)."""
     env = os.environ
     return create_app(
         fleet=env.get("MODELROUTER_FLEET") or None,
@@ -116,8 +117,9 @@ def create_app(
     """The ASGI app. ``models`` (or the ``fleet`` file, default the shipped ``seed_assign``
     scenario) is the fleet POST route/feedback use; ``store`` (or ``store_url``, opened with
     :func:`modelrouter.store.open_store`) records every decision and is closed on shutdown.
-    ``load_backend`` (``redis://...``) shares the active/queued counts, and so the limits, with
-    every other process given the same URL (uvicorn workers, replicas)."""
+    ``load_backend`` (``redis://...`` or ``redis+cluster://...``) shares the active/queued
+    counts, and so the limits, with every other process given the same URL (uvicorn workers,
+    replicas)."""
     if models is None:
         models = load_fleet(fleet or "seed_assign")[1]
     if store is None and store_url is not None:

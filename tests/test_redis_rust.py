@@ -1,0 +1,65 @@
+"""The Rust core's own Redis tests (`src/shared/tests.rs`), which skip without a server, run here
+against a real redis-server and a real 3-node Cluster, so that CI never passes them silently."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from redis_support import CLI, REDIS, Cluster, RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+CARGO = shutil.which("cargo")
+TESTS = ["admission_is_bounded_and_release_is_idempotent", "unrenewed_leases_expire"]
+
+pytestmark = pytest.mark.skipif(
+    CARGO is None or REDIS is None or CLI is None or not (ROOT / "Cargo.toml").exists(),
+    reason="needs cargo, the source tree, redis-server and redis-cli",
+)
+
+
+def zrem_calls(info: str) -> int:
+    """ZREM calls in an `INFO commandstats` reply (0 before the first)."""
+    for line in info.splitlines():
+        if line.startswith("cmdstat_zrem:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def run_rust_tests(url: str, zrems: Callable[[], int]) -> None:
+    before = zrems()
+    assert CARGO is not None
+    cmd = [CARGO, "test", "--quiet", "--features", "redis-backend", "--lib", "--", *TESTS]
+    env = {**os.environ, "MODELROUTER_TEST_REDIS_URL": url}
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"test result: ok. {len(TESTS)} passed" in out.stdout, out.stdout
+    assert zrems() > before, "the Rust tests did not reach the server"
+
+
+def test_rust_redis_tests_against_one_server() -> None:
+    server = RedisServer().start()
+    try:
+        calls = lambda: zrem_calls(_info(server.port))  # noqa: E731
+        run_rust_tests(server.url, calls)
+    finally:
+        server.stop()
+
+
+def test_rust_redis_tests_against_a_cluster() -> None:
+    cluster = Cluster().start()
+    try:
+        calls = lambda: sum(zrem_calls(_info(p)) for p in cluster.ports)  # noqa: E731
+        run_rust_tests(cluster.url, calls)
+    finally:
+        cluster.stop()
+
+
+def _info(port: int) -> str:
+    assert CLI is not None
+    cmd = [CLI, "-p", str(port), "INFO", "commandstats"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
