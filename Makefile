@@ -38,7 +38,7 @@ py-test: build dev-deps
 
 lint: build dev-deps
 	cargo fmt --check
-	cargo clippy --quiet --all-targets -- -D warnings
+	cargo clippy --quiet --all-targets --features redis-backend -- -D warnings
 	cargo clippy --quiet --features python --lib -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches

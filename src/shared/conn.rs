@@ -23,7 +23,8 @@ pub(super) enum Client {
 
 pub(super) enum Conn {
     Single(Connection),
-    Cluster(ClusterConnection),
+    /// Boxed: a cluster connection (its node map) is four times a single one.
+    Cluster(Box<ClusterConnection>),
 }
 
 /// `redis+cluster://u:p@h1:1,h2:2` → `["redis://u:p@h1:1", "redis://u:p@h2:2"]`.
@@ -85,7 +86,7 @@ impl Client {
                 let con = client.get_connection()?;
                 con.set_read_timeout(Some(timeout))?;
                 con.set_write_timeout(Some(timeout))?;
-                Ok(Conn::Cluster(con))
+                Ok(Conn::Cluster(Box::new(con)))
             }
         }
     }
@@ -95,7 +96,7 @@ impl Conn {
     pub(super) fn like(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Conn::Single(con) => con,
-            Conn::Cluster(con) => con,
+            Conn::Cluster(con) => con.as_mut(),
         }
     }
 
@@ -115,7 +116,7 @@ impl Conn {
                 for (key, ids) in removals {
                     pipe.cmd("ZREM").arg(key).arg(ids).ignore();
                 }
-                pipe.query::<()>(con)
+                pipe.query::<()>(con.as_mut())
             }
         }
     }
