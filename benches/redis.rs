@@ -32,8 +32,7 @@ fn main() {
         let rounds = (n / batch).max(1);
         let start = Instant::now();
         for _ in 0..rounds {
-            let leases: Vec<(Slot, String)> =
-                backend.acquire_many(&model, cap, true, batch).unwrap();
+            let leases: Vec<(Slot, String)> = backend.lease_many(&model, cap, true, batch).unwrap();
             assert_eq!(leases.len(), batch);
             backend.release_many(&model, &leases);
         }

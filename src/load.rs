@@ -243,13 +243,11 @@ impl ModelState {
     /// Gives back what `try_admit` or a tracked request took. Saturates at zero so that an
     /// external `set_counts` reset can never make a release wrap.
     pub fn release(&self, slot: Slot, now: f64) {
-        let counter = match slot {
-            Slot::Active => &self.active,
-            Slot::Queued => &self.queued,
-        };
-        let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-            Some(c.saturating_sub(1))
-        });
+        let _ = self
+            .counter(slot)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_sub(1))
+            });
         self.last_updated.store(now);
     }
 
@@ -257,36 +255,63 @@ impl ModelState {
     /// in the backend when there is one, else — or when it is away and fails open — locally.
     /// None when full; `Error::BackendUnavailable` when the backend is away and fails closed.
     pub fn acquire(&self, bounded: bool, now: f64) -> Result<Option<Ticket>> {
+        Ok(self.acquire_many(bounded, 1, now)?.pop())
+    }
+
+    /// Up to `n` admissions at once (one round trip with a shared backend); fewer when the
+    /// model and its queue fill up. Active slots come first, then queue places.
+    pub fn acquire_many(&self, bounded: bool, n: usize, now: f64) -> Result<Vec<Ticket>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         if let Some(backend) = &self.backend {
-            match backend.acquire(&self.id, self.capacity(), bounded)? {
-                Admission::Leased(slot, lease) => {
-                    let counter = match slot {
-                        Slot::Active => &self.active,
-                        Slot::Queued => &self.queued,
-                    };
-                    counter.fetch_add(1, Ordering::AcqRel);
-                    self.last_updated.store(now);
-                    return Ok(Some(Ticket {
-                        slot,
-                        lease: Some(lease),
-                    }));
+            if let Some(granted) = backend.acquire_many(&self.id, self.capacity(), bounded, n)? {
+                for (slot, _) in &granted {
+                    self.counter(*slot).fetch_add(1, Ordering::AcqRel);
                 }
-                Admission::Refused => return Ok(None),
-                Admission::FallBack => {}
+                self.last_updated.store(now);
+                let tickets = granted.into_iter().map(|(slot, lease)| Ticket {
+                    slot,
+                    lease: Some(lease),
+                });
+                return Ok(tickets.collect());
             }
         }
         if bounded {
-            return Ok(self.try_admit(now).map(Ticket::local));
+            return Ok((0..n)
+                .map_while(|_| self.try_admit(now).map(Ticket::local))
+                .collect());
         }
-        self.add_active(1, now)?;
-        Ok(Some(Ticket::local(Slot::Active)))
+        let delta = i64::try_from(n).map_err(|_| Error::invalid("n", "too many requests"))?;
+        self.add_active(delta, now)?;
+        Ok(vec![Ticket::local(Slot::Active); n])
     }
 
     /// Gives back what `acquire` took (its lease too).
     pub fn release_ticket(&self, ticket: &Ticket, now: f64) {
-        self.release(ticket.slot, now);
-        if let (Some(backend), Some(lease)) = (&self.backend, &ticket.lease) {
-            backend.release(&self.id, ticket.slot, lease);
+        self.release_tickets(std::slice::from_ref(ticket), now);
+    }
+
+    /// Gives back many tickets; their shared leases go back in one round trip.
+    pub fn release_tickets(&self, tickets: &[Ticket], now: f64) {
+        for ticket in tickets {
+            self.release(ticket.slot, now);
+        }
+        if let Some(backend) = &self.backend {
+            let leases: Vec<(Slot, String)> = tickets
+                .iter()
+                .filter_map(|t| t.lease.clone().map(|lease| (t.slot, lease)))
+                .collect();
+            if !leases.is_empty() {
+                backend.release_many(&self.id, &leases);
+            }
+        }
+    }
+
+    fn counter(&self, slot: Slot) -> &AtomicU64 {
+        match slot {
+            Slot::Active => &self.active,
+            Slot::Queued => &self.queued,
         }
     }
 

@@ -135,8 +135,9 @@ impl RedisBackend {
         &self.inner.config
     }
 
-    /// Admits `n` requests of one model in one round trip; refused ones are left out.
-    pub fn acquire_many(
+    /// Admits `n` requests of one model in one round trip; refused ones are left out. Any
+    /// error is an error here, whatever the fail mode (`LoadBackend::acquire_many` applies it).
+    pub fn lease_many(
         &self,
         model: &str,
         capacity: Capacity,
@@ -182,33 +183,6 @@ impl RedisBackend {
             self.ensure_renewer();
         }
         Ok(granted)
-    }
-
-    /// Releases many leases of one model in one round trip (idempotent).
-    pub fn release_many(&self, model: &str, leases: &[(Slot, String)]) {
-        if leases.is_empty() {
-            return;
-        }
-        let inner = &self.inner;
-        {
-            let mut held = lock(&inner.held);
-            if let Some(mine) = held.get_mut(model) {
-                for (_, id) in leases {
-                    mine.remove(id);
-                }
-            }
-        }
-        lock(&inner.counts).remove(model);
-        let removals: Vec<(String, Vec<&String>)> = [Slot::Active, Slot::Queued]
-            .into_iter()
-            .map(|slot| {
-                let ids = leases.iter().filter(|(s, _)| *s == slot);
-                (key_of(model, slot), ids.map(|(_, id)| id).collect())
-            })
-            .filter(|(_, ids): &(String, Vec<&String>)| !ids.is_empty())
-            .collect();
-        // An unreachable backend lets the lease expire on its own; the error is recorded.
-        let _ = inner.round_trip(|con| con.zrem_all(&removals));
     }
 
     /// Renews every lease this process holds (what the renewer thread does every TTL/3).
@@ -302,14 +276,27 @@ impl Inner {
 
 impl LoadBackend for RedisBackend {
     fn acquire(&self, model: &str, capacity: Capacity, bounded: bool) -> Result<Admission> {
-        match self.acquire_many(model, capacity, bounded, 1) {
-            Ok(mut granted) => Ok(match granted.pop() {
+        Ok(match self.acquire_many(model, capacity, bounded, 1)? {
+            Some(mut granted) => match granted.pop() {
                 Some((slot, id)) => Admission::Leased(slot, id),
                 None => Admission::Refused,
-            }),
+            },
+            None => Admission::FallBack,
+        })
+    }
+
+    fn acquire_many(
+        &self,
+        model: &str,
+        capacity: Capacity,
+        bounded: bool,
+        n: usize,
+    ) -> Result<Option<Vec<(Slot, String)>>> {
+        match self.lease_many(model, capacity, bounded, n) {
+            Ok(granted) => Ok(Some(granted)),
             Err(_) if self.inner.config.fail_mode == FailMode::Open => {
                 self.inner.fail_open_events.fetch_add(1, Ordering::Relaxed);
-                Ok(Admission::FallBack)
+                Ok(None)
             }
             Err(e) => Err(e),
         }
@@ -317,6 +304,33 @@ impl LoadBackend for RedisBackend {
 
     fn release(&self, model: &str, slot: Slot, lease: &str) {
         self.release_many(model, &[(slot, lease.to_string())]);
+    }
+
+    /// Releases many leases of one model in one round trip (idempotent).
+    fn release_many(&self, model: &str, leases: &[(Slot, String)]) {
+        if leases.is_empty() {
+            return;
+        }
+        let inner = &self.inner;
+        {
+            let mut held = lock(&inner.held);
+            if let Some(mine) = held.get_mut(model) {
+                for (_, id) in leases {
+                    mine.remove(id);
+                }
+            }
+        }
+        lock(&inner.counts).remove(model);
+        let removals: Vec<(String, Vec<&String>)> = [Slot::Active, Slot::Queued]
+            .into_iter()
+            .map(|slot| {
+                let ids = leases.iter().filter(|(s, _)| *s == slot);
+                (key_of(model, slot), ids.map(|(_, id)| id).collect())
+            })
+            .filter(|(_, ids): &(String, Vec<&String>)| !ids.is_empty())
+            .collect();
+        // An unreachable backend lets the lease expire on its own; the error is recorded.
+        let _ = inner.round_trip(|con| con.zrem_all(&removals));
     }
 
     fn counts(&self, model: &str) -> Option<(u64, u64)> {

@@ -48,6 +48,17 @@ def command(port: int, *args: str) -> str:
     return line.lstrip("+:")
 
 
+def command_calls(port: int, name: str) -> int:
+    """How many times the server at `port` ran command `name` (`INFO commandstats`)."""
+    assert CLI is not None, "redis-cli is not installed"
+    cmd = [CLI, "-p", str(port), "INFO", "commandstats"]
+    info = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    for line in info.splitlines():
+        if line.startswith(f"cmdstat_{name.lower()}:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
 def _wait(condition: object, what: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():  # type: ignore[operator]
@@ -83,6 +94,9 @@ class RedisServer:
 
     def cli(self, *args: str) -> str:
         return command(self.port, *args)
+
+    def calls(self, name: str) -> int:
+        return command_calls(self.port, name)
 
 
 class Cluster:
@@ -132,6 +146,10 @@ class Cluster:
         cmd = [CLI, "-c", "-p", str(port or self.ports[0]), *args]
         out = subprocess.run(cmd, capture_output=True, timeout=10, check=False)
         return out.stdout.decode().strip()
+
+    def calls(self, name: str) -> int:
+        """Calls of command `name` summed over the nodes."""
+        return sum(command_calls(p, name) for p in self.ports)
 
     def owner(self, key: str) -> int:
         """The port of the node that holds `key`'s slot."""

@@ -285,3 +285,48 @@ def test_a_restarted_server_is_reconnected_without_an_error(own_server: RedisSer
     with tracker.track("m") as g:  # the stale pooled connection is replaced, no error
         assert g.lease_id is not None
     assert tracker.backend_status()["errors"] == 0  # type: ignore[index]
+
+
+@needs_redis
+def test_a_batch_is_one_script_call_and_shares_the_limits(server: RedisServer) -> None:
+    m = _fresh()
+    a = mr.LoadTracker(backend=server.url, fail_mode="closed", lease_ttl_s=60)
+    b = mr.LoadTracker(backend=server.url, fail_mode="closed", lease_ttl_s=60)
+    for t in (a, b):
+        t.set_capacity(m, max_concurrent=30, max_queue=5)
+    first = a.acquire_many(m, 20)
+    assert [h.queued for h in first] == [False] * 20
+    assert len({h.lease_id for h in first}) == 20 and all(h.lease_id for h in first)
+    scripts = server.calls("evalsha") + server.calls("eval")
+    second = b.acquire_many(m, 20)  # 10 slots left across both trackers, then 5 queue places
+    assert server.calls("evalsha") + server.calls("eval") == scripts + 1
+    assert [h.queued for h in second] == [False] * 10 + [True] * 5
+    assert server.cli("ZCARD", f"{{mr:{m}}}:active") == "30"
+    assert server.cli("ZCARD", f"{{mr:{m}}}:queued") == "5"
+    zrems = server.calls("zrem")
+    assert a.release_many(first) == 20
+    assert server.calls("zrem") == zrems + 1  # 20 leases, one command
+    assert server.cli("ZCARD", f"{{mr:{m}}}:active") == "10"
+    second[0].release()
+    assert b.release_many(second) == 14
+    assert a.release_many(first + second) == 0
+    assert server.cli("ZCARD", f"{{mr:{m}}}:active") == "0"
+    assert server.cli("ZCARD", f"{{mr:{m}}}:queued") == "0"
+
+
+@needs_redis
+def test_a_batch_fails_open_on_local_counts_or_closed_with_nothing_held(
+    own_server: RedisServer,
+) -> None:
+    opened = mr.LoadTracker(backend=own_server.url, fail_mode="open", timeout_s=0.2)
+    closed = mr.LoadTracker(backend=own_server.url, fail_mode="closed", timeout_s=0.2)
+    for t in (opened, closed):
+        t.set_capacity("m", max_concurrent=3, max_queue=1)
+    own_server.stop()
+    batch = opened.acquire_many("m", 10)
+    assert [h.queued for h in batch] == [False, False, False, True]
+    assert all(h.lease_id is None for h in batch)
+    with pytest.raises(mr.BackendUnavailableError):
+        closed.acquire_many("m", 2)
+    assert opened.release_many(batch) == 4
+    assert closed.backend_status()["held_leases"] == 0  # type: ignore[index]

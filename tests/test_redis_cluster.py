@@ -255,3 +255,24 @@ def test_a_stopped_cluster_fails_open_or_closed_quickly() -> None:
     assert time.monotonic() - started < 5
     status = opened.backend_status()
     assert status is not None and not status["available"] and status["fail_open_events"] >= 1
+
+
+@needs_cluster
+def test_batches_on_three_nodes_keep_each_models_limit(cluster: Cluster) -> None:
+    models = cluster.spread_models(_fresh())
+    a = mr.LoadTracker(backend=cluster.url, fail_mode="closed", lease_ttl_s=60)
+    b = mr.LoadTracker(backend=cluster.url, fail_mode="closed", lease_ttl_s=60)
+    for t in (a, b):
+        for m in models:
+            t.set_capacity(m, max_concurrent=8, max_queue=2)
+    held = []
+    for m in models:
+        first, second = a.acquire_many(m, 6), b.acquire_many(m, 6)
+        assert [h.queued for h in first + second] == [False] * 8 + [True] * 2
+        assert cluster.zcard(m) == 8
+        held += first + second
+    zrems = cluster.calls("zrem")
+    assert a.release_many([h for h in held if h.model_id == models[0]]) == 10
+    assert cluster.calls("zrem") - zrems == 3  # per tracker one pipeline: 1 + (active, queued)
+    assert a.release_many(held) == 20
+    assert [cluster.zcard(m) for m in models] == [0, 0, 0]

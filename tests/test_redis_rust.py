@@ -22,15 +22,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def zrem_calls(info: str) -> int:
-    """ZREM calls in an `INFO commandstats` reply (0 before the first)."""
-    for line in info.splitlines():
-        if line.startswith("cmdstat_zrem:"):
-            return int(line.split("calls=")[1].split(",")[0])
-    return 0
-
-
 def run_rust_tests(url: str, zrems: Callable[[], int]) -> None:
+    """Runs TESTS against `url`; `zrems()` counts the server's ZREM calls (proof they ran)."""
     before = zrems()
     assert CARGO is not None
     cmd = [CARGO, "test", "--quiet", "--features", "redis-backend", "--lib", "--", *TESTS]
@@ -44,8 +37,7 @@ def run_rust_tests(url: str, zrems: Callable[[], int]) -> None:
 def test_rust_redis_tests_against_one_server() -> None:
     server = RedisServer().start()
     try:
-        calls = lambda: zrem_calls(_info(server.port))  # noqa: E731
-        run_rust_tests(server.url, calls)
+        run_rust_tests(server.url, lambda: server.calls("zrem"))
     finally:
         server.stop()
 
@@ -53,13 +45,6 @@ def test_rust_redis_tests_against_one_server() -> None:
 def test_rust_redis_tests_against_a_cluster() -> None:
     cluster = Cluster().start()
     try:
-        calls = lambda: sum(zrem_calls(_info(p)) for p in cluster.ports)  # noqa: E731
-        run_rust_tests(cluster.url, calls)
+        run_rust_tests(cluster.url, lambda: cluster.calls("zrem"))
     finally:
         cluster.stop()
-
-
-def _info(port: int) -> str:
-    assert CLI is not None
-    cmd = [CLI, "-p", str(port), "INFO", "commandstats"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout

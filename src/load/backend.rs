@@ -68,6 +68,37 @@ pub trait LoadBackend: Send + Sync + fmt::Debug {
     fn acquire(&self, model: &str, capacity: Capacity, bounded: bool) -> Result<Admission>;
     /// Gives a lease back; idempotent, never fails (an unreachable backend lets it expire).
     fn release(&self, model: &str, slot: Slot, lease: &str);
+    /// Admits up to `n` requests in one step (Redis: one round trip); refused ones are left
+    /// out. None: the backend is unreachable and fails open, so the caller admits locally.
+    fn acquire_many(
+        &self,
+        model: &str,
+        capacity: Capacity,
+        bounded: bool,
+        n: usize,
+    ) -> Result<Option<Vec<(Slot, String)>>> {
+        let mut granted = Vec::new();
+        for _ in 0..n {
+            match self.acquire(model, capacity, bounded) {
+                Ok(Admission::Leased(slot, lease)) => granted.push((slot, lease)),
+                Ok(Admission::Refused) => break,
+                Ok(Admission::FallBack) if granted.is_empty() => return Ok(None),
+                Ok(Admission::FallBack) => break,
+                Err(e) => {
+                    // All or nothing on error: nothing may stay leased that nobody holds.
+                    self.release_many(model, &granted);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(granted))
+    }
+    /// Gives many leases of one model back in one step (Redis: one round trip).
+    fn release_many(&self, model: &str, leases: &[(Slot, String)]) {
+        for (slot, lease) in leases {
+            self.release(model, *slot, lease);
+        }
+    }
     /// (active, queued) across replicas; None when the backend is unreachable.
     fn counts(&self, model: &str) -> Option<(u64, u64)>;
     fn status(&self) -> BackendStatus;
@@ -152,5 +183,41 @@ mod tests {
         // Shared counts are live: never stale while the backend answers.
         clock.advance(600.0);
         assert_eq!(t.current_load("m").unwrap().active_requests, 7);
+    }
+
+    #[test]
+    fn batches_lease_until_refused_and_give_back_in_one_call() {
+        let fake = Arc::new(Fake {
+            replies: Mutex::new(vec![
+                Ok(Admission::Leased(Slot::Active, "l1".into())),
+                Ok(Admission::Leased(Slot::Queued, "l2".into())),
+                Ok(Admission::Refused),
+                Ok(Admission::Leased(Slot::Active, "l3".into())),
+                Err(Error::BackendUnavailable("down".into())),
+                Ok(Admission::FallBack),
+            ]),
+            ..Fake::default()
+        });
+        let clock = Arc::new(ManualClock::new(0.0));
+        let t = LoadTracker::with_backend(60.0, clock, Some(fake.clone())).unwrap();
+        let s = t.set_capacity("m", Capacity::new(2, 0, 1.0).unwrap());
+        let batch = s.acquire_many(true, 5, 0.0).unwrap();
+        let leases: Vec<_> = batch.iter().map(|t| t.lease.as_deref().unwrap()).collect();
+        assert_eq!(leases, ["l1", "l2"]);
+        assert_eq!((s.local_active(), s.counts().1), (1, 1));
+        // A failure mid-batch gives back what the batch had leased, and holds nothing.
+        assert!(matches!(
+            s.acquire_many(true, 2, 0.0),
+            Err(Error::BackendUnavailable(_))
+        ));
+        assert_eq!(*fake.released.lock().unwrap(), ["l3"]);
+        // Failing open, the batch is admitted on local counts (1 of 2 slots already held).
+        assert_eq!(
+            s.acquire_many(true, 3, 0.0).unwrap(),
+            [Ticket::local(Slot::Active)]
+        );
+        s.release_tickets(&batch, 0.0);
+        assert_eq!(*fake.released.lock().unwrap(), ["l3", "l1", "l2"]);
+        assert_eq!(s.local_active(), 1);
     }
 }

@@ -96,3 +96,37 @@ fn bad_settings_are_rejected() {
     assert!(Capacity::new(0, 0, 0.5).is_err());
     assert!(Capacity::new(1, 0, 0.0).is_err());
 }
+
+#[test]
+fn a_batch_admits_what_one_at_a_time_would() {
+    for (max_c, max_q, held, n) in [(3, 1, 0, 10), (3, 1, 2, 1), (3, 0, 3, 4), (5, 2, 4, 3)] {
+        let (batched, _) = tracker();
+        let (single, _) = tracker();
+        let mut one_by_one = Vec::new();
+        for t in [&batched, &single] {
+            t.set_capacity("m", Capacity::new(max_c, max_q, 1.0).unwrap());
+            t.update_load("m", held as i64).unwrap();
+        }
+        let s = single.state("m").unwrap();
+        for _ in 0..n {
+            match s.acquire(true, 0.0).unwrap() {
+                Some(ticket) => one_by_one.push(ticket),
+                None => break,
+            }
+        }
+        let b = batched.state("m").unwrap();
+        let tickets = b.acquire_many(true, n, 0.0).unwrap();
+        assert_eq!(
+            tickets, one_by_one,
+            "{max_c}/{max_q}, {held} held, {n} asked"
+        );
+        assert_eq!(b.counts(), s.counts());
+        b.release_tickets(&tickets, 0.0);
+        assert_eq!(b.counts(), (held, 0));
+    }
+    let (t, _) = tracker();
+    let s = t.set_capacity("m", Capacity::new(1, 0, 1.0).unwrap());
+    assert_eq!(s.acquire_many(false, 3, 0.0).unwrap().len(), 3);
+    assert_eq!(s.counts(), (3, 0));
+    assert!(s.acquire_many(true, 0, 0.0).unwrap().is_empty());
+}

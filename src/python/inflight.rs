@@ -100,18 +100,23 @@ impl PyInFlight {
 
     /// Gives the slot back once; records latency and outcome.
     fn finish(&self, success: bool) {
+        if let Some((ticket, now)) = self.settle(success) {
+            self.state.release_ticket(ticket, now);
+        }
+    }
+
+    /// Ends the request once (latency, outcome) and hands its ticket over for release, so
+    /// that many can go back together; None when already ended or never admitted.
+    fn settle(&self, success: bool) -> Option<(&Ticket, f64)> {
         if self
             .phase
             .compare_exchange(HELD, RELEASED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            return;
+            return None;
         }
         let now = self.clock.now();
         let latency_ms = ((now - self.started.load()) * 1000.0).max(0.0);
-        if let Some(ticket) = self.ticket.get() {
-            self.state.release_ticket(ticket, now);
-        }
         self.state.record_latency(latency_ms, now);
         if let Some(cb) = &self.on_release {
             cb(
@@ -120,7 +125,35 @@ impl PyInFlight {
                 success && !self.failed.load(Ordering::Acquire),
             );
         }
+        self.ticket.get().map(|ticket| (ticket, now))
     }
+}
+
+/// Ends every request in `handles` still in flight, giving each model's tickets back in one
+/// step (one round trip per model with a shared backend). Returns how many it ended.
+pub fn release_all(handles: &[&PyInFlight], success: bool) -> usize {
+    let mut by_model: Vec<(&Arc<ModelState>, Vec<Ticket>, f64)> = Vec::new();
+    let mut ended = 0;
+    for handle in handles {
+        let Some((ticket, now)) = handle.settle(success) else {
+            continue;
+        };
+        ended += 1;
+        match by_model
+            .iter_mut()
+            .find(|(s, ..)| Arc::ptr_eq(s, &handle.state))
+        {
+            Some((_, tickets, at)) => {
+                tickets.push(ticket.clone());
+                *at = at.max(now);
+            }
+            None => by_model.push((&handle.state, vec![ticket.clone()], now)),
+        }
+    }
+    for (state, tickets, now) in by_model {
+        state.release_tickets(&tickets, now);
+    }
+    ended
 }
 
 impl Drop for PyInFlight {

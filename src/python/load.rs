@@ -6,12 +6,16 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::capability::non_negative;
+use super::inflight::release_all;
 pub use super::inflight::{OnRelease, PyInFlight};
 use crate::load::{
     system_clock, Capacity, FailMode, LoadTracker, ManualClock, ModelLoad, SharedBackend,
     SharedClock,
 };
 use crate::shared::{RedisBackend, RedisConfig};
+
+/// Most requests one `acquire_many` admits: one Lua script holds Redis for the whole batch.
+const MAX_BATCH: i64 = 10_000;
 
 /// The settings of a shared load backend as `LoadTracker` and `Router` take them.
 pub struct BackendArgs<'a> {
@@ -317,6 +321,35 @@ impl PyLoadTracker {
             self.0.clock().clone(),
             None,
         ))
+    }
+
+    /// Admits up to `n` requests of one model at once (one round trip with a shared backend),
+    /// slots first, then queue places; fewer when the model fills up. Each is held already.
+    fn acquire_many(&self, py: Python<'_>, model_id: &str, n: i64) -> PyResult<Vec<PyInFlight>> {
+        if !(0..=MAX_BATCH).contains(&n) {
+            let message = format!("must be between 0 and {MAX_BATCH}, got {n}");
+            return Err(crate::error::Error::invalid("n", message).into());
+        }
+        let state = self.0.state(model_id)?;
+        let clock = self.0.clock().clone();
+        let tickets = py.detach(|| state.acquire_many(true, n as usize, clock.now()))?;
+        let held = tickets
+            .into_iter()
+            .map(|ticket| PyInFlight::held(state.clone(), clock.clone(), ticket, None));
+        Ok(held.collect())
+    }
+
+    /// Ends every request in `handles` still in flight (one round trip per model with a
+    /// shared backend); returns how many it ended. Idempotent, like `InFlight.release`.
+    #[pyo3(signature = (handles, success=true))]
+    fn release_many(
+        &self,
+        py: Python<'_>,
+        handles: Vec<PyRef<'_, PyInFlight>>,
+        success: bool,
+    ) -> usize {
+        let handles: Vec<&PyInFlight> = handles.iter().map(|h| &**h).collect();
+        py.detach(|| release_all(&handles, success))
     }
 }
 

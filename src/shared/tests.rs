@@ -125,7 +125,7 @@ fn an_unreachable_server_fails_open_or_closed_without_hanging() {
 fn admission_is_bounded_and_release_is_idempotent() {
     let Some(b) = server(30.0) else { return };
     let m = fresh_model("bounded");
-    let granted = b.acquire_many(&m, capacity(2, 1), true, 5).unwrap();
+    let granted = b.lease_many(&m, capacity(2, 1), true, 5).unwrap();
     let slots: Vec<Slot> = granted.iter().map(|(s, _)| *s).collect();
     assert_eq!(slots, [Slot::Active, Slot::Active, Slot::Queued]);
     assert_eq!(b.counts(&m), Some((2, 1)));
@@ -143,7 +143,7 @@ fn admission_is_bounded_and_release_is_idempotent() {
 fn unrenewed_leases_expire_and_renewal_keeps_live_ones() {
     let Some(b) = server(0.3) else { return };
     let m = fresh_model("expiry");
-    let lease = b.acquire_many(&m, capacity(4, 0), true, 1).unwrap();
+    let lease = b.lease_many(&m, capacity(4, 0), true, 1).unwrap();
     std::thread::sleep(Duration::from_millis(700));
     // The renewer thread kept it alive past its first deadline.
     lock(&b.inner.counts).clear();
