@@ -116,6 +116,25 @@ def batched(url: str) -> str:
     return "\n".join(rows)
 
 
+def python_batches(url: str) -> list[tuple[int, float]]:
+    """Per lease (µs) of `acquire_many(m, k)` + `release_many(...)` from Python."""
+    tracker = mr.LoadTracker(backend=url)
+    tracker.set_capacity("batch", max_concurrent=100_000)
+    out = []
+    for k in (1, 16, 64, 256):
+        rounds = max(20, 4000 // k)
+        for _ in range(3):
+            tracker.release_many(tracker.acquire_many("batch", k))
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter_ns()
+            handles = tracker.acquire_many("batch", k)
+            tracker.release_many(handles)
+            samples.append((time.perf_counter_ns() - start) / 1000 / len(handles))
+        out.append((k, statistics.median(samples)))
+    return out
+
+
 def measure_cluster() -> tuple[dict[str, tuple[float, float]], float, float] | None:
     """Pair latency, and 1×8 / 4×8 throughput over three models on three nodes."""
     if CLI is None:
@@ -143,6 +162,7 @@ def main() -> None:
         local, shared = single(None), single(url)
         three = [f"m{i}" for i in range(3)]
         one, four = throughput(url, 1, 8, 2500, three), throughput(url, 4, 8, 2500, three)
+        python_batched = python_batches(url)
         rust = batched(url)
     finally:
         server.stop()
@@ -174,8 +194,14 @@ def main() -> None:
     ):
         shown = f"{theirs:,.0f}" if theirs is not None else "not measured"
         print(f"| {label} | {mine:,.0f} | {shown} |")
-    print("\nBatched (pipelined) leases from Rust: one round trip admits a whole batch")
-    print("(`RedisBackend::acquire_many`), one releases it (`release_many`); `benches/redis.rs`.\n")
+    print("\nBatched leases: one script call admits a whole batch, one `ZREM` gives it back.")
+    print("From Python, `tracker.acquire_many(m, k)` then `tracker.release_many(handles)`:\n")
+    print("| Python, one thread | per lease (acquire + release) | leases/s |")
+    print("|---|---:|---:|")
+    for k, us in python_batched:
+        label = "one lease per round trip" if k == 1 else f"batches of {k}"
+        print(f"| {label} | {us:.2f} µs | {1e6 / us:,.0f} |")
+    print("\nFrom Rust (`RedisBackend::lease_many` / `release_many`, `benches/redis.rs`):\n")
     print(rust)
     print("\n`router.request` also reads the shared counts for its routing decision (cached 5 ms).")
 
