@@ -6,12 +6,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis_workers
 from redis_support import REDIS, RedisServer
 
 import modelrouter as mr
@@ -44,69 +44,6 @@ def _model(max_concurrent: int, max_queue: int = 0) -> list[mr.Model]:
 
 def _fresh() -> str:
     return f"model-{os.getpid()}-{time.monotonic_ns()}"
-
-
-# --- workers run in spawned processes --------------------------------------------------
-
-
-def _hammer(url: str, threads: int, rounds: int, live: Any, peak: Any, errors: Any) -> None:
-    router = mr.Router(_model(10), policy="least_loaded", backend=url, fail_mode="closed")
-    agent = mr.Agent("a", {"code": 0.5})
-
-    def work() -> None:
-        done = 0
-        while done < rounds:
-            try:
-                with router.request(agent):
-                    with live.get_lock():
-                        live.value += 1
-                        peak.value = max(peak.value, live.value)
-                    time.sleep(0.002)
-                    with live.get_lock():
-                        live.value -= 1
-                done += 1
-            except mr.NoCapacityError:
-                time.sleep(0.001)
-            except Exception:
-                with errors.get_lock():
-                    errors.value += 1
-                return
-
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-
-
-def _hold(url: str, model: str, n: int, ttl: float, ready: Any) -> None:
-    tracker = mr.LoadTracker(backend=url, lease_ttl_s=ttl, fail_mode="closed")
-    tracker.set_capacity(model, max_concurrent=100)
-    guards = [tracker.track(model) for _ in range(n)]
-    for g in guards:
-        g.__enter__()
-    ready.set()
-    time.sleep(600)
-
-
-def _pairs(url: str, model: str, threads: int, pairs: int, errors: Any) -> None:
-    tracker = mr.LoadTracker(backend=url, fail_mode="closed")
-    tracker.set_capacity(model, max_concurrent=1000)
-
-    def work() -> None:
-        try:
-            for _ in range(pairs):
-                with tracker.track(model):
-                    pass
-        except Exception:
-            with errors.get_lock():
-                errors.value += 1
-
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
 
 
 # --- tests -----------------------------------------------------------------------------
@@ -164,18 +101,17 @@ def test_shared_counts_never_go_stale_while_the_backend_answers(server: RedisSer
 @needs_redis
 def test_four_processes_never_exceed_the_limit(server: RedisServer) -> None:
     ctx = mp.get_context("spawn")
-    live, peak, errors = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Value("i", 0)
-    procs = [
-        ctx.Process(target=_hammer, args=(server.url, 8, 40, live, peak, errors)) for _ in range(4)
-    ]
+    live, peak, errors = ctx.Array("i", 1), ctx.Array("i", 1), ctx.Value("i", 0)
+    args = (server.url, ["m"], 10, 8, 40, live, peak, errors)
+    procs = [ctx.Process(target=redis_workers.hammer, args=args) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
     assert errors.value == 0
-    assert 2 <= peak.value <= 10, peak.value
-    assert live.value == 0
+    assert 2 <= peak[0] <= 10, peak[0]
+    assert live[0] == 0
     assert server.cli("ZCARD", "{mr:m}:active") == "0"
 
 
@@ -184,7 +120,7 @@ def test_a_killed_process_gives_its_slots_back_within_the_ttl(server: RedisServe
     ttl, model = 1.5, _fresh()
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    proc = ctx.Process(target=_hold, args=(server.url, model, 5, ttl, ready))
+    proc = ctx.Process(target=redis_workers.hold, args=(server.url, [model], 5, ttl, ready))
     proc.start()
     try:
         assert ready.wait(60)
@@ -213,9 +149,8 @@ def test_counts_agree_after_100k_acquire_release_pairs(server: RedisServer) -> N
         g.__enter__()
     ctx = mp.get_context("spawn")
     errors = ctx.Value("i", 0)
-    procs = [
-        ctx.Process(target=_pairs, args=(server.url, model, 8, 3125, errors)) for _ in range(4)
-    ]
+    args = (server.url, [model], 8, 3125, errors)
+    procs = [ctx.Process(target=redis_workers.pairs, args=args) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+import redis_workers
 from redis_support import CLI, REDIS, Cluster
 
 import modelrouter as mr
@@ -33,84 +32,6 @@ def cluster() -> Iterator[Cluster]:
 
 def _fresh() -> str:
     return f"cl-{os.getpid()}-{time.monotonic_ns()}"
-
-
-# --- workers run in spawned processes --------------------------------------------------
-
-
-def _hammer(
-    url: str,
-    models: list[str],
-    limit: int,
-    threads: int,
-    rounds: int,
-    live: Any,
-    peak: Any,
-    errors: Any,
-) -> None:
-    catalog = [mr.Model(m, {"code": 0.9}, max_concurrent=limit) for m in models]
-    router = mr.Router(catalog, policy="least_loaded", backend=url, fail_mode="closed")
-    agent = mr.Agent("a", {"code": 0.5})
-    index = {m: i for i, m in enumerate(models)}
-
-    def work() -> None:
-        done = 0
-        while done < rounds:
-            try:
-                with router.request(agent) as handle:
-                    i = index[handle.model_id]
-                    with live.get_lock():
-                        live[i] += 1
-                        peak[i] = max(peak[i], live[i])
-                    time.sleep(0.002)
-                    with live.get_lock():
-                        live[i] -= 1
-                done += 1
-            except mr.NoCapacityError:
-                time.sleep(0.001)
-            except Exception:
-                with errors.get_lock():
-                    errors.value += 1
-                return
-
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-
-
-def _pairs(url: str, models: list[str], threads: int, pairs: int, errors: Any) -> None:
-    tracker = mr.LoadTracker(backend=url, fail_mode="closed")
-    for m in models:
-        tracker.set_capacity(m, max_concurrent=1000)
-
-    def work(k: int) -> None:
-        try:
-            for n in range(pairs):
-                with tracker.track(models[(n + k) % len(models)]):
-                    pass
-        except Exception:
-            with errors.get_lock():
-                errors.value += 1
-
-    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-
-
-def _hold(url: str, models: list[str], n: int, ttl: float, ready: Any) -> None:
-    tracker = mr.LoadTracker(backend=url, lease_ttl_s=ttl, fail_mode="closed")
-    guards = []
-    for m in models:
-        tracker.set_capacity(m, max_concurrent=100)
-        guards += [tracker.track(m) for _ in range(n)]
-    for g in guards:
-        g.__enter__()
-    ready.set()
-    time.sleep(600)
 
 
 # --- tests -----------------------------------------------------------------------------
@@ -162,7 +83,7 @@ def test_threads_in_two_processes_never_exceed_the_limit_on_any_node(cluster: Cl
     live, peak = ctx.Array("i", 3), ctx.Array("i", 3)
     errors = ctx.Value("i", 0)
     args = (cluster.url, models, limit, 8, 40, live, peak, errors)
-    procs = [ctx.Process(target=_hammer, args=args) for _ in range(2)]
+    procs = [ctx.Process(target=redis_workers.hammer, args=args) for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
@@ -186,8 +107,8 @@ def test_counts_agree_after_many_acquire_release_pairs(cluster: Cluster) -> None
         g.__enter__()
     ctx = mp.get_context("spawn")
     errors = ctx.Value("i", 0)
-    procs = [ctx.Process(target=_pairs, args=(cluster.url, models, 4, 1500, errors))]
-    procs.append(ctx.Process(target=_pairs, args=(cluster.url, models, 4, 1500, errors)))
+    args = (cluster.url, models, 4, 1500, errors)
+    procs = [ctx.Process(target=redis_workers.pairs, args=args) for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
@@ -208,7 +129,7 @@ def test_a_killed_holder_gives_its_slots_back_within_the_ttl(cluster: Cluster) -
     ttl, models = 1.5, cluster.spread_models(_fresh())
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    proc = ctx.Process(target=_hold, args=(cluster.url, models, 3, ttl, ready))
+    proc = ctx.Process(target=redis_workers.hold, args=(cluster.url, models, 3, ttl, ready))
     proc.start()
     try:
         assert ready.wait(60)

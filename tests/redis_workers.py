@@ -1,0 +1,90 @@
+"""Workers that the shared-load tests run in spawned processes, against one Redis server or a
+Cluster alike: each takes the models it spreads its requests over."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import modelrouter as mr
+
+
+def _run_threads(threads: int, work: Callable[[int], None]) -> None:
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def hammer(
+    url: str,
+    models: list[str],
+    limit: int,
+    threads: int,
+    rounds: int,
+    live: Any,
+    peak: Any,
+    errors: Any,
+) -> None:
+    """Routes `rounds` requests per thread, each held 2 ms; `live`/`peak` (shared arrays, one
+    cell per model) count what is in flight across every process."""
+    catalog = [mr.Model(m, {"code": 0.9}, max_concurrent=limit) for m in models]
+    router = mr.Router(catalog, policy="least_loaded", backend=url, fail_mode="closed")
+    agent = mr.Agent("a", {"code": 0.5})
+    index = {m: i for i, m in enumerate(models)}
+
+    def work(_: int) -> None:
+        done = 0
+        while done < rounds:
+            try:
+                with router.request(agent) as handle:
+                    i = index[handle.model_id]
+                    with live.get_lock():
+                        live[i] += 1
+                        peak[i] = max(peak[i], live[i])
+                    time.sleep(0.002)
+                    with live.get_lock():
+                        live[i] -= 1
+                done += 1
+            except mr.NoCapacityError:
+                time.sleep(0.001)
+            except Exception:
+                with errors.get_lock():
+                    errors.value += 1
+                return
+
+    _run_threads(threads, work)
+
+
+def pairs(url: str, models: list[str], threads: int, n_pairs: int, errors: Any) -> None:
+    """`n_pairs` track() enter/exit pairs per thread, round-robin over `models`."""
+    tracker = mr.LoadTracker(backend=url, fail_mode="closed")
+    for m in models:
+        tracker.set_capacity(m, max_concurrent=1000)
+
+    def work(k: int) -> None:
+        try:
+            for n in range(n_pairs):
+                with tracker.track(models[(n + k) % len(models)]):
+                    pass
+        except Exception:
+            with errors.get_lock():
+                errors.value += 1
+
+    _run_threads(threads, work)
+
+
+def hold(url: str, models: list[str], n: int, ttl: float, ready: Any) -> None:
+    """Holds `n` requests of each model, then waits to be killed."""
+    tracker = mr.LoadTracker(backend=url, lease_ttl_s=ttl, fail_mode="closed")
+    guards = []
+    for m in models:
+        tracker.set_capacity(m, max_concurrent=100)
+        guards += [tracker.track(m) for _ in range(n)]
+    for g in guards:
+        g.__enter__()
+    ready.set()
+    time.sleep(600)
