@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._base import BaseStore
-from ._queries import PERCENTILES, check_bucket, check_limit, check_since
+from ._queries import PERCENTILES, SharedQueries
 from ._schema import StoreError, migrate_postgres
 
 try:
@@ -44,11 +44,13 @@ _UTILIZATION = (
 )
 
 
-class PostgresStore(BaseStore):
+class PostgresStore(SharedQueries, BaseStore):
     """Store in a PostgreSQL database: a writer connection owned by the writer thread and an
     autocommit reader connection for queries; either reconnects after the server goes away."""
 
     dialect = "postgresql"
+    _marker = "%s"
+    _utilization_sql = _UTILIZATION
 
     def __init__(self, url: str, **kw: Any) -> None:
         super().__init__(**kw)
@@ -107,28 +109,8 @@ class PostgresStore(BaseStore):
 
     # -- queries -------------------------------------------------------------------------------
 
-    def assignments(self, limit: int = 100) -> Sequence[Mapping[str, Any]]:
-        rows = self._query(
-            "SELECT ts, request, response, strategy, n_agents, n_assigned, total_score"
-            " FROM assignments ORDER BY ts DESC, id DESC LIMIT %s",
-            (check_limit(limit),),
-        )
-        keys = ("ts", "request", "response", "strategy", "n_agents", "n_assigned", "total_score")
-        return [dict(zip(keys, r)) for r in rows]
-
-    def routes(self, limit: int = 100) -> Sequence[Mapping[str, Any]]:
-        """Most recent routing decisions first."""
-        rows = self._query(
-            "SELECT ts, agent_id, model_id, policy, queued, outcome FROM routing_decisions"
-            " ORDER BY ts DESC, id DESC LIMIT %s",
-            (check_limit(limit),),
-        )
-        keys = ("ts", "agent_id", "model_id", "policy", "queued", "outcome")
-        return [dict(zip(keys, r)) for r in rows]
-
     def model_stats(self, since: float | None = None) -> Sequence[Mapping[str, Any]]:
-        since = check_since(since)
-        where, params = ("WHERE ts >= %s", (since,)) if since is not None else ("", ())
+        where, params = self._since(since)
         out = []
         for model_id, n, success, pcts, mean in self._query(
             _STATS.format(where=where), (list(PERCENTILES), *params)
@@ -139,20 +121,3 @@ class PostgresStore(BaseStore):
             stats["mean_ms"] = mean
             out.append(stats)
         return out
-
-    def utilization_over_time(
-        self, bucket_s: float = 60.0, since: float | None = None
-    ) -> Sequence[Mapping[str, Any]]:
-        b, since = check_bucket(bucket_s), check_since(since)
-        where, params = ("WHERE ts >= %s", (since,)) if since is not None else ("", ())
-        rows = self._query(_UTILIZATION.format(where=where), (b, b, *params))
-        return [
-            {"ts": float(t), "model_id": m, "utilization": u, "samples": c} for t, m, u, c in rows
-        ]
-
-    def counts(self) -> dict[str, int]:
-        """Rows per table (committed ones)."""
-        return {t: self._query(f"SELECT count(*) FROM {t}", ())[0][0] for t in _COPY}
-
-    def schema_version(self) -> int:
-        return self._query("SELECT max(version) FROM schema_version", ())[0][0]

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._base import BaseStore
-from ._queries import PERCENTILES, check_bucket, check_limit, check_since
+from ._queries import PERCENTILES, SharedQueries
 from ._schema import StoreError, migrate_sqlite
 
 _INSERT = {
@@ -65,12 +65,15 @@ def interpolate(n: int, p: float, lo: float, hi: float) -> float:
     return lo + (hi - lo) * (h - math.floor(h))
 
 
-class SQLiteStore(BaseStore):
+class SQLiteStore(SharedQueries, BaseStore):
     """Default store: one file (or ``:memory:``), a writer connection used only by the writer
     thread and a reader connection for queries. ``:memory:`` shares one connection, since
     separate connections would see separate databases."""
 
     dialect = "sqlite"
+    _marker = "?"
+    _utilization_sql = _UTILIZATION
+    _decode_json = staticmethod(json.loads)
 
     def __init__(self, path: str = "modelrouter.db", **kw: Any):
         super().__init__(**kw)
@@ -138,31 +141,8 @@ class SQLiteStore(BaseStore):
 
     # -- queries -------------------------------------------------------------------------------
 
-    def assignments(self, limit: int = 100) -> Sequence[Mapping[str, Any]]:
-        rows = self._query(
-            "SELECT ts, request, response, strategy, n_agents, n_assigned, total_score"
-            " FROM assignments ORDER BY ts DESC, id DESC LIMIT ?",
-            (check_limit(limit),),
-        )
-        keys = ("ts", "request", "response", "strategy", "n_agents", "n_assigned", "total_score")
-        out = [dict(zip(keys, r)) for r in rows]
-        for d in out:
-            d["request"], d["response"] = json.loads(d["request"]), json.loads(d["response"])
-        return out
-
-    def routes(self, limit: int = 100) -> Sequence[Mapping[str, Any]]:
-        """Most recent routing decisions first."""
-        rows = self._query(
-            "SELECT ts, agent_id, model_id, policy, queued, outcome FROM routing_decisions"
-            " ORDER BY ts DESC, id DESC LIMIT ?",
-            (check_limit(limit),),
-        )
-        keys = ("ts", "agent_id", "model_id", "policy", "queued", "outcome")
-        return [dict(zip(keys, r), queued=bool(r[4])) for r in rows]
-
     def model_stats(self, since: float | None = None) -> Sequence[Mapping[str, Any]]:
-        since = check_since(since)
-        where, params = ("WHERE ts >= ?", (since,)) if since is not None else ("", ())
+        where, params = self._since(since)
         out = []
         for row in self._query(_STATS.format(where=where), params):
             model_id, n, success, mean = row[:4]
@@ -173,20 +153,3 @@ class SQLiteStore(BaseStore):
             stats["mean_ms"] = mean
             out.append(stats)
         return out
-
-    def utilization_over_time(
-        self, bucket_s: float = 60.0, since: float | None = None
-    ) -> Sequence[Mapping[str, Any]]:
-        b, since = check_bucket(bucket_s), check_since(since)
-        where, params = ("WHERE ts >= ?", (since,)) if since is not None else ("", ())
-        rows = self._query(_UTILIZATION.format(where=where), (b, b, b, b, *params))
-        return [
-            {"ts": float(t), "model_id": m, "utilization": u, "samples": c} for t, m, u, c in rows
-        ]
-
-    def counts(self) -> dict[str, int]:
-        """Rows per table (committed ones)."""
-        return {t: self._query(f"SELECT COUNT(*) FROM {t}", ())[0][0] for t in _INSERT}
-
-    def schema_version(self) -> int:
-        return self._query("SELECT MAX(version) FROM schema_version", ())[0][0]
