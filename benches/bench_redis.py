@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from redis_support import CLI, REDIS, Cluster, RedisServer  # noqa: E402
+from redis_support import CLI, REDIS, Cluster, RedisServer, running  # noqa: E402
 
 import modelrouter as mr  # noqa: E402
 
@@ -139,33 +139,26 @@ def measure_cluster() -> tuple[dict[str, tuple[float, float]], float, float] | N
     """Pair latency, and 1×8 / 4×8 throughput over three models on three nodes."""
     if CLI is None:
         return None
-    cluster = Cluster().start()
-    try:
+    with running(Cluster) as cluster:
         models = cluster.spread_models("bench")
-        pair = single(cluster.url)
         return (
-            pair,
+            single(cluster.url),
             throughput(cluster.url, 1, 8, 2500, models),
             throughput(cluster.url, 4, 8, 2500, models),
         )
-    finally:
-        cluster.stop()
 
 
 def main() -> None:
     if REDIS is None:
         print("## Shared load (Redis)\n\nSkipped: redis-server is not installed.")
         return
-    server = RedisServer().start()
-    url = server.url
-    try:
+    with running(RedisServer) as server:
+        url = server.url
         local, shared = single(None), single(url)
         three = [f"m{i}" for i in range(3)]
         one, four = throughput(url, 1, 8, 2500, three), throughput(url, 4, 8, 2500, three)
         python_batched = python_batches(url)
         rust = batched(url)
-    finally:
-        server.stop()
     cluster = measure_cluster()
     print("## Shared load (Redis)\n")
     print("Local redis-server on loopback, 2-core VM, from Python; one acquire+release pair.")

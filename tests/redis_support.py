@@ -11,6 +11,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
 REDIS = shutil.which("redis-server")
 CLI = shutil.which("redis-cli")
@@ -175,3 +178,16 @@ class Cluster:
 
     def zcard(self, model: str) -> int:
         return int(self.cli("ZCARD", f"{{mr:{model}}}:active") or 0)
+
+
+_Started = TypeVar("_Started", RedisServer, Cluster)
+
+
+@contextmanager
+def running(kind: type[_Started]) -> Iterator[_Started]:
+    """A fresh server (or Cluster) for the block, stopped after it, also on error."""
+    started = kind().start()
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import redis_workers
-from redis_support import REDIS, RedisServer
+from redis_support import REDIS, RedisServer, running
 
 import modelrouter as mr
 
@@ -23,9 +23,8 @@ needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not inst
 def server() -> Iterator[RedisServer]:
     if REDIS is None:
         pytest.skip("redis-server is not installed")
-    srv = RedisServer().start()
-    yield srv
-    srv.stop()
+    with running(RedisServer) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -33,9 +32,8 @@ def own_server() -> Iterator[RedisServer]:
     """A server of the test's own, which the test may stop and start."""
     if REDIS is None:
         pytest.skip("redis-server is not installed")
-    srv = RedisServer().start()
-    yield srv
-    srv.stop()
+    with running(RedisServer) as srv:
+        yield srv
 
 
 def _model(max_concurrent: int, max_queue: int = 0) -> list[mr.Model]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis_workers
-from redis_support import CLI, REDIS, Cluster
+from redis_support import CLI, REDIS, Cluster, running
 
 import modelrouter as mr
 
@@ -25,9 +25,8 @@ needs_cluster = pytest.mark.skipif(
 def cluster() -> Iterator[Cluster]:
     if REDIS is None or CLI is None:
         pytest.skip("redis-server or redis-cli is not installed")
-    c = Cluster().start()
-    yield c
-    c.stop()
+    with running(Cluster) as c:
+        yield c
 
 
 def _fresh() -> str:
@@ -152,8 +151,7 @@ def test_a_killed_holder_gives_its_slots_back_within_the_ttl(cluster: Cluster) -
 
 @needs_cluster
 def test_a_stopped_cluster_fails_open_or_closed_quickly() -> None:
-    own = Cluster().start()
-    try:
+    with running(Cluster) as own:  # stopped at the end of the block
         models = own.spread_models(_fresh())
         closed = mr.LoadTracker(backend=own.url, fail_mode="closed", timeout_s=0.2)
         opened = mr.LoadTracker(backend=own.url, fail_mode="open", timeout_s=0.2)
@@ -164,8 +162,6 @@ def test_a_stopped_cluster_fails_open_or_closed_quickly() -> None:
         held.__enter__()
         with opened.track(models[1]) as g:
             assert g.lease_id is not None
-    finally:
-        own.stop()
     started = time.monotonic()
     with pytest.raises(mr.BackendUnavailableError):
         with closed.track(models[2]):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from redis_support import CLI, REDIS, Cluster, RedisServer
+from redis_support import CLI, REDIS, Cluster, RedisServer, running
 
 ROOT = Path(__file__).resolve().parent.parent
 CARGO = shutil.which("cargo")
@@ -35,16 +35,10 @@ def run_rust_tests(url: str, zrems: Callable[[], int]) -> None:
 
 
 def test_rust_redis_tests_against_one_server() -> None:
-    server = RedisServer().start()
-    try:
+    with running(RedisServer) as server:
         run_rust_tests(server.url, lambda: server.calls("zrem"))
-    finally:
-        server.stop()
 
 
 def test_rust_redis_tests_against_a_cluster() -> None:
-    cluster = Cluster().start()
-    try:
+    with running(Cluster) as cluster:
         run_rust_tests(cluster.url, lambda: cluster.calls("zrem"))
-    finally:
-        cluster.stop()

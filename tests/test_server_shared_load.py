@@ -11,7 +11,7 @@ pytest.importorskip("fastapi", reason="the server extra (fastapi) is not install
 pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from redis_support import REDIS, RedisServer  # noqa: E402
+from redis_support import REDIS, RedisServer, running  # noqa: E402
 
 import modelrouter as mr  # noqa: E402
 from modelrouter.server import PREFIX, create_app  # noqa: E402
@@ -21,9 +21,8 @@ from modelrouter.server import PREFIX, create_app  # noqa: E402
 def redis_url():
     if REDIS is None:
         pytest.skip("redis-server is not installed")
-    srv = RedisServer().start()
-    yield srv.url
-    srv.stop()
+    with running(RedisServer) as srv:
+        yield srv.url
 
 
 def wait_for(condition, timeout_s=5.0):
