@@ -56,7 +56,9 @@ struct Inner {
     down_until: Mutex<Option<Instant>>,
     available: AtomicBool,
     renewer_pid: AtomicU32,
-    id_prefix: String,
+    /// Lease ids are `<pid>-<salt>-<seq>`: the pid tells a forked child's ids (its sequence
+    /// goes on from the parent's) from the parent's, the salt this process's backends apart.
+    id_salt: u64,
     seq: AtomicU64,
     fail_open_events: AtomicU64,
     errors: AtomicU64,
@@ -115,7 +117,7 @@ impl RedisBackend {
             down_until: Mutex::new(None),
             available: AtomicBool::new(true),
             renewer_pid: AtomicU32::new(0),
-            id_prefix: format!("{pid:x}-{:016x}", rand::random::<u64>()),
+            id_salt: rand::random::<u64>(),
             seq: AtomicU64::new(0),
             fail_open_events: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -192,9 +194,11 @@ impl RedisBackend {
 }
 
 impl Inner {
+    /// Called after `check_fork`, so `pid` is this process's.
     fn lease_id(&self) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:x}", self.id_prefix)
+        let pid = self.pid.load(Ordering::Acquire);
+        format!("{pid:x}-{:016x}-{n:x}", self.id_salt)
     }
 
     /// After a fork the child owns none of the parent's connections, leases or renewer.

@@ -263,3 +263,28 @@ def test_a_batch_fails_open_on_local_counts_or_closed_with_nothing_held(
         closed.acquire_many("m", 2)
     assert opened.release_many(batch) == 4
     assert closed.backend_status()["held_leases"] == 0  # type: ignore[index]
+
+
+@needs_redis
+def test_a_forked_child_never_reuses_its_parents_lease_ids(server: RedisServer) -> None:
+    model = _fresh()
+    tracker = mr.LoadTracker(backend=server.url, fail_mode="closed")
+    tracker.set_capacity(model, max_concurrent=100)
+    before_fork = tracker.acquire_many(model, 1)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one lease, its id to the parent, then out without cleanup
+        try:
+            (child,) = tracker.acquire_many(model, 1)
+            os.write(write_end, (child.lease_id or "").encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    (mine,) = tracker.acquire_many(model, 1)
+    with os.fdopen(read_end) as pipe:
+        theirs = pipe.read()
+    os.waitpid(pid, 0)
+    assert theirs and mine.lease_id and theirs != mine.lease_id
+    # Both leases are held in Redis: the child's one did not merge into the parent's.
+    assert server.cli("ZCARD", f"{{mr:{model}}}:active") == "3"
+    tracker.release_many([*before_fork, mine])
