@@ -108,20 +108,29 @@ def _pending(dialect: str, current: int, target: int) -> list[tuple[int, list[st
     return [(v, steps[v - 1]) for v in range(current + 1, target + 1)]
 
 
+def _upgrade(conn: Any, dialect: str, marker: str, target: int | None) -> int:
+    """Applies the steps from the recorded version up to ``target`` on ``conn``, inside the
+    caller's transaction; returns the version reached."""
+    target = SCHEMA_VERSION if target is None else target
+    conn.execute(_CREATE_VERSION_TABLE)
+    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+    for version, statements in _pending(dialect, current, target):
+        for sql in statements:
+            conn.execute(sql)
+        conn.execute(
+            f"INSERT INTO schema_version VALUES ({marker}, {marker})", (version, time.time())
+        )
+        current = version
+    return current
+
+
 def migrate_sqlite(conn: Any, target: int | None = None) -> int:
     """Brings an SQLite database (connection in autocommit mode) up to ``target`` (default:
     latest). ``BEGIN IMMEDIATE`` takes the write lock first, so two processes opening the same
     file cannot both apply a step."""
-    target = SCHEMA_VERSION if target is None else target
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(_CREATE_VERSION_TABLE)
-        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-        for version, statements in _pending("sqlite", current, target):
-            for sql in statements:
-                conn.execute(sql)
-            conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
-            current = version
+        current = _upgrade(conn, "sqlite", "?", target)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -132,14 +141,6 @@ def migrate_sqlite(conn: Any, target: int | None = None) -> int:
 def migrate_postgres(conn: Any, target: int | None = None) -> int:
     """The same for PostgreSQL; a transaction-scoped advisory lock serialises concurrent
     openers (``CREATE TABLE IF NOT EXISTS`` alone races on the catalog)."""
-    target = SCHEMA_VERSION if target is None else target
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('modelrouter.schema_version'))")
-        conn.execute(_CREATE_VERSION_TABLE)
-        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-        for version, statements in _pending("postgresql", current, target):
-            for sql in statements:
-                conn.execute(sql)
-            conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
-            current = version
-    return current
+        return _upgrade(conn, "postgresql", "%s", target)
