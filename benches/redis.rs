@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use modelrouter::load::{Capacity, FailMode, LoadBackend, Slot};
-use modelrouter::shared::{RedisBackend, RedisConfig};
+use modelrouter::redis_backend::{RedisBackend, RedisConfig};
 
 fn main() {
     let Ok(url) = std::env::var("MODELROUTER_TEST_REDIS_URL") else {

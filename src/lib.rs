@@ -15,7 +15,7 @@ pub mod load;
 pub mod perf;
 pub mod router;
 #[cfg(feature = "redis-backend")]
-pub mod shared;
+pub mod redis_backend;
 pub mod sim;
 pub mod strategy;
 

@@ -1,5 +1,5 @@
 //! Where in-flight counts live when several router replicas share them (e.g. Redis, see
-//! `crate::shared`). Without a backend a `ModelState` counts in its own atomics.
+//! `crate::redis_backend`). Without a backend a `ModelState` counts in its own atomics.
 
 use std::fmt;
 

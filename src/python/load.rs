@@ -12,7 +12,7 @@ use crate::load::{
     system_clock, Capacity, FailMode, LoadTracker, ManualClock, ModelLoad, SharedBackend,
     SharedClock,
 };
-use crate::shared::{RedisBackend, RedisConfig};
+use crate::redis_backend::{RedisBackend, RedisConfig};
 
 /// Most requests one `acquire_many` admits: one Lua script holds Redis for the whole batch.
 const MAX_BATCH: i64 = 10_000;
