@@ -35,8 +35,15 @@ __all__ = [
     "cost_matrix",
     "linear_sum_assignment",
     "simulate",
+    "now",
+    "POLICIES",
+    "STRATEGIES",
 ]
 __version__: str
+STRATEGIES: list[str]
+POLICIES: list[str]
+
+def now() -> float: ...
 
 _StrategyName: TypeAlias = Literal["greedy", "balanced", "optimal"]
 _PolicyName: TypeAlias = Literal[
@@ -118,6 +125,7 @@ class LoadTracker:
     ) -> LoadTracker: ...
     @property
     def stale_after_s(self) -> float: ...
+    def now(self) -> float: ...
     @property
     def backend(self) -> str | None: ...
     def backend_status(self) -> dict[str, Any] | None: ...

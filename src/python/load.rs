@@ -201,6 +201,11 @@ impl PyLoadTracker {
         self.0.stale_after_s()
     }
 
+    /// Now on this tracker's clock (its ManualClock, else the core's monotonic clock).
+    fn now(&self) -> f64 {
+        self.0.now()
+    }
+
     /// The shared backend's URL (password redacted), None for in-process counts.
     #[getter]
     fn backend(&self) -> Option<String> {

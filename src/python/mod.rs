@@ -17,9 +17,26 @@ mod perf;
 mod router;
 mod sim;
 
+/// Now on the core's default clock: monotonic seconds, the time base of every tracker built
+/// without a `clock` (so Python can compare its own timestamps with theirs).
+#[pyfunction]
+fn now() -> f64 {
+    crate::load::system_clock().now()
+}
+
 #[pymodule(name = "_core", gil_used = false)]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The one registry of names the CLI, the REST schema, the simulator and the stubs read.
+    m.add(
+        "STRATEGIES",
+        crate::strategy::Strategy::ALL.map(|s| s.name()).to_vec(),
+    )?;
+    m.add(
+        "POLICIES",
+        crate::balancer::Policy::ALL.map(|p| p.name()).to_vec(),
+    )?;
+    m.add_function(wrap_pyfunction!(now, m)?)?;
     balancer::register(m)?;
     capability::register(m)?;
     capacity::register(m)?;
