@@ -1,13 +1,16 @@
 //! Per-request model choice under live load. Pure functions over load snapshots, shared by the
 //! live router and the simulator so that what is measured is what runs.
 
+use std::cell::RefCell;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use rand::Rng;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{parse_choice, Error, Result};
-use crate::load::ModelState;
+use crate::load::{Capacity, LoadTracker, ModelState};
 
 /// How one request picks among the models able to serve it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,8 +94,15 @@ impl Candidate {
         }
     }
 
+    pub fn capacity(&self) -> Capacity {
+        Capacity {
+            max_concurrent: self.max_concurrent,
+            max_queue: self.max_queue,
+            target_utilization: self.target_utilization,
+        }
+    }
     pub fn utilization(&self) -> f64 {
-        self.active as f64 / self.max_concurrent as f64
+        self.capacity().utilization(self.active)
     }
     pub fn is_feasible(&self) -> bool {
         self.score > f64::NEG_INFINITY
@@ -104,7 +114,7 @@ impl Candidate {
         self.queued < self.max_queue
     }
     pub fn is_overloaded(&self) -> bool {
-        self.active > self.max_concurrent || self.queued > self.max_queue
+        self.capacity().is_overloaded(self.active, self.queued)
     }
 }
 
@@ -130,6 +140,149 @@ pub struct BalancerConfig {
     pub active_request_bias: f64,
     /// Latency assumed for a model with none observed, in ms.
     pub default_latency_ms: f64,
+}
+
+impl BalancerConfig {
+    /// Validated tunables (the default latency stays at its default).
+    pub fn new(load_weight: f64, active_request_bias: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&load_weight) {
+            return Err(Error::invalid(
+                "load_weight",
+                format!("must be in [0, 1], got {load_weight}"),
+            ));
+        }
+        if !(active_request_bias.is_finite() && active_request_bias >= 0.0) {
+            return Err(Error::invalid(
+                "active_request_bias",
+                format!("must be a finite number >= 0, got {active_request_bias}"),
+            ));
+        }
+        Ok(BalancerConfig {
+            load_weight,
+            active_request_bias,
+            ..BalancerConfig::default()
+        })
+    }
+}
+
+/// The load-weighted score `score × (1 − w × utilization)`: the one definition, used by the
+/// `weighted` policy, `LoadBalancer.weighted_scores` and load-aware batch assignment.
+pub fn weighted_score(score: f64, load_weight: f64, utilization: f64) -> f64 {
+    score * (1.0 - load_weight * utilization)
+}
+
+impl Decision {
+    /// (model, queued) for a request that may start or wait; the router's errors otherwise.
+    /// `who` names the request in the messages (e.g. `agent "coder"`).
+    pub fn into_result(self, who: &str) -> Result<(usize, bool)> {
+        match self {
+            Decision::Run(j) => Ok((j, false)),
+            Decision::Queue(j) => Ok((j, true)),
+            Decision::NoCapacity { retry_after_s } => Err(Error::NoCapacity {
+                message: format!(
+                    "no capacity for {who}: every eligible model is full and its queue too; \
+                     retry after {retry_after_s:.3} s"
+                ),
+                retry_after_s,
+            }),
+            Decision::NoEligibleModel => Err(Error::Infeasible(format!(
+                "no model meets the requirements of {who}"
+            ))),
+        }
+    }
+}
+
+thread_local! {
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+}
+
+/// `choose` with this thread's random source (P2C samples from it).
+pub fn choose_here(policy: Policy, cands: &[Candidate], config: &BalancerConfig) -> Decision {
+    RNG.with(|rng| choose(policy, cands, config, &mut *rng.borrow_mut()))
+}
+
+/// Per-request choice over models the caller scores itself, reading live load from a
+/// `LoadTracker`: the policies of the router without its capability model.
+#[derive(Debug)]
+pub struct LoadBalancer {
+    tracker: Arc<LoadTracker>,
+    pub policy: Policy,
+    pub config: BalancerConfig,
+}
+
+impl LoadBalancer {
+    pub fn new(tracker: Arc<LoadTracker>, policy: Policy, config: BalancerConfig) -> Self {
+        LoadBalancer {
+            tracker,
+            policy,
+            config,
+        }
+    }
+
+    pub fn tracker(&self) -> &Arc<LoadTracker> {
+        &self.tracker
+    }
+
+    fn states(&self, model_ids: &[String]) -> Result<Vec<Arc<ModelState>>> {
+        model_ids.iter().map(|id| self.tracker.state(id)).collect()
+    }
+
+    /// Each model as a request sees it now; scores must be finite or −inf (cannot serve).
+    pub fn candidates(&self, model_ids: &[String], scores: &[f64]) -> Result<Vec<Candidate>> {
+        if scores.len() != model_ids.len() {
+            return Err(Error::invalid(
+                "scores",
+                format!(
+                    "must have one score per model id: {} ids, {} scores",
+                    model_ids.len(),
+                    scores.len()
+                ),
+            ));
+        }
+        if let Some(bad) = scores.iter().find(|s| s.is_nan() || **s == f64::INFINITY) {
+            return Err(Error::invalid(
+                "scores",
+                format!("must be finite or -inf, got {bad}"),
+            ));
+        }
+        let states = self.states(model_ids)?;
+        Ok(states
+            .iter()
+            .zip(scores)
+            .map(|(state, &score)| Candidate::from_state(state, score))
+            .collect())
+    }
+
+    /// Which of the models are not overloaded, in order.
+    pub fn filter(&self, model_ids: &[String]) -> Result<Vec<bool>> {
+        Ok(self
+            .states(model_ids)?
+            .iter()
+            .map(|s| !s.snapshot().is_overloaded())
+            .collect())
+    }
+
+    /// The load-weighted score of each model; −inf for overloaded or unfit ones.
+    pub fn weighted_scores(&self, model_ids: &[String], scores: &[f64]) -> Result<Vec<f64>> {
+        Ok(self
+            .candidates(model_ids, scores)?
+            .iter()
+            .map(|c| {
+                if c.is_overloaded() || !c.is_feasible() {
+                    f64::NEG_INFINITY
+                } else {
+                    weighted_score(c.score, self.config.load_weight, c.utilization())
+                }
+            })
+            .collect())
+    }
+
+    /// The index of one request's model under the policy (it may have to queue there).
+    pub fn choose(&self, model_ids: &[String], scores: &[f64]) -> Result<usize> {
+        let cands = self.candidates(model_ids, scores)?;
+        let decision = choose_here(self.policy, &cands, &self.config);
+        Ok(decision.into_result("this request")?.0)
+    }
 }
 
 impl Default for BalancerConfig {
@@ -266,10 +419,8 @@ fn pick<R: Rng + ?Sized>(
         Policy::LeastLoaded => argmax(pool(), |j| (-cands[j].utilization(), cands[j].score)),
         Policy::Weighted => argmax(pool(), |j| {
             let c = &cands[j];
-            (
-                c.score * (1.0 - config.load_weight * c.utilization()),
-                c.score,
-            )
+            let weighted = weighted_score(c.score, config.load_weight, c.utilization());
+            (weighted, c.score)
         }),
         Policy::PowerOfTwo => {
             let len = pool().count();

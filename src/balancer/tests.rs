@@ -103,3 +103,91 @@ fn policy_names_round_trip() {
     let err = "random".parse::<Policy>().unwrap_err().to_string();
     assert!(err.contains("least_loaded"), "{err}");
 }
+
+// -- LoadBalancer over a live tracker ---------------------------------------------------------
+
+fn balancer_over(limits: &[(&str, u64)]) -> LoadBalancer {
+    let clock = Arc::new(crate::load::ManualClock::new(0.0));
+    let tracker = Arc::new(LoadTracker::new(60.0, clock).unwrap());
+    for (id, cap) in limits {
+        tracker.set_capacity(id, Capacity::new(*cap, 1, 0.8).unwrap());
+    }
+    LoadBalancer::new(
+        tracker,
+        Policy::Weighted,
+        BalancerConfig::new(0.5, 1.0).unwrap(),
+    )
+}
+
+fn ids(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn load_balancer_weights_filters_and_chooses_on_live_load() {
+    let lb = balancer_over(&[("a", 4), ("b", 4)]);
+    lb.tracker().update_load("a", 2).unwrap();
+    let w = lb.weighted_scores(&ids(&["a", "b"]), &[0.8, 0.6]).unwrap();
+    assert_eq!(w, vec![0.8 * (1.0 - 0.5 * 0.5), 0.6]);
+    // 0.7 × (1 − 0.5 × 0.5) = 0.525 < 0.6: the busier model loses although it scores higher.
+    assert_eq!(lb.choose(&ids(&["a", "b"]), &[0.7, 0.6]).unwrap(), 1);
+    assert_eq!(lb.choose(&ids(&["a", "b"]), &[0.9, 0.6]).unwrap(), 0);
+    lb.tracker().update_load("a", 3).unwrap(); // 5 > 4: overloaded
+    assert_eq!(lb.filter(&ids(&["a", "b"])).unwrap(), vec![false, true]);
+    let w = lb.weighted_scores(&ids(&["a", "b"]), &[0.8, 0.6]).unwrap();
+    assert_eq!(w[0], f64::NEG_INFINITY);
+}
+
+#[test]
+fn load_balancer_rejects_bad_input_naming_the_field() {
+    let lb = balancer_over(&[("a", 1)]);
+    let field = |e: Error| match e {
+        Error::InvalidInput { field, .. } => field,
+        other => panic!("expected InvalidInput, got {other:?}"),
+    };
+    assert_eq!(
+        field(lb.choose(&ids(&["a"]), &[f64::NAN]).unwrap_err()),
+        "scores"
+    );
+    assert_eq!(
+        field(lb.choose(&ids(&["a"]), &[1.0, 2.0]).unwrap_err()),
+        "scores"
+    );
+    assert!(matches!(
+        lb.choose(&ids(&["zz"]), &[1.0]),
+        Err(Error::UnknownModel(_))
+    ));
+    assert!(matches!(
+        lb.choose(&ids(&["a"]), &[f64::NEG_INFINITY]),
+        Err(Error::Infeasible(_))
+    ));
+    assert_eq!(
+        field(BalancerConfig::new(1.5, 1.0).unwrap_err()),
+        "load_weight"
+    );
+    assert_eq!(
+        field(BalancerConfig::new(0.5, -1.0).unwrap_err()),
+        "active_request_bias"
+    );
+}
+
+#[test]
+fn a_full_fleet_is_no_capacity_with_a_retry_hint() {
+    let lb = balancer_over(&[("a", 1)]);
+    lb.tracker().update_load("a", 1).unwrap();
+    lb.tracker().update_queue("a", 1).unwrap();
+    match lb.choose(&ids(&["a"]), &[0.5]) {
+        Err(Error::NoCapacity { retry_after_s, .. }) => assert!(retry_after_s > 0.0),
+        other => panic!("expected NoCapacity, got {other:?}"),
+    }
+}
+
+#[test]
+fn one_weighted_score_formula() {
+    assert!((weighted_score(0.8, 0.5, 0.5) - 0.6).abs() < 1e-15);
+    assert_eq!(weighted_score(0.8, 0.0, 0.9), 0.8);
+    let cap = Capacity::new(4, 2, 0.5).unwrap();
+    assert_eq!(cap.utilization(3), 0.75);
+    assert!(cap.is_over_target(3) && !cap.is_over_target(2));
+    assert!(cap.is_overloaded(5, 0) && cap.is_overloaded(4, 3) && !cap.is_overloaded(4, 2));
+}

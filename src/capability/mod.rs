@@ -473,3 +473,13 @@ pub fn cost_matrix(
 
 #[cfg(test)]
 mod tests;
+
+/// A cost-matrix entry as a score: `1 − cost`, and −inf (cannot serve) for a +inf cost. The
+/// one conversion between the solvers' costs and the router's scores.
+pub fn score_of_cost(cost: f64) -> f64 {
+    if cost == f64::INFINITY {
+        f64::NEG_INFINITY
+    } else {
+        1.0 - cost
+    }
+}

@@ -45,6 +45,22 @@ impl Capacity {
             target_utilization,
         })
     }
+
+    /// utilization = active / max_concurrent (may exceed 1). The one definition: the router,
+    /// the balancer, batch assignment, alerts and the simulator all read it from here.
+    pub fn utilization(&self, active: u64) -> f64 {
+        active as f64 / self.max_concurrent as f64
+    }
+
+    /// Overloaded: more active requests than slots, or more queued than queue places.
+    pub fn is_overloaded(&self, active: u64, queued: u64) -> bool {
+        active > self.max_concurrent || queued > self.max_queue
+    }
+
+    /// Over target: utilization above `target_utilization`.
+    pub fn is_over_target(&self, active: u64) -> bool {
+        self.utilization(active) > self.target_utilization
+    }
 }
 
 /// Shared live state of one model.
@@ -76,16 +92,15 @@ pub struct ModelLoad {
 }
 
 impl ModelLoad {
-    /// active / max_concurrent (may exceed 1).
     pub fn utilization(&self) -> f64 {
-        self.active_requests as f64 / self.capacity.max_concurrent as f64
+        self.capacity.utilization(self.active_requests)
     }
     pub fn is_overloaded(&self) -> bool {
-        self.active_requests > self.capacity.max_concurrent
-            || self.queue_depth > self.capacity.max_queue
+        self.capacity
+            .is_overloaded(self.active_requests, self.queue_depth)
     }
     pub fn is_over_target(&self) -> bool {
-        self.utilization() > self.capacity.target_utilization
+        self.capacity.is_over_target(self.active_requests)
     }
 }
 

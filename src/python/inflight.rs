@@ -1,165 +1,113 @@
-//! The in-flight guard returned by `track()` and `request()`.
+//! `InFlight`: the Python face of a core `Flight` (returned by `track()` and `request()`).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
-use crate::load::{AtomicF64, ModelState, SharedClock, Slot, Ticket};
+use crate::load::{ModelState, SharedClock};
+use crate::router::{Feedback, Flight, Outcome};
 
-const NOT_ENTERED: u8 = 0;
-const HELD: u8 = 1;
-const RELEASED: u8 = 2;
-
-/// Called with (model_id, latency_ms, success) when a tracked request ends.
-pub type OnRelease = Arc<dyn Fn(&str, f64, bool) + Send + Sync>;
+/// Where a guard is in its life. A pending guard (from `track()`) takes its slot on enter.
+enum Phase {
+    Pending(Arc<ModelState>, SharedClock, Option<Feedback>),
+    Flying(Flight),
+    Ended,
+}
 
 /// One in-flight request: holds an active slot (or queue place) from enter until exit,
 /// exception, cancellation or garbage collection — whichever comes first, exactly once.
 #[pyclass(frozen, module = "modelrouter", name = "InFlight")]
 pub struct PyInFlight {
-    state: Arc<ModelState>,
-    clock: SharedClock,
-    /// Set on enter (or at construction when admitted by the router).
-    ticket: OnceLock<Ticket>,
-    phase: AtomicU8,
-    started: AtomicF64,
+    model_id: String,
+    phase: Mutex<Phase>,
+    /// (queued, lease id), kept once admitted so they still read after the end.
+    admitted: OnceLock<(bool, Option<String>)>,
     failed: AtomicBool,
-    on_release: Option<OnRelease>,
 }
 
 impl PyInFlight {
     /// Takes its slot on `__enter__`.
-    pub fn pending(
-        state: Arc<ModelState>,
-        clock: SharedClock,
-        on_release: Option<OnRelease>,
-    ) -> Self {
+    pub fn pending(state: Arc<ModelState>, clock: SharedClock, feedback: Option<Feedback>) -> Self {
+        let model_id = state.id.clone();
+        Self::new(model_id, Phase::Pending(state, clock, feedback))
+    }
+
+    /// Already admitted (by the router or a batch acquire).
+    pub fn flying(flight: Flight) -> Self {
+        let this = Self::new(flight.model_id().to_string(), Phase::Ended);
+        this.note(&flight);
+        *this.phase() = Phase::Flying(flight);
+        this
+    }
+
+    fn new(model_id: String, phase: Phase) -> Self {
         PyInFlight {
-            state,
-            clock,
-            ticket: OnceLock::new(),
-            phase: AtomicU8::new(NOT_ENTERED),
-            started: AtomicF64::new(f64::NAN),
+            model_id,
+            phase: Mutex::new(phase),
+            admitted: OnceLock::new(),
             failed: AtomicBool::new(false),
-            on_release,
         }
     }
 
-    /// Already holds `ticket` (admitted by the router).
-    pub fn held(
-        state: Arc<ModelState>,
-        clock: SharedClock,
-        ticket: Ticket,
-        on_release: Option<OnRelease>,
-    ) -> Self {
-        let started = clock.now();
-        PyInFlight {
-            state,
-            clock,
-            ticket: OnceLock::from(ticket),
-            phase: AtomicU8::new(HELD),
-            started: AtomicF64::new(started),
-            failed: AtomicBool::new(false),
-            on_release,
-        }
+    fn phase(&self) -> MutexGuard<'_, Phase> {
+        // Phase changes are single assignments: a poisoned lock still holds a whole value.
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes an active slot (a lease with a shared backend); may do a network round trip.
-    fn acquire(&self) -> crate::error::Result<()> {
-        if self
-            .phase
-            .compare_exchange(NOT_ENTERED, HELD, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+    fn note(&self, flight: &Flight) {
+        let lease = flight.lease_id().map(str::to_string);
+        let _ = self.admitted.set((flight.queued(), lease));
+    }
+
+    /// Takes the slot of a pending guard (a lease round trip with a shared backend). The lock
+    /// is held throughout, so a concurrent release waits and then gives the slot back.
+    fn enter(&self) -> crate::error::Result<()> {
+        let mut phase = self.phase();
+        if !matches!(*phase, Phase::Pending(..)) {
+            return Ok(()); // already in flight or ended: entering twice is a no-op
+        }
+        let Phase::Pending(state, clock, feedback) = std::mem::replace(&mut *phase, Phase::Ended)
+        else {
             return Ok(());
-        }
-        let now = self.clock.now();
-        self.started.store(now);
-        let admitted = self.state.acquire(false, now).and_then(|t| {
-            // An unbounded acquire always admits; refusing is reported, never a panic.
-            t.ok_or_else(|| crate::error::Error::NoCapacity {
-                message: format!("{:?} refused an unbounded request", self.state.id),
-                retry_after_s: 0.0,
-            })
-        });
-        match admitted {
-            Ok(ticket) => {
-                let _ = self.ticket.set(ticket);
-                Ok(())
-            }
-            Err(e) => {
-                // Nothing is held: exit and garbage collection must not give anything back.
-                self.phase.store(RELEASED, Ordering::Release);
-                Err(e)
-            }
-        }
-    }
-
-    /// Gives the slot back once; records latency and outcome.
-    fn finish(&self, success: bool) {
-        if let Some((ticket, now)) = self.settle(success) {
-            self.state.release_ticket(ticket, now);
-        }
-    }
-
-    /// Ends the request once (latency, outcome) and hands its ticket over for release, so
-    /// that many can go back together; None when already ended or never admitted.
-    fn settle(&self, success: bool) -> Option<(&Ticket, f64)> {
-        if self
-            .phase
-            .compare_exchange(HELD, RELEASED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return None;
-        }
-        let now = self.clock.now();
-        let latency_ms = ((now - self.started.load()) * 1000.0).max(0.0);
-        self.state.record_latency(latency_ms, now);
-        if let Some(cb) = &self.on_release {
-            cb(
-                &self.state.id,
-                latency_ms,
-                success && !self.failed.load(Ordering::Acquire),
-            );
-        }
-        self.ticket.get().map(|ticket| (ticket, now))
-    }
-}
-
-/// Ends every request in `handles` still in flight, giving each model's tickets back in one
-/// step (one round trip per model with a shared backend). Returns how many it ended.
-pub fn release_all(handles: &[&PyInFlight], success: bool) -> usize {
-    let mut by_model: Vec<(&Arc<ModelState>, Vec<Ticket>, f64)> = Vec::new();
-    let mut ended = 0;
-    for handle in handles {
-        let Some((ticket, now)) = handle.settle(success) else {
-            continue;
         };
-        ended += 1;
-        match by_model
-            .iter_mut()
-            .find(|(s, ..)| Arc::ptr_eq(s, &handle.state))
-        {
-            Some((_, tickets, at)) => {
-                tickets.push(ticket.clone());
-                *at = at.max(now);
-            }
-            None => by_model.push((&handle.state, vec![ticket.clone()], now)),
+        // On error nothing is held: the guard stays ended, so exit gives nothing back.
+        let flight = Flight::begin(state, clock, feedback)?;
+        self.note(&flight);
+        *phase = Phase::Flying(flight);
+        Ok(())
+    }
+
+    /// The flight, if still flying; the guard is ended from here on.
+    fn take(&self) -> Option<Flight> {
+        match std::mem::replace(&mut *self.phase(), Phase::Ended) {
+            Phase::Flying(flight) => Some(flight),
+            _ => None,
         }
     }
-    for (state, tickets, now) in by_model {
-        state.release_tickets(&tickets, now);
+
+    fn outcome(&self, success: bool) -> Outcome {
+        Outcome::from_success(success && !self.failed.load(Ordering::Acquire))
     }
-    ended
+
+    fn finish(&self, success: bool) {
+        if let Some(flight) = self.take() {
+            flight.end(self.outcome(success));
+        }
+    }
 }
 
-impl Drop for PyInFlight {
-    fn drop(&mut self) {
-        self.finish(false);
-    }
+/// Ends every request in `handles` still in flight, each model's slots going back together
+/// (one round trip per model with a shared backend). Returns how many it ended.
+pub fn release_all(handles: &[&PyInFlight], success: bool) -> usize {
+    let (ok, failed): (Vec<_>, Vec<_>) = handles
+        .iter()
+        .filter_map(|h| h.take().map(|f| (f, h.outcome(success))))
+        .partition(|(_, outcome)| *outcome == Outcome::Ok);
+    let strip = |v: Vec<(Flight, Outcome)>| v.into_iter().map(|(f, _)| f).collect();
+    Flight::end_all(strip(ok), Outcome::Ok) + Flight::end_all(strip(failed), Outcome::Failed)
 }
 
 /// An awaitable that is already done, so `__aenter__`/`__aexit__` need no event loop glue.
@@ -177,25 +125,29 @@ impl Ready {
     }
 }
 
+fn succeeded(exc_type: Option<&Bound<'_, PyAny>>) -> bool {
+    exc_type.is_none_or(|t| t.is_none())
+}
+
 #[pymethods]
 impl PyInFlight {
     #[getter]
     fn model_id(&self) -> &str {
-        &self.state.id
+        &self.model_id
     }
     /// True when the request waits in the model's queue rather than holding a slot.
     #[getter]
     fn queued(&self) -> bool {
-        self.ticket.get().is_some_and(|t| t.slot == Slot::Queued)
+        self.admitted.get().is_some_and(|(queued, _)| *queued)
     }
     /// The lease held in the shared backend; None for in-process counts (or fail-open).
     #[getter]
     fn lease_id(&self) -> Option<String> {
-        self.ticket.get().and_then(|t| t.lease.clone())
+        self.admitted.get().and_then(|(_, lease)| lease.clone())
     }
     #[getter]
     fn released(&self) -> bool {
-        self.phase.load(Ordering::Acquire) == RELEASED
+        matches!(*self.phase(), Phase::Ended)
     }
 
     /// Marks the request failed without raising (e.g. the model returned an error body).
@@ -211,7 +163,7 @@ impl PyInFlight {
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
         let this: &PyInFlight = &slf;
-        slf.py().detach(|| this.acquire())?;
+        slf.py().detach(|| this.enter())?;
         Ok(slf)
     }
 
@@ -223,14 +175,14 @@ impl PyInFlight {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> bool {
-        let success = exc_type.is_none_or(|t| t.is_none());
+        let success = succeeded(exc_type);
         py.detach(|| self.finish(success));
         false
     }
 
     fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Ready> {
         let this = slf.get();
-        slf.py().detach(|| this.acquire())?;
+        slf.py().detach(|| this.enter())?;
         Ok(Ready(Some(slf.into_any().unbind())))
     }
 
@@ -242,18 +194,18 @@ impl PyInFlight {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> Ready {
-        let success = exc_type.is_none_or(|t| t.is_none());
+        let success = succeeded(exc_type);
         py.detach(|| self.finish(success));
         Ready(Some(PyBool::new(py, false).to_owned().into_any().unbind()))
     }
 
     fn __repr__(&self) -> String {
-        let phase = match self.phase.load(Ordering::Acquire) {
-            NOT_ENTERED => "not entered",
-            HELD => "in flight",
-            _ => "released",
+        let phase = match *self.phase() {
+            Phase::Pending(..) => "not entered",
+            Phase::Flying(_) => "in flight",
+            Phase::Ended => "released",
         };
-        format!("InFlight({:?}, {phase})", self.state.id)
+        format!("InFlight({:?}, {phase})", self.model_id)
     }
 }
 

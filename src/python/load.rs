@@ -7,12 +7,13 @@ use pyo3::types::PyDict;
 
 use super::capability::non_negative;
 use super::inflight::release_all;
-pub use super::inflight::{OnRelease, PyInFlight};
+pub use super::inflight::PyInFlight;
 use crate::load::{
     system_clock, Capacity, FailMode, LoadTracker, ManualClock, ModelLoad, SharedBackend,
     SharedClock,
 };
 use crate::redis_backend::{RedisBackend, RedisConfig};
+use crate::router::Flight;
 
 /// Most requests one `acquire_many` admits: one Lua script holds Redis for the whole batch.
 const MAX_BATCH: i64 = 10_000;
@@ -336,12 +337,8 @@ impl PyLoadTracker {
             return Err(crate::error::Error::invalid("n", message).into());
         }
         let state = self.0.state(model_id)?;
-        let clock = self.0.clock().clone();
-        let tickets = py.detach(|| state.acquire_many(true, n as usize, clock.now()))?;
-        let held = tickets
-            .into_iter()
-            .map(|ticket| PyInFlight::held(state.clone(), clock.clone(), ticket, None));
-        Ok(held.collect())
+        let flights = py.detach(|| Flight::admit_many(&state, self.0.clock(), n as usize, None))?;
+        Ok(flights.into_iter().map(PyInFlight::flying).collect())
     }
 
     /// Ends every request in `handles` still in flight (one round trip per model with a

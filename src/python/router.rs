@@ -10,8 +10,7 @@ use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
 use super::errors::invalid;
 use super::load::{
-    clock_from, new_tracker, BackendArgs, OnRelease, PyInFlight, PyLoadTracker, PyManualClock,
-    PyModelLoad,
+    clock_from, new_tracker, BackendArgs, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad,
 };
 use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
@@ -257,11 +256,8 @@ impl PyRouter {
     /// The slot (or queue place) is given back on exit, exception or cancellation.
     fn request(&self, py: Python<'_>, agent: &Bound<'_, PyAny>) -> PyResult<PyInFlight> {
         let agent = agent_from(agent)?;
-        let (route, ticket) = py.detach(|| self.core.admit(&agent.0))?;
-        let state = self.core.state(route.model).clone();
-        let on_release = self.on_release(route.model, Some(&agent.0.id));
-        let clock = self.core.tracker().clock().clone();
-        Ok(PyInFlight::held(state, clock, ticket, Some(on_release)))
+        let (_, flight) = py.detach(|| self.core.admit(&agent.0))?;
+        Ok(PyInFlight::flying(flight))
     }
 
     /// `with router.track(model_id):` counts one active request on the model for the block
@@ -269,10 +265,13 @@ impl PyRouter {
     #[pyo3(signature = (model_id, agent_id=None))]
     fn track(&self, model_id: &str, agent_id: Option<&str>) -> PyResult<PyInFlight> {
         let j = self.core.model_index(model_id)?;
-        let state = self.core.state(j).clone();
-        let on_release = self.on_release(j, agent_id);
+        let feedback = self.core.feedback(j, agent_id);
         let clock = self.core.tracker().clock().clone();
-        Ok(PyInFlight::pending(state, clock, Some(on_release)))
+        Ok(PyInFlight::pending(
+            self.core.state(j).clone(),
+            clock,
+            Some(feedback),
+        ))
     }
 
     /// Records one finished request observed outside `track`.
@@ -335,28 +334,6 @@ impl PyRouter {
             self.core.config.load_balancing,
             self.core.config.load_weight
         )
-    }
-}
-
-impl PyRouter {
-    /// Feeds a finished guard's latency and outcome into the performance tracker.
-    fn on_release(&self, model: usize, agent: Option<&str>) -> OnRelease {
-        match agent {
-            None => {
-                let handle = self.core.perf_handle(model).clone();
-                Arc::new(move |_, latency_ms, success| {
-                    // The guard measured a finite, non-negative latency: nothing to reject.
-                    let _ = handle.record(latency_ms, success);
-                })
-            }
-            Some(agent) => {
-                let performance = self.core.performance().clone();
-                let agent = agent.to_string();
-                Arc::new(move |model_id, latency_ms, success| {
-                    let _ = performance.record(model_id, Some(&agent), latency_ms, success);
-                })
-            }
-        }
     }
 }
 

@@ -4,8 +4,10 @@
 use serde::Serialize;
 
 use super::Router;
-use crate::capability::{cost_matrix, AgentProfile, ModelProfile};
+use crate::balancer::weighted_score;
+use crate::capability::{cost_matrix, score_of_cost, AgentProfile, ModelProfile};
 use crate::error::{Error, Result};
+use crate::load::Capacity;
 use crate::strategy::{assign, Strategy};
 
 /// Live load of one model as the router sees it when it decides.
@@ -35,15 +37,23 @@ pub struct AssignmentOutcome {
 }
 
 impl Router {
-    /// utilization = active / max_concurrent (may exceed 1).
-    pub fn utilization(&self, model: usize, load: &LoadSnapshot) -> f64 {
-        load.active as f64 / self.models[model].max_concurrent as f64
+    /// The model's configured limits (as profiled, whatever the tracker says since).
+    fn profile_capacity(&self, model: usize) -> Capacity {
+        let m = &self.models[model];
+        Capacity {
+            max_concurrent: m.max_concurrent,
+            max_queue: m.max_queue,
+            target_utilization: m.target_utilization,
+        }
     }
 
-    /// Overloaded when active > max_concurrent or queued > max_queue.
+    pub fn utilization(&self, model: usize, load: &LoadSnapshot) -> f64 {
+        self.profile_capacity(model).utilization(load.active)
+    }
+
     pub fn is_overloaded(&self, model: usize, load: &LoadSnapshot) -> bool {
-        let m = &self.models[model];
-        load.active > m.max_concurrent || load.queued > m.max_queue
+        self.profile_capacity(model)
+            .is_overloaded(load.active, load.queued)
     }
 
     /// `assign_with` on the tracker's live load.
@@ -92,17 +102,17 @@ impl Router {
             .iter()
             .enumerate()
             .map(|(idx, &c)| {
-                if c == f64::INFINITY || filtered[idx % m] {
+                if filtered[idx % m] {
                     f64::NEG_INFINITY
                 } else {
-                    1.0 - c
+                    score_of_cost(c)
                 }
             })
             .collect();
         self.adapt(&mut scores)?;
         if lb {
             for (idx, s) in scores.iter_mut().enumerate().filter(|(_, s)| s.is_finite()) {
-                *s *= 1.0 - self.config.load_weight * utilization[idx % m];
+                *s = weighted_score(*s, self.config.load_weight, utilization[idx % m]);
             }
         }
         let decided = assign(self.config.strategy, &scores, agents.len(), m, &slots)?;

@@ -1,19 +1,17 @@
 //! The router: batch assignment (capability scores, optional load awareness, strategy) and
 //! per-request routing with atomic admission under live load and capacity rules.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
-
 use crate::adaptive::AdaptiveScorer;
-use crate::balancer::{choose, BalancerConfig, Candidate, Decision, Policy};
-use crate::capability::{check_unique_ids, cost_matrix, AgentProfile, ModelProfile, ScoreWeights};
+use crate::balancer::{choose_here, BalancerConfig, Candidate, Policy};
+use crate::capability::{
+    check_unique_ids, cost_matrix, score_of_cost, AgentProfile, ModelProfile, ScoreWeights,
+};
 use crate::capacity::{ActionKind, CapacityManager, RuleClocks};
 use crate::error::{Error, Result};
-use crate::load::{Capacity, LoadTracker, ModelState, Slot, Ticket};
+use crate::load::{Capacity, LoadTracker, ModelState};
 use crate::perf::{PerfConfig, PerformanceTracker, SeriesHandle};
 use crate::strategy::Strategy;
 
@@ -75,15 +73,13 @@ pub struct Router {
     performance: Arc<PerformanceTracker>,
     perf_handles: Vec<SeriesHandle>,
     adaptive: Option<Arc<AdaptiveScorer>>,
+    /// The policies' tunables, validated once (load_weight from the config).
+    balancer: BalancerConfig,
     score_cache: RwLock<ScoreCache>,
 }
 
 /// Agent id → (the profile the scores were computed for, scores per model).
 type ScoreCache = HashMap<String, (AgentProfile, Arc<[f64]>)>;
-
-thread_local! {
-    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
-}
 
 impl Router {
     /// Registers every model's capacity with the load tracker.
@@ -111,12 +107,7 @@ impl Router {
             return Err(Error::invalid("models", "must contain at least one Model"));
         }
         check_unique_ids("models", models.iter().map(|m| m.id.as_str()))?;
-        if !(0.0..=1.0).contains(&config.load_weight) {
-            return Err(Error::invalid(
-                "load_weight",
-                format!("must be in [0, 1], got {}", config.load_weight),
-            ));
-        }
+        let balancer = BalancerConfig::new(config.load_weight, 1.0)?;
         let states = models
             .iter()
             .map(|m| {
@@ -141,6 +132,7 @@ impl Router {
             performance,
             perf_handles,
             adaptive,
+            balancer,
             score_cache: RwLock::new(HashMap::new()),
         })
     }
@@ -230,16 +222,7 @@ impl Router {
         drop(cache);
         let models: Vec<&ModelProfile> = self.models.iter().collect();
         let cost = cost_matrix(&[agent], &models, &self.config.weights)?;
-        let scores: Arc<[f64]> = cost
-            .iter()
-            .map(|&c| {
-                if c == f64::INFINITY {
-                    f64::NEG_INFINITY
-                } else {
-                    1.0 - c
-                }
-            })
-            .collect();
+        let scores: Arc<[f64]> = cost.iter().map(|&c| score_of_cost(c)).collect();
         let mut cache = self.score_cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= SCORE_CACHE_LIMIT {
             cache.clear();
@@ -305,37 +288,20 @@ impl Router {
             Policy::CapabilityOnly
         };
         let cands = self.candidates(scores);
-        let balancer = BalancerConfig {
-            load_weight: self.config.load_weight,
-            ..BalancerConfig::default()
-        };
-        let decision = RNG.with(|rng| choose(policy, &cands, &balancer, &mut *rng.borrow_mut()));
-        match decision {
-            Decision::Run(model) | Decision::Queue(model) => Ok(Route {
-                model,
-                queued: matches!(decision, Decision::Queue(_)),
-                score: scores[model],
-            }),
-            Decision::NoCapacity { retry_after_s } => Err(Error::NoCapacity {
-                message: format!(
-                    "no capacity for agent {:?}: every eligible model is full and its queue too; \
-                     retry after {retry_after_s:.3} s",
-                    agent.id
-                ),
-                retry_after_s,
-            }),
-            Decision::NoEligibleModel => Err(Error::Infeasible(format!(
-                "no model meets the requirements of agent {:?}",
-                agent.id
-            ))),
-        }
+        let decision = choose_here(policy, &cands, &self.balancer);
+        let (model, queued) = decision.into_result(&format!("agent {:?}", agent.id))?;
+        Ok(Route {
+            model,
+            queued,
+            score: scores[model],
+        })
     }
 
     /// Routes and reserves in one step: the chosen model's slot (or queue place) is taken
     /// atomically — across replicas when the tracker has a shared backend — so concurrent
     /// callers can never push a model past its limits. With load balancing off the request is
     /// admitted to the best-scoring model whatever its load.
-    pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Ticket)> {
+    pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Flight)> {
         let scores = self.routing_scores(agent)?;
         // Each retry follows a lost race for the last slot; the fleet is finite, so a few
         // attempts settle it, and the last answer is reported honestly.
@@ -344,13 +310,15 @@ impl Router {
             let now = self.tracker.now();
             let state = &self.states[route.model];
             if let Some(ticket) = state.acquire(self.config.load_balancing, now)? {
-                return Ok((
-                    Route {
-                        queued: ticket.slot == Slot::Queued,
-                        ..route
-                    },
+                let feedback = Some(self.feedback(route.model, Some(&agent.id)));
+                let flight = Flight::admitted(
+                    state.clone(),
+                    self.tracker.clock().clone(),
                     ticket,
-                ));
+                    feedback,
+                );
+                let queued = flight.queued();
+                return Ok((Route { queued, ..route }, flight));
             }
         }
         // Still losing after every round: report the fleet as it is now (usually NoCapacity
@@ -365,6 +333,26 @@ impl Router {
         })
     }
 
+    /// Starts a request on a model the caller chose (an active slot whatever the limits), fed
+    /// back like an admitted one when it ends.
+    pub fn track(&self, model: usize, agent: Option<&str>) -> Result<Flight> {
+        let feedback = Some(self.feedback(model, agent));
+        Flight::begin(
+            self.states[model].clone(),
+            self.tracker.clock().clone(),
+            feedback,
+        )
+    }
+
+    /// Where a finished request of `model` (and `agent`) reports its latency and outcome.
+    pub fn feedback(&self, model: usize, agent: Option<&str>) -> Feedback {
+        Feedback::new(
+            self.performance.clone(),
+            self.perf_handles[model].clone(),
+            agent,
+        )
+    }
+
     pub fn model_index(&self, id: &str) -> Result<usize> {
         self.models
             .iter()
@@ -374,7 +362,9 @@ impl Router {
 }
 
 mod batch;
+mod flight;
 #[cfg(test)]
 mod tests;
 
 pub use batch::{AssignmentOutcome, LoadSnapshot, Placement};
+pub use flight::{Feedback, Flight, Landing, Outcome};

@@ -101,25 +101,27 @@ fn route_spreads_load_and_refuses_when_everything_is_full() {
     }
     assert_eq!(r.state(0).active() + r.state(1).active(), 3);
     assert!(taken.iter().filter(|(route, _)| route.queued).count() == 2);
-    r.admit(&coder()).unwrap();
-    r.admit(&coder()).unwrap();
-    match r.admit(&coder()) {
+    let _sixth = r.admit(&coder()).unwrap();
+    let _seventh = r.admit(&coder()).unwrap();
+    match r.admit(&coder()).map(|(route, _)| route) {
         Err(Error::NoCapacity { retry_after_s, .. }) => assert!(retry_after_s > 0.0),
         other => panic!("expected NoCapacity, got {other:?}"),
     }
     assert!(matches!(r.route(&coder()), Err(Error::NoCapacity { .. })));
-    for (route, ticket) in taken {
-        r.state(route.model).release_ticket(&ticket, 0.0);
-    }
+    let flights: Vec<Flight> = taken.into_iter().map(|(_, f)| f).collect();
+    assert_eq!(Flight::end_all(flights, Outcome::Ok), 5);
+    assert_eq!(
+        r.loads().iter().map(|l| l.active + l.queued).sum::<u64>(),
+        2
+    ); // the last two
 }
 
 #[test]
 fn capability_only_routing_ignores_load() {
     let models = vec![model("a", 0.9, 1), model("b", 0.8, 1)];
     let r = router(models, config(Strategy::Optimal, false)).unwrap();
-    for _ in 0..3 {
-        assert_eq!(r.admit(&coder()).unwrap().0.model, 0);
-    }
+    let held: Vec<_> = (0..3).map(|_| r.admit(&coder()).unwrap()).collect();
+    assert!(held.iter().all(|(route, _)| route.model == 0));
     assert_eq!(r.state(0).active(), 3);
 }
 
@@ -145,4 +147,147 @@ fn reject_new_rules_steer_traffic_away() {
     assert_eq!(r.route(&coder()).unwrap().model, 1);
     r.state(0).add_active(-1, 0.0).unwrap();
     assert_eq!(r.route(&coder()).unwrap().model, 0);
+}
+
+// -- the Flight: one request from admission to its end ---------------------------------------
+
+fn manual_router(models: Vec<ModelProfile>) -> (Router, Arc<crate::load::ManualClock>) {
+    let clock = Arc::new(crate::load::ManualClock::new(0.0));
+    let t = Arc::new(LoadTracker::new(60.0, clock.clone()).unwrap());
+    let r = Router::new(models, config(Strategy::Optimal, true), Feeds::with_load(t)).unwrap();
+    (r, clock)
+}
+
+#[test]
+fn a_flight_ends_once_and_feeds_load_ewma_and_statistics() {
+    let (r, clock) = manual_router(vec![model("a", 0.9, 2)]);
+    let (route, flight) = r.admit(&coder()).unwrap();
+    assert_eq!((route.model, route.queued), (0, false));
+    assert_eq!((flight.model_id(), flight.agent()), ("a", Some("x")));
+    assert_eq!(r.state(0).active(), 1);
+    clock.advance(0.25);
+    let landing = flight.end(Outcome::Ok);
+    assert_eq!(landing.latency_ms, 250.0);
+    assert_eq!(r.state(0).active(), 0);
+    assert_eq!(r.state(0).latency_ms(), 250.0);
+    let model_stats = r.performance().stats("a").unwrap();
+    assert_eq!((model_stats.count, model_stats.successes), (1, 1));
+    let agent_stats = r.performance().agent_stats("x").unwrap();
+    assert_eq!(
+        (agent_stats.count, agent_stats.p50_ms.map(f64::round)),
+        (1, Some(250.0))
+    );
+}
+
+#[test]
+fn a_dropped_flight_is_cancelled_gives_its_slot_back_and_counts_as_a_failure() {
+    let (r, clock) = manual_router(vec![model("a", 0.9, 1)]);
+    {
+        let (_route, _flight) = r.admit(&coder()).unwrap();
+        assert_eq!(r.state(0).active(), 1);
+        clock.advance(0.1);
+    }
+    assert_eq!(r.state(0).active(), 0);
+    let stats = r.performance().stats("a").unwrap();
+    assert_eq!((stats.count, stats.failures), (1, 1));
+    assert!(!Outcome::Cancelled.is_success());
+}
+
+#[test]
+fn queued_flights_give_back_their_queue_place() {
+    // max_concurrent 1, max_queue 2: the second and third requests wait.
+    let (r, _) = manual_router(vec![model("a", 0.9, 1)]);
+    let flights: Vec<Flight> = (0..3).map(|_| r.admit(&coder()).unwrap().1).collect();
+    assert_eq!(flights.iter().filter(|f| f.queued()).count(), 2);
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (1, 2));
+    assert!(r.admit(&coder()).is_err());
+    assert_eq!(Flight::end_all(flights, Outcome::Failed), 3);
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (0, 0));
+    let stats = r.performance().stats("a").unwrap();
+    assert_eq!((stats.count, stats.failures), (3, 3));
+}
+
+#[test]
+fn tracked_flights_count_whatever_the_limits_and_record_without_an_agent() {
+    let (r, clock) = manual_router(vec![model("a", 0.9, 1)]);
+    let flights: Vec<Flight> = (0..3).map(|_| r.track(0, None).unwrap()).collect();
+    assert_eq!(r.state(0).active(), 3);
+    clock.advance(0.05);
+    for f in flights {
+        assert_eq!(f.agent(), None);
+        f.end(Outcome::Ok);
+    }
+    assert_eq!(r.state(0).active(), 0);
+    assert_eq!(r.performance().stats("a").unwrap().successes, 3);
+    assert!(r.performance().agent_ids().is_empty());
+}
+
+#[test]
+fn flights_admitted_in_a_batch_end_in_a_batch() {
+    let (r, _) = manual_router(vec![model("a", 0.9, 4)]);
+    let clock = r.tracker().clock().clone();
+    // 4 slots + 2 queue places: a batch of 10 gets 6.
+    let flights = Flight::admit_many(r.state(0), &clock, 10, None).unwrap();
+    assert_eq!(flights.len(), 6);
+    assert_eq!(flights.iter().filter(|f| f.queued()).count(), 2);
+    assert_eq!(Flight::end_all(flights, Outcome::Ok), 6);
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (0, 0));
+}
+
+/// More contenders than slots, on real threads: the limit is reached, never exceeded, and the
+/// surplus is queued or refused. A router without atomic admission fails the peak check.
+#[test]
+fn concurrent_admission_never_exceeds_the_limits() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Barrier;
+    let (r, _) = manual_router(vec![model("a", 0.9, 10)]);
+    let r = Arc::new(r);
+    let threads = 32;
+    let barrier = Arc::new(Barrier::new(threads));
+    let peak_active = Arc::new(AtomicU64::new(0));
+    let peak_queued = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (r, barrier) = (r.clone(), barrier.clone());
+            let (pa, pq, refused) = (peak_active.clone(), peak_queued.clone(), refused.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..200 {
+                    match r.admit(&coder()) {
+                        Ok((_, flight)) => {
+                            let (a, q) = (r.state(0).local_active(), r.state(0).local_queued());
+                            pa.fetch_max(a, Ordering::AcqRel);
+                            pq.fetch_max(q, Ordering::AcqRel);
+                            std::thread::yield_now();
+                            flight.end(Outcome::Ok);
+                        }
+                        Err(Error::NoCapacity { .. }) => {
+                            refused.fetch_add(1, Ordering::AcqRel);
+                        }
+                        Err(e) => panic!("unexpected {e:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let (pa, pq) = (
+        peak_active.load(Ordering::Acquire),
+        peak_queued.load(Ordering::Acquire),
+    );
+    assert!(pa <= 10 && pq <= 2, "peak active {pa}, queued {pq}");
+    assert_eq!(
+        pa, 10,
+        "the limit was never reached: the test did not contend"
+    );
+    assert!(refused.load(Ordering::Acquire) > 0 || pq > 0);
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (0, 0));
+    let stats = r.performance().stats("a").unwrap();
+    assert_eq!(
+        stats.count + refused.load(Ordering::Acquire),
+        (threads * 200) as u64
+    );
 }

@@ -1,0 +1,263 @@
+//! One request from admission to its end: the `Flight`.
+//!
+//! The lifecycle, in one place:
+//! ```text
+//! admit (Router::admit / Flight::begin)   one atomic decision: a slot, a queue place or a refusal
+//!   └─ Flight                             owns its ticket (and lease), model, agent, start time
+//!        └─ end(outcome)                  exactly once; dropping a Flight ends it as Cancelled
+//!             ├─ the slot (or lease) goes back to the LoadTracker
+//!             ├─ the latency EWMA the load-aware policies read
+//!             └─ PerformanceTracker (per model, per agent) → AdaptiveScorer → the next admit
+//! ```
+//! Rust callers (the simulator, benches) and the Python `InFlight` go through this one type, so
+//! counts and statistics can never drift apart by path.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::load::{ModelState, SharedClock, Slot, Ticket};
+use crate::perf::{PerformanceTracker, SeriesHandle};
+
+/// How a request ended. `Cancelled` is what a dropped Flight records: its caller went away
+/// (exception, task cancellation, garbage collection) before saying how it went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed,
+    Cancelled,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Failed, Outcome::Cancelled];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// What the success rate counts: only `Ok` is a success.
+    pub fn is_success(self) -> bool {
+        self == Outcome::Ok
+    }
+
+    /// `Ok` when the caller reported success, else `Failed`.
+    pub fn from_success(success: bool) -> Self {
+        if success {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
+/// Where a finished request's latency and outcome go besides the model's latency EWMA.
+#[derive(Clone)]
+pub struct Feedback {
+    performance: Arc<PerformanceTracker>,
+    /// The model's series, so ending a request without an agent hashes no id.
+    series: SeriesHandle,
+    agent: Option<Arc<str>>,
+}
+
+impl Feedback {
+    pub fn new(
+        performance: Arc<PerformanceTracker>,
+        series: SeriesHandle,
+        agent: Option<&str>,
+    ) -> Self {
+        Feedback {
+            performance,
+            series,
+            agent: agent.map(Arc::from),
+        }
+    }
+
+    pub fn agent(&self) -> Option<&str> {
+        self.agent.as_deref()
+    }
+
+    fn record(&self, model: &str, latency_ms: f64, success: bool, now: f64) {
+        // The Flight measured a finite, non-negative latency: nothing here can be rejected.
+        let _ = match &self.agent {
+            None => self.series.record_at(latency_ms, success, now),
+            Some(agent) => self
+                .performance
+                .record_at(model, Some(agent), latency_ms, success, now),
+        };
+    }
+}
+
+/// One admitted request. Holds its slot (or queue place, or shared lease) until it ends, which
+/// happens exactly once: by `end`, by `end_all`, or by `Drop` (as `Cancelled`).
+pub struct Flight {
+    state: Arc<ModelState>,
+    clock: SharedClock,
+    ticket: Ticket,
+    started: f64,
+    feedback: Option<Feedback>,
+    ended: bool,
+}
+
+/// What ending a Flight measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Landing {
+    pub latency_ms: f64,
+    pub outcome: Outcome,
+    pub ended_at: f64,
+}
+
+impl Flight {
+    /// A request already admitted under `ticket` (by the router or a batch acquire).
+    pub fn admitted(
+        state: Arc<ModelState>,
+        clock: SharedClock,
+        ticket: Ticket,
+        feedback: Option<Feedback>,
+    ) -> Self {
+        let started = clock.now();
+        Flight {
+            state,
+            clock,
+            ticket,
+            started,
+            feedback,
+            ended: false,
+        }
+    }
+
+    /// Starts a tracked request on one model: an active slot whatever the limits (a lease with
+    /// a shared backend). Fails only when the backend is away and fails closed.
+    pub fn begin(
+        state: Arc<ModelState>,
+        clock: SharedClock,
+        feedback: Option<Feedback>,
+    ) -> Result<Self> {
+        let now = clock.now();
+        let ticket = state.acquire(false, now)?.ok_or_else(|| {
+            // An unbounded acquire always admits; refusing is reported, never a panic.
+            crate::error::Error::NoCapacity {
+                message: format!("{:?} refused an unbounded request", state.id),
+                retry_after_s: 0.0,
+            }
+        })?;
+        let mut flight = Flight::admitted(state, clock, ticket, feedback);
+        flight.started = now;
+        Ok(flight)
+    }
+
+    /// Up to `n` requests of one model admitted at once (one round trip with a shared
+    /// backend), slots first, then queue places; fewer when the model fills up.
+    pub fn admit_many(
+        state: &Arc<ModelState>,
+        clock: &SharedClock,
+        n: usize,
+        feedback: Option<Feedback>,
+    ) -> Result<Vec<Flight>> {
+        let tickets = state.acquire_many(true, n, clock.now())?;
+        Ok(tickets
+            .into_iter()
+            .map(|t| Flight::admitted(state.clone(), clock.clone(), t, feedback.clone()))
+            .collect())
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.state.id
+    }
+    pub fn state(&self) -> &Arc<ModelState> {
+        &self.state
+    }
+    pub fn agent(&self) -> Option<&str> {
+        self.feedback.as_ref().and_then(Feedback::agent)
+    }
+    /// True when the request waits in the model's queue rather than holding a slot.
+    pub fn queued(&self) -> bool {
+        self.ticket.slot == Slot::Queued
+    }
+    /// The shared backend's lease; None for in-process counts (or a fail-open admission).
+    pub fn lease_id(&self) -> Option<&str> {
+        self.ticket.lease.as_deref()
+    }
+    pub fn started(&self) -> f64 {
+        self.started
+    }
+
+    /// Ends the request: gives the slot back and records latency and outcome.
+    pub fn end(mut self, outcome: Outcome) -> Landing {
+        let landing = self.land(outcome);
+        self.state.release_ticket(&self.ticket, landing.ended_at);
+        landing
+    }
+
+    /// Ends every flight with `outcome`, giving each model's tickets back together (one round
+    /// trip per model with a shared backend). Returns how many it ended.
+    pub fn end_all(flights: Vec<Flight>, outcome: Outcome) -> usize {
+        let count = flights.len();
+        let mut by_model: Vec<(Arc<ModelState>, Vec<Ticket>, f64)> = Vec::new();
+        for mut flight in flights {
+            let at = flight.land(outcome).ended_at;
+            let ticket = flight.ticket.clone();
+            match by_model
+                .iter_mut()
+                .find(|(s, ..)| Arc::ptr_eq(s, &flight.state))
+            {
+                Some((_, tickets, latest)) => {
+                    tickets.push(ticket);
+                    *latest = latest.max(at);
+                }
+                None => by_model.push((flight.state.clone(), vec![ticket], at)),
+            }
+        }
+        for (state, tickets, at) in by_model {
+            state.release_tickets(&tickets, at);
+        }
+        count
+    }
+
+    /// Records the end once and marks the flight ended; the caller gives the ticket back.
+    fn land(&mut self, outcome: Outcome) -> Landing {
+        self.ended = true;
+        let now = self.clock.now();
+        let latency_ms = ((now - self.started) * 1000.0).max(0.0);
+        self.state.record_latency(latency_ms, now);
+        if let Some(feedback) = &self.feedback {
+            feedback.record(&self.state.id, latency_ms, outcome.is_success(), now);
+        }
+        Landing {
+            latency_ms,
+            outcome,
+            ended_at: now,
+        }
+    }
+}
+
+impl std::fmt::Debug for Feedback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feedback")
+            .field("agent", &self.agent)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Flight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flight")
+            .field("model", &self.state.id)
+            .field("agent", &self.agent())
+            .field("ticket", &self.ticket)
+            .field("started", &self.started)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if !self.ended {
+            let at = self.land(Outcome::Cancelled).ended_at;
+            self.state.release_ticket(&self.ticket, at);
+        }
+    }
+}
