@@ -43,7 +43,7 @@ def fleet() -> list[mr.Model]:
 
 def single(url: str | None) -> dict[str, tuple[float, float]]:
     tracker = mr.LoadTracker(backend=url) if url else mr.LoadTracker()
-    router = mr.Router(fleet(), tracker=tracker)
+    router = mr.Router(fleet(), load=tracker)
     agent = mr.Agent("a", {"code": 0.5})
 
     def track() -> None:

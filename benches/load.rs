@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use modelrouter::balancer::Policy;
 use modelrouter::capability::{AgentProfile, ModelProfile, ScoreWeights};
 use modelrouter::load::{Capacity, LoadTracker, ManualClock};
-use modelrouter::router::{Feeds, Router, RouterConfig};
+use modelrouter::router::{Feeds, Outcome, Router, RouterConfig};
 use modelrouter::strategy::Strategy;
 
 fn fleet(n: usize) -> Vec<ModelProfile> {
@@ -43,6 +43,16 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("route_16_models_{}", policy.name()), |b| {
             b.iter(|| router.route(&agent).unwrap())
         });
+        if policy == Policy::Weighted {
+            // The whole lifecycle as callers run it: admit, then end (slot back, latency EWMA,
+            // PerformanceTracker for the model and the agent).
+            c.bench_function("admit_end_16_models_weighted", |b| {
+                b.iter(|| router.admit(&agent).unwrap().1.end(Outcome::Ok))
+            });
+            c.bench_function("track_end_pair", |b| {
+                b.iter(|| router.track(0, None).unwrap().end(Outcome::Ok))
+            });
+        }
     }
 }
 

@@ -32,7 +32,8 @@ def hammer(
     """Routes `rounds` requests per thread, each held 2 ms; `live`/`peak` (shared arrays, one
     cell per model) count what is in flight across every process."""
     catalog = [mr.Model(m, {"code": 0.9}, max_concurrent=limit) for m in models]
-    router = mr.Router(catalog, policy="least_loaded", backend=url, fail_mode="closed")
+    tracker = mr.LoadTracker(backend=url, fail_mode="closed")
+    router = mr.Router(catalog, policy="least_loaded", load=tracker)
     agent = mr.Agent("a", {"code": 0.5})
     index = {m: i for i, m in enumerate(models)}
 

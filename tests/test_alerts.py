@@ -301,7 +301,7 @@ def test_bad_rules_and_settings():
 def test_backend_unavailable_fires_when_the_shared_load_backend_is_down():
     # Port 1 on loopback refuses at once: the backend is down from the first admission.
     tracker = mr.LoadTracker(backend="redis://127.0.0.1:1/0", fail_mode="open", timeout_s=0.2)
-    router = mr.Router([mr.Model("m", {"code": 0.9})], tracker=tracker)
+    router = mr.Router([mr.Model("m", {"code": 0.9})], load=tracker)
     am = mr.AlertManager(
         [mr.AlertRule("backend_unavailable", 0.5, severity="critical")], load=tracker
     )

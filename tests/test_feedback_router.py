@@ -19,7 +19,7 @@ AGENT = mr.Agent("coder", {"code": 0.5})
 
 def test_track_request_and_record_feed_the_performance_tracker():
     clock = mr.ManualClock()
-    router = mr.Router(models(), clock=clock)
+    router = mr.Router(models(), load=mr.LoadTracker(clock=clock))
     with router.track("fast"):
         clock.advance(0.1)
     with pytest.raises(RuntimeError):
@@ -44,7 +44,13 @@ def test_adaptive_router_moves_traffic_off_a_degraded_model_and_back():
     clock = mr.ManualClock()
     perf = mr.PerformanceTracker(clock=clock)
     scorer = mr.AdaptiveScorer((0.4, 0.6, 0.0), tracker=perf, half_life_s=10.0, clock=clock)
-    router = mr.Router(models(), policy="weighted", load_weight=0.0, adaptive=scorer, clock=clock)
+    router = mr.Router(
+        models(),
+        policy="weighted",
+        load_weight=0.0,
+        adaptive=scorer,
+        load=mr.LoadTracker(clock=clock),
+    )
     assert router.performance is not None
     for _ in range(20):
         router.record("fast", latency_ms=100.0)
@@ -66,7 +72,9 @@ def test_adaptive_scores_shape_batch_assignment():
     clock = mr.ManualClock()
     perf = mr.PerformanceTracker(clock=clock)
     scorer = mr.AdaptiveScorer((0.5, 0.5, 0.0), tracker=perf, clock=clock)
-    router = mr.Router(models(), strategy="greedy", adaptive=scorer, clock=clock)
+    router = mr.Router(
+        models(), strategy="greedy", adaptive=scorer, load=mr.LoadTracker(clock=clock)
+    )
     for _ in range(10):
         router.record("fast", latency_ms=100.0)
         router.record("slow", latency_ms=100.0, success=False)

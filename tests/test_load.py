@@ -119,7 +119,7 @@ def coder():
 
 def test_track_counts_and_releases_on_exit_and_exception():
     clock = mr.ManualClock()
-    router = mr.Router(fleet(), clock=clock)
+    router = mr.Router(fleet(), load=mr.LoadTracker(clock=clock))
     with router.track("big") as t:
         assert router.load("big").active_requests == 1
         assert t.model_id == "big" and not t.queued
@@ -212,13 +212,13 @@ def test_route_policies_pick_as_documented():
         mr.Model("b", {"code": 0.6}, max_concurrent=10),
     ]
     router = mr.Router(models, policy="least_loaded")
-    router.tracker.update_load("a", 3)
+    router.load_tracker.update_load("a", 3)
     assert router.route(coder()) == "b"
     weighted = mr.Router(models, policy="weighted", load_weight=0.5)
-    weighted.tracker.update_load("a", 3)  # 0.9·0.85 beats 0.6 on score alone
+    weighted.load_tracker.update_load("a", 3)  # 0.9·0.85 beats 0.6 on score alone
     assert weighted.route(coder()) == "a"
     capability_only = mr.Router(models, load_balancing=False)
-    capability_only.tracker.update_load("a", 50)
+    capability_only.load_tracker.update_load("a", 50)
     assert capability_only.route(coder()) == "a"
     with pytest.raises(mr.InfeasibleError):
         router.route(mr.Agent("vision", {"vision": 0.5}))
@@ -229,12 +229,12 @@ def test_route_policies_pick_as_documented():
 def test_assign_with_load_balancing_filters_overloaded_models():
     models = fleet()
     router = mr.Router(models, strategy="optimal", load_balancing=True)
-    router.tracker.update_load("big", 3)  # 3 > 2: overloaded
+    router.load_tracker.update_load("big", 3)  # 3 > 2: overloaded
     result = router.assign([coder()])
     assert result.models_filtered == 1
     assert [a.model_id for a in result.assignments] == ["small"]
     assert result.avg_utilization == pytest.approx((1.5 + 0.0) / 2)
-    plain = mr.Router(models, strategy="optimal", load_balancing=False, tracker=router.tracker)
+    plain = mr.Router(models, strategy="optimal", load_balancing=False, load=router.load_tracker)
     assert plain.assign([coder()]).models_filtered == 0
 
 
@@ -249,7 +249,7 @@ def test_capacity_rules_hold_for_their_duration_and_steer_routing():
         mr.Model("b", {"code": 0.6}, max_concurrent=10, target_utilization=1.0),
     ]
     router = mr.Router(models, capacity=cm, policy="weighted", load_weight=0.0)
-    router.tracker.update_load("a", 9)
+    router.load_tracker.update_load("a", 9)
     assert cm.check("a") is None and router.route(coder()) == "a"
     clock.advance(29.9)
     assert cm.check("a") is None
@@ -258,7 +258,7 @@ def test_capacity_rules_hold_for_their_duration_and_steer_routing():
     assert action is not None and action.action == "reject_new"
     assert action.since == pytest.approx(0.0)
     assert router.route(coder()) == "b"
-    router.tracker.update_load("a", -1)
+    router.load_tracker.update_load("a", -1)
     assert cm.check("a") is None and router.route(coder()) == "a"
     assert [a.model_id for a in cm.check_all()] == []
     with pytest.raises(KeyError):
@@ -274,7 +274,7 @@ def test_bad_capacity_rules():
     other = mr.LoadTracker()
     cm = mr.CapacityManager([mr.ScalingRule(0.9)])
     with pytest.raises(ValueError) as info:
-        mr.Router(fleet(), tracker=other, capacity=cm)
+        mr.Router(fleet(), load=other, capacity=cm)
     assert info.value.field == "capacity"
 
 

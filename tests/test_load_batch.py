@@ -22,7 +22,7 @@ def tracker(max_concurrent: int, max_queue: int, held: int = 0) -> mr.LoadTracke
 def one_at_a_time(t: mr.LoadTracker, n: int, max_c: int, max_q: int) -> list[mr.InFlight]:
     """The oracle: a Router admitting single requests until refused (the handles are kept)."""
     model = mr.Model("m", {"c": 1.0}, max_concurrent=max_c, max_queue=max_q)
-    router = mr.Router([model], tracker=t)
+    router = mr.Router([model], load=t)
     agent = mr.Agent("a", {"c": 0.5})
     out = []
     for _ in range(n):

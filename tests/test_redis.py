@@ -61,16 +61,16 @@ def test_bad_settings_name_the_field() -> None:
             mr.LoadTracker(**kwargs)
         assert isinstance(info.value, mr.InvalidInputError) and info.value.field == field
     tracker = mr.LoadTracker(backend="redis://127.0.0.1:1")
-    with pytest.raises(mr.InvalidInputError) as info:
+    with pytest.raises(mr.InvalidInputError) as info, pytest.warns(DeprecationWarning):
         mr.Router(_model(1), tracker=tracker, backend="redis://127.0.0.1:1")
-    assert info.value.field == "backend"
+    assert info.value.field == "tracker"  # the old spelling: settings belong to the tracker
     assert mr.LoadTracker().backend_status() is None
 
 
 @needs_redis
 def test_replicas_in_one_process_share_limits(server: RedisServer) -> None:
-    a = mr.Router(_model(2), backend=server.url)
-    b = mr.Router(_model(2), backend=server.url)
+    a = mr.Router(_model(2), load=mr.LoadTracker(backend=server.url))
+    b = mr.Router(_model(2), load=mr.LoadTracker(backend=server.url))
     agent = mr.Agent("x", {"code": 0.5})
     held = [a.request(agent), b.request(agent)]
     assert all(h.lease_id for h in held)
@@ -84,7 +84,7 @@ def test_replicas_in_one_process_share_limits(server: RedisServer) -> None:
     with b.request(agent) as r:
         assert r.model_id == "m"
     held[1].release()
-    assert b.tracker.current_load("m").active_requests == 0  # type: ignore[union-attr]
+    assert b.load_tracker.current_load("m").active_requests == 0  # type: ignore[union-attr]
 
 
 @needs_redis
@@ -165,7 +165,7 @@ def test_counts_agree_after_100k_acquire_release_pairs(server: RedisServer) -> N
 @needs_redis
 def test_fail_open_falls_back_to_local_counts_and_recovers(own_server: RedisServer) -> None:
     tracker = mr.LoadTracker(backend=own_server.url, fail_mode="open", timeout_s=0.2)
-    router = mr.Router(_model(2), tracker=tracker)
+    router = mr.Router(_model(2), load=tracker)
     agent = mr.Agent("x", {"code": 0.5})
     first = router.request(agent)
     assert first.lease_id is not None
@@ -192,7 +192,7 @@ def test_fail_open_falls_back_to_local_counts_and_recovers(own_server: RedisServ
 @needs_redis
 def test_fail_closed_raises_quickly(own_server: RedisServer) -> None:
     tracker = mr.LoadTracker(backend=own_server.url, fail_mode="closed", timeout_s=0.2)
-    router = mr.Router(_model(4), tracker=tracker)
+    router = mr.Router(_model(4), load=tracker)
     held = router.track("m")
     held.__enter__()
     own_server.stop()

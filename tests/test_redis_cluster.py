@@ -57,8 +57,8 @@ def test_models_on_three_nodes_share_limits_in_one_process(cluster: Cluster) -> 
     agent = mr.Agent("x", {"code": 0.5})
     for m in cluster.spread_models(_fresh()):
         catalog = [mr.Model(m, {"code": 0.9}, max_concurrent=2)]
-        a = mr.Router(catalog, backend=cluster.url, fail_mode="closed")
-        b = mr.Router(catalog, backend=cluster.url, fail_mode="closed")
+        a = mr.Router(catalog, load=mr.LoadTracker(backend=cluster.url, fail_mode="closed"))
+        b = mr.Router(catalog, load=mr.LoadTracker(backend=cluster.url, fail_mode="closed"))
         held = [a.request(agent), b.request(agent)]
         assert all(h.lease_id for h in held)
         with pytest.raises(mr.NoCapacityError):
@@ -71,7 +71,7 @@ def test_models_on_three_nodes_share_limits_in_one_process(cluster: Cluster) -> 
             assert again.model_id == m and cluster.zcard(m) == 2
         held[1].release()
         assert cluster.zcard(m) == 0
-        status = a.tracker.backend_status()
+        status = a.load_tracker.backend_status()
         assert status is not None and status["errors"] == 0
 
 

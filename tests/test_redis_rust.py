@@ -1,5 +1,6 @@
-"""The Rust core's own Redis tests (`src/redis_backend/tests.rs`), which skip without a server, run here
-against a real redis-server and a real 3-node Cluster, so that CI never passes them silently."""
+"""The Rust core's own Redis tests (`src/redis_backend/tests.rs`), which skip without a server,
+run here against a real redis-server and a real 3-node Cluster, so that CI never passes them
+silently."""
 
 from __future__ import annotations
 

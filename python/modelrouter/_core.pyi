@@ -2,10 +2,11 @@
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeAlias, final, overload
+from typing import Any, Literal, TypeAlias, TypedDict, final, overload
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Unpack, deprecated
 
 __all__ = [
     "__version__",
@@ -358,6 +359,17 @@ class AssignmentResult:
     def to_dict(self) -> dict[str, Any]: ...
     def __len__(self) -> int: ...
 
+class _LegacyTrackerKeywords(TypedDict, total=False):
+    """Router keywords deprecated in 0.2: give them to a LoadTracker passed as load=."""
+
+    tracker: LoadTracker | None
+    clock: ManualClock | None
+    stale_after_s: float
+    backend: str | None
+    lease_ttl_s: float
+    fail_mode: Literal["open", "closed"]
+    timeout_s: float
+
 @final
 class Router:
     def __new__(
@@ -369,16 +381,11 @@ class Router:
         *,
         policy: _PolicyName = "weighted",
         weights: ScoreWeights | None = None,
-        tracker: LoadTracker | None = None,
+        load: LoadTracker | None = None,
         capacity: CapacityManager | None = None,
         performance: PerformanceTracker | None = None,
         adaptive: AdaptiveScorer | None = None,
-        clock: ManualClock | None = None,
-        stale_after_s: float = 60.0,
-        backend: str | None = None,
-        lease_ttl_s: float = 30.0,
-        fail_mode: Literal["open", "closed"] = "open",
-        timeout_s: float = 0.5,
+        **deprecated: Unpack[_LegacyTrackerKeywords],
     ) -> Router: ...
     @property
     def models(self) -> list[Model]: ...
@@ -391,6 +398,9 @@ class Router:
     @property
     def policy(self) -> _PolicyName: ...
     @property
+    def load_tracker(self) -> LoadTracker: ...
+    @property
+    @deprecated("use Router.load_tracker")
     def tracker(self) -> LoadTracker: ...
     @property
     def capacity(self) -> CapacityManager | None: ...

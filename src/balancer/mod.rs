@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{parse_choice, Error, Result};
 use crate::load::{Capacity, LoadTracker, ModelState};
 
 /// How one request picks among the models able to serve it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Best capability score, load ignored: the baseline that overloads popular models.

@@ -8,48 +8,28 @@ use pyo3::types::PyDict;
 use super::capability::non_negative;
 use super::inflight::release_all;
 pub use super::inflight::PyInFlight;
-use crate::load::{
-    system_clock, Capacity, FailMode, LoadTracker, ManualClock, ModelLoad, SharedBackend,
-    SharedClock,
-};
-use crate::redis_backend::{RedisBackend, RedisConfig};
+use crate::load::{system_clock, Capacity, LoadTracker, ManualClock, ModelLoad, SharedClock};
+use crate::redis_backend::TrackerSettings;
 use crate::router::Flight;
 
 /// Most requests one `acquire_many` admits: one Lua script holds Redis for the whole batch.
 const MAX_BATCH: i64 = 10_000;
 
-/// The settings of a shared load backend as `LoadTracker` and `Router` take them.
-pub struct BackendArgs<'a> {
-    pub url: Option<&'a str>,
-    pub lease_ttl_s: f64,
-    pub fail_mode: &'a str,
-    pub timeout_s: f64,
-}
-
-impl BackendArgs<'_> {
-    /// Validates every setting even without a URL, so a typo never passes silently.
-    pub fn build(&self) -> PyResult<Option<SharedBackend>> {
-        let fail_mode: FailMode = self.fail_mode.parse()?;
-        let Some(url) = self.url else {
-            RedisConfig::new("redis://check", self.lease_ttl_s, fail_mode, self.timeout_s)?;
-            return Ok(None);
-        };
-        let config = RedisConfig::new(url, self.lease_ttl_s, fail_mode, self.timeout_s)?;
-        Ok(Some(Arc::new(RedisBackend::new(config)?)))
-    }
-}
-
-/// A tracker on `clock`, sharing its counts through the backend when one is named.
-pub fn new_tracker(
+/// The settings a Python caller gave for a tracker, validated by the core.
+pub fn tracker_settings(
     stale_after_s: f64,
-    clock: SharedClock,
-    backend: &BackendArgs<'_>,
-) -> PyResult<Arc<LoadTracker>> {
-    Ok(Arc::new(LoadTracker::with_backend(
+    backend: Option<&str>,
+    lease_ttl_s: f64,
+    fail_mode: &str,
+    timeout_s: f64,
+) -> PyResult<TrackerSettings> {
+    Ok(TrackerSettings {
         stale_after_s,
-        clock,
-        backend.build()?,
-    )?))
+        backend: backend.map(str::to_string),
+        lease_ttl_s,
+        fail_mode: fail_mode.parse()?,
+        timeout_s,
+    })
 }
 
 /// A clock for tests and simulations: time moves only with `advance` / `set`.
@@ -184,17 +164,8 @@ impl PyLoadTracker {
         fail_mode: &str,
         timeout_s: f64,
     ) -> PyResult<Self> {
-        let args = BackendArgs {
-            url: backend,
-            lease_ttl_s,
-            fail_mode,
-            timeout_s,
-        };
-        Ok(PyLoadTracker(new_tracker(
-            stale_after_s,
-            clock_from(clock),
-            &args,
-        )?))
+        let settings = tracker_settings(stale_after_s, backend, lease_ttl_s, fail_mode, timeout_s)?;
+        Ok(PyLoadTracker(Arc::new(settings.build(clock_from(clock))?)))
     }
 
     #[getter]

@@ -1,5 +1,6 @@
 //! Router, AssignmentResult and Assignment.
 
+use pyo3::exceptions::{PyDeprecationWarning, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -10,12 +11,12 @@ use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
 use super::errors::invalid;
 use super::load::{
-    clock_from, new_tracker, BackendArgs, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad,
+    clock_from, tracker_settings, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad,
 };
 use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
-use crate::load::LoadTracker;
+use crate::load::{system_clock, LoadTracker};
 use crate::router::{Feeds, Router, RouterConfig};
 use crate::strategy::Strategy;
 
@@ -122,33 +123,98 @@ fn agent_from(obj: &Bound<'_, PyAny>) -> PyResult<PyAgent> {
         .map_err(|_| invalid("agent", "expected an Agent"))
 }
 
+/// Router keywords kept one release from before a Router took a `LoadTracker` as `load`.
+const LEGACY_TRACKER_KEYWORDS: [&str; 7] = [
+    "tracker",
+    "clock",
+    "stale_after_s",
+    "backend",
+    "lease_ttl_s",
+    "fail_mode",
+    "timeout_s",
+];
+
+fn deprecated(py: Python<'_>, message: &str) -> PyResult<()> {
+    let message = std::ffi::CString::new(message).unwrap_or_default();
+    PyErr::warn(py, &py.get_type::<PyDeprecationWarning>(), &message, 2)
+}
+
+/// The LoadTracker a router built with the deprecated keywords reads: the old `tracker=`, or
+/// one built from the old tracker settings. Warns once per keyword given.
+fn legacy_tracker(legacy: &Bound<'_, PyDict>) -> PyResult<Option<Arc<LoadTracker>>> {
+    let py = legacy.py();
+    for key in legacy.keys() {
+        let key: String = key.extract()?;
+        if !LEGACY_TRACKER_KEYWORDS.contains(&key.as_str()) {
+            return Err(PyTypeError::new_err(format!(
+                "Router() got an unexpected keyword argument '{key}'"
+            )));
+        }
+        let advice = if key == "tracker" {
+            "pass the LoadTracker as load= instead".to_string()
+        } else {
+            format!("give {key} to a LoadTracker and pass it as load= instead")
+        };
+        deprecated(py, &format!("Router({key}=...) is deprecated: {advice}"))?;
+    }
+    let get = |key: &str| legacy.get_item(key).map(|v| v.filter(|v| !v.is_none()));
+    if let Some(tracker) = get("tracker")? {
+        if legacy.len() > 1 {
+            return Err(invalid(
+                "tracker",
+                "give the tracker's settings to the tracker itself",
+            ));
+        }
+        let tracker = tracker
+            .cast::<PyLoadTracker>()
+            .map_err(|_| invalid("tracker", "expected a LoadTracker"))?;
+        return Ok(Some(tracker.get().0.clone()));
+    }
+    if legacy.is_empty() {
+        return Ok(None);
+    }
+    let defaults = crate::redis_backend::TrackerSettings::default();
+    let number = |key: &str, default: f64| -> PyResult<f64> {
+        get(key)?.map_or(Ok(default), |v| {
+            v.extract().map_err(|_| invalid(key, "expected a number"))
+        })
+    };
+    let text = |key: &str| -> PyResult<Option<String>> {
+        get(key)?
+            .map(|v| v.extract().map_err(|_| invalid(key, "expected a string")))
+            .transpose()
+    };
+    let clock = get("clock")?
+        .map(|c| {
+            c.cast_into::<PyManualClock>()
+                .map_err(|_| invalid("clock", "expected a ManualClock"))
+        })
+        .transpose()?;
+    let settings = tracker_settings(
+        number("stale_after_s", defaults.stale_after_s)?,
+        text("backend")?.as_deref(),
+        number("lease_ttl_s", defaults.lease_ttl_s)?,
+        text("fail_mode")?
+            .as_deref()
+            .unwrap_or(defaults.fail_mode.name()),
+        number("timeout_s", defaults.timeout_s)?,
+    )?;
+    Ok(Some(Arc::new(settings.build(clock_from(clock.as_ref()))?)))
+}
+
 /// The tracker a router reads: the one given, the capacity manager's, or a new one.
 fn resolve_tracker(
-    tracker: Option<&Bound<'_, PyLoadTracker>>,
+    load: Option<Arc<LoadTracker>>,
     capacity: Option<&Bound<'_, PyCapacityManager>>,
-    clock: Option<&Bound<'_, PyManualClock>>,
-    stale_after_s: f64,
-    backend: &BackendArgs<'_>,
 ) -> PyResult<Arc<LoadTracker>> {
     let from_capacity = capacity.map(|c| c.get().0.tracker().clone());
-    if backend.url.is_some() && (tracker.is_some() || capacity.is_some()) {
-        return Err(invalid(
-            "backend",
-            "give it to the LoadTracker passed as tracker, not to the Router as well",
-        ));
-    }
-    match (tracker.map(|t| t.get().0.clone()), from_capacity) {
+    match (load, from_capacity) {
         (Some(t), Some(c)) if !Arc::ptr_eq(&t, &c) => Err(invalid(
             "capacity",
-            "reads a different LoadTracker than the one given as tracker",
+            "reads a different LoadTracker than the one given as load",
         )),
-        (Some(t), _) | (None, Some(t)) => {
-            if clock.is_some() {
-                return Err(invalid("clock", "the given tracker already has a clock"));
-            }
-            Ok(t)
-        }
-        (None, None) => new_tracker(stale_after_s, clock_from(clock), backend),
+        (Some(t), _) | (None, Some(t)) => Ok(t),
+        (None, None) => Ok(Arc::new(LoadTracker::new(60.0, system_clock())?)),
     }
 }
 
@@ -156,9 +222,8 @@ fn resolve_tracker(
 impl PyRouter {
     #[new]
     #[pyo3(signature = (models, strategy="optimal", load_balancing=true, load_weight=0.5,
-                        *, policy="weighted", weights=None, tracker=None, capacity=None,
-                        performance=None, adaptive=None, clock=None, stale_after_s=60.0,
-                        backend=None, lease_ttl_s=30.0, fail_mode="open", timeout_s=0.5))]
+                        *, policy="weighted", weights=None, load=None, capacity=None,
+                        performance=None, adaptive=None, **deprecated))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         models: &Bound<'_, PyAny>,
@@ -167,16 +232,11 @@ impl PyRouter {
         load_weight: f64,
         policy: &str,
         weights: Option<PyScoreWeights>,
-        tracker: Option<&Bound<'_, PyLoadTracker>>,
+        load: Option<&Bound<'_, PyLoadTracker>>,
         capacity: Option<&Bound<'_, PyCapacityManager>>,
         performance: Option<&Bound<'_, PyPerformanceTracker>>,
         adaptive: Option<&Bound<'_, PyAdaptiveScorer>>,
-        clock: Option<&Bound<'_, PyManualClock>>,
-        stale_after_s: f64,
-        backend: Option<&str>,
-        lease_ttl_s: f64,
-        fail_mode: &str,
-        timeout_s: f64,
+        deprecated: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let models: Vec<PyModel> = models
             .extract()
@@ -188,15 +248,13 @@ impl PyRouter {
             weights: weights_or_default(weights),
             policy: policy.parse::<Policy>()?,
         };
-        let backend = BackendArgs {
-            url: backend,
-            lease_ttl_s,
-            fail_mode,
-            timeout_s,
-        };
-        let tracker = resolve_tracker(tracker, capacity, clock, stale_after_s, &backend)?;
+        let legacy = deprecated.map(legacy_tracker).transpose()?.flatten();
+        if legacy.is_some() && load.is_some() {
+            return Err(invalid("load", "give the LoadTracker once, as load="));
+        }
+        let load = load.map(|t| t.get().0.clone()).or(legacy);
         let feeds = Feeds {
-            load: tracker,
+            load: resolve_tracker(load, capacity)?,
             capacity: capacity.map(|c| c.get().0.clone()),
             performance: performance.map(|p| p.get().0.clone()),
             adaptive: adaptive.map(|a| a.get().0.clone()),
@@ -226,9 +284,16 @@ impl PyRouter {
     fn policy(&self) -> &'static str {
         self.core.config.policy.name()
     }
+    /// The LoadTracker this router admits against (given as `load=`).
     #[getter]
-    fn tracker(&self) -> PyLoadTracker {
+    fn load_tracker(&self) -> PyLoadTracker {
         PyLoadTracker(self.core.tracker().clone())
+    }
+    /// Deprecated spelling of `load_tracker`.
+    #[getter]
+    fn tracker(&self, py: Python<'_>) -> PyResult<PyLoadTracker> {
+        deprecated(py, "Router.tracker is deprecated: use Router.load_tracker")?;
+        Ok(self.load_tracker())
     }
     #[getter]
     fn performance(&self) -> PyPerformanceTracker {

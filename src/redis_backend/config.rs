@@ -1,8 +1,11 @@
 //! Settings of the Redis backend, validated, and the URL as shown in status and errors.
 
+use std::sync::Arc;
+
 use super::conn::{cluster_nodes, CLUSTER_SCHEME};
+use super::RedisBackend;
 use crate::error::{Error, Result};
-use crate::load::FailMode;
+use crate::load::{FailMode, LoadTracker, SharedBackend, SharedClock};
 
 /// Settings of a Redis backend, validated.
 #[derive(Debug, Clone)]
@@ -12,6 +15,62 @@ pub struct RedisConfig {
     pub fail_mode: FailMode,
     /// Connect, read and write timeout of one round trip.
     pub timeout_s: f64,
+}
+
+/// Everything that builds a `LoadTracker`, validated as a whole — the lease and timeout
+/// settings too when no backend is named, so a typo never passes silently.
+#[derive(Debug, Clone)]
+pub struct TrackerSettings {
+    pub stale_after_s: f64,
+    /// `redis://…` or `redis+cluster://…`; None counts in process.
+    pub backend: Option<String>,
+    pub lease_ttl_s: f64,
+    pub fail_mode: FailMode,
+    pub timeout_s: f64,
+}
+
+impl Default for TrackerSettings {
+    fn default() -> Self {
+        TrackerSettings {
+            stale_after_s: 60.0,
+            backend: None,
+            lease_ttl_s: 30.0,
+            fail_mode: FailMode::Open,
+            timeout_s: 0.5,
+        }
+    }
+}
+
+impl TrackerSettings {
+    /// A tracker on `clock`, sharing its counts through the backend when one is named.
+    pub fn build(&self, clock: SharedClock) -> Result<LoadTracker> {
+        check_timing(self.lease_ttl_s, self.timeout_s)?;
+        let backend: Option<SharedBackend> = match &self.backend {
+            None => None,
+            Some(url) => {
+                let config =
+                    RedisConfig::new(url, self.lease_ttl_s, self.fail_mode, self.timeout_s)?;
+                Some(Arc::new(RedisBackend::new(config)?))
+            }
+        };
+        LoadTracker::with_backend(self.stale_after_s, clock, backend)
+    }
+}
+
+fn check_timing(lease_ttl_s: f64, timeout_s: f64) -> Result<()> {
+    if !(lease_ttl_s.is_finite() && (0.1..=86_400.0).contains(&lease_ttl_s)) {
+        return Err(Error::invalid(
+            "lease_ttl_s",
+            format!("must be between 0.1 and 86400 seconds, got {lease_ttl_s}"),
+        ));
+    }
+    if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= 60.0) {
+        return Err(Error::invalid(
+            "timeout_s",
+            format!("must be in (0, 60] seconds, got {timeout_s}"),
+        ));
+    }
+    Ok(())
 }
 
 impl RedisConfig {
@@ -34,18 +93,7 @@ impl RedisConfig {
                 ),
             ));
         }
-        if !(lease_ttl_s.is_finite() && (0.1..=86_400.0).contains(&lease_ttl_s)) {
-            return Err(Error::invalid(
-                "lease_ttl_s",
-                format!("must be between 0.1 and 86400 seconds, got {lease_ttl_s}"),
-            ));
-        }
-        if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= 60.0) {
-            return Err(Error::invalid(
-                "timeout_s",
-                format!("must be in (0, 60] seconds, got {timeout_s}"),
-            ));
-        }
+        check_timing(lease_ttl_s, timeout_s)?;
         Ok(RedisConfig {
             url: url.to_string(),
             lease_ttl_s,

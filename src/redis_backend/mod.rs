@@ -24,7 +24,7 @@ mod renew;
 mod scripts;
 
 use config::redact;
-pub use config::RedisConfig;
+pub use config::{RedisConfig, TrackerSettings};
 pub use conn::CLUSTER_SCHEME;
 use conn::{Client, Conn};
 
