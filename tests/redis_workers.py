@@ -28,9 +28,11 @@ def hammer(
     live: Any,
     peak: Any,
     errors: Any,
+    refused: Any = None,
 ) -> None:
     """Routes `rounds` requests per thread, each held 2 ms; `live`/`peak` (shared arrays, one
-    cell per model) count what is in flight across every process."""
+    cell per model) count what is in flight across every process; `refused` (a shared int)
+    counts NoCapacityError answers."""
     catalog = [mr.Model(m, {"code": 0.9}, max_concurrent=limit) for m in models]
     tracker = mr.LoadTracker(backend=url, fail_mode="closed")
     router = mr.Router(catalog, policy="least_loaded", load=tracker)
@@ -51,6 +53,9 @@ def hammer(
                         live[i] -= 1
                 done += 1
             except mr.NoCapacityError:
+                if refused is not None:
+                    with refused.get_lock():
+                        refused.value += 1
                 time.sleep(0.001)
             except Exception:
                 with errors.get_lock():
