@@ -95,6 +95,69 @@ fn power_of_two_prefers_the_less_busy_of_two_and_never_a_full_one() {
     assert_eq!(counts, [1000, 0, 0]);
 }
 
+/// P2C draws two distinct open models uniformly and keeps the better. With distinct weights the
+/// k-th best (0-based) of n wins exactly the pairs it forms with the n−1−k worse ones:
+/// P(k) = (n − 1 − k) / C(n, 2), and the worst is never chosen.
+#[test]
+fn power_of_two_samples_pairs_uniformly() {
+    let cands = [
+        cand(0.9, 0, 10),
+        cand(0.7, 0, 10),
+        cand(0.5, 0, 10),
+        cand(0.3, 0, 10),
+    ];
+    let mut rng = SmallRng::seed_from_u64(11);
+    let draws = 120_000;
+    let mut counts = [0usize; 4];
+    for _ in 0..draws {
+        match choose(
+            Policy::PowerOfTwo,
+            &cands,
+            &BalancerConfig::default(),
+            &mut rng,
+        ) {
+            Decision::Run(j) => counts[j] += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let pairs = 6.0;
+    for (k, &c) in counts.iter().enumerate() {
+        let expected = (3 - k) as f64 / pairs;
+        let seen = c as f64 / draws as f64;
+        // 5 standard errors of a binomial proportion at this sample size.
+        let tolerance = 5.0 * (expected * (1.0 - expected) / draws as f64).sqrt();
+        assert!(
+            (seen - expected).abs() <= tolerance,
+            "model {k}: {seen} vs {expected}"
+        );
+    }
+    assert_eq!(counts[3], 0);
+}
+
+#[test]
+fn predictive_picks_the_soonest_finish_among_several_open_models() {
+    let mut a = cand(0.9, 1, 4);
+    a.latency_ms = 300.0;
+    let mut b = cand(0.5, 2, 4);
+    b.latency_ms = 100.0;
+    let mut c = cand(0.7, 0, 4);
+    c.latency_ms = 200.0;
+    // All have a free slot: the prediction is each one's own latency.
+    assert_eq!(run(Policy::Predictive, &[a, b, c]), Decision::Run(1));
+    // A model with no latency yet is predicted at the fleet mean of the known ones.
+    let unknown = cand(0.95, 0, 4);
+    let mut slow = c;
+    slow.latency_ms = 400.0; // mean (300 + 400) / 2 = 350: a (300) is soonest
+    assert_eq!(
+        run(Policy::Predictive, &[a, unknown, slow]),
+        Decision::Run(0)
+    );
+    // Alone with a (mean 300) the unknown model ties with it and wins on its score.
+    assert_eq!(run(Policy::Predictive, &[a, unknown]), Decision::Run(1));
+    b.latency_ms = 250.0;
+    assert_eq!(run(Policy::Predictive, &[a, b, c]), Decision::Run(2));
+}
+
 #[test]
 fn policy_names_round_trip() {
     for p in Policy::ALL {

@@ -291,3 +291,34 @@ fn concurrent_admission_never_exceeds_the_limits() {
         (threads * 200) as u64
     );
 }
+
+#[test]
+fn redistribute_sends_traffic_elsewhere_only_while_another_model_is_open() {
+    use crate::capacity::ScalingRule;
+    let t = tracker();
+    let rule = ScalingRule::new(0.5, 0.0, ActionKind::Redistribute).unwrap();
+    let cm = Arc::new(CapacityManager::new(vec![rule], t.clone()));
+    let models = vec![model("a", 0.9, 4), model("b", 0.5, 2)];
+    let feeds = Feeds {
+        capacity: Some(cm),
+        ..Feeds::with_load(t)
+    };
+    let r = Router::new(models, config(Strategy::Optimal, true), feeds).unwrap();
+    r.state(0).add_active(2, 0.0).unwrap(); // a at 0.5: redistribute fires
+    assert_eq!(r.route(&coder()).unwrap().model, 1);
+    r.state(1).add_active(2, 0.0).unwrap(); // b full: a is the only open model, so it serves
+    let route = r.route(&coder()).unwrap();
+    assert_eq!((route.model, route.queued), (0, false));
+}
+
+#[test]
+fn an_agent_id_that_returns_with_new_requirements_is_scored_anew() {
+    let models = vec![model("a", 0.9, 4), model("b", 0.5, 4)];
+    let mut b = model("b", 0.5, 4);
+    b.capabilities.push(("chat".into(), 0.9));
+    let r = router(vec![models[0].clone(), b], config(Strategy::Optimal, true)).unwrap();
+    assert_eq!(r.route(&coder()).unwrap().model, 0);
+    let same_id = AgentProfile::new("x".into(), vec![("chat".into(), 0.5)], vec![], 0).unwrap();
+    assert_eq!(r.route(&same_id).unwrap().model, 1);
+    assert_eq!(r.route(&coder()).unwrap().model, 0);
+}
