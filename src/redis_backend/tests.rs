@@ -149,3 +149,25 @@ fn unrenewed_leases_expire_and_renewal_keeps_live_ones() {
     assert_eq!(b.counts(&m), Some((0, 0)));
     b.release_many(&m, &lease);
 }
+
+#[test]
+fn after_an_error_the_backend_fails_fast_for_the_retry_window_then_tries_again() {
+    let b = dead(DEAD_URLS[0], FailMode::Closed);
+    let refused = |b: &RedisBackend| b.acquire("m", capacity(1, 0), true).is_err();
+    assert!(refused(&b));
+    let after_first = b.status().errors;
+    assert!(after_first >= 1);
+    let started = Instant::now();
+    for _ in 0..100 {
+        assert!(refused(&b));
+    }
+    // Inside the window nothing reaches the network: no new error, and no timeout paid.
+    assert_eq!(b.status().errors, after_first);
+    assert!(started.elapsed() < RETRY_AFTER);
+    std::thread::sleep(RETRY_AFTER + Duration::from_millis(50));
+    assert!(refused(&b));
+    assert!(
+        b.status().errors > after_first,
+        "no new attempt after the window"
+    );
+}
