@@ -228,6 +228,14 @@ def test_many_threads_never_exceed_capacity():
     assert peak > 10 and refused == 0
 
 
+def test_admission_holds_the_limits_with_load_balancing_off():
+    # Capability-only routing sends every request to the best model, but request() still
+    # admits: 32 threads never get more than its 10 slots (once they did: 32 at once).
+    router = mr.Router([mr.Model("m", {"code": 0.9}, max_concurrent=10)], load_balancing=False)
+    peak, refused = contend(router, lambda: router.request(coder()))
+    assert peak == 10 and refused > 0
+
+
 def test_route_policies_pick_as_documented():
     models = [
         mr.Model("a", {"code": 0.9}, max_concurrent=10),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::adaptive::AdaptiveScorer;
-use crate::balancer::{choose_here, BalancerConfig, Candidate, Policy};
+use crate::balancer::{choose_here, BalancerConfig, Candidate, Decision, Policy};
 use crate::capability::{
     check_unique_ids, cost_matrix, score_of_cost, AgentProfile, ModelProfile, ScoreWeights,
 };
@@ -299,17 +299,21 @@ impl Router {
 
     /// Routes and reserves in one step: the chosen model's slot (or queue place) is taken
     /// atomically — across replicas when the tracker has a shared backend — so concurrent
-    /// callers can never push a model past its limits. With load balancing off the request is
-    /// admitted to the best-scoring model whatever its load.
+    /// callers can never push a model past its limits, whatever the routing mode. With load
+    /// balancing off the request goes to the best-scoring model or is refused when that model
+    /// and its queue are full.
     pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Flight)> {
         let scores = self.routing_scores(agent)?;
         // Each retry follows a lost race for the last slot; the fleet is finite, so a few
-        // attempts settle it, and the last answer is reported honestly.
-        for _ in 0..8 {
+        // attempts settle it, and the last answer is reported honestly. Capability-only routing
+        // has one candidate, so one refusal is final.
+        let rounds = if self.config.load_balancing { 8 } else { 1 };
+        let mut last = None;
+        for _ in 0..rounds {
             let route = self.decide(agent, &scores)?;
             let now = self.tracker.now();
             let state = &self.states[route.model];
-            if let Some(ticket) = state.acquire(self.config.load_balancing, now)? {
+            if let Some(ticket) = state.acquire(true, now)? {
                 let feedback = Some(self.feedback(route.model, Some(&agent.id)));
                 let flight = Flight::admitted(
                     state.clone(),
@@ -320,16 +324,24 @@ impl Router {
                 let queued = flight.queued();
                 return Ok((Route { queued, ..route }, flight));
             }
+            last = Some(route.model);
         }
-        // Still losing after every round: report the fleet as it is now (usually NoCapacity
-        // with a real hint), else that the chosen model kept filling up under contention.
-        let route = self.decide(agent, &scores)?;
+        let model = last.unwrap_or_default();
+        // The hint: when the model could next take a request, from its own load and latency.
+        let cand = [Candidate::from_state(&self.states[model], scores[model])];
+        let retry_after_s = match choose_here(Policy::Predictive, &cand, &self.balancer) {
+            Decision::NoCapacity { retry_after_s } => retry_after_s,
+            _ => 0.0,
+        };
         Err(Error::NoCapacity {
             message: format!(
-                "no capacity for agent {:?}: {:?} kept filling up under contention",
-                agent.id, self.models[route.model].id
+                "no capacity for agent {:?}: {:?} and its queue are full{}; retry after \
+                 {retry_after_s:.3} s",
+                agent.id,
+                self.models[model].id,
+                if rounds > 1 { " under contention" } else { "" },
             ),
-            retry_after_s: 0.0,
+            retry_after_s,
         })
     }
 

@@ -120,9 +120,16 @@ fn route_spreads_load_and_refuses_when_everything_is_full() {
 fn capability_only_routing_ignores_load() {
     let models = vec![model("a", 0.9, 1), model("b", 0.8, 1)];
     let r = router(models, config(Strategy::Optimal, false)).unwrap();
+    // Model a has 1 slot and 2 queue places: three requests go there although b is idle.
     let held: Vec<_> = (0..3).map(|_| r.admit(&coder()).unwrap()).collect();
     assert!(held.iter().all(|(route, _)| route.model == 0));
-    assert_eq!(r.state(0).active(), 3);
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (1, 2));
+    // Admission still holds the limits: the fourth is refused, never pushed past them.
+    match r.admit(&coder()).map(|(route, _)| route) {
+        Err(Error::NoCapacity { message, .. }) => assert!(message.contains("\"a\""), "{message}"),
+        other => panic!("expected NoCapacity, got {other:?}"),
+    }
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (1, 2));
 }
 
 #[test]
