@@ -39,14 +39,30 @@ pub fn linear_sum_assignment(
     } else {
         f64::NEG_INFINITY
     };
-    if cost.iter().any(|&c| c.is_nan() || c == bad) {
-        return Err(Error::invalid_verbatim(
-            "cost_matrix",
-            "matrix contains invalid numeric entries",
-        ));
+    let mut largest = 0.0f64;
+    for &c in cost {
+        if c.is_nan() || c == bad {
+            return Err(Error::invalid_verbatim(
+                "cost_matrix",
+                "matrix contains invalid numeric entries",
+            ));
+        }
+        if c.is_finite() {
+            largest = largest.max(c.abs());
+        }
     }
     if n_rows == 0 || n_cols == 0 {
         return Ok(Assignment::default());
+    }
+    // Potentials and path lengths add and subtract up to n_rows + n_cols entries: near the
+    // float limit they would overflow to ±inf and the answer would be silently wrong. Scaling
+    // by a power of two is exact and keeps every comparison, so the answer is the same as on
+    // an unbounded float.
+    let headroom = f64::MAX / (4 * (n_rows + n_cols)) as f64;
+    if largest > headroom {
+        let factor = (headroom / largest).log2().floor().exp2();
+        let scaled: Vec<f64> = cost.iter().map(|&c| c * factor).collect();
+        return linear_sum_assignment(&scaled, n_rows, n_cols, maximize);
     }
     if n_rows <= n_cols {
         let col4row = if maximize {
