@@ -291,3 +291,43 @@ def test_a_forked_child_never_reuses_its_parents_lease_ids(server: RedisServer) 
     # Both leases are held in Redis: the child's one did not merge into the parent's.
     assert server.cli("ZCARD", f"{{mr:{model}}}:active") == "3"
     tracker.release_many([*before_fork, mine])
+
+
+@needs_redis
+def test_a_stalled_server_leaves_no_orphan_leases(server: RedisServer) -> None:
+    """SIGSTOP the server while both slots are held, release them and try one more admission
+    (it times out and is admitted on local counts). Once the server runs again, capacity must
+    be back within one renewal interval (TTL/3), not one lease TTL; the timed-out admission,
+    which the server may still run when it resumes, must never take a slot."""
+    ttl = 6.0
+    tracker = mr.LoadTracker(backend=server.url, lease_ttl_s=ttl, timeout_s=0.2)
+    tracker.set_capacity("stall", 2)
+    held = tracker.acquire_many("stall", 2)
+    assert server.cli("ZCARD", "{mr:stall}:active") == "2"
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        for handle in held:  # the first times out, the second finds the backend marked down
+            handle.release()
+        time.sleep(0.6)  # past the fail-fast window, so the next admission is really sent
+        late = tracker.acquire_many("stall", 1)
+        assert len(late) == 1 and late[0].lease_id is None  # fail open: local counts
+        status = tracker.backend_status()
+        assert status is not None and status["pending_releases"] >= 2
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    resumed = time.monotonic()
+
+    def settled() -> bool:
+        status = tracker.backend_status()
+        assert status is not None
+        slots = server.cli("ZCARD", "{mr:stall}:active"), server.cli("ZCARD", "{mr:stall}:queued")
+        return slots == ("0", "0") and status["pending_releases"] == 0
+
+    while not settled():
+        waited = time.monotonic() - resumed
+        assert waited < ttl / 3 + 1.0, f"slots still held {waited:.1f} s after the server resumed"
+        time.sleep(0.05)
+    tracker.release_many(late)
+    time.sleep(0.3)
+    assert settled()  # the late admission never takes a slot, whenever the server runs it

@@ -15,7 +15,11 @@ from redis_support import CLI, REDIS, Cluster, RedisServer, running
 
 ROOT = Path(__file__).resolve().parent.parent
 CARGO = shutil.which("cargo")
-TESTS = ["admission_is_bounded_and_release_is_idempotent", "unrenewed_leases_expire"]
+TESTS = [
+    "admission_is_bounded_and_release_is_idempotent",
+    "unrenewed_leases_expire",
+    "a_forgotten_lease_is_removed",
+]
 
 pytestmark = pytest.mark.skipif(
     CARGO is None or REDIS is None or CLI is None or not (ROOT / "Cargo.toml").exists(),

@@ -58,6 +58,10 @@ pub struct BackendStatus {
     pub errors: u64,
     /// Held leases found expired on renewal (e.g. the backend was away longer than the TTL).
     pub lost_leases: u64,
+    /// Releases (and timed-out acquisitions) waiting for the backend to answer again.
+    pub pending_releases: u64,
+    /// Deferred releases dropped past the bound (their leases expire within one TTL).
+    pub lost_releases: u64,
     pub last_error: Option<String>,
 }
 

@@ -200,6 +200,8 @@ impl PyLoadTracker {
         d.set_item("fail_open_events", s.fail_open_events)?;
         d.set_item("errors", s.errors)?;
         d.set_item("lost_leases", s.lost_leases)?;
+        d.set_item("pending_releases", s.pending_releases)?;
+        d.set_item("lost_releases", s.lost_releases)?;
         d.set_item("last_error", s.last_error)?;
         Ok(Some(d))
     }

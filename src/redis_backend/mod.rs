@@ -52,6 +52,11 @@ struct Inner {
     pid: AtomicU32,
     pool: Mutex<Vec<Conn>>,
     held: Mutex<Held>,
+    /// model → lease ids to forget once the server answers again: releases that could not be
+    /// sent, and acquisitions that timed out (the server may still run them).
+    pending: Mutex<HashMap<String, Vec<String>>>,
+    pending_len: AtomicU64,
+    lost_releases: AtomicU64,
     counts: Mutex<HashMap<String, (Instant, u64, u64)>>,
     down_until: Mutex<Option<Instant>>,
     available: AtomicBool,
@@ -67,6 +72,7 @@ struct Inner {
     acquire: Script,
     renew: Script,
     read: Script,
+    forget: Script,
 }
 
 impl std::fmt::Debug for Inner {
@@ -91,6 +97,15 @@ fn keys(model: &str) -> [String; 2] {
     ]
 }
 
+/// Lease ids given up on (see `scripts::FORGET`); same hash tag as the model's lease sets.
+fn cancelled_key(model: &str) -> String {
+    format!("{{mr:{model}}}:cancelled")
+}
+
+/// Most lease ids kept for forgetting after an outage; past it the oldest are dropped (they
+/// expire on the server within one TTL anyway) and counted in `lost_releases`.
+const MAX_PENDING: usize = 1_000_000;
+
 fn key_of(model: &str, slot: Slot) -> String {
     let [active, queued] = keys(model);
     match slot {
@@ -113,6 +128,9 @@ impl RedisBackend {
             pid: AtomicU32::new(pid),
             pool: Mutex::new(Vec::new()),
             held: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            pending_len: AtomicU64::new(0),
+            lost_releases: AtomicU64::new(0),
             counts: Mutex::new(HashMap::new()),
             down_until: Mutex::new(None),
             available: AtomicBool::new(true),
@@ -126,6 +144,7 @@ impl RedisBackend {
             acquire: Script::new(scripts::ACQUIRE),
             renew: Script::new(scripts::RENEW),
             read: Script::new(scripts::READ),
+            forget: Script::new(scripts::FORGET),
             config,
         };
         Ok(RedisBackend {
@@ -150,9 +169,10 @@ impl RedisBackend {
         inner.check_fork();
         let ids: Vec<String> = (0..n).map(|_| inner.lease_id()).collect();
         let [active, queued] = keys(model);
+        let cancelled = cancelled_key(model);
         let reply: RedisResult<Vec<u64>> = inner.round_trip(|con| {
             let mut call = inner.acquire.prepare_invoke();
-            call.key(&active).key(&queued);
+            call.key(&active).key(&queued).key(&cancelled);
             call.arg(capacity.max_concurrent)
                 .arg(capacity.max_queue)
                 .arg(inner.ttl_ms)
@@ -163,7 +183,15 @@ impl RedisBackend {
         let reply = match reply {
             Ok(r) if r.len() == n + 2 => r,
             Ok(_) => return Err(Error::BackendUnavailable("malformed acquire reply".into())),
-            Err(e) => return Err(Error::BackendUnavailable(inner.unavailable(&e))),
+            Err(e) => {
+                // The script may still run when the server comes back (a stall, not a crash):
+                // these ids are forgotten, and refused by the script, once it answers again.
+                if e.is_timeout() || e.is_connection_dropped() {
+                    inner.defer_forget(model, ids);
+                    self.ensure_renewer();
+                }
+                return Err(Error::BackendUnavailable(inner.unavailable(&e)));
+            }
         };
         inner.remember_counts(model, reply[n], reply[n + 1]);
         let granted: Vec<(Slot, String)> = ids
@@ -207,8 +235,54 @@ impl Inner {
         if self.pid.swap(pid, Ordering::AcqRel) != pid {
             lock(&self.pool).clear();
             lock(&self.held).clear();
+            lock(&self.pending).clear();
+            self.pending_len.store(0, Ordering::Relaxed);
             lock(&self.counts).clear();
             self.renewer_pid.store(0, Ordering::Release);
+        }
+    }
+
+    /// Keeps lease ids to forget once the server answers again (bounded: see MAX_PENDING).
+    fn defer_forget(&self, model: &str, ids: Vec<String>) {
+        let mut pending = lock(&self.pending);
+        let mine = pending.entry(model.to_string()).or_default();
+        self.pending_len
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        mine.extend(ids);
+        let over = self.pending_len.load(Ordering::Relaxed) as usize;
+        if over > MAX_PENDING && mine.len() > 1 {
+            let drop_n = (over - MAX_PENDING).min(mine.len() - 1);
+            mine.drain(..drop_n);
+            self.pending_len.fetch_sub(drop_n as u64, Ordering::Relaxed);
+            self.lost_releases
+                .fetch_add(drop_n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the deferred forgets, one script per model; what fails stays for the next try.
+    pub(super) fn flush_pending(&self) {
+        let batches: Vec<(String, Vec<String>)> = lock(&self.pending).drain().collect();
+        for (model, ids) in batches {
+            let [active, queued] = keys(&model);
+            let cancelled = cancelled_key(&model);
+            let sent: RedisResult<u64> = self.round_trip(|con| {
+                self.forget
+                    .prepare_invoke()
+                    .key(&active)
+                    .key(&queued)
+                    .key(&cancelled)
+                    .arg(self.ttl_ms.max(1000))
+                    .arg(&ids)
+                    .invoke(con.like())
+            });
+            match sent {
+                Ok(_) => {
+                    self.pending_len
+                        .fetch_sub(ids.len() as u64, Ordering::Relaxed);
+                    lock(&self.counts).remove(&model);
+                }
+                Err(_) => lock(&self.pending).entry(model).or_default().extend(ids),
+            }
         }
     }
 
@@ -333,8 +407,12 @@ impl LoadBackend for RedisBackend {
             })
             .filter(|(_, ids): &(String, Vec<&String>)| !ids.is_empty())
             .collect();
-        // An unreachable backend lets the lease expire on its own; the error is recorded.
-        let _ = inner.round_trip(|con| con.zrem_all(&removals));
+        // An unreachable backend: the release is sent again once it answers (the renewer
+        // flushes within one renewal interval), so capacity does not wait for the lease TTL.
+        if inner.round_trip(|con| con.zrem_all(&removals)).is_err() {
+            inner.defer_forget(model, leases.iter().map(|(_, id)| id.clone()).collect());
+            self.ensure_renewer();
+        }
     }
 
     fn counts(&self, model: &str) -> Option<(u64, u64)> {
@@ -369,6 +447,8 @@ impl LoadBackend for RedisBackend {
             fail_open_events: inner.fail_open_events.load(Ordering::Relaxed),
             errors: inner.errors.load(Ordering::Relaxed),
             lost_leases: inner.lost_leases.load(Ordering::Relaxed),
+            pending_releases: inner.pending_len.load(Ordering::Relaxed),
+            lost_releases: inner.lost_releases.load(Ordering::Relaxed),
             last_error: lock(&inner.last_error).clone(),
         }
     }

@@ -1,5 +1,6 @@
 //! Lease renewal: a thread of the holding process renews only that process's leases, every
-//! TTL/3, and stops with the backend (or the process), so leaked leases expire.
+//! TTL/3, and stops with the backend (or the process), so leaked leases expire. The same tick
+//! sends the releases that could not be sent while the server was away.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -46,6 +47,9 @@ fn renew_loop(weak: Weak<Inner>, period: Duration) {
 
 impl Inner {
     pub(super) fn renew_held(&self) {
+        if self.pending_len.load(Ordering::Relaxed) > 0 {
+            self.flush_pending();
+        }
         let held: Vec<(String, Vec<(String, Slot)>)> = lock(&self.held)
             .iter()
             .filter(|(_, m)| !m.is_empty())

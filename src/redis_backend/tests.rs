@@ -171,3 +171,32 @@ fn after_an_error_the_backend_fails_fast_for_the_retry_window_then_tries_again()
         "no new attempt after the window"
     );
 }
+
+#[test]
+#[ignore = "needs a Redis server: run by tests/test_redis_rust.py"]
+fn a_forgotten_lease_is_removed_and_can_never_be_admitted_later() {
+    let b = server(30.0);
+    let m = fresh_model("forget");
+    let granted = b.lease_many(&m, capacity(4, 0), true, 1).unwrap();
+    let late_id = b.inner.lease_id();
+    // A held lease whose release was lost, and an admission given up on before it ran.
+    b.inner
+        .defer_forget(&m, vec![granted[0].1.clone(), late_id.clone()]);
+    b.inner.flush_pending();
+    assert_eq!(b.status().pending_releases, 0);
+    assert_eq!(b.counts(&m), Some((0, 0)));
+    // The admission arrives after all (a stalled server runs what was in its socket): refused.
+    let [active, queued] = keys(&m);
+    let codes: Vec<u64> = b
+        .inner
+        .round_trip(|con| {
+            let mut call = b.inner.acquire.prepare_invoke();
+            call.key(&active).key(&queued).key(cancelled_key(&m));
+            call.arg(4).arg(0).arg(30_000).arg(0).arg(&late_id);
+            call.invoke(con.like())
+        })
+        .unwrap();
+    assert_eq!(codes, vec![0, 0, 0]);
+    // Fresh ids are still admitted.
+    assert_eq!(b.lease_many(&m, capacity(4, 0), true, 1).unwrap().len(), 1);
+}
