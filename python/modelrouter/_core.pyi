@@ -6,6 +6,8 @@ from typing import Any, Literal, TypeAlias, TypedDict, final, overload
 
 import numpy as np
 import numpy.typing as npt
+
+from ._aio import Acquisition
 from typing_extensions import Unpack, deprecated
 
 __all__ = [
@@ -411,6 +413,7 @@ class Router:
     def assign(self, agents: Sequence[Agent]) -> AssignmentResult: ...
     def route(self, agent: Agent) -> str: ...
     def request(self, agent: Agent) -> InFlight: ...
+    def acquire(self, agent: Agent, *, timeout_s: float | None = None) -> Acquisition: ...
     def track(self, model_id: str, agent_id: str | None = None) -> InFlight: ...
     def record(
         self,

@@ -325,6 +325,21 @@ impl PyRouter {
         Ok(PyInFlight::flying(flight))
     }
 
+    /// For asyncio: `async with router.acquire(agent, timeout_s=2.0) as r:` (or `await`) admits
+    /// like `request`, waiting for capacity up to `timeout_s` while yielding to the event loop,
+    /// and runs shared-backend round trips on a worker thread (modelrouter/_aio.py).
+    #[pyo3(signature = (agent, *, timeout_s=None))]
+    fn acquire<'py>(
+        slf: &Bound<'py, Self>,
+        agent: &Bound<'py, PyAny>,
+        timeout_s: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        agent_from(agent)?;
+        let py = slf.py();
+        let acquisition = py.import("modelrouter._aio")?.getattr("Acquisition")?;
+        acquisition.call1((slf, agent, timeout_s))
+    }
+
     /// `with router.track(model_id):` counts one active request on the model for the block
     /// and records its latency and outcome (failed when the block raises or `mark_failed()`).
     #[pyo3(signature = (model_id, agent_id=None))]
