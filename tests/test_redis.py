@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import redis_workers
-from redis_support import REDIS, RedisServer, running
+from modelrouter.testing.redis_server import REDIS, RedisServer, running
 
 import modelrouter as mr
 

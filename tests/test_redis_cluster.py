@@ -1,4 +1,4 @@
-"""Shared load across replicas through a real 3-node Redis Cluster (`redis_support.Cluster`),
+"""Shared load across replicas through a real 3-node Redis Cluster (`modelrouter.testing.redis_server.Cluster`),
 with models whose hash tags land on different nodes. Skipped only when redis-server or
 redis-cli is absent."""
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis_workers
-from redis_support import CLI, REDIS, Cluster, running
+from modelrouter.testing.redis_server import CLI, REDIS, Cluster, running
 
 import modelrouter as mr
 

@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from . import __version__
-from ._core import AlertRule, Model, Router
+from ._core import AlertRule, Model, Router, now
 from .errors import RouterError
 from .server_errors import error_body, error_response, field_error, validation_error
 from .server_fast import FastRoute, route_decision
@@ -225,7 +225,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
                 what = f"unknown request id {body.request_id!r} for model {body.model_id!r}"
                 return error_body(404, KeyError(what), field="request_id")
             del state.reservations[body.request_id]
-            latency_ms = (time.monotonic() - res.started) * 1000.0
+            latency_ms = (now() - res.started) * 1000.0
             res.flight.release(body.success)
             released = True
         elif body.latency_ms is None:
@@ -233,7 +233,6 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
         else:
             latency_ms = body.latency_ms
             state.router.record(body.model_id, latency_ms, body.success, body.agent_id)
-        state.observe_latency(body.model_id, latency_ms, body.success)
         if state.store is not None:
             state.store.record_feedback(body.model_id, latency_ms, body.success, body.agent_id)
         return {

@@ -66,6 +66,9 @@ pub(super) struct TimeBin {
     sum_ms: f64,
     min_ms: f64,
     max_ms: f64,
+    /// Samples above the histogram's range, clamped into its top bucket: a cumulative
+    /// histogram counts them above every bound.
+    above_range: u64,
 }
 
 impl TimeBin {
@@ -80,6 +83,7 @@ impl TimeBin {
             sum_ms: 0.0,
             min_ms: f64::INFINITY,
             max_ms: f64::NEG_INFINITY,
+            above_range: 0,
         }
     }
 
@@ -92,6 +96,7 @@ impl TimeBin {
         self.sum_ms = 0.0;
         self.min_ms = f64::INFINITY;
         self.max_ms = f64::NEG_INFINITY;
+        self.above_range = 0;
     }
 
     fn count(&self) -> u64 {
@@ -99,7 +104,11 @@ impl TimeBin {
     }
 
     fn record(&mut self, latency_ms: f64, success: bool) {
-        self.hist.saturating_record(to_units(latency_ms));
+        let units = to_units(latency_ms);
+        if units == HIGHEST_US && latency_ms > HIGHEST_BOUND_MS {
+            self.above_range += 1;
+        }
+        self.hist.saturating_record(units);
         if success {
             self.successes += 1;
         } else {
@@ -118,6 +127,7 @@ impl TimeBin {
         self.sum_ms += other.sum_ms;
         self.min_ms = self.min_ms.min(other.min_ms);
         self.max_ms = self.max_ms.max(other.max_ms);
+        self.above_range += other.above_range;
     }
 
     fn bytes(&self) -> usize {
@@ -170,6 +180,11 @@ impl TimeBin {
             if let Some(n) = per_bound.get_mut(i) {
                 *n += v.count_at_value() as u64;
             }
+        }
+        // Samples above the range sit in the top bucket; they are under no bound.
+        let top = self.hist.lowest_equivalent(HIGHEST_US);
+        if let Some(n) = per_bound.get_mut(bounds_us.partition_point(|&b| b < top)) {
+            *n -= self.above_range.min(*n);
         }
         let mut running = 0;
         let cumulative = per_bound

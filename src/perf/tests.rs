@@ -171,11 +171,25 @@ fn latency_histogram_counts_at_or_under_each_bound() {
         .unwrap();
     // A sample exactly on a bound (5 ms) counts under it; 5e6 ms is above every bound.
     assert_eq!(h.cumulative, vec![0, 2, 3, 4, 4]);
+    // Even the top one: samples above the histogram's range are clamped into its top bucket.
+    let top = t
+        .latency_histogram(
+            Kind::Model,
+            "m",
+            &[HIGHEST_BOUND_MS - 1.0, HIGHEST_BOUND_MS],
+        )
+        .unwrap();
+    assert_eq!(top.cumulative, vec![5, 5]);
+    t.record("m", None, HIGHEST_BOUND_MS, true).unwrap();
+    let top = t
+        .latency_histogram(Kind::Model, "m", &[HIGHEST_BOUND_MS])
+        .unwrap();
+    assert_eq!((top.cumulative[0], top.count), (6, 7));
     assert_eq!((h.count, h.successes, h.failures), (6, 4, 2));
     assert_eq!(h.sum_ms, 3.0 + 5.0 + 40.0 + 700.0 + 99_999.0 + 5e6);
     assert_eq!(h.bounds_ms, vec![0.0, 5.0, 50.0, 1000.0, 60_000.0]);
     let none = t.latency_histogram(Kind::Model, "m", &[]).unwrap();
-    assert_eq!((none.cumulative.len(), none.count), (0, 6));
+    assert_eq!((none.cumulative.len(), none.count), (0, 7));
     assert!(matches!(
         t.latency_histogram(Kind::Model, "nope", &[1.0]),
         Err(Error::UnknownModel(_))
