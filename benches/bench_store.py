@@ -1,7 +1,8 @@
 """Sustained routing-decision inserts through the decision store's batched writer, on SQLite
 (WAL, synchronous=NORMAL, a file in a temp dir) and PostgreSQL (MODELROUTER_BENCH_POSTGRES_URL,
 else a throwaway local cluster with fsync on, from modelrouter.testing.postgres as in the tests),
-against the naive one-INSERT-one-COMMIT-per-decision loop a service would otherwise run on its request path."""
+against the naive one-INSERT-one-COMMIT-per-decision loop a service would otherwise run on its
+request path."""
 
 from __future__ import annotations
 

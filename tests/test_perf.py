@@ -158,7 +158,10 @@ def test_latency_histogram_counts_under_each_bound(values):
     h = t.latency_histogram("m", bounds)
     assert h.bounds_ms == bounds and len(h.counts) == len(bounds)
     assert h.counts == sorted(h.counts) and h.count == len(values) + 1
-    assert (h.successes, h.failures) == (1 + sum(v < 1000 for v in values), sum(v >= 1000 for v in values))
+    assert (h.successes, h.failures) == (
+        1 + sum(v < 1000 for v in values),
+        sum(v >= 1000 for v in values),
+    )
     assert h.sum_ms == pytest.approx(1.0 + sum(values))
     x = np.array([1.0, *values])
     for b, got in zip(bounds, h.counts):

@@ -1,5 +1,6 @@
-"""The Rust core's own Redis tests (`src/redis_backend/tests.rs`), which skip without a server, run here
-against a real redis-server and a real 3-node Cluster, so that CI never passes them silently."""
+"""The Rust core's own Redis tests (`src/redis_backend/tests.rs`), which skip without a server,
+run here against a real redis-server and a real 3-node Cluster, so that CI never passes them
+silently."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from modelrouter.testing.redis_server import CLI, REDIS, Cluster, RedisServer, running
 
 ROOT = Path(__file__).resolve().parent.parent

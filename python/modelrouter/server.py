@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from . import __version__
-from ._core import AlertRule, Model, Router, now
+from ._core import AlertRule, Model, Router
 from .errors import RouterError
 from .server_errors import error_body, error_response, field_error, validation_error
 from .server_fast import FastRoute, route_decision
@@ -225,7 +225,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
                 what = f"unknown request id {body.request_id!r} for model {body.model_id!r}"
                 return error_body(404, KeyError(what), field="request_id")
             del state.reservations[body.request_id]
-            latency_ms = (now() - res.started) * 1000.0
+            latency_ms = (state.now() - res.started) * 1000.0
             res.flight.release(body.success)
             released = True
         elif body.latency_ms is None:
@@ -253,8 +253,8 @@ def _add_ops(app: FastAPI, state: ServiceState) -> None:
     async def alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         """Firing alerts and the most recent notifications (newest last)."""
         return {
-            "active": alert_dicts(state.alerts.active()),
-            "history": alert_dicts(state.alerts.history(limit=limit)),
+            "active": alert_dicts(state.alerts.active(), state.now()),
+            "history": alert_dicts(state.alerts.history(limit=limit), state.now()),
         }
 
     @app.get(f"{PREFIX}/history", response_model=HistoryResponse, tags=["observability"])

@@ -21,6 +21,7 @@ from ._core import (
     AlertRule,
     InFlight,
     LatencyHistogram,
+    ManualClock,
     Model,
     PerformanceTracker,
     Router,
@@ -50,9 +51,9 @@ def default_alert_rules() -> list[AlertRule]:
 class Reservation:
     __slots__ = ("flight", "agent_id", "started")
 
-    def __init__(self, flight: InFlight, agent_id: str) -> None:
-        # On the core's clock, the one the flight measures its latency with.
-        self.flight, self.agent_id, self.started = flight, agent_id, now()
+    def __init__(self, flight: InFlight, agent_id: str, started: float) -> None:
+        # `started` is on the router's clock, the one the flight measures its latency with.
+        self.flight, self.agent_id, self.started = flight, agent_id, started
 
 
 class ServiceState:
@@ -70,6 +71,7 @@ class ServiceState:
         load_backend: str | None = None,
         history_len: int = 720,
         stats_window_s: float = 300.0,
+        clock: ManualClock | None = None,
     ) -> None:
         # The router's own tracker, windowed: per-model and fleet-wide stats, the alerts and
         # the dashboard read the last `stats_window_s`; the Prometheus histogram and counters
@@ -80,7 +82,8 @@ class ServiceState:
             load_weight=load_weight,
             policy=policy,  # type: ignore[arg-type]
             backend=load_backend,
-            performance=PerformanceTracker(window_s=stats_window_s),
+            clock=clock,
+            performance=PerformanceTracker(window_s=stats_window_s, clock=clock),
         )
         self.policy = policy
         self.store = store
@@ -90,6 +93,7 @@ class ServiceState:
             cooldown_s=alert_cooldown_s,
             performance=self.router.performance,
             load=self.router.tracker,
+            clock=clock,
         )
         self.started = time.time()
         self.routes: Counter[str] = Counter()
@@ -124,13 +128,17 @@ class ServiceState:
             self._agents[key] = agent
         return agent
 
+    def now(self) -> float:
+        """Now on the router's clock (the core's monotonic default unless a clock was given)."""
+        return self.router.tracker.now()
+
     def new_request_id(self) -> str:
         return f"{os.getpid():x}-{next(self._ids)}"
 
     def expire_reservations(self) -> int:
         """Releases (as failed, which the core records with the time held) reservations older
         than the TTL: a client that never sent its feedback must not hold a slot forever."""
-        cutoff = now() - self.reservation_ttl_s
+        cutoff = self.now() - self.reservation_ttl_s
         stale = [k for k, r in self.reservations.items() if r.started < cutoff]
         for key in stale:
             self.reservations.pop(key).flight.release(False)
@@ -273,10 +281,10 @@ def _clean(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def alert_dicts(alerts: Iterable[Any]) -> list[dict[str, Any]]:
+def alert_dicts(alerts: Iterable[Any], clock_now: float | None = None) -> list[dict[str, Any]]:
     """Alert dicts plus ``emitted_at_unix``/``started_at_unix`` (the core stamps alerts with
-    its monotonic clock)."""
-    offset = time.time() - now()
+    its clock, whose now is ``clock_now``: by default the core's monotonic clock)."""
+    offset = time.time() - (now() if clock_now is None else clock_now)
     out = []
     for a in alerts:
         d = _clean(a.to_dict())

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
+
 class Unavailable(Exception):
     """No server can be started here; the message says why."""
 
