@@ -180,14 +180,16 @@ class ServiceState:
         """Latency and success statistics of the whole fleet over the stats window."""
         return _clean(self.router.performance.fleet_stats().to_dict())
 
-    def latency_histograms(self) -> dict[str, LatencyHistogram]:
-        """Each model's since-start latency histogram under ``LATENCY_BUCKETS_MS``, by id."""
+    def latency_histograms(
+        self, bounds_ms: Sequence[float] = LATENCY_BUCKETS_MS
+    ) -> dict[str, LatencyHistogram]:
+        """Each model's since-start latency histogram (counts, outcomes, sum), by sorted id."""
         perf = self.router.performance
-        return {m: perf.latency_histogram(m, LATENCY_BUCKETS_MS) for m in perf.model_ids()}
+        return {m: perf.latency_histogram(m, bounds_ms) for m in perf.model_ids()}
 
     def stats(self, histograms: Mapping[str, LatencyHistogram] | None = None) -> dict[str, Any]:
         if histograms is None:
-            histograms = self.latency_histograms()
+            histograms = self.latency_histograms(())  # only the totals
         models: list[dict[str, Any]] = []
         for m in self.router.models:
             load = self.router.tracker.current_load(m.id)
@@ -248,7 +250,7 @@ class ServiceState:
             out.append(_line("modelrouter_routed_total", {"model": m["model_id"]}, m["routed"]))
         _family(out, "modelrouter_feedback_total", "counter", "Finished requests by outcome.")
         # Models without any finished request are left out, as before the first feedback.
-        seen = sorted((m, h) for m, h in histograms.items() if h.count)
+        seen = [(m, h) for m, h in histograms.items() if h.count]
         for model, h in seen:
             for success, n in (("false", h.failures), ("true", h.successes)):
                 if n:

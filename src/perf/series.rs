@@ -174,17 +174,19 @@ impl TimeBin {
     fn histogram(&self, bounds_ms: &[f64]) -> LatencyHistogram {
         let bounds_us: Vec<u64> = bounds_ms.iter().map(|&b| to_units(b)).collect();
         let mut per_bound = vec![0u64; bounds_us.len()];
-        for v in self.hist.iter_recorded() {
-            let lowest = self.hist.lowest_equivalent(v.value_iterated_to());
-            let i = bounds_us.partition_point(|&b| b < lowest);
-            if let Some(n) = per_bound.get_mut(i) {
-                *n += v.count_at_value() as u64;
+        if !bounds_us.is_empty() {
+            for v in self.hist.iter_recorded() {
+                let lowest = self.hist.lowest_equivalent(v.value_iterated_to());
+                let i = bounds_us.partition_point(|&b| b < lowest);
+                if let Some(n) = per_bound.get_mut(i) {
+                    *n += v.count_at_value() as u64;
+                }
             }
-        }
-        // Samples above the range sit in the top bucket; they are under no bound.
-        let top = self.hist.lowest_equivalent(HIGHEST_US);
-        if let Some(n) = per_bound.get_mut(bounds_us.partition_point(|&b| b < top)) {
-            *n -= self.above_range.min(*n);
+            // Samples above the range sit in the top bucket; they are under no bound.
+            let top = self.hist.lowest_equivalent(HIGHEST_US);
+            if let Some(n) = per_bound.get_mut(bounds_us.partition_point(|&b| b < top)) {
+                *n -= self.above_range.min(*n);
+            }
         }
         let mut running = 0;
         let cumulative = per_bound
