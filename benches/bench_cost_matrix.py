@@ -3,16 +3,12 @@ preferences, context, price) against the equivalent vectorised numpy code."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import modelrouter as mr
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference import numpy_cost_matrix  # noqa: E402
+from modelrouter.testing.reference import numpy_cost_matrix
 
 WEIGHTS = (0.6, 0.3, 0.1, 0.2)
 

@@ -13,13 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from redis_support import CLI, REDIS, Cluster, RedisServer, running  # noqa: E402
-
-import modelrouter as mr  # noqa: E402
+import modelrouter as mr
+from modelrouter.testing.redis_server import CLI, REDIS, Cluster, RedisServer, running
 
 PAIRS = 5000
 

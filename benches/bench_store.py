@@ -1,7 +1,8 @@
 """Sustained routing-decision inserts through the decision store's batched writer, on SQLite
 (WAL, synchronous=NORMAL, a file in a temp dir) and PostgreSQL (MODELROUTER_BENCH_POSTGRES_URL,
-else a throwaway local cluster with fsync on, as in tests/store_support.py), against the naive
-one-INSERT-one-COMMIT-per-decision loop a service would otherwise run on its request path."""
+else a throwaway local cluster with fsync on, from modelrouter.testing.postgres as in the tests),
+against the naive one-INSERT-one-COMMIT-per-decision loop a service would otherwise run on its
+request path."""
 
 from __future__ import annotations
 
@@ -12,11 +13,8 @@ import sys
 import tempfile
 import textwrap
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from modelrouter.store import open_store  # noqa: E402
+from modelrouter.store import open_store
 
 N_BATCHED = 200_000
 N_NAIVE = {"sqlite": 20_000, "postgresql": 5_000}
@@ -78,9 +76,9 @@ def postgres_url():
     if url:
         yield url, "MODELROUTER_BENCH_POSTGRES_URL"
         return
-    import store_support
+    from modelrouter.testing import postgres
 
-    with store_support.cluster(fsync=True) as admin, store_support.database(admin) as db:
+    with postgres.cluster(fsync=True) as admin, postgres.database(admin) as db:
         yield db, "local PostgreSQL cluster, fsync on"
 
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import modelrouter as mr
-from reference import numpy_cost_matrix
+from modelrouter.testing.reference import numpy_cost_matrix
 
 LEVEL = st.floats(0.0, 1.0, allow_nan=False)
 CAP_NAMES = st.sampled_from(["code", "reasoning", "chat", "vision", "math"])

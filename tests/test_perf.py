@@ -1,5 +1,6 @@
 """PerformanceTracker: percentiles against exact numpy percentiles, merge, sliding window,
-memory bound, thread safety, exports and bad input."""
+fleet-wide stats, cumulative latency histograms, memory bound, thread safety, exports and bad
+input."""
 
 from __future__ import annotations
 
@@ -113,6 +114,86 @@ def test_sliding_window_forgets_when_the_clock_moves():
     assert s.count == 0 and s.p50_ms is None and s.success_rate is None
     assert s.ewma_ms is not None  # the EWMA is not windowed
     assert t.window_s == 60.0
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from("abc"), st.floats(0.0, 5e4), st.booleans()), max_size=200
+    )
+)
+def test_fleet_stats_pool_every_model(rows):
+    t, one = mr.PerformanceTracker(), mr.PerformanceTracker()
+    for model, latency, ok in rows:
+        t.record(model, latency, ok)
+        one.record("all", latency, ok)
+    fleet = t.fleet_stats()
+    assert fleet.count == len(rows)
+    if not rows:
+        assert fleet.p50_ms is None and fleet.success_rate is None and fleet.last_seen is None
+        return
+    single = one.stats("all")
+    for key in ("successes", "failures", "p50_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"):
+        assert getattr(fleet, key) == getattr(single, key), key
+    assert fleet.mean_ms == pytest.approx(single.mean_ms)
+
+
+def test_fleet_stats_read_the_window():
+    clock = mr.ManualClock()
+    t = mr.PerformanceTracker(window_s=60.0, clock=clock)
+    t.record("a", 900.0, False)
+    clock.advance(100.0)
+    t.record("b", 10.0, True)
+    t.record("c", 30.0, True)
+    fleet = t.fleet_stats()
+    assert (fleet.count, fleet.failures, fleet.max_ms, fleet.last_seen) == (2, 0, 30.0, 100.0)
+
+
+@given(values=st.lists(st.floats(0.0, 4e6), max_size=300))
+def test_latency_histogram_counts_under_each_bound(values):
+    bounds = [0.5, 5, 10, 25, 50, 100, 250, 1000, 60000, 3_600_000]
+    t = mr.PerformanceTracker()
+    t.record("m", 1.0)  # the model exists even when `values` is empty
+    for v in values:
+        t.record("m", v, v < 1000)
+    h = t.latency_histogram("m", bounds)
+    assert h.bounds_ms == bounds and len(h.counts) == len(bounds)
+    assert h.counts == sorted(h.counts) and h.count == len(values) + 1
+    assert (h.successes, h.failures) == (
+        1 + sum(v < 1000 for v in values),
+        sum(v >= 1000 for v in values),
+    )
+    assert h.sum_ms == pytest.approx(1.0 + sum(values))
+    x = np.array([1.0, *values])
+    for b, got in zip(bounds, h.counts):
+        # Exact but for samples less than a histogram bucket (1/128, or 1 µs) above the bound.
+        assert int((x <= b).sum()) <= got <= int((x <= b * (1 + 1 / 128) + ABS_MS).sum()), b
+    assert h.to_dict()["counts"] == h.counts
+
+
+def test_latency_histogram_is_cumulative_under_a_window():
+    clock = mr.ManualClock()
+    t = mr.PerformanceTracker(window_s=60.0, clock=clock)
+    t.record("m", 20.0)
+    clock.advance(600.0)
+    t.record("m", 200.0, False)
+    assert t.stats("m").count == 1
+    h = t.latency_histogram("m", [100.0])
+    assert (h.counts, h.count, h.failures, h.sum_ms) == ([1], 2, 1, 220.0)
+
+
+@pytest.mark.parametrize(
+    "bounds", [[5.0, 5.0], [10.0, 5.0], [float("nan")], [-1.0], [4e6], [float("inf")]]
+)
+def test_latency_histogram_refuses_bad_bounds(bounds):
+    t = mr.PerformanceTracker()
+    t.record("m", 1.0)
+    with pytest.raises(mr.InvalidInputError, match="bounds_ms") as info:
+        t.latency_histogram("m", bounds)
+    assert info.value.field == "bounds_ms"
+    with pytest.raises(mr.UnknownModelError):
+        t.latency_histogram("nope", [1.0])
+    with pytest.raises(TypeError, match="bounds_ms"):
+        t.latency_histogram("m", "5,10")  # type: ignore[arg-type]
 
 
 def test_memory_within_bounds_for_1000_models_and_100_agents():

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import redis_workers
-from redis_support import REDIS, RedisServer, running
 
 import modelrouter as mr
+from modelrouter.testing.redis_server import REDIS, RedisServer, running
 
 needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
 

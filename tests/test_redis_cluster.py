@@ -1,6 +1,6 @@
-"""Shared load across replicas through a real 3-node Redis Cluster (`redis_support.Cluster`),
-with models whose hash tags land on different nodes. Skipped only when redis-server or
-redis-cli is absent."""
+"""Shared load across replicas through a real 3-node Redis Cluster
+(`modelrouter.testing.redis_server.Cluster`), with models whose hash tags land on different
+nodes. Skipped only when redis-server or redis-cli is absent."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis_workers
-from redis_support import CLI, REDIS, Cluster, running
 
 import modelrouter as mr
+from modelrouter.testing.redis_server import CLI, REDIS, Cluster, running
 
 needs_cluster = pytest.mark.skipif(
     REDIS is None or CLI is None, reason="redis-server or redis-cli is not installed"

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from redis_support import CLI, REDIS, Cluster, RedisServer, running
+
+from modelrouter.testing.redis_server import CLI, REDIS, Cluster, RedisServer, running
 
 ROOT = Path(__file__).resolve().parent.parent
 CARGO = shutil.which("cargo")

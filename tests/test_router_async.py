@@ -9,9 +9,9 @@ import signal
 import time
 
 import pytest
-from redis_support import REDIS, RedisServer, running
 
 import modelrouter as mr
+from modelrouter.testing.redis_server import REDIS, RedisServer, running
 
 AGENT = mr.Agent("x", {"code": 0.5})
 

@@ -1,5 +1,5 @@
-"""/metrics: the Prometheus text format parsed line by line, the latency histogram, label
-escaping, and alerts as they fire."""
+"""/metrics: the Prometheus text format parsed line by line, the latency histogram (read from the
+router's core PerformanceTracker), label escaping, and alerts as they fire."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import modelrouter as mr  # noqa: E402
 from modelrouter.server import PREFIX, create_app  # noqa: E402
+from modelrouter.server_state import Reservation, ServiceState  # noqa: E402
 
 CODER = {"id": "coder", "required": {"code": 0.8}}
 
@@ -104,3 +105,81 @@ def test_metrics_escape_label_values():
     with TestClient(create_app(models, sample_interval_s=3600)) as c:
         m = parse_metrics(c.get("/metrics").text)
     assert ("modelrouter_utilization", (("model", 'we\\"ird\\\\id'),)) in m
+
+
+def latency_family(m, model):
+    """(le, count) pairs of the model's histogram buckets, `_count` and `_sum`."""
+    buckets = sorted(
+        (math.inf if dict(k)["le"] == "+Inf" else float(dict(k)["le"]), v)
+        for (name, k), v in m.items()
+        if name == "modelrouter_request_latency_ms_bucket" and dict(k)["model"] == model
+    )
+    labels = (("model", model),)
+    return (
+        buckets,
+        m.get(("modelrouter_request_latency_ms_count", labels)),
+        m.get(("modelrouter_request_latency_ms_sum", labels)),
+    )
+
+
+def test_metrics_and_stats_read_the_routers_core_tracker(client):
+    """Whatever feeds the router's PerformanceTracker shows, however it got there: feedback,
+    a reservation released, or a direct `router.record` in the same process."""
+    state = client.app.state.service
+    assert latency_family(parse_metrics(client.get("/metrics").text), "model-B") == ([], None, None)
+    client.post(f"{PREFIX}/feedback", json={"model_id": "model-B", "latency_ms": 20.0})
+    state.router.record("model-B", 400.0, False)
+    state.router.performance.record("model-B", 7.0, True)
+    m = parse_metrics(client.get("/metrics").text)
+    buckets, count, total = latency_family(m, "model-B")
+    core = state.router.performance.latency_histogram("model-B", [b for b, _ in buckets[:-1]])
+    assert [n for _, n in buckets] == [*core.counts, 3] and (count, total) == (3, 427.0)
+    assert dict(buckets)[10.0] == 1 and dict(buckets)[25.0] == 2 and dict(buckets)[500.0] == 3
+    feedback = {
+        dict(k)["success"]: v for (name, k), v in m.items() if name == "modelrouter_feedback_total"
+    }
+    assert feedback == {"true": 2, "false": 1}
+    stats = client.get(f"{PREFIX}/stats").json()
+    assert stats["feedback"] == {"total": 3, "success": 2, "failure": 1}
+    fleet = state.router.performance.fleet_stats()
+    assert stats["overall"]["count"] == fleet.count == 3
+    assert stats["overall"]["p99_ms"] == fleet.p99_ms and stats["overall"]["max_ms"] == 400.0
+    b = next(x for x in stats["models"] if x["model_id"] == "model-B")
+    assert b["stats"]["count"] == 3
+
+
+def manual_state(clock, **kw):
+    """A service state on a manual clock, without the app around it."""
+    settings = dict(strategy="optimal", policy="weighted", load_weight=0.5, store=None)
+    settings.update(alert_rules=[], alert_cooldown_s=0.0, reservation_ttl_s=60.0)
+    return ServiceState(tiny_fleet(), **{**settings, **kw}, clock=clock)
+
+
+def test_histogram_is_since_start_while_the_stats_read_the_window():
+    clock = mr.ManualClock()
+    state = manual_state(clock, stats_window_s=300.0)
+    state.router.record("solo", 30.0, True)
+    clock.advance(1000.0)
+    state.router.record("solo", 3000.0, False)
+    assert state.overall_stats()["count"] == 1 and state.overall_stats()["max_ms"] == 3000.0
+    assert state.stats()["models"][0]["stats"]["count"] == 1
+    assert state.stats()["feedback"] == {"total": 2, "success": 1, "failure": 1}
+    buckets, count, total = latency_family(parse_metrics(state.metrics()), "solo")
+    assert dict(buckets)[50.0] == 1 and dict(buckets)[5000.0] == 2
+    assert (count, total) == (2, 3030.0)
+    clock.advance(1000.0)
+    assert state.overall_stats()["count"] == 0 and state.overall_stats()["p50_ms"] is None
+    assert latency_family(parse_metrics(state.metrics()), "solo")[1:] == (2, 3030.0)
+
+
+def test_expired_reservations_are_recorded_with_the_time_held():
+    clock = mr.ManualClock()
+    state = manual_state(clock, reservation_ttl_s=30.0)
+    flight = state.router.request(mr.Agent("a", {"code": 0.5}))
+    state.reservations["r1"] = Reservation(flight, "a", state.now())
+    clock.advance(10.0)
+    assert state.expire_reservations() == 0
+    clock.advance(25.0)
+    assert state.expire_reservations() == 1 and state.reservations == {}
+    h = state.router.performance.latency_histogram("solo", [])
+    assert (h.count, h.failures, h.sum_ms) == (1, 1, 35_000.0)

@@ -11,10 +11,10 @@ pytest.importorskip("fastapi", reason="the server extra (fastapi) is not install
 pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from redis_support import REDIS, RedisServer, running  # noqa: E402
 
 import modelrouter as mr  # noqa: E402
 from modelrouter.server import PREFIX, create_app  # noqa: E402
+from modelrouter.testing.redis_server import REDIS, RedisServer, running  # noqa: E402
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from modelrouter.errors import InvalidInputError
 from modelrouter.store import SCHEMA_VERSION, DecisionStore, StoreError, open_store
 from modelrouter.store._schema import migrate_sqlite
 
-# The `url` (each engine), `store` and `postgres_admin_url` fixtures.
-pytest_plugins = ["store_support"]
+# The `url` (each engine), `store` and `postgres_admin_url` fixtures are in conftest.py.
 
 
 def test_open_store_picks_the_engine(url):

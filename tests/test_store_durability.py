@@ -10,12 +10,11 @@ import sys
 import threading
 
 import pytest
-import store_support
 
 from modelrouter.store import StoreError, open_store
+from modelrouter.testing import postgres
 
-# The `url` (each engine), `store` and `postgres_admin_url` fixtures.
-pytest_plugins = ["store_support"]
+# The `url` (each engine), `store` and `postgres_admin_url` fixtures are in conftest.py.
 
 
 @pytest.mark.parametrize("batch_size,max_queue", [(1, 10), (7, 50), (500, 10_000)])
@@ -149,7 +148,7 @@ def test_postgres_writer_reconnects(request):
     admin = request.getfixturevalue("postgres_admin_url")
     import psycopg
 
-    with store_support.database(admin) as url, open_store(url) as s:
+    with postgres.database(admin) as url, open_store(url) as s:
         s.record_route("before", "m", "weighted")
         s.flush()
         assert s.counts()["routing_decisions"] == 1

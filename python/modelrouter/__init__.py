@@ -16,7 +16,42 @@ from .errors import (
 
 __version__: str = _core.__version__
 
+# The public API: everything the extension exports (its stub's ``__all__``, which a test keeps
+# equal to this list), the error classes and the version.
 __all__ = [  # noqa: F405
+    # classes of the core
+    "AdaptiveScorer",
+    "Agent",
+    "Alert",
+    "AlertManager",
+    "AlertRule",
+    "Assignment",
+    "AssignmentResult",
+    "CapacityManager",
+    "InFlight",
+    "LatencyHistogram",
+    "LoadBalancer",
+    "LoadTracker",
+    "ManualClock",
+    "Model",
+    "ModelLoad",
+    "PerformanceTracker",
+    "PolicyResult",
+    "Router",
+    "ScalingAction",
+    "ScalingRule",
+    "ScoreWeights",
+    "SimulationReport",
+    "Stats",
+    # functions and registries of the core
+    "assign_capacitated",
+    "cost_matrix",
+    "linear_sum_assignment",
+    "now",
+    "simulate",
+    "POLICIES",
+    "STRATEGIES",
+    # errors
     "BackendUnavailableError",
     "InfeasibleError",
     "InvalidInputError",

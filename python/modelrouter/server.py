@@ -225,7 +225,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
                 what = f"unknown request id {body.request_id!r} for model {body.model_id!r}"
                 return error_body(404, KeyError(what), field="request_id")
             del state.reservations[body.request_id]
-            latency_ms = (time.monotonic() - res.started) * 1000.0
+            latency_ms = (state.now() - res.started) * 1000.0
             res.flight.release(body.success)
             released = True
         elif body.latency_ms is None:
@@ -233,7 +233,6 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
         else:
             latency_ms = body.latency_ms
             state.router.record(body.model_id, latency_ms, body.success, body.agent_id)
-        state.observe_latency(body.model_id, latency_ms, body.success)
         if state.store is not None:
             state.store.record_feedback(body.model_id, latency_ms, body.success, body.agent_id)
         return {
@@ -254,8 +253,8 @@ def _add_ops(app: FastAPI, state: ServiceState) -> None:
     async def alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         """Firing alerts and the most recent notifications (newest last)."""
         return {
-            "active": alert_dicts(state.alerts.active()),
-            "history": alert_dicts(state.alerts.history(limit=limit)),
+            "active": alert_dicts(state.alerts.active(), state.now()),
+            "history": alert_dicts(state.alerts.history(limit=limit), state.now()),
         }
 
     @app.get(f"{PREFIX}/history", response_model=HistoryResponse, tags=["observability"])

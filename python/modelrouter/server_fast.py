@@ -31,7 +31,7 @@ def route_decision(state: ServiceState, body: RouteRequest) -> JSONResponse:
             flight = state.router.request(agent)
             model_id, queued = flight.model_id, flight.queued
             request_id = state.new_request_id()
-            state.reservations[request_id] = Reservation(flight, spec.id)
+            state.reservations[request_id] = Reservation(flight, spec.id, state.now())
         else:
             model_id, queued = state.router.route(agent), False
     except (NoCapacityError, InfeasibleError) as e:

@@ -1,16 +1,16 @@
-"""State of one service process: the router of the configured fleet, counters, the latency
-histogram, open reservations, the alert manager, a short in-memory history for the dashboard,
+"""State of one service process: the router of the configured fleet (whose core
+PerformanceTracker and LoadTracker hold every latency, outcome and load figure), routing
+counters, open reservations, the alert manager, a short in-memory history for the dashboard,
 and the Prometheus text rendering of all of it. Touched only from the event loop's thread."""
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import logging
 import math
 import os
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,17 +20,20 @@ from ._core import (
     AlertManager,
     AlertRule,
     InFlight,
+    LatencyHistogram,
     LoadTracker,
+    ManualClock,
     Model,
     PerformanceTracker,
     Router,
+    now,
 )
 from .errors import InvalidInputError
 from .store import DecisionStore
 
 log = logging.getLogger("modelrouter.server")
 
-# Upper bounds (ms) of the latency histogram's buckets.
+# Upper bounds (ms) of the buckets of the exported latency histogram (read from the core's).
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 ROUTE_OUTCOMES = ("routed", "queued", "no_capacity", "infeasible")
 
@@ -49,8 +52,9 @@ def default_alert_rules() -> list[AlertRule]:
 class Reservation:
     __slots__ = ("flight", "agent_id", "started")
 
-    def __init__(self, flight: InFlight, agent_id: str) -> None:
-        self.flight, self.agent_id, self.started = flight, agent_id, time.monotonic()
+    def __init__(self, flight: InFlight, agent_id: str, started: float) -> None:
+        # `started` is on the router's clock, the one the flight measures its latency with.
+        self.flight, self.agent_id, self.started = flight, agent_id, started
 
 
 class ServiceState:
@@ -67,14 +71,19 @@ class ServiceState:
         reservation_ttl_s: float,
         load_backend: str | None = None,
         history_len: int = 720,
-        overall_window_s: float = 300.0,
+        stats_window_s: float = 300.0,
+        clock: ManualClock | None = None,
     ) -> None:
+        # The router's own tracker, windowed: per-model and fleet-wide stats, the alerts and
+        # the dashboard read the last `stats_window_s`; the Prometheus histogram and counters
+        # read its since-start totals.
         self.router = Router(
             list(models),
             strategy=strategy,  # type: ignore[arg-type]
             load_weight=load_weight,
             policy=policy,  # type: ignore[arg-type]
-            backend=load_backend,
+            load=LoadTracker(backend=load_backend, clock=clock),
+            performance=PerformanceTracker(window_s=stats_window_s, clock=clock),
         )
         self.policy = policy
         self.store = store
@@ -83,16 +92,12 @@ class ServiceState:
             rules,
             cooldown_s=alert_cooldown_s,
             performance=self.router.performance,
-            load=self.router.tracker,
+            load=self.router.load_tracker,
+            clock=clock,
         )
-        # Fleet-wide latency and success over a sliding window: what the dashboard cards show.
-        self.overall = PerformanceTracker(window_s=overall_window_s)
         self.started = time.time()
         self.routes: Counter[str] = Counter()
         self.routed_to: Counter[str] = Counter()
-        self.feedback: Counter[tuple[str, bool]] = Counter()
-        self.buckets: dict[str, list[int]] = {}
-        self.latency_sum: defaultdict[str, float] = defaultdict(float)
         self.reservations: dict[str, Reservation] = {}
         self.reservation_ttl_s = reservation_ttl_s
         self._ids = itertools.count(1)
@@ -123,34 +128,27 @@ class ServiceState:
             self._agents[key] = agent
         return agent
 
+    def now(self) -> float:
+        """Now on the router's clock (the core's monotonic default unless a clock was given)."""
+        return self.router.load_tracker.now()
+
     def new_request_id(self) -> str:
         return f"{os.getpid():x}-{next(self._ids)}"
 
-    def observe_latency(self, model_id: str, latency_ms: float, success: bool) -> None:
-        counts = self.buckets.get(model_id)
-        if counts is None:
-            counts = self.buckets[model_id] = [0] * (len(LATENCY_BUCKETS_MS) + 1)
-        counts[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
-        self.latency_sum[model_id] += latency_ms
-        self.feedback[(model_id, success)] += 1
-        self.overall.record("all", latency_ms, success)
-
     def expire_reservations(self) -> int:
-        """Releases (as failed) reservations older than the TTL: a client that never sent its
-        feedback must not hold a slot forever."""
-        cutoff = time.monotonic() - self.reservation_ttl_s
+        """Releases (as failed, which the core records with the time held) reservations older
+        than the TTL: a client that never sent its feedback must not hold a slot forever."""
+        cutoff = self.now() - self.reservation_ttl_s
         stale = [k for k, r in self.reservations.items() if r.started < cutoff]
         for key in stale:
-            res = self.reservations.pop(key)
-            res.flight.release(False)
-            self.observe_latency(res.flight.model_id, self.reservation_ttl_s * 1000.0, False)
+            self.reservations.pop(key).flight.release(False)
         return len(stale)
 
     # -- periodic sampling ----------------------------------------------------------------------
     def utilization(self) -> dict[str, float]:
         out = {}
         for m in self.router.models:
-            load = self.router.tracker.current_load(m.id)
+            load = self.router.load_tracker.current_load(m.id)
             out[m.id] = load.utilization if load is not None else 0.0
         return out
 
@@ -179,17 +177,22 @@ class ServiceState:
 
     # -- views ----------------------------------------------------------------------------------
     def overall_stats(self) -> dict[str, Any]:
-        """Latency and success statistics over every model's feedback."""
-        if self.feedback:
-            return _clean(self.overall.stats("all").to_dict())
-        keys = ("count", "successes", "failures")
-        empty = ("success_rate", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "ewma_ms")
-        return {**dict.fromkeys(keys, 0), **dict.fromkeys(empty)}
+        """Latency and success statistics of the whole fleet over the stats window."""
+        return _clean(self.router.performance.fleet_stats().to_dict())
 
-    def stats(self) -> dict[str, Any]:
+    def latency_histograms(
+        self, bounds_ms: Sequence[float] = LATENCY_BUCKETS_MS
+    ) -> dict[str, LatencyHistogram]:
+        """Each model's since-start latency histogram (counts, outcomes, sum), by sorted id."""
+        perf = self.router.performance
+        return {m: perf.latency_histogram(m, bounds_ms) for m in perf.model_ids()}
+
+    def stats(self, histograms: Mapping[str, LatencyHistogram] | None = None) -> dict[str, Any]:
+        if histograms is None:
+            histograms = self.latency_histograms(())  # only the totals
         models: list[dict[str, Any]] = []
         for m in self.router.models:
-            load = self.router.tracker.current_load(m.id)
+            load = self.router.load_tracker.current_load(m.id)
             models.append(
                 {
                     "model_id": m.id,
@@ -207,8 +210,8 @@ class ServiceState:
             )
         routes = {k: self.routes[k] for k in ROUTE_OUTCOMES}
         routes["total"] = sum(routes.values())
-        ok = sum(n for (_, s), n in self.feedback.items() if s)
-        bad = sum(n for (_, s), n in self.feedback.items() if not s)
+        ok = sum(h.successes for h in histograms.values())
+        bad = sum(h.failures for h in histograms.values())
         util = [x["utilization"] for x in models]
         return {
             "uptime_s": time.time() - self.started,
@@ -225,7 +228,8 @@ class ServiceState:
     def metrics(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
         out: list[str] = []
-        stats = self.stats()
+        histograms = self.latency_histograms()
+        stats = self.stats(histograms)
         gauges = (
             ("active_requests", "active", "Requests holding a slot."),
             ("queued_requests", "queued", "Requests waiting in the model's queue."),
@@ -245,18 +249,21 @@ class ServiceState:
         for m in stats["models"]:
             out.append(_line("modelrouter_routed_total", {"model": m["model_id"]}, m["routed"]))
         _family(out, "modelrouter_feedback_total", "counter", "Finished requests by outcome.")
-        for (model, success), n in sorted(self.feedback.items()):
-            labels = {"model": model, "success": "true" if success else "false"}
-            out.append(_line("modelrouter_feedback_total", labels, n))
+        # Models without any finished request are left out, as before the first feedback.
+        seen = [(m, h) for m, h in histograms.items() if h.count]
+        for model, h in seen:
+            for success, n in (("false", h.failures), ("true", h.successes)):
+                if n:
+                    labels = {"model": model, "success": success}
+                    out.append(_line("modelrouter_feedback_total", labels, n))
         name = "modelrouter_request_latency_ms"
         _family(out, name, "histogram", "Latency of finished requests in milliseconds.")
-        for model, counts in sorted(self.buckets.items()):
-            cumulative = 0
-            for bound, n in zip(itertools.chain(LATENCY_BUCKETS_MS, ["+Inf"]), counts):
-                cumulative += n
-                out.append(_line(f"{name}_bucket", {"model": model, "le": str(bound)}, cumulative))
-            out.append(_line(f"{name}_sum", {"model": model}, self.latency_sum[model]))
-            out.append(_line(f"{name}_count", {"model": model}, cumulative))
+        for model, h in seen:
+            for bound, n in zip(LATENCY_BUCKETS_MS, h.counts):
+                out.append(_line(f"{name}_bucket", {"model": model, "le": str(bound)}, n))
+            out.append(_line(f"{name}_bucket", {"model": model, "le": "+Inf"}, h.count))
+            out.append(_line(f"{name}_sum", {"model": model}, h.sum_ms))
+            out.append(_line(f"{name}_count", {"model": model}, h.count))
         active = self.alerts.active()
         _family(out, "modelrouter_alerts_firing", "gauge", "Firing alerts by severity.")
         by_severity = Counter(a.severity for a in active)
@@ -276,22 +283,10 @@ def _clean(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-_PROBE = LoadTracker()
-_PROBE.set_capacity("clock", 1)
-
-
-def core_clock_now() -> float:
-    """Now on the core's default clock (monotonic seconds since its first use). The extension
-    exposes no accessor, so a private LoadTracker is touched and its timestamp read."""
-    _PROBE.set_load("clock", active_requests=0)
-    load = _PROBE.current_load("clock")
-    return load.last_updated if load is not None else 0.0
-
-
-def alert_dicts(alerts: Iterable[Any]) -> list[dict[str, Any]]:
+def alert_dicts(alerts: Iterable[Any], clock_now: float | None = None) -> list[dict[str, Any]]:
     """Alert dicts plus ``emitted_at_unix``/``started_at_unix`` (the core stamps alerts with
-    its monotonic clock)."""
-    offset = time.time() - core_clock_now()
+    its clock, whose now is ``clock_now``: by default the core's monotonic clock)."""
+    offset = time.time() - (now() if clock_now is None else clock_now)
     out = []
     for a in alerts:
         d = _clean(a.to_dict())

@@ -5,9 +5,12 @@
 //! a record takes a read lock, hashes the id and locks one key, so writers to different keys never
 //! wait for each other. The histogram counts microseconds from 1 µs to 1 h at two significant
 //! digits (bucket width ≤ 1/128 of the value, so percentiles are at most 0.8 % above the exact
-//! sample; about 13 KB of `u32` counters per slot). With `window_s`, each key keeps
-//! [`WINDOW_SLOTS`] rotating histograms of `window_s / WINDOW_SLOTS` seconds each: a sample
-//! stops counting once `window_s` has passed and always counts for `0.75 × window_s`.
+//! sample; about 13 KB of `u32` counters per time bin). With `window_s`, each key keeps
+//! [`WINDOW_BINS`] rotating time bins of `window_s / WINDOW_BINS` seconds each: a sample
+//! stops counting once `window_s` has passed and always counts for `0.75 × window_s`. Stats
+//! (one key, or the whole fleet with [`PerformanceTracker::aggregate`]) read the window; a
+//! windowed key also keeps one since-start bin, so that [`PerformanceTracker::latency_histogram`]
+//! (what a Prometheus histogram exports) only ever grows.
 
 mod series;
 
@@ -17,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::error::{Error, Result};
 use crate::load::SharedClock;
 
-pub use series::{Sample, WINDOW_SLOTS};
-use series::{Series, Summary};
+pub use series::{LatencyHistogram, Sample, HIGHEST_BOUND_MS, WINDOW_BINS};
+use series::{Series, Summary, TimeBin};
 
 /// Settings fixed at construction.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,6 +125,28 @@ impl SeriesHandle {
         lock(&self.series).record(check_latency(latency_ms)?, success, now);
         Ok(())
     }
+}
+
+/// Latency bounds of a cumulative histogram: finite, ascending, within `0..=HIGHEST_BOUND_MS`.
+pub fn check_bounds(bounds_ms: &[f64]) -> Result<()> {
+    for (i, &b) in bounds_ms.iter().enumerate() {
+        if !(b.is_finite() && (0.0..=HIGHEST_BOUND_MS).contains(&b)) {
+            return Err(Error::invalid(
+                "bounds_ms",
+                format!("[{i}] must be a finite number in [0, {HIGHEST_BOUND_MS}], got {b}"),
+            ));
+        }
+        if i > 0 && b <= bounds_ms[i - 1] {
+            return Err(Error::invalid(
+                "bounds_ms",
+                format!(
+                    "must be strictly increasing, got {} then {b} at [{i}]",
+                    bounds_ms[i - 1]
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Latency and outcome statistics per model and per agent. Thread-safe; `record` never
@@ -269,6 +294,51 @@ impl PerformanceTracker {
 
     pub fn agent_ids(&self) -> Vec<String> {
         self.ids(Kind::Agent)
+    }
+
+    /// Every key of one kind taken together (the whole fleet, or every agent) over the window:
+    /// counts, percentiles, mean and extremes as if all had been recorded under one key; the
+    /// EWMA is the keys' EWMAs weighted by how many samples each has seen; `last_seen` is the
+    /// newest. All zero / `None` when nothing is inside the window.
+    pub fn aggregate(&self, kind: Kind) -> Stats {
+        let entries: Vec<Shared> = {
+            let map = self.map(kind).read().unwrap_or_else(|e| e.into_inner());
+            map.values().cloned().collect()
+        };
+        let now = self.clock.now();
+        let mut acc = TimeBin::new(0);
+        let (mut ewma_sum, mut ewma_weight, mut last_t) = (0.0, 0u64, f64::NAN);
+        for series in &entries {
+            let series = lock(series);
+            series.add_live_to(now, &mut acc);
+            let (ewma, weight) = series.ewma();
+            if !ewma.is_nan() && weight > 0 {
+                ewma_sum += ewma * weight as f64;
+                ewma_weight = ewma_weight.saturating_add(weight);
+            }
+            last_t = last_t.max(series.last_t());
+        }
+        let ewma = if ewma_weight > 0 {
+            ewma_sum / ewma_weight as f64
+        } else {
+            f64::NAN
+        };
+        acc.summary(ewma, last_t).into()
+    }
+
+    /// Since-start counts of one key at or under each of `bounds_ms` (finite, strictly
+    /// increasing, at most one hour), with its count, outcomes and latency sum: a Prometheus
+    /// histogram. Not windowed, so successive readings never decrease.
+    pub fn latency_histogram(
+        &self,
+        kind: Kind,
+        id: &str,
+        bounds_ms: &[f64],
+    ) -> Result<LatencyHistogram> {
+        check_bounds(bounds_ms)?;
+        let series = self.get(kind, id).ok_or_else(|| Self::unknown(id))?;
+        let histogram = lock(&series).histogram(bounds_ms);
+        Ok(histogram)
     }
 
     /// Stats of every key of one kind, sorted by id (one lock per key, not a global snapshot).

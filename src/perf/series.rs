@@ -1,5 +1,6 @@
-//! One tracked key (a model or an agent): histogram slots, counters, EWMA and a ring of recent
-//! samples. Everything is allocated up front so that `record` never allocates.
+//! One tracked key (a model or an agent): time bins of histograms and counters, since-start
+//! totals, an EWMA and a ring of recent samples. Everything is allocated up front so that
+//! `record` never allocates.
 
 use hdrhistogram::Histogram;
 
@@ -9,10 +10,12 @@ use crate::load::LATENCY_EWMA_ALPHA;
 const LOWEST_US: u64 = 1;
 /// One hour; longer latencies are clamped into the top bucket (exact `max_ms` is kept apart).
 const HIGHEST_US: u64 = 3_600_000_000;
+/// The largest latency bound (ms) a cumulative histogram can answer for: the top of the range.
+pub const HIGHEST_BOUND_MS: f64 = HIGHEST_US as f64 / 1000.0;
 /// Two significant digits: buckets are at most 1/128 of their value wide (< 1 % error).
 const SIGFIG: u8 = 2;
-/// Sub-intervals of a sliding window: memory grows with it, expiry granularity shrinks.
-pub const WINDOW_SLOTS: usize = 4;
+/// Time bins of a sliding window: memory grows with it, expiry granularity shrinks.
+pub const WINDOW_BINS: usize = 4;
 
 /// One observation, as kept in the ring of recent samples (16 bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -22,7 +25,7 @@ pub struct Sample {
     pub success: bool,
 }
 
-/// Totals over the live part of a series, read under its lock.
+/// Totals over the live part of a series (or of several), read under their locks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub count: u64,
@@ -37,8 +40,25 @@ pub struct Summary {
     pub last_t: f64,
 }
 
+/// Since-start counts of one key under given latency bounds: what a Prometheus histogram
+/// exports (`_bucket{le=...}`, `_sum`, `_count`). Never windowed, so every count only grows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyHistogram {
+    /// The upper bounds asked for, in ms, ascending.
+    pub bounds_ms: Vec<f64>,
+    /// Samples at or under each bound, cumulative (so non-decreasing), to the histogram's
+    /// resolution: a sample less than 1/128 above a bound may count under it.
+    pub cumulative: Vec<u64>,
+    pub count: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub sum_ms: f64,
+}
+
+/// The samples of one span of time: one time bin of a sliding window, or everything since the
+/// start (a series without a window, and every series' since-start totals).
 #[derive(Debug, Clone)]
-struct Slot {
+pub(super) struct TimeBin {
     epoch: i64,
     hist: Histogram<u32>,
     successes: u64,
@@ -46,11 +66,14 @@ struct Slot {
     sum_ms: f64,
     min_ms: f64,
     max_ms: f64,
+    /// Samples above the histogram's range, clamped into its top bucket: a cumulative
+    /// histogram counts them above every bound.
+    above_range: u64,
 }
 
-impl Slot {
-    fn new(epoch: i64) -> Self {
-        Slot {
+impl TimeBin {
+    pub(super) fn new(epoch: i64) -> Self {
+        TimeBin {
             epoch,
             // Bounds are constants that hdrhistogram accepts, checked by a unit test.
             hist: Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG)
@@ -60,10 +83,11 @@ impl Slot {
             sum_ms: 0.0,
             min_ms: f64::INFINITY,
             max_ms: f64::NEG_INFINITY,
+            above_range: 0,
         }
     }
 
-    /// Reuses the slot for a new epoch without allocating.
+    /// Reuses the bin for a new epoch without allocating.
     fn reset(&mut self, epoch: i64) {
         self.epoch = epoch;
         self.hist.reset();
@@ -72,13 +96,30 @@ impl Slot {
         self.sum_ms = 0.0;
         self.min_ms = f64::INFINITY;
         self.max_ms = f64::NEG_INFINITY;
+        self.above_range = 0;
     }
 
     fn count(&self) -> u64 {
         self.successes + self.failures
     }
 
-    fn add(&mut self, other: &Slot) {
+    fn record(&mut self, latency_ms: f64, success: bool) {
+        let units = to_units(latency_ms);
+        if units == HIGHEST_US && latency_ms > HIGHEST_BOUND_MS {
+            self.above_range += 1;
+        }
+        self.hist.saturating_record(units);
+        if success {
+            self.successes += 1;
+        } else {
+            self.failures += 1;
+        }
+        self.sum_ms += latency_ms;
+        self.min_ms = self.min_ms.min(latency_ms);
+        self.max_ms = self.max_ms.max(latency_ms);
+    }
+
+    pub(super) fn add(&mut self, other: &TimeBin) {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.hist.add(&other.hist);
         self.successes += other.successes;
@@ -86,10 +127,83 @@ impl Slot {
         self.sum_ms += other.sum_ms;
         self.min_ms = self.min_ms.min(other.min_ms);
         self.max_ms = self.max_ms.max(other.max_ms);
+        self.above_range += other.above_range;
     }
 
     fn bytes(&self) -> usize {
-        std::mem::size_of::<Slot>() + self.hist.distinct_values() * std::mem::size_of::<u32>()
+        std::mem::size_of::<TimeBin>() + self.hist.distinct_values() * std::mem::size_of::<u32>()
+    }
+
+    /// The bin's totals with percentiles; `ewma_ms` and `last_t` come from the caller.
+    pub(super) fn summary(&self, ewma_ms: f64, last_t: f64) -> Summary {
+        if self.count() == 0 {
+            return Summary {
+                count: 0,
+                successes: 0,
+                failures: 0,
+                sum_ms: 0.0,
+                min_ms: f64::NAN,
+                max_ms: f64::NAN,
+                percentiles_ms: (f64::NAN, f64::NAN, f64::NAN),
+                ewma_ms,
+                last_t,
+            };
+        }
+        // HdrHistogram reports the top of the bucket holding the sample at rank ceil(q·n);
+        // clamping to the exact extremes only moves it closer to the true value.
+        let q = |quantile: f64| {
+            let v = self.hist.value_at_quantile(quantile) as f64 / 1000.0;
+            v.clamp(self.min_ms, self.max_ms)
+        };
+        Summary {
+            count: self.count(),
+            successes: self.successes,
+            failures: self.failures,
+            sum_ms: self.sum_ms,
+            min_ms: self.min_ms,
+            max_ms: self.max_ms,
+            percentiles_ms: (q(0.50), q(0.95), q(0.99)),
+            ewma_ms,
+            last_t,
+        }
+    }
+
+    /// Cumulative counts at or under each bound (ms, ascending, at most `HIGHEST_BOUND_MS`).
+    /// A histogram bucket counts under the first bound its lowest value does not exceed, so a
+    /// sample exactly on a bound always counts under it.
+    fn histogram(&self, bounds_ms: &[f64]) -> LatencyHistogram {
+        let bounds_us: Vec<u64> = bounds_ms.iter().map(|&b| to_units(b)).collect();
+        let mut per_bound = vec![0u64; bounds_us.len()];
+        if !bounds_us.is_empty() {
+            for v in self.hist.iter_recorded() {
+                let lowest = self.hist.lowest_equivalent(v.value_iterated_to());
+                let i = bounds_us.partition_point(|&b| b < lowest);
+                if let Some(n) = per_bound.get_mut(i) {
+                    *n += v.count_at_value() as u64;
+                }
+            }
+            // Samples above the range sit in the top bucket; they are under no bound.
+            let top = self.hist.lowest_equivalent(HIGHEST_US);
+            if let Some(n) = per_bound.get_mut(bounds_us.partition_point(|&b| b < top)) {
+                *n -= self.above_range.min(*n);
+            }
+        }
+        let mut running = 0;
+        let cumulative = per_bound
+            .into_iter()
+            .map(|n| {
+                running += n;
+                running
+            })
+            .collect();
+        LatencyHistogram {
+            bounds_ms: bounds_ms.to_vec(),
+            cumulative,
+            count: self.count(),
+            successes: self.successes,
+            failures: self.failures,
+            sum_ms: self.sum_ms,
+        }
     }
 }
 
@@ -101,9 +215,11 @@ fn to_units(latency_ms: f64) -> u64 {
 /// The live statistics of one key.
 #[derive(Debug, Clone)]
 pub struct Series {
-    slots: Box<[Slot]>,
-    /// Seconds per slot; infinite without a window (a single slot, epoch 0 forever).
-    slot_s: f64,
+    bins: Box<[TimeBin]>,
+    /// Since-start totals of a windowed series; without a window the single bin is them.
+    totals: Option<Box<TimeBin>>,
+    /// Seconds per bin; infinite without a window (a single bin, epoch 0 forever).
+    bin_s: f64,
     ewma_ms: f64,
     ewma_weight: u64,
     last_t: f64,
@@ -114,13 +230,14 @@ pub struct Series {
 
 impl Series {
     pub fn new(window_s: Option<f64>, recent: usize) -> Self {
-        let (n, slot_s) = match window_s {
-            Some(w) => (WINDOW_SLOTS, w / WINDOW_SLOTS as f64),
+        let (n, bin_s) = match window_s {
+            Some(w) => (WINDOW_BINS, w / WINDOW_BINS as f64),
             None => (1, f64::INFINITY),
         };
         Series {
-            slots: (0..n).map(|_| Slot::new(i64::MIN)).collect(),
-            slot_s,
+            bins: (0..n).map(|_| TimeBin::new(i64::MIN)).collect(),
+            totals: window_s.map(|_| Box::new(TimeBin::new(0))),
+            bin_s,
             ewma_ms: f64::NAN,
             ewma_weight: 0,
             last_t: f64::NAN,
@@ -130,34 +247,28 @@ impl Series {
     }
 
     fn epoch(&self, now: f64) -> i64 {
-        if self.slot_s.is_finite() {
-            (now / self.slot_s).floor() as i64
+        if self.bin_s.is_finite() {
+            (now / self.bin_s).floor() as i64
         } else {
             0
         }
     }
 
-    fn slot_for(&mut self, epoch: i64) -> &mut Slot {
-        let n = self.slots.len() as i64;
-        let slot = &mut self.slots[epoch.rem_euclid(n) as usize];
-        if slot.epoch != epoch {
-            slot.reset(epoch);
+    fn bin_for(&mut self, epoch: i64) -> &mut TimeBin {
+        let n = self.bins.len() as i64;
+        let bin = &mut self.bins[epoch.rem_euclid(n) as usize];
+        if bin.epoch != epoch {
+            bin.reset(epoch);
         }
-        slot
+        bin
     }
 
     /// Records one validated observation (finite, >= 0). Never allocates.
     pub fn record(&mut self, latency_ms: f64, success: bool, now: f64) {
-        let slot = self.slot_for(self.epoch(now));
-        slot.hist.saturating_record(to_units(latency_ms));
-        if success {
-            slot.successes += 1;
-        } else {
-            slot.failures += 1;
+        self.bin_for(self.epoch(now)).record(latency_ms, success);
+        if let Some(totals) = &mut self.totals {
+            totals.record(latency_ms, success);
         }
-        slot.sum_ms += latency_ms;
-        slot.min_ms = slot.min_ms.min(latency_ms);
-        slot.max_ms = slot.max_ms.max(latency_ms);
         self.ewma_ms = if self.ewma_ms.is_nan() {
             latency_ms
         } else {
@@ -184,58 +295,54 @@ impl Series {
         self.seq += 1;
     }
 
-    fn live(&self, now: f64) -> impl Iterator<Item = &Slot> {
+    /// The bins still inside the window at `now` that hold samples.
+    fn live(&self, now: f64) -> impl Iterator<Item = &TimeBin> {
         let current = self.epoch(now);
-        let n = self.slots.len() as i64;
-        self.slots
-            .iter()
-            .filter(move |s| s.epoch <= current && s.epoch > current.saturating_sub(n))
+        let n = self.bins.len() as i64;
+        self.bins.iter().filter(move |b| {
+            b.epoch <= current && b.epoch > current.saturating_sub(n) && b.count() > 0
+        })
     }
 
-    /// Totals over the slots still inside the window at `now`.
+    /// Totals over the bins still inside the window at `now`.
     pub fn summary(&self, now: f64) -> Summary {
-        let mut live = self.live(now).filter(|s| s.count() > 0);
+        let mut live = self.live(now);
         let Some(first) = live.next() else {
-            return Summary {
-                count: 0,
-                successes: 0,
-                failures: 0,
-                sum_ms: 0.0,
-                min_ms: f64::NAN,
-                max_ms: f64::NAN,
-                percentiles_ms: (f64::NAN, f64::NAN, f64::NAN),
-                ewma_ms: self.ewma_ms,
-                last_t: self.last_t,
-            };
+            return TimeBin::new(0).summary(self.ewma_ms, self.last_t);
         };
-        let merged;
-        let total = match live.next() {
-            None => first,
+        match live.next() {
+            None => first.summary(self.ewma_ms, self.last_t),
             Some(second) => {
                 let mut acc = first.clone();
                 acc.add(second);
-                live.for_each(|s| acc.add(s));
-                merged = acc;
-                &merged
+                live.for_each(|b| acc.add(b));
+                acc.summary(self.ewma_ms, self.last_t)
             }
-        };
-        // HdrHistogram reports the top of the bucket holding the sample at rank ceil(q·n);
-        // clamping to the exact extremes only moves it closer to the true value.
-        let q = |quantile: f64| {
-            let v = total.hist.value_at_quantile(quantile) as f64 / 1000.0;
-            v.clamp(total.min_ms, total.max_ms)
-        };
-        Summary {
-            count: total.count(),
-            successes: total.successes,
-            failures: total.failures,
-            sum_ms: total.sum_ms,
-            min_ms: total.min_ms,
-            max_ms: total.max_ms,
-            percentiles_ms: (q(0.50), q(0.95), q(0.99)),
-            ewma_ms: self.ewma_ms,
-            last_t: self.last_t,
         }
+    }
+
+    /// Adds this series' live bins at `now` to `acc` (a fleet-wide total).
+    pub(super) fn add_live_to(&self, now: f64, acc: &mut TimeBin) {
+        self.live(now).for_each(|b| acc.add(b));
+    }
+
+    /// The EWMA and how many samples it has seen (for weighting EWMAs across series).
+    pub(super) fn ewma(&self) -> (f64, u64) {
+        (self.ewma_ms, self.ewma_weight)
+    }
+
+    /// Clock time of the newest sample; NaN before the first.
+    pub(super) fn last_t(&self) -> f64 {
+        self.last_t
+    }
+
+    /// Since-start cumulative counts under `bounds_ms` (validated by the caller: ascending,
+    /// finite, within `0..=HIGHEST_BOUND_MS`).
+    pub fn histogram(&self, bounds_ms: &[f64]) -> LatencyHistogram {
+        self.totals
+            .as_deref()
+            .unwrap_or(&self.bins[0])
+            .histogram(bounds_ms)
     }
 
     /// Recent samples, oldest first.
@@ -256,18 +363,22 @@ impl Series {
         self.seq
     }
 
-    /// Adds `other`'s data: slots of the same epoch add up, older ones than this series keeps
-    /// are dropped; `other`'s recent samples are appended; EWMAs combine weighted by count.
+    /// Adds `other`'s data: bins of the same epoch add up, older ones than this series keeps
+    /// are dropped; since-start totals add up; `other`'s recent samples are appended; EWMAs
+    /// combine weighted by count.
     pub fn merge(&mut self, other: &Series) {
-        for theirs in other.slots.iter().filter(|s| s.count() > 0) {
-            let n = self.slots.len() as i64;
-            let ours = &mut self.slots[theirs.epoch.rem_euclid(n) as usize];
+        for theirs in other.bins.iter().filter(|b| b.count() > 0) {
+            let n = self.bins.len() as i64;
+            let ours = &mut self.bins[theirs.epoch.rem_euclid(n) as usize];
             if ours.epoch < theirs.epoch {
                 ours.reset(theirs.epoch);
             }
             if ours.epoch == theirs.epoch {
                 ours.add(theirs);
             }
+        }
+        if let (Some(ours), Some(theirs)) = (&mut self.totals, &other.totals) {
+            ours.add(theirs);
         }
         if !other.ewma_ms.is_nan() {
             if self.ewma_ms.is_nan() {
@@ -292,7 +403,8 @@ impl Series {
     /// Heap and inline bytes of this series (what `memory_bytes` adds up).
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Series>()
-            + self.slots.iter().map(Slot::bytes).sum::<usize>()
+            + self.bins.iter().map(TimeBin::bytes).sum::<usize>()
+            + self.totals.as_deref().map_or(0, TimeBin::bytes)
             + std::mem::size_of_val(&*self.ring)
     }
 }
@@ -339,12 +451,12 @@ mod tests {
     }
 
     #[test]
-    fn window_expires_old_slots() {
+    fn window_expires_old_bins() {
         let mut s = Series::new(Some(40.0), 0);
         s.record(100.0, true, 0.0);
         s.record(200.0, false, 25.0);
         assert_eq!(s.summary(29.0).count, 2);
-        // Slot of t=0 covers [0, 10) and leaves the window at t=40.
+        // The bin of t=0 covers [0, 10) and leaves the window at t=40.
         assert_eq!(s.summary(40.0).count, 1);
         assert_eq!(s.summary(70.0).count, 0);
         assert!(s.summary(70.0).percentiles_ms.0.is_nan());

@@ -114,3 +114,136 @@ fn memory_grows_with_keys() {
     let two = t.memory_bytes() - empty;
     assert!(two > 2 * 13_000 && two < 2 * 32 * 1024, "{two}");
 }
+
+#[test]
+fn aggregate_pools_every_model_over_the_window() {
+    let (t, clock) = tracker(Some(40.0));
+    assert_eq!(t.aggregate(Kind::Model).count, 0);
+    assert_eq!(t.aggregate(Kind::Model).p50_ms, None);
+    let (single, _) = tracker(Some(40.0));
+    for i in 0..300 {
+        let (model, latency, ok) = (
+            ["a", "b", "c"][i % 3],
+            1.0 + (i * 13 % 97) as f64,
+            i % 5 != 0,
+        );
+        t.record(model, Some("x"), latency, ok).unwrap();
+        single.record("all", None, latency, ok).unwrap();
+    }
+    let (fleet, one) = (t.aggregate(Kind::Model), single.stats("all").unwrap());
+    assert_eq!(
+        (fleet.count, fleet.successes, fleet.failures),
+        (300, 240, 60)
+    );
+    assert_eq!(
+        (fleet.p50_ms, fleet.p95_ms, fleet.p99_ms),
+        (one.p50_ms, one.p95_ms, one.p99_ms)
+    );
+    assert_eq!((fleet.min_ms, fleet.max_ms), (one.min_ms, one.max_ms));
+    assert!((fleet.mean_ms.unwrap() - one.mean_ms.unwrap()).abs() < 1e-9);
+    assert_eq!(t.aggregate(Kind::Agent).count, 300);
+    // The EWMA of the fleet lies between the models' own.
+    let ewmas: Vec<f64> = ["a", "b", "c"]
+        .iter()
+        .map(|m| t.stats(m).unwrap().ewma_ms.unwrap())
+        .collect();
+    let lo = ewmas.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = ewmas.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    assert!((lo..=hi).contains(&fleet.ewma_ms.unwrap()));
+    // A new sample on one model after the rest left the window is all the fleet shows.
+    clock.advance(50.0);
+    t.record("b", None, 7.0, true).unwrap();
+    let fleet = t.aggregate(Kind::Model);
+    assert_eq!(
+        (fleet.count, fleet.p99_ms, fleet.last_seen),
+        (1, Some(7.0), Some(50.0))
+    );
+}
+
+#[test]
+fn latency_histogram_counts_at_or_under_each_bound() {
+    let (t, _) = tracker(None);
+    for latency in [3.0, 5.0, 40.0, 700.0, 99_999.0, 5e6] {
+        t.record("m", None, latency, latency < 1000.0).unwrap();
+    }
+    let h = t
+        .latency_histogram(Kind::Model, "m", &[0.0, 5.0, 50.0, 1000.0, 60_000.0])
+        .unwrap();
+    // A sample exactly on a bound (5 ms) counts under it; 5e6 ms is above every bound.
+    assert_eq!(h.cumulative, vec![0, 2, 3, 4, 4]);
+    // Even the top one: samples above the histogram's range are clamped into its top bucket.
+    let top = t
+        .latency_histogram(
+            Kind::Model,
+            "m",
+            &[HIGHEST_BOUND_MS - 1.0, HIGHEST_BOUND_MS],
+        )
+        .unwrap();
+    assert_eq!(top.cumulative, vec![5, 5]);
+    t.record("m", None, HIGHEST_BOUND_MS, true).unwrap();
+    let top = t
+        .latency_histogram(Kind::Model, "m", &[HIGHEST_BOUND_MS])
+        .unwrap();
+    assert_eq!((top.cumulative[0], top.count), (6, 7));
+    assert_eq!((h.count, h.successes, h.failures), (6, 4, 2));
+    assert_eq!(h.sum_ms, 3.0 + 5.0 + 40.0 + 700.0 + 99_999.0 + 5e6);
+    assert_eq!(h.bounds_ms, vec![0.0, 5.0, 50.0, 1000.0, 60_000.0]);
+    let none = t.latency_histogram(Kind::Model, "m", &[]).unwrap();
+    assert_eq!((none.cumulative.len(), none.count), (0, 7));
+    assert!(matches!(
+        t.latency_histogram(Kind::Model, "nope", &[1.0]),
+        Err(Error::UnknownModel(_))
+    ));
+    for bad in [
+        vec![5.0, 5.0],
+        vec![10.0, 5.0],
+        vec![f64::NAN],
+        vec![-1.0],
+        vec![HIGHEST_BOUND_MS * 2.0],
+    ] {
+        match t.latency_histogram(Kind::Model, "m", &bad) {
+            Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "bounds_ms"),
+            other => panic!("{bad:?} gave {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn latency_histogram_bounds_are_exact_to_the_resolution() {
+    let (t, _) = tracker(None);
+    let values: Vec<f64> = (0..2_000).map(|i| 0.5 + i as f64 * 0.731).collect();
+    for &v in &values {
+        t.record("m", None, v, true).unwrap();
+    }
+    let bounds = [1.0, 10.0, 100.0, 250.0, 1000.0];
+    let h = t.latency_histogram(Kind::Model, "m", &bounds).unwrap();
+    for (b, got) in bounds.iter().zip(&h.cumulative) {
+        let exact = values.iter().filter(|&&v| v <= *b).count() as u64;
+        let within = values
+            .iter()
+            .filter(|&&v| v <= b * (1.0 + 1.0 / 128.0))
+            .count() as u64;
+        assert!(
+            (exact..=within).contains(got),
+            "{b}: {got} not in {exact}..={within}"
+        );
+    }
+}
+
+#[test]
+fn windowed_latency_histogram_keeps_everything_since_the_start() {
+    let (t, clock) = tracker(Some(60.0));
+    t.record("m", None, 20.0, true).unwrap();
+    clock.advance(600.0);
+    t.record("m", None, 200.0, false).unwrap();
+    assert_eq!(t.stats("m").unwrap().count, 1);
+    let h = t.latency_histogram(Kind::Model, "m", &[100.0]).unwrap();
+    assert_eq!((h.cumulative[0], h.count, h.failures), (1, 2, 1));
+    assert_eq!(h.sum_ms, 220.0);
+    // Merging adds the since-start totals too.
+    let (other, _) = tracker(Some(60.0));
+    other.record("m", None, 50.0, true).unwrap();
+    t.merge(&other).unwrap();
+    let h = t.latency_histogram(Kind::Model, "m", &[100.0]).unwrap();
+    assert_eq!((h.cumulative[0], h.count), (2, 3));
+}

@@ -8,7 +8,7 @@ use pyo3::types::PyDict;
 
 use super::errors::invalid;
 use super::load::{clock_from, PyManualClock};
-use crate::perf::{Kind, PerfConfig, PerformanceTracker, Stats};
+use crate::perf::{Kind, LatencyHistogram, PerfConfig, PerformanceTracker, Stats};
 
 /// Minimal HTML escaping for ids shown in `_repr_html_` tables.
 pub fn escape_html(s: &str) -> String {
@@ -157,6 +157,56 @@ impl PyStats {
     }
 }
 
+/// Since-start counts of one model under given latency bounds: a Prometheus histogram.
+#[pyclass(frozen, module = "modelrouter", name = "LatencyHistogram")]
+pub struct PyLatencyHistogram(pub LatencyHistogram);
+
+#[pymethods]
+impl PyLatencyHistogram {
+    /// The upper bounds asked for (ms), ascending.
+    #[getter]
+    fn bounds_ms(&self) -> Vec<f64> {
+        self.0.bounds_ms.clone()
+    }
+    /// Samples at or under each bound, cumulative (a sample < 1/128 above a bound may count).
+    #[getter]
+    fn counts(&self) -> Vec<u64> {
+        self.0.cumulative.clone()
+    }
+    #[getter]
+    fn count(&self) -> u64 {
+        self.0.count
+    }
+    #[getter]
+    fn successes(&self) -> u64 {
+        self.0.successes
+    }
+    #[getter]
+    fn failures(&self) -> u64 {
+        self.0.failures
+    }
+    #[getter]
+    fn sum_ms(&self) -> f64 {
+        self.0.sum_ms
+    }
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("bounds_ms", &self.0.bounds_ms)?;
+        d.set_item("counts", &self.0.cumulative)?;
+        d.set_item("count", self.0.count)?;
+        d.set_item("successes", self.0.successes)?;
+        d.set_item("failures", self.0.failures)?;
+        d.set_item("sum_ms", self.0.sum_ms)?;
+        Ok(d)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "LatencyHistogram(bounds_ms={:?}, counts={:?}, count={}, sum_ms={:?})",
+            self.0.bounds_ms, self.0.cumulative, self.0.count, self.0.sum_ms
+        )
+    }
+}
+
 /// Latency and success statistics per model and per agent (HdrHistogram percentiles).
 #[pyclass(frozen, module = "modelrouter", name = "PerformanceTracker")]
 pub struct PyPerformanceTracker(pub Arc<PerformanceTracker>);
@@ -215,6 +265,23 @@ impl PyPerformanceTracker {
 
     fn agent_stats(&self, agent_id: &str) -> PyResult<PyStats> {
         Ok(PyStats(self.0.agent_stats(agent_id)?))
+    }
+
+    /// Every model taken together over the window (all zero / None before any sample).
+    fn fleet_stats(&self, py: Python<'_>) -> PyStats {
+        PyStats(py.detach(|| self.0.aggregate(Kind::Model)))
+    }
+
+    /// Since-start counts of the model at or under each of `bounds_ms` (ascending, at most one
+    /// hour), with its count, outcomes and latency sum; never windowed, so never decreasing.
+    fn latency_histogram(
+        &self,
+        py: Python<'_>,
+        model_id: &str,
+        bounds_ms: Vec<f64>,
+    ) -> PyResult<PyLatencyHistogram> {
+        let h = py.detach(|| self.0.latency_histogram(Kind::Model, model_id, &bounds_ms))?;
+        Ok(PyLatencyHistogram(h))
     }
 
     fn model_ids(&self) -> Vec<String> {
@@ -318,5 +385,6 @@ impl PyPerformanceTracker {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStats>()?;
     m.add_class::<PyPerformanceTracker>()?;
+    m.add_class::<PyLatencyHistogram>()?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-"""Independent numpy implementations used as test oracles (and as the peer in benchmarks)."""
+"""An independent numpy implementation of the documented cost matrix: the oracle the tests check
+``modelrouter.cost_matrix`` against, and the peer the benchmarks time it against."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Fixtures for the decision-store tests, and a throwaway PostgreSQL cluster from the Debian
-server packages.
+"""A throwaway PostgreSQL cluster from the Debian server packages, on a free loopback port in a
+temporary directory, and fresh databases on it: what the decision-store tests and benchmarks
+run against.
 
-``.ci/run`` installs them; elsewhere the tests skip with the reason unless
-``MODELROUTER_TEST_POSTGRES_URL`` names a server where the user may create databases.
+``.ci/run`` installs the packages; without them :func:`cluster` raises :class:`Unavailable`
+(the tests then skip with its message unless ``MODELROUTER_TEST_POSTGRES_URL`` names a server
+where the user may create databases). :func:`database` needs ``psycopg``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
-
-import pytest
-
-from modelrouter.store import open_store
 
 
 class Unavailable(Exception):
@@ -110,35 +108,3 @@ def database(admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="session")
-def postgres_admin_url():
-    url = os.environ.get("MODELROUTER_TEST_POSTGRES_URL")
-    if url:
-        yield url
-        return
-    try:
-        pytest.importorskip("psycopg", reason="psycopg is not installed")
-        with cluster() as admin_url:
-            yield admin_url
-    except Unavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    """A URL to an empty database of each engine."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/store.db"
-        return
-    admin = request.getfixturevalue("postgres_admin_url")
-    with database(admin) as db_url:
-        yield db_url
-
-
-@pytest.fixture
-def store(url):
-    s = open_store(url)
-    yield s
-    s.close()

@@ -1,7 +1,8 @@
 """Throwaway Redis servers for the shared-load tests and benchmarks: one redis-server, or a
 3-node Redis Cluster, from Debian's packages on free loopback ports, with no persistence.
 
-``.ci/run`` installs redis-server (which brings redis-cli); elsewhere the tests skip.
+``REDIS``/``CLI`` are the binaries' paths, or None when they are not installed (``.ci/run``
+installs redis-server, which brings redis-cli; elsewhere the tests skip).
 """
 
 from __future__ import annotations
