@@ -144,7 +144,8 @@ def main() -> None:
             f"{np_best / mr_best:.1f}x |"
         )
     agree = [
-        f"{threads} thread(s): +inf in the same cells: {'yes' if r['same_infeasible'] else 'NO'}, "
+        f"{'one thread' if threads == '1' else 'all threads'}: +inf in the same cells: "
+        f"{'yes' if r['same_infeasible'] else 'NO'}, "
         f"largest difference elsewhere {r['max_abs_diff']:.1e}"
         for threads, r in runs
     ]
