@@ -177,7 +177,7 @@ def main() -> None:
     else:
         print(
             "At every size every solver placed the same number of agents, within every "
-            "capacity, at the same total cost as modelrouter (to the OR-Tools integer rounding)."
+            "capacity,\nat the same total cost as modelrouter (to the OR-Tools integer rounding)."
         )
 
 
