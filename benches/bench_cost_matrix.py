@@ -149,7 +149,9 @@ def main() -> None:
         f"largest difference elsewhere {r['max_abs_diff']:.1e}"
         for threads, r in runs
     ]
-    print(f"\nAgreement with numpy in this run: {'; '.join(agree)}.")
+    agreement = f"Agreement with numpy in this run: {'; '.join(agree)}."
+    print()
+    print(textwrap.fill(agreement, 100, break_on_hyphens=False))
 
 
 if __name__ == "__main__":
