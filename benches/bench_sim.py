@@ -43,10 +43,12 @@ def main() -> None:
         routed = REQUESTS * len(policies)
         rows.append(f"| {label} | {best:.3f} | {median:.3f} | {routed / best:,.0f} |")
     print(f"## Simulator ({REQUESTS:,} requests, {n_models} models, `{SCENARIO}` scenario)\n")
-    print(
+    timing = (
         f"{os.cpu_count()} cores; {REPEAT} runs of each row, no warm-up; best and median "
-        "seconds; requests/s = every policy's requests over the best time.\n"
+        "seconds from Python (report and latency arrays included); requests/s = every "
+        "policy's requests over the best time."
     )
+    print(textwrap.fill(timing, 100, break_on_hyphens=False), end="\n\n")
     print("| run | best s | median s | simulated requests/s |")
     print("|---|---:|---:|---:|")
     print("\n".join(rows))
