@@ -13,6 +13,10 @@ import numpy as np
 
 import modelrouter as mr
 
+RECORD_BATCHES = (200, 1000)  # (batches, calls per batch)
+READ_BATCHES = (50, 200)
+EVALUATE_BATCHES = (50, 100)
+
 
 def median_ns(fn, batches: int = 200, per_batch: int = 1000) -> float:
     samples = []
@@ -59,23 +63,29 @@ def accuracy(n: int = 100_000) -> float:
 def main() -> None:
     t = mr.PerformanceTracker()
     t.record("llama", 1.0, agent_id="coder")
-    rec = median_ns(lambda: t.record("llama", 42.0, True))
-    rec_agent = median_ns(lambda: t.record("llama", 42.0, True, "coder"))
-    stats = median_ns(lambda: t.stats("llama"), batches=50, per_batch=200)
+    rec = median_ns(lambda: t.record("llama", 42.0, True), *RECORD_BATCHES)
+    rec_agent = median_ns(lambda: t.record("llama", 42.0, True, "coder"), *RECORD_BATCHES)
+    stats = median_ns(lambda: t.stats("llama"), *READ_BATCHES)
     models = [f"deploy-{j}" for j in range(16)]
     scorer = mr.AdaptiveScorer(tracker=t)
     for j, m in enumerate(models):
         for _ in range(50):
             t.record(m, 50.0 + 10 * j, j != 3)
     caps = np.full(len(models), 0.7)
-    scores = median_ns(lambda: scorer.scores(models, caps), batches=50, per_batch=200)
+    scores = median_ns(lambda: scorer.scores(models, caps), *READ_BATCHES)
     rules = [mr.AlertRule("high_latency", 150.0), mr.AlertRule("low_success_rate", 0.9)]
     am = mr.AlertManager(rules, performance=t)
-    evaluate = median_ns(am.evaluate, batches=50, per_batch=100)
+    evaluate = median_ns(am.evaluate, *EVALUATE_BATCHES)
     mem, rss = memory_rows()
     err = accuracy()
 
     print("## Feedback loop\n")
+    batches = {b: f"{b[0]} batches of {b[1]:,}" for b in (RECORD_BATCHES, READ_BATCHES)}
+    print(
+        "Median over batches of calls (`time.perf_counter_ns`, no warm-up): record "
+        f"{batches[RECORD_BATCHES]}, stats and scores {batches[READ_BATCHES]}, evaluate "
+        f"{EVALUATE_BATCHES[0]} batches of {EVALUATE_BATCHES[1]}.\n"
+    )
     print("| operation (from Python, one thread) | median per call |")
     print("|---|---:|")
     print(f"| PerformanceTracker.record(model, latency, success) | {rec:.0f} ns |")

@@ -158,7 +158,10 @@ def main() -> None:
         rust = batched(url)
     cluster = measure_cluster()
     print("## Shared load (Redis)\n")
-    print("Local redis-server on loopback, 2-core VM, from Python; one acquire+release pair.")
+    print(
+        f"Local redis-server on loopback, {os.cpu_count()} cores, from Python; one "
+        "acquire+release pair."
+    )
     print(
         "Cluster: 3 masters on the same machine (`redis+cluster://`), client-side slot routing.\n"
     )

@@ -1,15 +1,39 @@
-"""Per-request routing from Python over 16 models, the track() guard, and LiteLLM Router's
-least-busy selection on the same 16 deployments (when litellm is importable)."""
+"""Per-request routing from Python over 16 models, the per-request lifecycle (``request`` and
+``track`` guards), and LiteLLM Router's least-busy selection on the same 16 deployments (when
+litellm is importable).
+
+Routing rates: every row is measured the same way: an untimed warm-up of ``--warmup`` seconds
+that also sizes the batches (about 10 ms each), then ``--windows`` windows of ``--seconds``
+each; a window ends after the first batch that reaches its length. Calls cycle through a list
+of inputs in every row (``itertools.cycle``), so the loop overhead is the same:
+
+- same agent: one agent every call, so the router's score cache always hits;
+- distinct agents: ``--agents`` different agents (ids and requirements), more than the
+  router's score cache holds (4,096 entries, cleared when full), so every call computes the
+  agent's scores over the 16 models;
+- LiteLLM ``get_available_deployment(model="gpt")`` takes a model group, not an agent: it has
+  no cache of agent scores to hit or miss.
+
+Lifecycle: median ns per enter+exit pair over batches of 1,000 pairs, the same inputs.
+
+Usage: python benches/bench_route.py [--seconds 1 --windows 3 --agents 5000 --batches 200]
+"""
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import os
 import statistics
+import textwrap
 import time
+from typing import Any, Callable
 
 import modelrouter as mr
 
 N_MODELS = 16
+SCORE_CACHE_ENTRIES = 4096  # SCORE_CACHE_LIMIT in src/router/mod.rs
+HIT_AGENT = mr.Agent("coder", {"code": 0.4}, {"chat": 1.0})
 
 
 def fleet() -> list[mr.Model]:
@@ -24,30 +48,57 @@ def fleet() -> list[mr.Model]:
     ]
 
 
-def decisions_per_s(fn, seconds: float = 1.0) -> float:
-    best = 0.0
-    for _ in range(3):
+def distinct_agents(n: int) -> list[mr.Agent]:
+    """``n`` agents with their own ids and requirements, every one servable by every model."""
+    return [
+        mr.Agent(f"agent-{i}", {"code": 0.2 + 0.3 * (i % 101) / 100}, {"chat": 1.0 - (i % 7) / 10})
+        for i in range(n)
+    ]
+
+
+def router(policy: str = "weighted") -> mr.Router:
+    return mr.Router(fleet(), policy=policy, load=mr.LoadTracker())
+
+
+def rates(
+    call: Callable[[Any], object], items: list[Any], args: argparse.Namespace
+) -> tuple[float, float]:
+    """(best, median) calls/s over the windows; the same procedure for every row."""
+    it = itertools.cycle(items)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < args.warmup:
+        for x in itertools.islice(it, 100):
+            call(x)
+        n += 100
+    batch = max(1, int(n / args.warmup * 0.01))
+    out = []
+    for _ in range(args.windows):
         n, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            for _ in range(1000):
-                fn()
-            n += 1000
-        best = max(best, n / elapsed)
-    return best
+        while (elapsed := time.perf_counter() - start) < args.seconds:
+            for x in itertools.islice(it, batch):
+                call(x)
+            n += batch
+        out.append(n / elapsed)
+    return max(out), statistics.median(out)
 
 
-def track_pair_ns(router: mr.Router, batches: int = 200, per_batch: int = 1000) -> float:
+def pair_ns(enter: Callable[[Any], Any], items: list[Any], batches: int) -> float:
+    """Median over ``batches`` batches of 1,000 ``with enter(x): pass`` pairs, ns per pair."""
+    it = itertools.cycle(items)
+    for x in itertools.islice(it, 1000):  # warm-up
+        with enter(x):
+            pass
     samples = []
     for _ in range(batches):
         start = time.perf_counter_ns()
-        for _ in range(per_batch):
-            with router.track("deploy-3"):
+        for x in itertools.islice(it, 1000):
+            with enter(x):
                 pass
-        samples.append((time.perf_counter_ns() - start) / per_batch)
+        samples.append((time.perf_counter_ns() - start) / 1000)
     return statistics.median(samples)
 
 
-def litellm_least_busy_per_s() -> float | None:
+def litellm_router() -> Any | None:
     # Use the cost map bundled in the wheel instead of fetching it from the network.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
@@ -67,29 +118,88 @@ def litellm_least_busy_per_s() -> float | None:
         }
         for j in range(N_MODELS)
     ]
-    router = LiteRouter(model_list=model_list, routing_strategy="least-busy")
-    return decisions_per_s(lambda: router.get_available_deployment(model="gpt"), 0.5)
+    return LiteRouter(model_list=model_list, routing_strategy="least-busy")
 
 
 def main() -> None:
-    router = mr.Router(fleet(), policy="weighted")
-    agent = mr.Agent("coder", {"code": 0.4}, {"chat": 1.0})
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=1.0, help="length of one timed window")
+    p.add_argument("--windows", type=int, default=3)
+    p.add_argument("--warmup", type=float, default=0.2, help="untimed seconds before a row")
+    p.add_argument("--agents", type=int, default=5000, help="distinct agents (> 4,096)")
+    p.add_argument("--batches", type=int, default=200, help="lifecycle: batches of 1,000 pairs")
+    args = p.parse_args()
+    if args.agents <= SCORE_CACHE_ENTRIES:
+        p.error(f"--agents must exceed the score cache ({SCORE_CACHE_ENTRIES:,} entries)")
+    same, many = [HIT_AGENT], distinct_agents(args.agents)
+
     rows = []
     for policy in ("weighted", "least_loaded", "power_of_two", "predictive"):
-        r = mr.Router(fleet(), policy=policy)
-        rows.append(
-            (f"modelrouter route() [{policy}]", decisions_per_s(lambda r=r: r.route(agent)))
-        )
-    lite = litellm_least_busy_per_s()
+        for label, items in (("same agent", same), (f"{args.agents:,} distinct agents", many)):
+            r = router(policy)
+            rows.append(
+                (f"modelrouter `route()` [{policy}], {label}", *rates(r.route, items, args))
+            )
+    lite = litellm_router()
+    lite_rate = None
+    if lite is not None:
+        best, median = rates(lambda _: lite.get_available_deployment(model="gpt"), [None], args)
+        lite_rate = best
+        rows.append(("LiteLLM `get_available_deployment` [least-busy]", best, median))
+
+    def request(r: mr.Router) -> Callable[[mr.Agent], Any]:
+        return r.request
+
+    def track(r: mr.Router) -> Callable[[str], Any]:
+        return r.track
+
+    def track_agent(r: mr.Router) -> Callable[[mr.Agent], Any]:
+        return lambda a: r.track("deploy-3", agent_id=a.id)
+
+    distinct = f"{args.agents:,} distinct agents"
+    lifecycle: list[tuple[str, str, Callable[[mr.Router], Any], list[Any]]] = [
+        ("`with router.request(agent): pass`", "same agent", request, same),
+        ("`with router.request(agent): pass`", distinct, request, many),
+        ("`with router.track(model_id): pass`", "one model, no agent id", track, ["deploy-3"]),
+        ("`with router.track(model_id, agent_id=a.id): pass`", "same agent", track_agent, same),
+        ("`with router.track(model_id, agent_id=a.id): pass`", distinct, track_agent, many),
+    ]
+    life_rows = []
+    for what, label, enter, items in lifecycle:
+        life_rows.append((what, label, pair_ns(enter(router()), items, args.batches)))
+
     print(f"## Per-request routing ({N_MODELS} models, one Python thread)\n")
-    print("| router | decisions/s | vs LiteLLM least-busy |")
-    print("|---|---:|---:|")
-    for name, rate in rows:
-        ratio = f"{rate / lite:.0f}x" if lite else "n/a (litellm not installed)"
-        print(f"| {name} | {rate:,.0f} | {ratio} |")
-    if lite:
-        print(f"| LiteLLM Router get_available_deployment [least-busy] | {lite:,.0f} | 1x |")
-    print(f"\ntrack() enter+exit pair from Python: median {track_pair_ns(router):.0f} ns")
+    intro = (
+        f"Every row: {args.warmup:g} s untimed warm-up, then {args.windows} windows of "
+        f"{args.seconds:g} s (`time.perf_counter`), batches of about 10 ms; best and median "
+        "window. Same agent: the router's score cache hits on every call after the first. "
+        f"{args.agents:,} distinct agents (ids and requirements), cycled: more than the "
+        f"{SCORE_CACHE_ENTRIES:,}-entry score cache, so every call scores its agent on all "
+        f"{N_MODELS} models. `route()` decides on live load and reserves nothing; LiteLLM's "
+        "least-busy `get_available_deployment` picks among the 16 deployments of one model "
+        "group by its in-flight counts and takes no agent, so it has one row. Ratios divide "
+        "best by LiteLLM's best."
+    )
+    print(textwrap.fill(intro, 100, break_on_hyphens=False), end="\n\n")
+    print("| router | decisions/s (best) | median window | vs LiteLLM least-busy |")
+    print("|---|---:|---:|---:|")
+    for name, best, median in rows:
+        ratio = f"{best / lite_rate:.0f}x" if lite_rate else "n/a (litellm not installed)"
+        print(f"| {name} | {best:,.0f} | {median:,.0f} | {ratio} |")
+    lifecycle_intro = (
+        f"Per-request lifecycle from Python (router with a `LoadTracker`, weighted policy): "
+        f"median over {args.batches} batches of 1,000 enter+exit pairs. `request(agent)` "
+        "routes, admits (takes a slot) and on exit gives the slot back and records the latency "
+        "(latency EWMA, PerformanceTracker series of the model and of the agent); "
+        "`track(model_id)` takes a slot on a given model without routing and records the same "
+        "way, per agent only when given `agent_id`."
+    )
+    print()
+    print(textwrap.fill(lifecycle_intro, 100, break_on_hyphens=False), end="\n\n")
+    print("| guard | input | median ns per pair |")
+    print("|---|---|---:|")
+    for what, label, ns in life_rows:
+        print(f"| {what} | {label} | {ns:,.0f} |")
 
 
 if __name__ == "__main__":

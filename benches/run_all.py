@@ -10,6 +10,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,12 +55,15 @@ def criterion_section() -> str:
 
 def main() -> int:
     sections, failed = [], []
+    load_before = os.getloadavg()[0]
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"running {script.name} ...", file=sys.stderr, flush=True)
+        start = time.monotonic()
         proc = subprocess.run(
             [sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT
         )
         sys.stderr.write(proc.stderr[-2000:])
+        print(f"{script.name}: {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
         if proc.returncode != 0:
             failed.append(script.name)
             sections.append(f"## {script.name}\n\nFailed in this run (exit {proc.returncode}).\n")
@@ -69,9 +73,12 @@ def main() -> int:
     header = (
         "# Benchmarks\n\n"
         f"Written by `make bench` on {datetime.date.today().isoformat()}: one run, same machine "
-        f"({os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}). Each "
-        "section states its workload; ratios compare against the named peer measured in the same "
-        "run. Absolute numbers move with the machine (expect ±20 % on a shared VM).\n"
+        f"({os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; 1-minute "
+        f"load average {load_before:.1f} before the Python benchmarks, "
+        f"{os.getloadavg()[0]:.1f} after). Each section states its workload, its repetitions and "
+        "what each row measures; ratios compare against the named peer measured in the same run "
+        "the same way. Where a section gives best and median, their gap is this run's spread; "
+        "absolute numbers move with the machine and its other load.\n"
     )
     crit = criterion_section()
     text = "\n".join([header, *sections, *([crit] if crit else [])])

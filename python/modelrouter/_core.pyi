@@ -6,9 +6,9 @@ from typing import Any, Literal, TypeAlias, TypedDict, final, overload
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Unpack, deprecated
 
 from ._aio import Acquisition
-from typing_extensions import Unpack, deprecated
 
 __all__ = [
     "__version__",
