@@ -5,13 +5,16 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use crate::error::{parse_choice, Error, Result};
 use crate::load::{AtomicF64, LoadTracker, ModelState};
 
 /// What a firing rule asks for, from mildest to strongest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// Report only.
@@ -50,7 +53,7 @@ impl FromStr for ActionKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ScalingRule {
     pub threshold_utilization: f64,
     pub threshold_duration_s: f64,
@@ -94,6 +97,48 @@ pub struct ScalingAction {
     pub since: f64,
     /// For scale_out: replicas needed to bring utilization back to the model's target.
     pub suggested_replicas: u64,
+}
+
+/// `ScalingRule(threshold_utilization=0.9, …)`: the Python repr.
+impl fmt::Display for ScalingRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ScalingRule(threshold_utilization={}, threshold_duration_s={}, action={:?})",
+            self.threshold_utilization,
+            self.threshold_duration_s,
+            self.action.name()
+        )
+    }
+}
+
+/// `ScalingAction("m", action="scale_out", utilization=0.950, since=12)`: the Python repr.
+impl fmt::Display for ScalingAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ScalingAction({:?}, action={:?}, utilization={:.3}, since={})",
+            self.model_id,
+            self.action.name(),
+            self.utilization,
+            self.since
+        )
+    }
+}
+
+/// The Python `ScalingAction.to_dict()`: the action's fields, then its rule's thresholds.
+impl Serialize for ScalingAction {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("ScalingAction", 7)?;
+        s.serialize_field("model_id", &self.model_id)?;
+        s.serialize_field("action", &self.action)?;
+        s.serialize_field("utilization", &self.utilization)?;
+        s.serialize_field("since", &self.since)?;
+        s.serialize_field("suggested_replicas", &self.suggested_replicas)?;
+        s.serialize_field("threshold_utilization", &self.rule.threshold_utilization)?;
+        s.serialize_field("threshold_duration_s", &self.rule.threshold_duration_s)?;
+        s.end()
+    }
 }
 
 /// Per model, per rule: since when the threshold has held (NaN while it does not).

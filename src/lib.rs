@@ -13,9 +13,9 @@ pub mod flow;
 pub mod lap;
 pub mod load;
 pub mod perf;
-pub mod router;
 #[cfg(feature = "redis-backend")]
 pub mod redis_backend;
+pub mod router;
 pub mod sim;
 pub mod strategy;
 

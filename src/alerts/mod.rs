@@ -17,13 +17,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use serde::Serialize;
+
+use crate::capability::nan_as_none;
 use crate::error::{Error, Result};
 use crate::load::{LoadTracker, SharedClock};
 use crate::perf::PerformanceTracker;
 
 pub use rule::{AlertKind, AlertRule, Severity};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AlertState {
     Firing,
     Resolved,
@@ -39,22 +43,32 @@ impl AlertState {
 }
 
 /// One notification. `id` names the firing episode: its first notice, repeats and resolved
-/// notice share it.
-#[derive(Debug, Clone, PartialEq)]
+/// notice share it. Serializes as the Python `Alert.to_dict()` (`kind` as `type`, a NaN
+/// value as null).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
     pub id: u64,
+    #[serde(rename = "type")]
     pub kind: AlertKind,
     pub severity: Severity,
     /// None for a fleet-wide alert (no_capacity over every model).
     pub model_id: Option<String>,
     pub state: AlertState,
     /// The value last observed; NaN when the data disappeared.
+    #[serde(serialize_with = "nan_as_none")]
     pub value: f64,
     pub threshold: f64,
     /// When the condition started to hold (the beginning of pending).
     pub started_at: f64,
     pub emitted_at: f64,
     pub message: String,
+}
+
+/// `Alert(id=3, <message>)`: the Python repr.
+impl std::fmt::Display for Alert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Alert(id={}, {})", self.id, self.message)
+    }
 }
 
 pub type AlertSink = Arc<dyn Fn(&Alert) + Send + Sync>;
@@ -104,6 +118,19 @@ impl std::fmt::Debug for AlertManager {
             .field("rules", &self.rules)
             .field("cooldown_s", &self.cooldown_s)
             .finish_non_exhaustive()
+    }
+}
+
+/// `AlertManager(rules=2, cooldown_s=300, active=0)`: the Python repr.
+impl std::fmt::Display for AlertManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AlertManager(rules={}, cooldown_s={}, active={})",
+            self.rules.len(),
+            self.cooldown_s,
+            self.active().len()
+        )
     }
 }
 

@@ -15,15 +15,36 @@
 //! object API and the numpy API run the same parallel kernel.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::load::Capacity;
 
+/// Defaults of a model's optional fields, in one place: `modelrouter.Model(...)`, the
+/// simulator's scenario files and the REST schema (through `modelrouter._core.MODEL_DEFAULTS`)
+/// all read them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ModelDefaults {
+    pub context_window: u64,
+    pub max_concurrent: u64,
+    pub max_queue: u64,
+    pub target_utilization: f64,
+    pub cost_per_1k_tokens: f64,
+}
+
+pub const MODEL_DEFAULTS: ModelDefaults = ModelDefaults {
+    context_window: 8192,
+    max_concurrent: 10,
+    max_queue: 0,
+    target_utilization: 0.8,
+    cost_per_1k_tokens: 0.0,
+};
+
 /// Relative weights of the score's terms. Validated finite and non-negative.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ScoreWeights {
     pub required: f64,
     pub preferred: f64,
@@ -66,10 +87,12 @@ impl ScoreWeights {
     }
 }
 
-/// What a model deployment offers. Capability levels lie in [0, 1].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a model deployment offers. Capability levels lie in [0, 1]. Serializes as the
+/// Python `Model.to_dict()` (capabilities as a name → level map).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelProfile {
     pub id: String,
+    #[serde(serialize_with = "pairs_as_map")]
     pub capabilities: Vec<(String, f64)>,
     pub context_window: u64,
     pub max_concurrent: u64,
@@ -79,12 +102,63 @@ pub struct ModelProfile {
 }
 
 /// What an agent needs: minimum levels it cannot do without, weighted preferences, context.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Serializes as the Python `Agent.to_dict()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentProfile {
     pub id: String,
+    #[serde(serialize_with = "pairs_as_map")]
     pub required: Vec<(String, f64)>,
+    #[serde(serialize_with = "pairs_as_map")]
     pub preferred: Vec<(String, f64)>,
     pub min_context: u64,
+}
+
+/// Named levels as a map (`{"code": 0.9}`), in their stored (sorted) order.
+pub fn pairs_as_map<S: serde::Serializer>(
+    pairs: &[(String, f64)],
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+/// NaN ("no value") as `None`/`null`.
+pub fn nan_as_none<S: serde::Serializer>(
+    value: &f64,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    Some(*value).filter(|v| !v.is_nan()).serialize(serializer)
+}
+
+/// `Model("id", capabilities=[...], ...)`: the Python repr.
+impl fmt::Display for ModelProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Model({:?}, capabilities={:?}, context_window={}, max_concurrent={}, max_queue={})",
+            self.id, self.capabilities, self.context_window, self.max_concurrent, self.max_queue
+        )
+    }
+}
+
+/// `Agent("id", required=[...], ...)`: the Python repr.
+impl fmt::Display for AgentProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Agent({:?}, required={:?}, preferred={:?}, min_context={})",
+            self.id, self.required, self.preferred, self.min_context
+        )
+    }
+}
+
+impl fmt::Display for ScoreWeights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ScoreWeights(required={}, preferred={}, context={}, cost={})",
+            self.required, self.preferred, self.context, self.cost
+        )
+    }
 }
 
 fn check_id(field: &str, id: &str) -> Result<()> {

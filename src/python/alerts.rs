@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::arrays::to_py;
 use super::capability::non_negative;
 use super::errors::invalid;
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
@@ -64,14 +65,7 @@ impl PyAlertRule {
         self.0.min_samples
     }
     fn __repr__(&self) -> String {
-        format!(
-            "AlertRule({:?}, {}, severity={:?}, for_s={}, model_id={:?})",
-            self.0.kind.name(),
-            self.0.threshold,
-            self.0.severity.name(),
-            self.0.for_s,
-            self.0.model_id
-        )
+        self.0.to_string()
     }
 }
 
@@ -125,22 +119,11 @@ impl PyAlert {
     fn message(&self) -> &str {
         &self.0.message
     }
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("id", self.0.id)?;
-        d.set_item("type", self.0.kind.name())?;
-        d.set_item("severity", self.0.severity.name())?;
-        d.set_item("model_id", self.model_id())?;
-        d.set_item("state", self.0.state.name())?;
-        d.set_item("value", self.value())?;
-        d.set_item("threshold", self.0.threshold)?;
-        d.set_item("started_at", self.0.started_at)?;
-        d.set_item("emitted_at", self.0.emitted_at)?;
-        d.set_item("message", &self.0.message)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
     fn __repr__(&self) -> String {
-        format!("Alert(id={}, {})", self.0.id, self.0.message)
+        self.0.to_string()
     }
 }
 
@@ -296,12 +279,7 @@ impl PyAlertManager {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "AlertManager(rules={}, cooldown_s={}, active={})",
-            self.core.rules().len(),
-            self.core.cooldown_s(),
-            self.core.active().len()
-        )
+        self.core.to_string()
     }
 }
 

@@ -1,11 +1,20 @@
-//! numpy conversions shared by the bindings: anything array-like becomes a contiguous f64
-//! buffer, with errors that name the argument.
+//! Conversions shared by the bindings: anything array-like becomes a contiguous f64 buffer,
+//! with errors that name the argument; core `Serialize` values become Python objects.
 
 use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::errors::invalid;
+
+/// The one serde → Python converter: a core struct becomes a dict (field names as keys), a
+/// sequence a list, `None` stays `None`. Every `to_dict()` goes through here.
+pub fn to_py<'py, T: serde::Serialize + ?Sized>(
+    py: Python<'py>,
+    value: &T,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(pythonize::pythonize(py, value)?)
+}
 
 /// `numpy.asarray(obj, dtype="float64")`, with conversion failures reported against `field`.
 fn as_float64<'py>(obj: &Bound<'py, PyAny>, field: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -60,4 +69,28 @@ pub fn to_matrix<'py>(
     Ok(PyArray1::from_vec(py, data)
         .reshape([rows, cols])?
         .into_any())
+}
+
+/// An argument renamed in the public API: the value under its new name, or under the old one
+/// with a DeprecationWarning naming the new one (kept one release). Both is an input error.
+pub fn renamed<T>(
+    py: Python<'_>,
+    function: &str,
+    (new, new_value): (&str, Option<T>),
+    (old, old_value): (&str, Option<T>),
+) -> PyResult<Option<T>> {
+    match (new_value, old_value) {
+        (Some(_), Some(_)) => Err(invalid(
+            old,
+            format!("is the deprecated name of {new}; give only {new}"),
+        )),
+        (None, Some(value)) => {
+            let message = format!("{function}({old}=...) is deprecated; use {new}=... instead");
+            let message = std::ffi::CString::new(message)?;
+            let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
+            PyErr::warn(py, &category, &message, 1)?;
+            Ok(Some(value))
+        }
+        (value, None) => Ok(value),
+    }
 }

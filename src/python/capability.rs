@@ -3,31 +3,27 @@
 use std::collections::HashMap;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
-use super::arrays;
+use super::arrays::{self, to_py};
 use super::errors::invalid;
 use crate::capability::{
-    cost_matrix as named_cost_matrix, cost_matrix_dense, AgentProfile, DenseProfiles, ModelProfile,
-    ScoreWeights,
+    cost_matrix as named_cost_matrix, cost_matrix_dense, pairs_as_map, AgentProfile, DenseProfiles,
+    ModelProfile, ScoreWeights, MODEL_DEFAULTS as D,
 };
 
 /// Non-negative integer argument, so that −1 is a ValueError naming the field, not an
 /// OverflowError.
 pub fn non_negative(field: &str, value: i64) -> PyResult<u64> {
-    u64::try_from(value).map_err(|_| invalid(field, format!("must be >= 0, got {value}")))
+    Ok(crate::error::non_negative(field, value)?)
 }
 
 fn entries(map: Option<HashMap<String, f64>>) -> Vec<(String, f64)> {
     map.map_or_else(Vec::new, |m| m.into_iter().collect())
 }
 
-fn as_dict<'py>(py: Python<'py>, entries: &[(String, f64)]) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    for (name, value) in entries {
-        dict.set_item(name, value)?;
-    }
-    Ok(dict)
+/// Named levels as a fresh dict.
+fn as_dict<'py>(py: Python<'py>, entries: &[(String, f64)]) -> PyResult<Bound<'py, PyAny>> {
+    Ok(pairs_as_map(entries, pythonize::Pythonizer::new(py))?)
 }
 
 /// A model deployment: capability levels in [0, 1], context window, capacity and price.
@@ -38,8 +34,10 @@ pub struct PyModel(pub ModelProfile);
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (id, capabilities=None, *, context_window=8192, max_concurrent=10,
-                        max_queue=0, target_utilization=0.8, cost_per_1k_tokens=0.0))]
+    #[pyo3(signature = (id, capabilities=None, *, context_window=D.context_window as i64,
+                        max_concurrent=D.max_concurrent as i64, max_queue=D.max_queue as i64,
+                        target_utilization=D.target_utilization,
+                        cost_per_1k_tokens=D.cost_per_1k_tokens))]
     fn new(
         id: String,
         capabilities: Option<HashMap<String, f64>>,
@@ -65,7 +63,7 @@ impl PyModel {
         &self.0.id
     }
     #[getter]
-    fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         as_dict(py, &self.0.capabilities)
     }
     #[getter]
@@ -88,28 +86,11 @@ impl PyModel {
     fn cost_per_1k_tokens(&self) -> f64 {
         self.0.cost_per_1k_tokens
     }
-
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("id", &self.0.id)?;
-        d.set_item("capabilities", self.capabilities(py)?)?;
-        d.set_item("context_window", self.0.context_window)?;
-        d.set_item("max_concurrent", self.0.max_concurrent)?;
-        d.set_item("max_queue", self.0.max_queue)?;
-        d.set_item("target_utilization", self.0.target_utilization)?;
-        d.set_item("cost_per_1k_tokens", self.0.cost_per_1k_tokens)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
-
     fn __repr__(&self) -> String {
-        format!(
-            "Model({:?}, capabilities={:?}, context_window={}, max_concurrent={}, max_queue={})",
-            self.0.id,
-            self.0.capabilities,
-            self.0.context_window,
-            self.0.max_concurrent,
-            self.0.max_queue
-        )
+        self.0.to_string()
     }
 }
 
@@ -141,32 +122,22 @@ impl PyAgent {
         &self.0.id
     }
     #[getter]
-    fn required<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn required<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         as_dict(py, &self.0.required)
     }
     #[getter]
-    fn preferred<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn preferred<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         as_dict(py, &self.0.preferred)
     }
     #[getter]
     fn min_context(&self) -> u64 {
         self.0.min_context
     }
-
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("id", &self.0.id)?;
-        d.set_item("required", self.required(py)?)?;
-        d.set_item("preferred", self.preferred(py)?)?;
-        d.set_item("min_context", self.0.min_context)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
-
     fn __repr__(&self) -> String {
-        format!(
-            "Agent({:?}, required={:?}, preferred={:?}, min_context={})",
-            self.0.id, self.0.required, self.0.preferred, self.0.min_context
-        )
+        self.0.to_string()
     }
 }
 
@@ -207,11 +178,7 @@ impl PyScoreWeights {
         self.0.cost
     }
     fn __repr__(&self) -> String {
-        let w = self.0;
-        format!(
-            "ScoreWeights(required={}, preferred={}, context={}, cost={})",
-            w.required, w.preferred, w.context, w.cost
-        )
+        self.0.to_string()
     }
 }
 
@@ -307,6 +274,7 @@ fn cost_matrix<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("MODEL_DEFAULTS", to_py(m.py(), &D)?)?;
     m.add_class::<PyModel>()?;
     m.add_class::<PyAgent>()?;
     m.add_class::<PyScoreWeights>()?;

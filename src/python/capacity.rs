@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
+use super::arrays::to_py;
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
 use crate::capacity::{ActionKind, CapacityManager, ScalingAction, ScalingRule};
 use crate::load::LoadTracker;
@@ -45,12 +45,7 @@ impl PyScalingRule {
         self.0.action.name()
     }
     fn __repr__(&self) -> String {
-        format!(
-            "ScalingRule(threshold_utilization={}, threshold_duration_s={}, action={:?})",
-            self.0.threshold_utilization,
-            self.0.threshold_duration_s,
-            self.0.action.name()
-        )
+        self.0.to_string()
     }
 }
 
@@ -84,25 +79,11 @@ impl PyScalingAction {
     fn suggested_replicas(&self) -> u64 {
         self.0.suggested_replicas
     }
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("model_id", &self.0.model_id)?;
-        d.set_item("action", self.0.action.name())?;
-        d.set_item("utilization", self.0.utilization)?;
-        d.set_item("since", self.0.since)?;
-        d.set_item("suggested_replicas", self.0.suggested_replicas)?;
-        d.set_item("threshold_utilization", self.0.rule.threshold_utilization)?;
-        d.set_item("threshold_duration_s", self.0.rule.threshold_duration_s)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
     fn __repr__(&self) -> String {
-        format!(
-            "ScalingAction({:?}, action={:?}, utilization={:.3}, since={})",
-            self.0.model_id,
-            self.0.action.name(),
-            self.0.utilization,
-            self.0.since
-        )
+        self.0.to_string()
     }
 }
 

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::balancer::Policy;
 use crate::capability::cost_matrix;
-use crate::error::Result;
+use crate::error::{parse_choice, Error, Result};
 
 mod engine;
 mod raw;
@@ -26,7 +26,9 @@ mod scenario;
 #[cfg(test)]
 mod tests;
 
-pub use report::{percentile, thousands, PolicyResult, SimulationReport};
+pub use report::{
+    escape_html, percentile, thousands, PolicyResult, PolicySummary, SimulationReport,
+};
 pub use scenario::{Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS};
 
 /// Reports progress at most once per whole percent and carries a cancellation request back to
@@ -54,6 +56,21 @@ impl Ticker<'_> {
         }
         !self.cancelled.load(Ordering::Relaxed)
     }
+}
+
+/// Policy names as the caller gave them (`field` names the argument): `None` means every
+/// policy; an empty list or an unknown name is an input error that lists the valid names.
+pub fn parse_policies(field: &str, names: Option<&[String]>) -> Result<Vec<Policy>> {
+    let Some(names) = names else {
+        return Ok(Policy::ALL.to_vec());
+    };
+    if names.is_empty() {
+        return Err(Error::invalid(field, "must name at least one policy"));
+    }
+    names
+        .iter()
+        .map(|n| parse_choice(field, "policy", n, &Policy::ALL, Policy::name))
+        .collect()
 }
 
 /// Runs every policy (in parallel, each deterministic given the scenario's seed) with no
