@@ -33,11 +33,15 @@ pub struct PyModel(pub ModelProfile);
 
 #[pymethods]
 impl PyModel {
+    /// The defaults are the core's `MODEL_DEFAULTS`; the text signature only shows them
+    /// (tests/test_registry.py checks that it agrees).
     #[new]
     #[pyo3(signature = (id, capabilities=None, *, context_window=D.context_window as i64,
                         max_concurrent=D.max_concurrent as i64, max_queue=D.max_queue as i64,
                         target_utilization=D.target_utilization,
-                        cost_per_1k_tokens=D.cost_per_1k_tokens))]
+                        cost_per_1k_tokens=D.cost_per_1k_tokens),
+           text_signature = "(id, capabilities=None, *, context_window=8192, max_concurrent=10, \
+                             max_queue=0, target_utilization=0.8, cost_per_1k_tokens=0.0)")]
     fn new(
         id: String,
         capabilities: Option<HashMap<String, f64>>,
