@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::arrays::to_py;
+use super::arrays::{pymethods_with_getters, to_py};
 use super::capability::non_negative;
 use super::errors::invalid;
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
@@ -19,8 +19,10 @@ use crate::alerts::{Alert, AlertKind, AlertManager, AlertRule, HistoryFilter, Se
 #[derive(Clone, PartialEq)]
 pub struct PyAlertRule(pub AlertRule);
 
-#[pymethods]
-impl PyAlertRule {
+pymethods_with_getters! {
+    PyAlertRule, 0 {
+        threshold: f64, for_s: f64, min_samples: u64,
+    }
     #[new]
     #[pyo3(signature = (r#type, threshold, *, severity="warning", for_s=0.0, model_id=None, min_samples=1))]
     fn new(
@@ -45,24 +47,12 @@ impl PyAlertRule {
         self.0.kind.name()
     }
     #[getter]
-    fn threshold(&self) -> f64 {
-        self.0.threshold
-    }
-    #[getter]
     fn severity(&self) -> &'static str {
         self.0.severity.name()
     }
     #[getter]
-    fn for_s(&self) -> f64 {
-        self.0.for_s
-    }
-    #[getter]
     fn model_id(&self) -> Option<&str> {
         self.0.model_id.as_deref()
-    }
-    #[getter]
-    fn min_samples(&self) -> u64 {
-        self.0.min_samples
     }
     fn __repr__(&self) -> String {
         self.0.to_string()
@@ -74,11 +64,9 @@ impl PyAlertRule {
 #[pyclass(frozen, module = "modelrouter", name = "Alert")]
 pub struct PyAlert(pub Alert);
 
-#[pymethods]
-impl PyAlert {
-    #[getter]
-    fn id(&self) -> u64 {
-        self.0.id
+pymethods_with_getters! {
+    PyAlert, 0 {
+        id: u64, threshold: f64, started_at: f64, emitted_at: f64,
     }
     #[getter(r#type)]
     fn kind(&self) -> &'static str {
@@ -102,18 +90,6 @@ impl PyAlert {
     #[getter]
     fn value(&self) -> Option<f64> {
         Some(self.0.value).filter(|v| !v.is_nan())
-    }
-    #[getter]
-    fn threshold(&self) -> f64 {
-        self.0.threshold
-    }
-    #[getter]
-    fn started_at(&self) -> f64 {
-        self.0.started_at
-    }
-    #[getter]
-    fn emitted_at(&self) -> f64 {
-        self.0.emitted_at
     }
     #[getter]
     fn message(&self) -> &str {

@@ -94,3 +94,21 @@ pub fn renamed<T>(
         (value, None) => Ok(value),
     }
 }
+
+/// `#[pymethods]` of a class wrapping a core value (`self.0`, or a named field): a read-only
+/// getter per listed `Copy` field of that value, then the methods written out as usual.
+macro_rules! pymethods_with_getters {
+    ($class:ty, $inner:tt { $($field:ident: $ty:ty),* $(,)? } $($methods:tt)*) => {
+        #[pyo3::pymethods]
+        impl $class {
+            $(
+                #[getter]
+                fn $field(&self) -> $ty {
+                    self.$inner.$field
+                }
+            )*
+            $($methods)*
+        }
+    };
+}
+pub(crate) use pymethods_with_getters;

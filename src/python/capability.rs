@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 
-use super::arrays::{self, to_py};
+use super::arrays::{self, pymethods_with_getters, to_py};
 use super::errors::invalid;
 use crate::capability::{
     cost_matrix as named_cost_matrix, cost_matrix_dense, pairs_as_map, AgentProfile, DenseProfiles,
@@ -31,8 +31,10 @@ fn as_dict<'py>(py: Python<'py>, entries: &[(String, f64)]) -> PyResult<Bound<'p
 #[derive(Clone, PartialEq)]
 pub struct PyModel(pub ModelProfile);
 
-#[pymethods]
-impl PyModel {
+pymethods_with_getters! {
+    PyModel, 0 {
+        context_window: u64, max_concurrent: u64, max_queue: u64, target_utilization: f64, cost_per_1k_tokens: f64,
+    }
     /// The defaults are the core's `MODEL_DEFAULTS`; the text signature only shows them
     /// (tests/test_registry.py checks that it agrees).
     #[new]
@@ -70,26 +72,6 @@ impl PyModel {
     fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         as_dict(py, &self.0.capabilities)
     }
-    #[getter]
-    fn context_window(&self) -> u64 {
-        self.0.context_window
-    }
-    #[getter]
-    fn max_concurrent(&self) -> u64 {
-        self.0.max_concurrent
-    }
-    #[getter]
-    fn max_queue(&self) -> u64 {
-        self.0.max_queue
-    }
-    #[getter]
-    fn target_utilization(&self) -> f64 {
-        self.0.target_utilization
-    }
-    #[getter]
-    fn cost_per_1k_tokens(&self) -> f64 {
-        self.0.cost_per_1k_tokens
-    }
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.0)
     }
@@ -103,8 +85,10 @@ impl PyModel {
 #[derive(Clone, PartialEq)]
 pub struct PyAgent(pub AgentProfile);
 
-#[pymethods]
-impl PyAgent {
+pymethods_with_getters! {
+    PyAgent, 0 {
+        min_context: u64,
+    }
     #[new]
     #[pyo3(signature = (id, required=None, preferred=None, *, min_context=0))]
     fn new(
@@ -133,10 +117,6 @@ impl PyAgent {
     fn preferred<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         as_dict(py, &self.0.preferred)
     }
-    #[getter]
-    fn min_context(&self) -> u64 {
-        self.0.min_context
-    }
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.0)
     }
@@ -156,30 +136,16 @@ impl PyAgent {
 #[derive(Clone, Copy, PartialEq)]
 pub struct PyScoreWeights(pub ScoreWeights);
 
-#[pymethods]
-impl PyScoreWeights {
+pymethods_with_getters! {
+    PyScoreWeights, 0 {
+        required: f64, preferred: f64, context: f64, cost: f64,
+    }
     #[new]
     #[pyo3(signature = (required=0.6, preferred=0.3, context=0.1, cost=0.0))]
     fn new(required: f64, preferred: f64, context: f64, cost: f64) -> PyResult<Self> {
         Ok(PyScoreWeights(ScoreWeights::new(
             required, preferred, context, cost,
         )?))
-    }
-    #[getter]
-    fn required(&self) -> f64 {
-        self.0.required
-    }
-    #[getter]
-    fn preferred(&self) -> f64 {
-        self.0.preferred
-    }
-    #[getter]
-    fn context(&self) -> f64 {
-        self.0.context
-    }
-    #[getter]
-    fn cost(&self) -> f64 {
-        self.0.cost
     }
     fn __repr__(&self) -> String {
         self.0.to_string()

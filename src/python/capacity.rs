@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use super::arrays::to_py;
+use super::arrays::{pymethods_with_getters, to_py};
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
 use crate::capacity::{ActionKind, CapacityManager, ScalingAction, ScalingRule};
 use crate::load::LoadTracker;
@@ -21,8 +21,10 @@ use crate::load::LoadTracker;
 #[derive(Clone, PartialEq)]
 pub struct PyScalingRule(pub ScalingRule);
 
-#[pymethods]
-impl PyScalingRule {
+pymethods_with_getters! {
+    PyScalingRule, 0 {
+        threshold_utilization: f64, threshold_duration_s: f64,
+    }
     #[new]
     #[pyo3(signature = (threshold_utilization, threshold_duration_s=0.0, action="alert_only"))]
     fn new(threshold_utilization: f64, threshold_duration_s: f64, action: &str) -> PyResult<Self> {
@@ -31,14 +33,6 @@ impl PyScalingRule {
             threshold_duration_s,
             action.parse::<ActionKind>()?,
         )?))
-    }
-    #[getter]
-    fn threshold_utilization(&self) -> f64 {
-        self.0.threshold_utilization
-    }
-    #[getter]
-    fn threshold_duration_s(&self) -> f64 {
-        self.0.threshold_duration_s
     }
     #[getter]
     fn action(&self) -> &'static str {
@@ -53,8 +47,10 @@ impl PyScalingRule {
 #[pyclass(frozen, module = "modelrouter", name = "ScalingAction")]
 pub struct PyScalingAction(pub ScalingAction);
 
-#[pymethods]
-impl PyScalingAction {
+pymethods_with_getters! {
+    PyScalingAction, 0 {
+        utilization: f64, since: f64, suggested_replicas: u64,
+    }
     #[getter]
     fn model_id(&self) -> &str {
         &self.0.model_id
@@ -66,18 +62,6 @@ impl PyScalingAction {
     #[getter]
     fn rule(&self) -> PyScalingRule {
         PyScalingRule(self.0.rule)
-    }
-    #[getter]
-    fn utilization(&self) -> f64 {
-        self.0.utilization
-    }
-    #[getter]
-    fn since(&self) -> f64 {
-        self.0.since
-    }
-    #[getter]
-    fn suggested_replicas(&self) -> u64 {
-        self.0.suggested_replicas
     }
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.0)

@@ -3,19 +3,16 @@
 //! Ctrl-C. Summaries, reprs, the table and its HTML come from `crate::sim`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::thread;
 
 use numpy::PyArray1;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use super::arrays::{renamed, to_py};
+use super::arrays::{pymethods_with_getters, renamed, to_py};
 use super::errors::invalid;
 use crate::sim::{
-    parse_policies, simulate_with_progress, PolicySummary, Scenario, SimulationReport,
+    parse_policies, simulate_reporting, PolicySummary, Scenario, SimulationReport, Stopped,
 };
 
 /// One policy's measurements over the scenario's request stream.
@@ -25,8 +22,12 @@ pub struct PyPolicyResult {
     latencies: Py<PyArray1<f64>>,
 }
 
-#[pymethods]
-impl PyPolicyResult {
+pymethods_with_getters! {
+    PyPolicyResult, r {
+        p50_ms: f64, p95_ms: f64, p99_ms: f64, mean_ms: f64, avg_utilization: f64,
+        duration_s: f64, throughput_per_s: f64, requests: u64, completed: u64,
+        overload_failures: u64, rejected: u64, retries: u64, max_queue_length: u64,
+    }
     #[getter]
     fn policy(&self) -> &'static str {
         self.r.policy.name()
@@ -45,58 +46,6 @@ impl PyPolicyResult {
             pythonize::Pythonizer::new(py),
         )?)
     }
-    #[getter]
-    fn p50_ms(&self) -> f64 {
-        self.r.p50_ms
-    }
-    #[getter]
-    fn p95_ms(&self) -> f64 {
-        self.r.p95_ms
-    }
-    #[getter]
-    fn p99_ms(&self) -> f64 {
-        self.r.p99_ms
-    }
-    #[getter]
-    fn mean_ms(&self) -> f64 {
-        self.r.mean_ms
-    }
-    #[getter]
-    fn avg_utilization(&self) -> f64 {
-        self.r.avg_utilization
-    }
-    #[getter]
-    fn requests(&self) -> u64 {
-        self.r.requests
-    }
-    #[getter]
-    fn completed(&self) -> u64 {
-        self.r.completed
-    }
-    #[getter]
-    fn overload_failures(&self) -> u64 {
-        self.r.overload_failures
-    }
-    #[getter]
-    fn rejected(&self) -> u64 {
-        self.r.rejected
-    }
-    #[getter]
-    fn retries(&self) -> u64 {
-        self.r.retries
-    }
-    #[getter]
-    fn max_queue_length(&self) -> u64 {
-        self.r.max_queue_length
-    }
-    #[getter]
-    fn duration_s(&self) -> f64 {
-        self.r.duration_s
-    }
-    #[getter]
-    fn throughput_per_s(&self) -> f64 {
-        self.r.throughput_per_s
-    }
     /// Every field except the latency samples (their count is `completed`).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.r)
@@ -114,8 +63,8 @@ pub struct PySimulationReport {
     results: Vec<Py<PyPolicyResult>>,
 }
 
-#[pymethods]
-impl PySimulationReport {
+pymethods_with_getters! {
+    PySimulationReport, report { requests: u64, seed: u64 }
     #[getter]
     fn results<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -127,14 +76,6 @@ impl PySimulationReport {
     #[getter]
     fn description(&self) -> &str {
         &self.report.description
-    }
-    #[getter]
-    fn requests(&self) -> u64 {
-        self.report.requests
-    }
-    #[getter]
-    fn seed(&self) -> u64 {
-        self.report.seed
     }
     #[getter]
     fn model_ids(&self) -> Vec<String> {
@@ -253,44 +194,26 @@ fn simulate(
         Some(p) => Some(p.unbind()),
         None => None,
     };
-    let mut failure: Option<PyErr> = None;
+    // The runs report to this (calling) thread, which alone touches Python: progress
+    // callbacks run where the caller is, and Ctrl-C is only seen on the main thread.
     let outcome = py.detach(|| {
-        let (tx, rx) = mpsc::channel::<f64>();
-        let stop = AtomicBool::new(false);
-        thread::scope(|scope| {
-            // The runs report to this (calling) thread, which alone touches Python: progress
-            // callbacks run where the caller is, and Ctrl-C is only seen on the main thread.
-            let worker = scope.spawn(|| {
-                let tx = tx;
-                simulate_with_progress(&sc, &policies, &|fraction| {
-                    // A closed channel only means the caller stopped listening.
-                    let _ = tx.send(fraction);
-                    !stop.load(Ordering::Relaxed)
-                })
-            });
-            for fraction in rx {
-                if failure.is_some() {
-                    continue;
-                }
-                let reported = Python::attach(|py| match &callback {
-                    Some(cb) => cb.call1(py, (fraction,)).and_then(|_| py.check_signals()),
-                    None => py.check_signals(),
-                });
-                if let Err(e) = reported {
-                    failure = Some(e);
-                    stop.store(true, Ordering::Relaxed);
-                }
-            }
-            worker.join()
+        simulate_reporting(&sc, &policies, |fraction| {
+            Python::attach(|py| match &callback {
+                Some(cb) => cb.call1(py, (fraction,)).and_then(|_| py.check_signals()),
+                None => py.check_signals(),
+            })
         })
     });
-    if let Some(err) = failure {
-        return Err(err);
-    }
-    let outcome =
-        outcome.map_err(|_| PyRuntimeError::new_err("the simulation stopped unexpectedly"))?;
-    // Stopping early happens only when the callback failed, and that error was returned.
-    let (mut report, _) = outcome?;
+    let mut report = match outcome {
+        Ok(report) => report,
+        Err(Stopped::Caller(e)) => return Err(e),
+        Err(Stopped::Error(e)) => return Err(e.into()),
+        Err(Stopped::Panicked) => {
+            return Err(PyRuntimeError::new_err(
+                "the simulation stopped unexpectedly",
+            ))
+        }
+    };
     let results = report
         .results
         .iter_mut()
