@@ -322,4 +322,29 @@ mod tests {
         assert!(ScalingRule::new(0.5, -1.0, ActionKind::AlertOnly).is_err());
         assert!("explode".parse::<ActionKind>().is_err());
     }
+
+    #[test]
+    fn actions_serialize_as_the_python_dict_and_display_as_the_repr() {
+        let rule = ScalingRule::new(0.9, 30.0, ActionKind::ScaleOut).unwrap();
+        assert_eq!(
+            rule.to_string(),
+            r#"ScalingRule(threshold_utilization=0.9, threshold_duration_s=30, action="scale_out")"#
+        );
+        let action = ScalingAction {
+            model_id: "m".into(),
+            action: ActionKind::ScaleOut,
+            rule,
+            utilization: 0.95,
+            since: 12.0,
+            suggested_replicas: 2,
+        };
+        assert_eq!(
+            serde_json::to_string(&action).unwrap(),
+            r#"{"model_id":"m","action":"scale_out","utilization":0.95,"since":12.0,"suggested_replicas":2,"threshold_utilization":0.9,"threshold_duration_s":30.0}"#
+        );
+        assert_eq!(
+            action.to_string(),
+            r#"ScalingAction("m", action="scale_out", utilization=0.950, since=12)"#
+        );
+    }
 }

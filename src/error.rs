@@ -67,3 +67,17 @@ pub fn parse_choice<T: Copy>(
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_negative_names_the_field() {
+        assert_eq!(non_negative("max_queue", 3), Ok(3));
+        assert_eq!(non_negative("max_queue", 0), Ok(0));
+        let err = non_negative("max_queue", -1).unwrap_err();
+        assert_eq!(err, Error::invalid("max_queue", "must be >= 0, got -1"));
+        assert_eq!(err.to_string(), "max_queue: must be >= 0, got -1");
+    }
+}

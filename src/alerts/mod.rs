@@ -99,6 +99,27 @@ pub struct HistoryFilter<'a> {
     pub limit: Option<usize>,
 }
 
+impl<'a> HistoryFilter<'a> {
+    /// A filter from a caller's strings: unknown severity or type names and a negative limit
+    /// are input errors naming `severity`, `type` and `limit`.
+    pub fn parse(
+        model_id: Option<&'a str>,
+        severity: Option<&str>,
+        kind: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Self> {
+        let limit = limit
+            .map(|l| crate::error::non_negative("limit", l))
+            .transpose()?;
+        Ok(HistoryFilter {
+            model_id,
+            severity: severity.map(str::parse).transpose()?,
+            kind: kind.map(str::parse).transpose()?,
+            limit: limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+        })
+    }
+}
+
 /// Evaluates rules on demand (`evaluate`), keeping per-rule, per-model state between calls.
 pub struct AlertManager {
     rules: Vec<AlertRule>,
@@ -141,6 +162,19 @@ fn scope(model_id: &Option<String>) -> String {
 }
 
 impl AlertManager {
+    /// The clock a manager should read when none is given: the trackers' (the performance
+    /// tracker's first), so that its "now" agrees with their timestamps; else the system clock.
+    pub fn trackers_clock(
+        perf: Option<&Arc<PerformanceTracker>>,
+        load: Option<&Arc<LoadTracker>>,
+    ) -> SharedClock {
+        match (perf, load) {
+            (Some(p), _) => p.clock().clone(),
+            (None, Some(l)) => l.clock().clone(),
+            (None, None) => crate::load::system_clock(),
+        }
+    }
+
     pub fn new(
         rules: Vec<AlertRule>,
         cooldown_s: f64,

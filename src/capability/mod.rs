@@ -464,6 +464,56 @@ pub fn cost_matrix_dense(p: &DenseProfiles<'_>, weights: &ScoreWeights) -> Resul
     Ok(out)
 }
 
+/// A row-major matrix as a caller hands it over: data, rows, columns.
+pub type Matrix = (Vec<f64>, usize, usize);
+
+/// The numpy form of the profiles, as the caller passed them: `agents` (n × k minimum levels,
+/// 0 = not required), `models` (m × k levels) and optional per-row extras. Shapes are checked
+/// against each other with errors naming the argument, values by [`DenseProfiles::validate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseArrays {
+    pub agents: Matrix,
+    pub models: Matrix,
+    pub preferred: Option<Matrix>,
+    pub min_context: Option<Vec<f64>>,
+    pub context_window: Option<Vec<f64>>,
+    pub cost_per_1k_tokens: Option<Vec<f64>>,
+}
+
+impl DenseArrays {
+    /// Row-major `n × m` cost matrix (see the module docs for the formula).
+    pub fn cost_matrix(&self, weights: &ScoreWeights) -> Result<Vec<f64>> {
+        let (required, n, k) = &self.agents;
+        let (capabilities, m, k_models) = &self.models;
+        if k != k_models {
+            return Err(Error::invalid(
+                "models",
+                format!("has {k_models} capability columns but agents has {k}"),
+            ));
+        }
+        if let Some((_, rows, cols)) = &self.preferred {
+            if (rows, cols) != (n, k) {
+                return Err(Error::invalid(
+                    "preferred",
+                    format!("expected shape ({n}, {k}), got ({rows}, {cols})"),
+                ));
+            }
+        }
+        let dense = DenseProfiles {
+            n_agents: *n,
+            n_models: *m,
+            n_capabilities: *k,
+            required,
+            preferred: self.preferred.as_ref().map(|p| p.0.as_slice()),
+            min_context: self.min_context.as_deref(),
+            capabilities,
+            context_window: self.context_window.as_deref(),
+            cost_per_1k_tokens: self.cost_per_1k_tokens.as_deref(),
+        };
+        cost_matrix_dense(&dense, weights)
+    }
+}
+
 /// Dense matrices built from named profiles over the union of their capability names.
 pub struct LoweredProfiles {
     pub n_capabilities: usize,

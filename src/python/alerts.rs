@@ -149,12 +149,9 @@ impl PyAlertManager {
     ) -> PyResult<Self> {
         let perf = performance.map(|p| p.get().0.clone());
         let load = load.map(|l| l.get().0.clone());
-        // Default to the trackers' clock so that "now" agrees with their timestamps.
-        let clock = match (clock, &perf, &load) {
-            (Some(c), _, _) => clock_from(Some(c)),
-            (None, Some(p), _) => p.clock().clone(),
-            (None, None, Some(l)) => l.clock().clone(),
-            (None, None, None) => clock_from(None),
+        let clock = match clock {
+            Some(c) => clock_from(Some(c)),
+            None => AlertManager::trackers_clock(perf.as_ref(), load.as_ref()),
         };
         let history_limit = usize::try_from(non_negative("history_limit", history_limit)?)
             .map_err(|_| invalid("history_limit", "is too large"))?;
@@ -237,15 +234,7 @@ impl PyAlertManager {
         r#type: Option<&str>,
         limit: Option<i64>,
     ) -> PyResult<Vec<PyAlert>> {
-        let limit = limit
-            .map(|l| non_negative("limit", l).map(|l| l as usize))
-            .transpose()?;
-        let filter = HistoryFilter {
-            model_id,
-            severity: severity.map(str::parse::<Severity>).transpose()?,
-            kind: r#type.map(str::parse::<AlertKind>).transpose()?,
-            limit,
-        };
+        let filter = HistoryFilter::parse(model_id, severity, r#type, limit)?;
         Ok(self
             .core
             .history(&filter)

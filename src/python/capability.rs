@@ -7,8 +7,8 @@ use pyo3::prelude::*;
 use super::arrays::{self, pymethods_with_getters, to_py};
 use super::errors::invalid;
 use crate::capability::{
-    cost_matrix as named_cost_matrix, cost_matrix_dense, pairs_as_map, AgentProfile, DenseProfiles,
-    ModelProfile, ScoreWeights, MODEL_DEFAULTS as D,
+    cost_matrix as named_cost_matrix, pairs_as_map, AgentProfile, DenseArrays, ModelProfile,
+    ScoreWeights, MODEL_DEFAULTS as D,
 };
 
 /// Non-negative integer argument, so that −1 is a ValueError naming the field, not an
@@ -198,48 +198,23 @@ fn cost_matrix<'py>(
         })?;
         return arrays::to_matrix(py, cost, n, m);
     }
-    let (required, n, k) = arrays::matrix(agents, "agents")?;
-    let (capabilities, m, k_models) = arrays::matrix(models, "models")?;
-    if k != k_models {
-        return Err(invalid(
-            "models",
-            format!("has {k_models} capability columns but agents has {k}"),
-        ));
-    }
-    let preferred = preferred
-        .map(|p| arrays::matrix(p, "preferred"))
-        .transpose()?;
-    if let Some((_, rows, cols)) = preferred {
-        if (rows, cols) != (n, k) {
-            return Err(invalid(
-                "preferred",
-                format!("expected shape ({n}, {k}), got ({rows}, {cols})"),
-            ));
-        }
-    }
-    let min_context = min_context
-        .map(|c| arrays::vector(c, "min_context", n))
-        .transpose()?;
-    let context_window = context_window
-        .map(|c| arrays::vector(c, "context_window", m))
-        .transpose()?;
-    let prices = cost_per_1k_tokens
-        .map(|c| arrays::vector(c, "cost_per_1k_tokens", m))
-        .transpose()?;
-    let cost = py.detach(|| {
-        let dense = DenseProfiles {
-            n_agents: n,
-            n_models: m,
-            n_capabilities: k,
-            required: &required,
-            preferred: preferred.as_ref().map(|p| p.0.as_slice()),
-            min_context: min_context.as_deref(),
-            capabilities: &capabilities,
-            context_window: context_window.as_deref(),
-            cost_per_1k_tokens: prices.as_deref(),
-        };
-        cost_matrix_dense(&dense, &weights)
-    })?;
+    let agents = arrays::matrix(agents, "agents")?;
+    let models = arrays::matrix(models, "models")?;
+    let (n, m) = (agents.1, models.1);
+    let vector = |v: Option<&Bound<'py, PyAny>>, field, len| {
+        v.map(|v| arrays::vector(v, field, len)).transpose()
+    };
+    let arrays = DenseArrays {
+        preferred: preferred
+            .map(|p| arrays::matrix(p, "preferred"))
+            .transpose()?,
+        min_context: vector(min_context, "min_context", n)?,
+        context_window: vector(context_window, "context_window", m)?,
+        cost_per_1k_tokens: vector(cost_per_1k_tokens, "cost_per_1k_tokens", m)?,
+        agents,
+        models,
+    };
+    let cost = py.detach(|| arrays.cost_matrix(&weights))?;
     arrays::to_matrix(py, cost, n, m)
 }
 
