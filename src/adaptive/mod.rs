@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::capability::nan_as_none;
 use crate::error::{Error, Result};
 use crate::load::{LoadTracker, SharedClock};
 use crate::perf::{PerformanceTracker, Sample};
+use crate::ser::nan_as_none;
 
 /// Pseudo-requests of fleet-average behaviour mixed into every model's success rate.
 const PRIOR_REQUESTS: f64 = 2.0;

@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
-use crate::capability::nan_as_none;
 use crate::error::{Error, Result};
 use crate::load::{LoadTracker, SharedClock};
 use crate::perf::PerformanceTracker;
+use crate::ser::nan_as_none;
 
 pub use rule::{AlertKind, AlertRule, Severity};
 

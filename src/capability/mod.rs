@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::load::Capacity;
+pub use crate::ser::pairs_as_map;
 
 /// Defaults of a model's optional fields, in one place: `modelrouter.Model(...)`, the
 /// simulator's scenario files and the REST schema (through `modelrouter._core.MODEL_DEFAULTS`)
@@ -111,22 +112,6 @@ pub struct AgentProfile {
     #[serde(serialize_with = "pairs_as_map")]
     pub preferred: Vec<(String, f64)>,
     pub min_context: u64,
-}
-
-/// Named levels as a map (`{"code": 0.9}`), in their stored (sorted) order.
-pub fn pairs_as_map<S: serde::Serializer>(
-    pairs: &[(String, f64)],
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))
-}
-
-/// NaN ("no value") as `None`/`null`.
-pub fn nan_as_none<S: serde::Serializer>(
-    value: &f64,
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    Some(*value).filter(|v| !v.is_nan()).serialize(serializer)
 }
 
 /// `Model("id", capabilities=[...], ...)`: the Python repr.

@@ -141,17 +141,6 @@ fn reprs_come_from_display() {
     );
 }
 
-#[test]
-fn nan_serializes_as_null() {
-    #[derive(Serialize)]
-    struct V {
-        #[serde(serialize_with = "nan_as_none")]
-        v: f64,
-    }
-    assert_eq!(json(&V { v: f64::NAN }), r#"{"v":null}"#);
-    assert_eq!(json(&V { v: 1.5 }), r#"{"v":1.5}"#);
-}
-
 fn field_of(err: Error) -> String {
     match err {
         Error::InvalidInput { field, .. } => field,

@@ -1,8 +1,8 @@
-//! AlertRule, Alert and AlertManager. Python sinks are called after the Rust evaluation, with
-//! the GIL; a raising sink is logged on `modelrouter.alerts` and skipped.
+//! AlertRule, Alert and AlertManager. Python sinks are core sinks that take the GIL for their
+//! call; a raising sink is logged on `modelrouter.alerts` and skipped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -108,8 +108,8 @@ pymethods_with_getters! {
 #[pyclass(frozen, module = "modelrouter", name = "AlertManager")]
 pub struct PyAlertManager {
     core: Arc<AlertManager>,
-    sinks: Mutex<Vec<Py<PyAny>>>,
-    sink_errors: AtomicU64,
+    /// Python sink calls that raised (the core counts panicking sinks itself).
+    sink_errors: Arc<AtomicU64>,
 }
 
 /// Logs a sink failure; logging itself failing must not break evaluation either.
@@ -159,8 +159,7 @@ impl PyAlertManager {
         let core = AlertManager::new(rules, cooldown_s, perf, load, history_limit, clock)?;
         let manager = PyAlertManager {
             core: Arc::new(core),
-            sinks: Mutex::new(Vec::new()),
-            sink_errors: AtomicU64::new(0),
+            sink_errors: Arc::new(AtomicU64::new(0)),
         };
         if let Some(cb) = on_alert {
             manager.push_sink(py, cb)?;
@@ -193,31 +192,13 @@ impl PyAlertManager {
     /// emitted: newly firing alerts, repeats after the cooldown and resolved notices. `now`
     /// drives pending/cooldown timing; the trackers still read their own clocks.
     #[pyo3(signature = (now=None))]
-    fn evaluate(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Vec<Py<PyAlert>>> {
+    fn evaluate(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Vec<PyAlert>> {
         if let Some(t) = now.filter(|t| !t.is_finite()) {
             return Err(invalid("now", format!("must be finite, got {t}")));
         }
         let core = self.core.clone();
         let alerts = py.detach(move || core.evaluate(now));
-        let sinks: Vec<Py<PyAny>> = self
-            .sinks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|s| s.clone_ref(py))
-            .collect();
-        let mut out = Vec::with_capacity(alerts.len());
-        for alert in alerts {
-            let obj = Py::new(py, PyAlert(alert))?;
-            for sink in &sinks {
-                if let Err(err) = sink.call1(py, (obj.clone_ref(py),)) {
-                    self.sink_errors.fetch_add(1, Ordering::Relaxed);
-                    log_sink_error(py, sink, &obj.get().0, err);
-                }
-            }
-            out.push(obj);
-        }
-        Ok(out)
+        Ok(alerts.into_iter().map(PyAlert).collect())
     }
 
     /// Alerts firing now, with the time they were last emitted.
@@ -253,10 +234,16 @@ impl PyAlertManager {
         if !sink.bind(py).is_callable() {
             return Err(invalid("sink", "must be callable"));
         }
-        self.sinks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(sink);
+        let errors = self.sink_errors.clone();
+        self.core.add_sink(Arc::new(move |alert: &Alert| {
+            Python::attach(|py| {
+                let obj = Py::new(py, PyAlert(alert.clone()));
+                if let Err(err) = obj.and_then(|obj| sink.call1(py, (obj,))) {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    log_sink_error(py, &sink, alert, err);
+                }
+            })
+        }));
         Ok(())
     }
 }
