@@ -11,7 +11,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::error::{parse_choice, Error, Result};
-use crate::load::{AtomicF64, LoadTracker, ModelState};
+use crate::load::{AtomicF64, LoadTracker, ModelState, SharedClock};
 
 /// What a firing rule asks for, from mildest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -159,6 +159,30 @@ impl CapacityManager {
             tracker,
             clocks: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// A manager over `tracker`, or over a tracker of its own (60 s staleness, as
+    /// `LoadTracker`'s default) on `clock`. Giving both is an input error naming `clock`:
+    /// a tracker brings its own clock.
+    pub fn with_tracker_or_clock(
+        rules: Vec<ScalingRule>,
+        tracker: Option<Arc<LoadTracker>>,
+        clock: Option<SharedClock>,
+    ) -> Result<Self> {
+        let tracker = match (tracker, clock) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "clock",
+                    "give either a tracker (which has its clock) or a clock, not both",
+                ))
+            }
+            (Some(t), None) => t,
+            (None, clock) => {
+                let clock = clock.unwrap_or_else(crate::load::system_clock);
+                Arc::new(LoadTracker::new(60.0, clock)?)
+            }
+        };
+        Ok(CapacityManager::new(rules, tracker))
     }
 
     pub fn rules(&self) -> &[ScalingRule] {
@@ -346,5 +370,20 @@ mod tests {
             action.to_string(),
             r#"ScalingAction("m", action="scale_out", utilization=0.950, since=12)"#
         );
+    }
+
+    #[test]
+    fn a_manager_takes_a_tracker_or_a_clock_not_both() {
+        let clock = Arc::new(ManualClock::new(5.0));
+        let own =
+            CapacityManager::with_tracker_or_clock(vec![], None, Some(clock.clone())).unwrap();
+        assert_eq!(own.tracker().clock().now(), 5.0);
+        let tracker = Arc::new(LoadTracker::new(60.0, clock.clone()).unwrap());
+        let shared =
+            CapacityManager::with_tracker_or_clock(vec![], Some(tracker.clone()), None).unwrap();
+        assert!(Arc::ptr_eq(shared.tracker(), &tracker));
+        let err =
+            CapacityManager::with_tracker_or_clock(vec![], Some(tracker), Some(clock)).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "clock"));
     }
 }

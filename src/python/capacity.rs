@@ -7,7 +7,6 @@ use pyo3::prelude::*;
 use super::arrays::{pymethods_with_getters, to_py};
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
 use crate::capacity::{ActionKind, CapacityManager, ScalingAction, ScalingRule};
-use crate::load::LoadTracker;
 
 /// Fires `action` once utilization has stayed >= `threshold_utilization` for
 /// `threshold_duration_s` seconds.
@@ -84,20 +83,11 @@ impl PyCapacityManager {
         tracker: Option<&Bound<'_, PyLoadTracker>>,
         clock: Option<&Bound<'_, PyManualClock>>,
     ) -> PyResult<Self> {
-        let tracker = match (tracker, clock) {
-            (Some(_), Some(_)) => {
-                return Err(super::errors::invalid(
-                    "clock",
-                    "give either a tracker (which has its clock) or a clock, not both",
-                ))
-            }
-            (Some(t), None) => t.get().0.clone(),
-            (None, clock) => Arc::new(LoadTracker::new(60.0, clock_from(clock))?),
-        };
         let rules = rules.into_iter().map(|r| r.0).collect();
-        Ok(PyCapacityManager(Arc::new(CapacityManager::new(
-            rules, tracker,
-        ))))
+        let tracker = tracker.map(|t| t.get().0.clone());
+        let clock = clock.map(|c| clock_from(Some(c)));
+        let core = CapacityManager::with_tracker_or_clock(rules, tracker, clock)?;
+        Ok(PyCapacityManager(Arc::new(core)))
     }
 
     #[getter]
