@@ -16,6 +16,14 @@ pub fn to_py<'py, T: serde::Serialize + ?Sized>(
     Ok(pythonize::pythonize(py, value)?)
 }
 
+/// Named values (capability levels, per-model utilization) as a fresh dict, in stored order.
+pub fn levels_to_py<'py>(py: Python<'py>, pairs: &[(String, f64)]) -> PyResult<Bound<'py, PyAny>> {
+    Ok(crate::ser::pairs_as_map(
+        pairs,
+        pythonize::Pythonizer::new(py),
+    )?)
+}
+
 /// `numpy.asarray(obj, dtype="float64")`, with conversion failures reported against `field`.
 fn as_float64<'py>(obj: &Bound<'py, PyAny>, field: &str) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();

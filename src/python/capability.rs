@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 
-use super::arrays::{self, pymethods_with_getters, to_py};
+use super::arrays::{self, levels_to_py, pymethods_with_getters, to_py};
 use super::errors::invalid;
 use crate::capability::{
-    cost_matrix as named_cost_matrix, pairs_as_map, AgentProfile, DenseArrays, ModelProfile,
-    ScoreWeights, MODEL_DEFAULTS as D,
+    cost_matrix as named_cost_matrix, AgentProfile, DenseArrays, ModelProfile, ScoreWeights,
+    MODEL_DEFAULTS as D,
 };
 
 /// Non-negative integer argument, so that −1 is a ValueError naming the field, not an
@@ -19,11 +19,6 @@ pub fn non_negative(field: &str, value: i64) -> PyResult<u64> {
 
 fn entries(map: Option<HashMap<String, f64>>) -> Vec<(String, f64)> {
     map.map_or_else(Vec::new, |m| m.into_iter().collect())
-}
-
-/// Named levels as a fresh dict.
-fn as_dict<'py>(py: Python<'py>, entries: &[(String, f64)]) -> PyResult<Bound<'py, PyAny>> {
-    Ok(pairs_as_map(entries, pythonize::Pythonizer::new(py))?)
 }
 
 /// A model deployment: capability levels in [0, 1], context window, capacity and price.
@@ -70,7 +65,7 @@ pymethods_with_getters! {
     }
     #[getter]
     fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        as_dict(py, &self.0.capabilities)
+        levels_to_py(py, &self.0.capabilities)
     }
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.0)
@@ -111,11 +106,11 @@ pymethods_with_getters! {
     }
     #[getter]
     fn required<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        as_dict(py, &self.0.required)
+        levels_to_py(py, &self.0.required)
     }
     #[getter]
     fn preferred<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        as_dict(py, &self.0.preferred)
+        levels_to_py(py, &self.0.preferred)
     }
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.0)

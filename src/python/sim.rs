@@ -9,7 +9,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use super::arrays::{pymethods_with_getters, renamed, to_py};
+use super::arrays::{levels_to_py, pymethods_with_getters, renamed, to_py};
 use super::errors::invalid;
 use crate::sim::{
     parse_policies, simulate_reporting, PolicySummary, Scenario, SimulationReport, Stopped,
@@ -40,11 +40,7 @@ pymethods_with_getters! {
     /// Model id → time-averaged busy slots / max_concurrent; a fresh dict each call.
     #[getter]
     fn per_model_utilization<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let items = &self.r.per_model_utilization;
-        Ok(crate::capability::pairs_as_map(
-            items,
-            pythonize::Pythonizer::new(py),
-        )?)
+        levels_to_py(py, &self.r.per_model_utilization)
     }
     /// Every field except the latency samples (their count is `completed`).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
