@@ -1,5 +1,6 @@
-//! Conversions shared by the bindings: anything array-like becomes a contiguous f64 buffer,
-//! with errors that name the argument; core `Serialize` values become Python objects.
+//! What the bindings share: anything array-like becomes a contiguous f64 buffer, with errors
+//! that name the argument; core `Serialize` values become Python objects (the one serde →
+//! Python converter); renamed arguments warn; getters of core fields are generated.
 
 use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
