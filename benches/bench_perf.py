@@ -67,7 +67,7 @@ def main() -> None:
     rec_agent = median_ns(lambda: t.record("llama", 42.0, True, "coder"), *RECORD_BATCHES)
     stats = median_ns(lambda: t.stats("llama"), *READ_BATCHES)
     models = [f"deploy-{j}" for j in range(16)]
-    scorer = mr.AdaptiveScorer(tracker=t)
+    scorer = mr.AdaptiveScorer(performance=t)
     for j, m in enumerate(models):
         for _ in range(50):
             t.record(m, 50.0 + 10 * j, j != 3)

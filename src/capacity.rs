@@ -5,13 +5,16 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use crate::error::{parse_choice, Error, Result};
-use crate::load::{AtomicF64, LoadTracker, ModelState};
+use crate::load::{AtomicF64, LoadTracker, ModelState, SharedClock};
 
 /// What a firing rule asks for, from mildest to strongest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// Report only.
@@ -50,7 +53,7 @@ impl FromStr for ActionKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ScalingRule {
     pub threshold_utilization: f64,
     pub threshold_duration_s: f64,
@@ -96,6 +99,48 @@ pub struct ScalingAction {
     pub suggested_replicas: u64,
 }
 
+/// `ScalingRule(threshold_utilization=0.9, …)`: the Python repr.
+impl fmt::Display for ScalingRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ScalingRule(threshold_utilization={}, threshold_duration_s={}, action={:?})",
+            self.threshold_utilization,
+            self.threshold_duration_s,
+            self.action.name()
+        )
+    }
+}
+
+/// `ScalingAction("m", action="scale_out", utilization=0.950, since=12)`: the Python repr.
+impl fmt::Display for ScalingAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ScalingAction({:?}, action={:?}, utilization={:.3}, since={})",
+            self.model_id,
+            self.action.name(),
+            self.utilization,
+            self.since
+        )
+    }
+}
+
+/// The Python `ScalingAction.to_dict()`: the action's fields, then its rule's thresholds.
+impl Serialize for ScalingAction {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("ScalingAction", 7)?;
+        s.serialize_field("model_id", &self.model_id)?;
+        s.serialize_field("action", &self.action)?;
+        s.serialize_field("utilization", &self.utilization)?;
+        s.serialize_field("since", &self.since)?;
+        s.serialize_field("suggested_replicas", &self.suggested_replicas)?;
+        s.serialize_field("threshold_utilization", &self.rule.threshold_utilization)?;
+        s.serialize_field("threshold_duration_s", &self.rule.threshold_duration_s)?;
+        s.end()
+    }
+}
+
 /// Per model, per rule: since when the threshold has held (NaN while it does not).
 #[derive(Debug)]
 pub struct RuleClocks(Vec<AtomicF64>);
@@ -114,6 +159,30 @@ impl CapacityManager {
             tracker,
             clocks: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// A manager over `tracker`, or over a tracker of its own (60 s staleness, as
+    /// `LoadTracker`'s default) on `clock`. Giving both is an input error naming `clock`:
+    /// a tracker brings its own clock.
+    pub fn with_tracker_or_clock(
+        rules: Vec<ScalingRule>,
+        tracker: Option<Arc<LoadTracker>>,
+        clock: Option<SharedClock>,
+    ) -> Result<Self> {
+        let tracker = match (tracker, clock) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "clock",
+                    "give either a tracker (which has its clock) or a clock, not both",
+                ))
+            }
+            (Some(t), None) => t,
+            (None, clock) => {
+                let clock = clock.unwrap_or_else(crate::load::system_clock);
+                Arc::new(LoadTracker::new(60.0, clock)?)
+            }
+        };
+        Ok(CapacityManager::new(rules, tracker))
     }
 
     pub fn rules(&self) -> &[ScalingRule] {
@@ -276,5 +345,45 @@ mod tests {
         assert!(ScalingRule::new(0.0, 1.0, ActionKind::AlertOnly).is_err());
         assert!(ScalingRule::new(0.5, -1.0, ActionKind::AlertOnly).is_err());
         assert!("explode".parse::<ActionKind>().is_err());
+    }
+
+    #[test]
+    fn actions_serialize_as_the_python_dict_and_display_as_the_repr() {
+        let rule = ScalingRule::new(0.9, 30.0, ActionKind::ScaleOut).unwrap();
+        assert_eq!(
+            rule.to_string(),
+            r#"ScalingRule(threshold_utilization=0.9, threshold_duration_s=30, action="scale_out")"#
+        );
+        let action = ScalingAction {
+            model_id: "m".into(),
+            action: ActionKind::ScaleOut,
+            rule,
+            utilization: 0.95,
+            since: 12.0,
+            suggested_replicas: 2,
+        };
+        assert_eq!(
+            serde_json::to_string(&action).unwrap(),
+            r#"{"model_id":"m","action":"scale_out","utilization":0.95,"since":12.0,"suggested_replicas":2,"threshold_utilization":0.9,"threshold_duration_s":30.0}"#
+        );
+        assert_eq!(
+            action.to_string(),
+            r#"ScalingAction("m", action="scale_out", utilization=0.950, since=12)"#
+        );
+    }
+
+    #[test]
+    fn a_manager_takes_a_tracker_or_a_clock_not_both() {
+        let clock = Arc::new(ManualClock::new(5.0));
+        let own =
+            CapacityManager::with_tracker_or_clock(vec![], None, Some(clock.clone())).unwrap();
+        assert_eq!(own.tracker().clock().now(), 5.0);
+        let tracker = Arc::new(LoadTracker::new(60.0, clock.clone()).unwrap());
+        let shared =
+            CapacityManager::with_tracker_or_clock(vec![], Some(tracker.clone()), None).unwrap();
+        assert!(Arc::ptr_eq(shared.tracker(), &tracker));
+        let err =
+            CapacityManager::with_tracker_or_clock(vec![], Some(tracker), Some(clock)).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "clock"));
     }
 }

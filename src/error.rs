@@ -44,6 +44,12 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A count given as a signed integer (as Python passes it): −1 is an input error naming
+/// `field`, not an overflow.
+pub fn non_negative(field: &str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::invalid(field, format!("must be >= 0, got {value}")))
+}
+
 /// One of a closed set of names (`all`, spelled by `name`); the error names `field` and lists
 /// every valid spelling, so a typo is fixed from the message alone.
 pub fn parse_choice<T: Copy>(
@@ -60,4 +66,18 @@ pub fn parse_choice<T: Copy>(
             format!("unknown {what} {s:?}; valid: {}", valid.join(", ")),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_negative_names_the_field() {
+        assert_eq!(non_negative("max_queue", 3), Ok(3));
+        assert_eq!(non_negative("max_queue", 0), Ok(0));
+        let err = non_negative("max_queue", -1).unwrap_err();
+        assert_eq!(err, Error::invalid("max_queue", "must be >= 0, got -1"));
+        assert_eq!(err.to_string(), "max_queue: must be >= 0, got -1");
+    }
 }

@@ -16,6 +16,7 @@ pub mod perf;
 #[cfg(feature = "redis-backend")]
 pub mod redis_backend;
 pub mod router;
+pub mod ser;
 pub mod sim;
 pub mod strategy;
 

@@ -18,7 +18,7 @@ Serve = Callable[[str], "tuple[float, bool]"]
 def make(half_life_s: float = 10.0, **kw):
     clock = mr.ManualClock()
     tracker = mr.PerformanceTracker(clock=clock)
-    scorer = mr.AdaptiveScorer(tracker=tracker, half_life_s=half_life_s, **kw)
+    scorer = mr.AdaptiveScorer(performance=tracker, half_life_s=half_life_s, **kw)
     return scorer, tracker, clock
 
 
@@ -134,7 +134,7 @@ def test_infeasible_stays_infeasible():
         {"weights": (0.0, 0.0, 0.0)},
         {"weights": (float("nan"), 1.0, 1.0)},
         {"half_life_s": 0.0},
-        {"tracker": mr.PerformanceTracker(recent_samples=0)},
+        {"performance": mr.PerformanceTracker(recent_samples=0)},
     ],
 )
 def test_bad_settings(kwargs):

@@ -43,7 +43,7 @@ def test_track_request_and_record_feed_the_performance_tracker():
 def test_adaptive_router_moves_traffic_off_a_degraded_model_and_back():
     clock = mr.ManualClock()
     perf = mr.PerformanceTracker(clock=clock)
-    scorer = mr.AdaptiveScorer((0.4, 0.6, 0.0), tracker=perf, half_life_s=10.0, clock=clock)
+    scorer = mr.AdaptiveScorer((0.4, 0.6, 0.0), performance=perf, half_life_s=10.0, clock=clock)
     router = mr.Router(
         models(),
         policy="weighted",
@@ -71,7 +71,7 @@ def test_adaptive_router_moves_traffic_off_a_degraded_model_and_back():
 def test_adaptive_scores_shape_batch_assignment():
     clock = mr.ManualClock()
     perf = mr.PerformanceTracker(clock=clock)
-    scorer = mr.AdaptiveScorer((0.5, 0.5, 0.0), tracker=perf, clock=clock)
+    scorer = mr.AdaptiveScorer((0.5, 0.5, 0.0), performance=perf, clock=clock)
     router = mr.Router(
         models(), strategy="greedy", adaptive=scorer, load=mr.LoadTracker(clock=clock)
     )
@@ -85,7 +85,7 @@ def test_adaptive_scores_shape_batch_assignment():
 
 
 def test_adaptive_scorer_must_learn_from_the_routers_tracker():
-    scorer = mr.AdaptiveScorer(tracker=mr.PerformanceTracker())
+    scorer = mr.AdaptiveScorer(performance=mr.PerformanceTracker())
     with pytest.raises(ValueError) as info:
         mr.Router(models(), adaptive=scorer, performance=mr.PerformanceTracker())
     assert info.value.field == "adaptive"

@@ -176,7 +176,7 @@ def test_policy_selection_and_unknown_policy():
     assert list(mr.simulate("seed_overload", "least_loaded").results) == ["least_loaded"]
     with pytest.raises(ValueError, match="least_loaded, weighted, power_of_two") as e:
         mr.simulate("seed_overload", ["random"])
-    assert e.value.field == "strategies"
+    assert e.value.field == "policies"
     with pytest.raises(mr.InvalidInputError, match="at least one"):
         mr.simulate("seed_overload", [])
 
@@ -294,7 +294,7 @@ def test_cli_simulate_prints_table_and_p99_sentence(capsys):
 def test_cli_simulate_writes_the_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "plots" / "latency.png"
-    args = ["simulate", "--scenario", "seed_overload", "--strategies", "weighted,predictive"]
+    args = ["simulate", "--scenario", "seed_overload", "--policies", "weighted,predictive"]
     assert main([*args, "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out

@@ -49,6 +49,7 @@ __all__ = [  # noqa: F405
     "linear_sum_assignment",
     "now",
     "simulate",
+    "MODEL_DEFAULTS",
     "POLICIES",
     "STRATEGIES",
     # errors

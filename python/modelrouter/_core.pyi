@@ -42,10 +42,14 @@ __all__ = [
     "now",
     "POLICIES",
     "STRATEGIES",
+    "MODEL_DEFAULTS",
 ]
 __version__: str
 STRATEGIES: list[str]
 POLICIES: list[str]
+# Defaults of Model's optional fields (context_window, max_concurrent, max_queue,
+# target_utilization, cost_per_1k_tokens); the REST schema reads them from here.
+MODEL_DEFAULTS: dict[str, int | float]
 
 def now() -> float: ...
 
@@ -479,11 +483,13 @@ class SimulationReport:
 
 def simulate(
     scenario: str | os.PathLike[str] | Mapping[str, Any],
-    strategies: str | Sequence[str] | None = None,
+    policies: str | Sequence[str] | None = None,
     *,
     seed: int | None = None,
     requests: int | None = None,
     progress: Callable[[float], object] | None = None,
+    # Deprecated alias of `policies` (DeprecationWarning); removed in the next release.
+    strategies: str | Sequence[str] | None = None,
 ) -> SimulationReport: ...
 
 _AlertType: TypeAlias = Literal[
@@ -581,10 +587,12 @@ class AdaptiveScorer:
         cls,
         weights: Sequence[float] = ...,
         *,
-        tracker: PerformanceTracker | None = None,
+        performance: PerformanceTracker | None = None,
         load: LoadTracker | None = None,
         half_life_s: float = 30.0,
         clock: ManualClock | None = None,
+        # Deprecated alias of `performance` (DeprecationWarning); removed in the next release.
+        tracker: PerformanceTracker | None = None,
     ) -> AdaptiveScorer: ...
     @property
     def weights(self) -> tuple[float, float, float]: ...

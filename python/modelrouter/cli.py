@@ -8,17 +8,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import _core
 from ._core import Router, SimulationReport, simulate
 from .errors import RouterError
 from .types import load_fleet
 
-STRATEGIES = ("greedy", "balanced", "optimal")
-POLICIES = ("capability_only", "least_loaded", "weighted", "power_of_two", "predictive")
+# The core's name registry: one list for the CLI, the REST schema, the simulator and the stubs.
+STRATEGIES = tuple(_core.STRATEGIES)
+POLICIES = tuple(_core.POLICIES)
 BASELINE = "capability_only"
 
 
@@ -142,9 +145,15 @@ def plot_latency(report: SimulationReport, path: Path) -> bool:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    requested = args.policies
+    if args.strategies is not None:
+        message = "--strategies is deprecated; use --policies"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        print(f"modelrouter: warning: {message}", file=sys.stderr)
+        requested = [*(requested or []), *args.strategies]
     report = simulate(
         args.scenario,
-        _policies(args.strategies),
+        _policies(requested),
         seed=args.seed,
         requests=args.requests,
         progress=_ProgressBar(),
@@ -209,12 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario", default="heterogeneous", help="JSON file or shipped scenario name"
     )
     sim.add_argument(
-        "--strategies",
+        "--policies",
         nargs="+",
         metavar="POLICY",
         help=f"policies to run (space or comma separated; {BASELINE} is always run as the "
         f"baseline); default: all of {', '.join(POLICIES)}",
     )
+    # Deprecated spelling of --policies (they are policies, not batch strategies); one release.
+    sim.add_argument("--strategies", nargs="+", metavar="POLICY", help=argparse.SUPPRESS)
     sim.add_argument("--seed", type=int, help="override the scenario's seed")
     sim.add_argument("--requests", type=int, help="override the scenario's request count")
     sim.add_argument("--plot", default="out/latency.png", help="PNG path of the latency plot")

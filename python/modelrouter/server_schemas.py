@@ -6,9 +6,11 @@ here is accepted by ``Model``/``Agent`` (the core still re-checks and maps its o
 # ruff: noqa: UP045
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ._core import MODEL_DEFAULTS, POLICIES, STRATEGIES
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 CapName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -16,8 +18,13 @@ Level = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 RequiredLevel = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 Weight = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
 Tokens = Annotated[int, Field(ge=0, le=2**40)]
-Strategy = Literal["greedy", "balanced", "optimal"]
-Policy = Literal["capability_only", "least_loaded", "weighted", "power_of_two", "predictive"]
+# The names come from the core registry (the OpenAPI enums list them in registry order).
+if TYPE_CHECKING:
+    Strategy = str
+    Policy = str
+else:
+    Strategy = Literal[tuple(STRATEGIES)]
+    Policy = Literal[tuple(POLICIES)]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -28,11 +35,16 @@ class ModelBody(BaseModel):
     model_config = _STRICT
     id: Id
     capabilities: dict[CapName, Level] = Field(default_factory=dict, max_length=256)
-    context_window: int = Field(8192, ge=1, le=2**40)
-    max_concurrent: int = Field(10, ge=1, le=1_000_000)
-    max_queue: int = Field(0, ge=0, le=1_000_000)
-    target_utilization: float = Field(0.8, gt=0.0, le=1.0, allow_inf_nan=False)
-    cost_per_1k_tokens: float = Field(0.0, ge=0.0, le=1e9, allow_inf_nan=False)
+    # Defaults from the core (`modelrouter._core.MODEL_DEFAULTS`), as for `Model(...)`.
+    context_window: int = Field(MODEL_DEFAULTS["context_window"], ge=1, le=2**40)
+    max_concurrent: int = Field(MODEL_DEFAULTS["max_concurrent"], ge=1, le=1_000_000)
+    max_queue: int = Field(MODEL_DEFAULTS["max_queue"], ge=0, le=1_000_000)
+    target_utilization: float = Field(
+        MODEL_DEFAULTS["target_utilization"], gt=0.0, le=1.0, allow_inf_nan=False
+    )
+    cost_per_1k_tokens: float = Field(
+        MODEL_DEFAULTS["cost_per_1k_tokens"], ge=0.0, le=1e9, allow_inf_nan=False
+    )
 
 
 class AgentBody(BaseModel):

@@ -22,11 +22,15 @@
 //! get the mean of the known ones; without a LoadTracker every model gets 1.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::load::{LoadTracker, SharedClock};
 use crate::perf::{PerformanceTracker, Sample};
+use crate::ser::nan_as_none;
 
 /// Pseudo-requests of fleet-average behaviour mixed into every model's success rate.
 const PRIOR_REQUESTS: f64 = 2.0;
@@ -52,6 +56,25 @@ impl Default for AdaptiveWeights {
 }
 
 impl AdaptiveWeights {
+    /// `(capability, performance, load)` as given by a caller; any other length is an input
+    /// error naming `weights`. Not yet normalised.
+    pub fn from_slice(w: &[f64]) -> Result<Self> {
+        match *w {
+            [capability, performance, load] => Ok(AdaptiveWeights {
+                capability,
+                performance,
+                load,
+            }),
+            _ => Err(Error::invalid(
+                "weights",
+                format!(
+                    "must be three numbers (capability, performance, load), got {}",
+                    w.len()
+                ),
+            )),
+        }
+    }
+
     /// Checks the weights and scales them to sum 1.
     pub fn normalised(self) -> Result<Self> {
         let parts = [self.capability, self.performance, self.load];
@@ -147,17 +170,31 @@ impl Estimate {
 }
 
 /// The three components and their inputs for one model (for inspection and notebooks).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Serializes as the Python `AdaptiveScorer.explain()` dict (NaN latency as null).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Breakdown {
     pub capability: f64,
     pub performance: f64,
     pub success: f64,
     pub latency_factor: f64,
     /// The model's peak EWMA after relaxing toward the fleet; NaN while cold and fleet empty.
+    #[serde(serialize_with = "nan_as_none")]
     pub latency_ms: f64,
     pub load: f64,
     pub cold: bool,
     pub score: f64,
+}
+
+/// `AdaptiveScorer(weights=(0.500, 0.300, 0.200), half_life_s=30)`: the Python repr.
+impl fmt::Display for AdaptiveScorer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.weights;
+        write!(
+            f,
+            "AdaptiveScorer(weights=({:.3}, {:.3}, {:.3}), half_life_s={})",
+            w.capability, w.performance, w.load, self.half_life_s
+        )
+    }
 }
 
 /// Fleet-wide references, computed once per scoring call.
@@ -194,7 +231,7 @@ impl AdaptiveScorer {
         }
         if tracker.config().recent_samples == 0 {
             return Err(Error::invalid(
-                "tracker",
+                "performance",
                 "needs recent_samples >= 1: the scorer learns from the recent-sample ring",
             ));
         }

@@ -142,3 +142,54 @@ fn bad_settings_are_refused() {
     let t = Arc::new(PerformanceTracker::new(no_ring, clock.clone()).unwrap());
     assert!(AdaptiveScorer::new(w, t, None, 1.0, clock).is_err());
 }
+
+#[test]
+fn weights_from_a_slice_need_three_numbers() {
+    let w = AdaptiveWeights::from_slice(&[1.0, 2.0, 1.0]).unwrap();
+    assert_eq!((w.capability, w.performance, w.load), (1.0, 2.0, 1.0));
+    for bad in [&[][..], &[1.0, 2.0][..], &[1.0, 1.0, 1.0, 1.0][..]] {
+        let err = AdaptiveWeights::from_slice(bad).unwrap_err();
+        assert_eq!(
+            err,
+            Error::invalid(
+                "weights",
+                format!(
+                    "must be three numbers (capability, performance, load), got {}",
+                    bad.len()
+                )
+            )
+        );
+    }
+}
+
+#[test]
+fn breakdown_serializes_with_a_null_latency_while_cold_and_repr_shows_weights() {
+    let (scorer, tracker, _clock) = setup();
+    let cold = serde_json::to_value(scorer.breakdown("a", 0.5).unwrap()).unwrap();
+    assert!(cold["latency_ms"].is_null());
+    assert_eq!(cold["cold"], true);
+    assert_eq!(cold["capability"], 0.5);
+    let keys: Vec<&String> = cold.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 8);
+    tracker.record("a", None, 120.0, true).unwrap();
+    let warm = serde_json::to_value(scorer.breakdown("a", 0.5).unwrap()).unwrap();
+    assert_eq!(warm["latency_ms"], 120.0);
+    assert_eq!(warm["cold"], false);
+    assert_eq!(
+        scorer.to_string(),
+        "AdaptiveScorer(weights=(0.500, 0.300, 0.200), half_life_s=10)"
+    );
+}
+
+#[test]
+fn a_tracker_without_recent_samples_is_refused_naming_performance() {
+    let clock = Arc::new(ManualClock::new(0.0));
+    let config = PerfConfig {
+        recent_samples: 0,
+        ..PerfConfig::default()
+    };
+    let tracker = Arc::new(PerformanceTracker::new(config, clock.clone()).unwrap());
+    let err =
+        AdaptiveScorer::new(AdaptiveWeights::default(), tracker, None, 1.0, clock).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "performance"));
+}

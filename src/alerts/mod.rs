@@ -17,13 +17,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::load::{LoadTracker, SharedClock};
 use crate::perf::PerformanceTracker;
+use crate::ser::nan_as_none;
 
 pub use rule::{AlertKind, AlertRule, Severity};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AlertState {
     Firing,
     Resolved,
@@ -39,22 +43,32 @@ impl AlertState {
 }
 
 /// One notification. `id` names the firing episode: its first notice, repeats and resolved
-/// notice share it.
-#[derive(Debug, Clone, PartialEq)]
+/// notice share it. Serializes as the Python `Alert.to_dict()` (`kind` as `type`, a NaN
+/// value as null).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
     pub id: u64,
+    #[serde(rename = "type")]
     pub kind: AlertKind,
     pub severity: Severity,
     /// None for a fleet-wide alert (no_capacity over every model).
     pub model_id: Option<String>,
     pub state: AlertState,
     /// The value last observed; NaN when the data disappeared.
+    #[serde(serialize_with = "nan_as_none")]
     pub value: f64,
     pub threshold: f64,
     /// When the condition started to hold (the beginning of pending).
     pub started_at: f64,
     pub emitted_at: f64,
     pub message: String,
+}
+
+/// `Alert(id=3, <message>)`: the Python repr.
+impl std::fmt::Display for Alert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Alert(id={}, {})", self.id, self.message)
+    }
 }
 
 pub type AlertSink = Arc<dyn Fn(&Alert) + Send + Sync>;
@@ -85,6 +99,27 @@ pub struct HistoryFilter<'a> {
     pub limit: Option<usize>,
 }
 
+impl<'a> HistoryFilter<'a> {
+    /// A filter from a caller's strings: unknown severity or type names and a negative limit
+    /// are input errors naming `severity`, `type` and `limit`.
+    pub fn parse(
+        model_id: Option<&'a str>,
+        severity: Option<&str>,
+        kind: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Self> {
+        let limit = limit
+            .map(|l| crate::error::non_negative("limit", l))
+            .transpose()?;
+        Ok(HistoryFilter {
+            model_id,
+            severity: severity.map(str::parse).transpose()?,
+            kind: kind.map(str::parse).transpose()?,
+            limit: limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+        })
+    }
+}
+
 /// Evaluates rules on demand (`evaluate`), keeping per-rule, per-model state between calls.
 pub struct AlertManager {
     rules: Vec<AlertRule>,
@@ -107,6 +142,19 @@ impl std::fmt::Debug for AlertManager {
     }
 }
 
+/// `AlertManager(rules=2, cooldown_s=300, active=0)`: the Python repr.
+impl std::fmt::Display for AlertManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AlertManager(rules={}, cooldown_s={}, active={})",
+            self.rules.len(),
+            self.cooldown_s,
+            self.active().len()
+        )
+    }
+}
+
 fn scope(model_id: &Option<String>) -> String {
     model_id
         .as_deref()
@@ -114,6 +162,19 @@ fn scope(model_id: &Option<String>) -> String {
 }
 
 impl AlertManager {
+    /// The clock a manager should read when none is given: the trackers' (the performance
+    /// tracker's first), so that its "now" agrees with their timestamps; else the system clock.
+    pub fn trackers_clock(
+        perf: Option<&Arc<PerformanceTracker>>,
+        load: Option<&Arc<LoadTracker>>,
+    ) -> SharedClock {
+        match (perf, load) {
+            (Some(p), _) => p.clock().clone(),
+            (None, Some(l)) => l.clock().clone(),
+            (None, None) => crate::load::system_clock(),
+        }
+    }
+
     pub fn new(
         rules: Vec<AlertRule>,
         cooldown_s: f64,

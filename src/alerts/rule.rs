@@ -3,10 +3,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::Serialize;
+
 use crate::error::{parse_choice, Error, Result};
 
 /// How urgent an alert is, from mildest to strongest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
     Warning,
@@ -34,7 +37,8 @@ impl Severity {
 
 /// What a rule watches. The value compared with the threshold and the direction of the
 /// comparison are fixed per type (see `describe` and `breached`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// P95 latency in ms (PerformanceTracker) above the threshold.
     HighLatency,
@@ -160,6 +164,24 @@ pub struct AlertRule {
     pub model_id: Option<String>,
     /// Latency and success rules stay silent until a model has this many samples.
     pub min_samples: u64,
+}
+
+/// `AlertRule("overload", 0.9, severity="warning", for_s=0, model_id=None)`: the Python repr.
+impl fmt::Display for AlertRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let model_id = self
+            .model_id
+            .as_deref()
+            .map_or("None".into(), |m| format!("{m:?}"));
+        write!(
+            f,
+            "AlertRule({:?}, {}, severity={:?}, for_s={}, model_id={model_id})",
+            self.kind.name(),
+            self.threshold,
+            self.severity.name(),
+            self.for_s,
+        )
+    }
 }
 
 impl AlertRule {

@@ -239,3 +239,78 @@ fn rules_need_their_source() {
     assert!(matches!(r, Err(Error::InvalidInput { .. })));
     assert!(AlertManager::new(vec![], f64::NAN, None, None, 10, f.clock.clone()).is_err());
 }
+
+#[test]
+fn alerts_serialize_as_the_python_dict_and_display_as_the_repr() {
+    let f = fixture();
+    let m = manager(&f, vec![latency_rule(0.0)], 300.0);
+    let fired = tick(&f, &m, "a", 900.0).remove(0);
+    let value = serde_json::to_value(&fired).unwrap();
+    assert_eq!(value["type"], "high_latency");
+    assert_eq!(value["severity"], "error");
+    assert_eq!(value["state"], "firing");
+    assert_eq!(value["model_id"], "a");
+    assert_eq!(value["threshold"], 500.0);
+    assert_eq!(value["id"], fired.id);
+    assert_eq!(value["message"], fired.message.as_str());
+    let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 10);
+    assert_eq!(
+        fired.to_string(),
+        format!("Alert(id={}, {})", fired.id, fired.message)
+    );
+    // A value that disappeared is null, not NaN; a fleet-wide alert has a null model_id.
+    let gone = Alert {
+        value: f64::NAN,
+        model_id: None,
+        ..fired
+    };
+    let value = serde_json::to_value(&gone).unwrap();
+    assert!(value["value"].is_null() && value["model_id"].is_null());
+    assert_eq!(
+        m.to_string(),
+        "AlertManager(rules=1, cooldown_s=300, active=1)"
+    );
+}
+
+#[test]
+fn rule_repr_spells_model_ids_the_python_way() {
+    let mut rule = latency_rule(2.5);
+    assert_eq!(
+        rule.to_string(),
+        r#"AlertRule("high_latency", 500, severity="error", for_s=2.5, model_id=None)"#
+    );
+    rule.model_id = Some("m".into());
+    assert!(rule.to_string().ends_with(r#"model_id="m")"#));
+}
+
+#[test]
+fn history_filters_parse_names_and_limits() {
+    let filter = HistoryFilter::parse(Some("m"), Some("critical"), Some("overload"), Some(2));
+    let filter = filter.unwrap();
+    assert_eq!(filter.severity, Some(Severity::Critical));
+    assert_eq!(filter.kind, Some(AlertKind::Overload));
+    assert_eq!((filter.model_id, filter.limit), (Some("m"), Some(2)));
+    let field = |e: Error| match e {
+        Error::InvalidInput { field, .. } => field,
+        other => panic!("{other:?}"),
+    };
+    let bad = HistoryFilter::parse(None, Some("loud"), None, None).unwrap_err();
+    assert_eq!(field(bad), "severity");
+    let bad = HistoryFilter::parse(None, None, Some("slow"), None).unwrap_err();
+    assert_eq!(field(bad), "type");
+    let bad = HistoryFilter::parse(None, None, None, Some(-1)).unwrap_err();
+    assert_eq!(field(bad), "limit");
+}
+
+#[test]
+fn a_manager_without_a_clock_reads_the_trackers_clock() {
+    let f = fixture();
+    f.clock.advance(42.0);
+    let only_load = AlertManager::trackers_clock(None, Some(&f.load));
+    assert_eq!(only_load.now(), 42.0);
+    let both = AlertManager::trackers_clock(Some(&f.perf), Some(&f.load));
+    assert_eq!(both.now(), 42.0);
+    let system = AlertManager::trackers_clock(None, None);
+    assert!(system.now() >= 0.0 && system.now() != 42.0);
+}

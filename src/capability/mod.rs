@@ -15,15 +15,37 @@
 //! object API and the numpy API run the same parallel kernel.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::load::Capacity;
+pub use crate::ser::pairs_as_map;
+
+/// Defaults of a model's optional fields, in one place: `modelrouter.Model(...)`, the
+/// simulator's scenario files and the REST schema (through `modelrouter._core.MODEL_DEFAULTS`)
+/// all read them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ModelDefaults {
+    pub context_window: u64,
+    pub max_concurrent: u64,
+    pub max_queue: u64,
+    pub target_utilization: f64,
+    pub cost_per_1k_tokens: f64,
+}
+
+pub const MODEL_DEFAULTS: ModelDefaults = ModelDefaults {
+    context_window: 8192,
+    max_concurrent: 10,
+    max_queue: 0,
+    target_utilization: 0.8,
+    cost_per_1k_tokens: 0.0,
+};
 
 /// Relative weights of the score's terms. Validated finite and non-negative.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ScoreWeights {
     pub required: f64,
     pub preferred: f64,
@@ -66,10 +88,12 @@ impl ScoreWeights {
     }
 }
 
-/// What a model deployment offers. Capability levels lie in [0, 1].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a model deployment offers. Capability levels lie in [0, 1]. Serializes as the
+/// Python `Model.to_dict()` (capabilities as a name → level map).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelProfile {
     pub id: String,
+    #[serde(serialize_with = "pairs_as_map")]
     pub capabilities: Vec<(String, f64)>,
     pub context_window: u64,
     pub max_concurrent: u64,
@@ -79,12 +103,47 @@ pub struct ModelProfile {
 }
 
 /// What an agent needs: minimum levels it cannot do without, weighted preferences, context.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Serializes as the Python `Agent.to_dict()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentProfile {
     pub id: String,
+    #[serde(serialize_with = "pairs_as_map")]
     pub required: Vec<(String, f64)>,
+    #[serde(serialize_with = "pairs_as_map")]
     pub preferred: Vec<(String, f64)>,
     pub min_context: u64,
+}
+
+/// `Model("id", capabilities=[...], ...)`: the Python repr.
+impl fmt::Display for ModelProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Model({:?}, capabilities={:?}, context_window={}, max_concurrent={}, max_queue={})",
+            self.id, self.capabilities, self.context_window, self.max_concurrent, self.max_queue
+        )
+    }
+}
+
+/// `Agent("id", required=[...], ...)`: the Python repr.
+impl fmt::Display for AgentProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Agent({:?}, required={:?}, preferred={:?}, min_context={})",
+            self.id, self.required, self.preferred, self.min_context
+        )
+    }
+}
+
+impl fmt::Display for ScoreWeights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ScoreWeights(required={}, preferred={}, context={}, cost={})",
+            self.required, self.preferred, self.context, self.cost
+        )
+    }
 }
 
 fn check_id(field: &str, id: &str) -> Result<()> {
@@ -388,6 +447,56 @@ pub fn cost_matrix_dense(p: &DenseProfiles<'_>, weights: &ScoreWeights) -> Resul
         .enumerate()
         .for_each(|(i, row)| fill_row(p, weights, max_price, i, row));
     Ok(out)
+}
+
+/// A row-major matrix as a caller hands it over: data, rows, columns.
+pub type Matrix = (Vec<f64>, usize, usize);
+
+/// The numpy form of the profiles, as the caller passed them: `agents` (n × k minimum levels,
+/// 0 = not required), `models` (m × k levels) and optional per-row extras. Shapes are checked
+/// against each other with errors naming the argument, values by [`DenseProfiles::validate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseArrays {
+    pub agents: Matrix,
+    pub models: Matrix,
+    pub preferred: Option<Matrix>,
+    pub min_context: Option<Vec<f64>>,
+    pub context_window: Option<Vec<f64>>,
+    pub cost_per_1k_tokens: Option<Vec<f64>>,
+}
+
+impl DenseArrays {
+    /// Row-major `n × m` cost matrix (see the module docs for the formula).
+    pub fn cost_matrix(&self, weights: &ScoreWeights) -> Result<Vec<f64>> {
+        let (required, n, k) = &self.agents;
+        let (capabilities, m, k_models) = &self.models;
+        if k != k_models {
+            return Err(Error::invalid(
+                "models",
+                format!("has {k_models} capability columns but agents has {k}"),
+            ));
+        }
+        if let Some((_, rows, cols)) = &self.preferred {
+            if (rows, cols) != (n, k) {
+                return Err(Error::invalid(
+                    "preferred",
+                    format!("expected shape ({n}, {k}), got ({rows}, {cols})"),
+                ));
+            }
+        }
+        let dense = DenseProfiles {
+            n_agents: *n,
+            n_models: *m,
+            n_capabilities: *k,
+            required,
+            preferred: self.preferred.as_ref().map(|p| p.0.as_slice()),
+            min_context: self.min_context.as_deref(),
+            capabilities,
+            context_window: self.context_window.as_deref(),
+            cost_per_1k_tokens: self.cost_per_1k_tokens.as_deref(),
+        };
+        cost_matrix_dense(&dense, weights)
+    }
 }
 
 /// Dense matrices built from named profiles over the union of their capability names.

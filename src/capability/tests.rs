@@ -84,3 +84,94 @@ fn dense_shape_mismatch_is_an_error() {
     let err = cost_matrix_dense(&p, &ScoreWeights::default());
     assert!(matches!(err, Err(Error::InvalidInput { ref field, .. }) if field == "required"));
 }
+
+fn json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap()
+}
+
+#[test]
+fn model_defaults_are_the_documented_values() {
+    assert_eq!(
+        json(&MODEL_DEFAULTS),
+        r#"{"context_window":8192,"max_concurrent":10,"max_queue":0,"target_utilization":0.8,"cost_per_1k_tokens":0.0}"#
+    );
+    // Every default is itself a valid model.
+    let d = MODEL_DEFAULTS;
+    ModelProfile::new(
+        "m".into(),
+        vec![],
+        d.context_window,
+        d.max_concurrent,
+        d.max_queue,
+        d.target_utilization,
+        d.cost_per_1k_tokens,
+    )
+    .unwrap();
+}
+
+#[test]
+fn profiles_serialize_as_the_python_dicts_with_levels_as_maps() {
+    let m = model("m", &[("reasoning", 0.5), ("code", 0.9)], 4096, 0.25);
+    assert_eq!(
+        json(&m),
+        r#"{"id":"m","capabilities":{"code":0.9,"reasoning":0.5},"context_window":4096,"max_concurrent":10,"max_queue":5,"target_utilization":0.8,"cost_per_1k_tokens":0.25}"#
+    );
+    let a = agent("a", &[("code", 0.7)], &[("reasoning", 2.0)], 100);
+    assert_eq!(
+        json(&a),
+        r#"{"id":"a","required":{"code":0.7},"preferred":{"reasoning":2.0},"min_context":100}"#
+    );
+}
+
+#[test]
+fn reprs_come_from_display() {
+    let m = model("m", &[("code", 0.9)], 4096, 0.0);
+    assert_eq!(
+        m.to_string(),
+        r#"Model("m", capabilities=[("code", 0.9)], context_window=4096, max_concurrent=10, max_queue=5)"#
+    );
+    let a = agent("a", &[("code", 0.7)], &[], 0);
+    assert_eq!(
+        a.to_string(),
+        r#"Agent("a", required=[("code", 0.7)], preferred=[], min_context=0)"#
+    );
+    assert_eq!(
+        ScoreWeights::default().to_string(),
+        "ScoreWeights(required=0.6, preferred=0.3, context=0.1, cost=0)"
+    );
+}
+
+fn field_of(err: Error) -> String {
+    match err {
+        Error::InvalidInput { field, .. } => field,
+        other => panic!("expected an input error, got {other:?}"),
+    }
+}
+
+#[test]
+fn dense_arrays_check_shapes_against_each_other() {
+    let arrays = |agents: Matrix, models: Matrix| DenseArrays {
+        agents,
+        models,
+        preferred: None,
+        min_context: None,
+        context_window: None,
+        cost_per_1k_tokens: None,
+    };
+    let ok = arrays((vec![0.5, 0.0], 1, 2), (vec![0.9, 0.1, 0.4, 1.0], 2, 2));
+    let cost = ok.cost_matrix(&ScoreWeights::default()).unwrap();
+    assert_eq!(cost[0], 1.0 - (0.6 * 0.9 + 0.3 + 0.1));
+    assert_eq!(cost[1], f64::INFINITY);
+    let w = ScoreWeights::default();
+    let bad_k = arrays((vec![0.5, 0.0], 1, 2), (vec![0.9], 1, 1));
+    assert_eq!(field_of(bad_k.cost_matrix(&w).unwrap_err()), "models");
+    let mut bad_pref = ok.clone();
+    bad_pref.preferred = Some((vec![1.0; 4], 2, 2));
+    assert_eq!(field_of(bad_pref.cost_matrix(&w).unwrap_err()), "preferred");
+    let mut bad_ctx = ok.clone();
+    bad_ctx.min_context = Some(vec![1.0, 2.0]);
+    assert_eq!(
+        field_of(bad_ctx.cost_matrix(&w).unwrap_err()),
+        "min_context"
+    );
+}

@@ -62,6 +62,57 @@ pub fn assign_capacitated(
     assign_with(cost, n_agents, n_models, capacities, policy, cached)
 }
 
+/// Turns a score matrix to maximise into costs to minimise, in place. As in scipy, −inf
+/// forbids a pair when maximising and +inf is meaningless: it is an input error naming the
+/// entry (row, column) of the `n_models`-wide matrix.
+pub fn negate_for_maximize(cost: &mut [f64], n_models: usize) -> Result<()> {
+    if let Some(idx) = cost.iter().position(|&c| c == f64::INFINITY) {
+        let (i, j) = (idx / n_models.max(1), idx % n_models.max(1));
+        return Err(Error::invalid(
+            "cost",
+            format!("entry ({i}, {j}) is +inf; with maximize=True use -inf to forbid a pair"),
+        ));
+    }
+    cost.iter_mut().for_each(|c| *c = -*c);
+    Ok(())
+}
+
+fn negative_capacity(j: usize, c: impl std::fmt::Display) -> Error {
+    Error::invalid(
+        "capacities",
+        format!("entry {j} is {c}, expected a non-negative integer"),
+    )
+}
+
+/// Capacities given as signed integers; a negative entry is an input error naming it.
+pub fn capacities_from_i64(values: &[i64]) -> Result<Vec<usize>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(j, &c)| usize::try_from(c).map_err(|_| negative_capacity(j, c)))
+        .collect()
+}
+
+/// Capacities given as floats: integral values only (huge ones saturate: unlimited).
+pub fn capacities_from_f64(values: &[f64]) -> Result<Vec<usize>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(j, &c)| {
+            if c.fract() != 0.0 || c.is_nan() {
+                Err(Error::invalid(
+                    "capacities",
+                    format!("entry {j} is {c}, expected an integer"),
+                ))
+            } else if c < 0.0 {
+                Err(negative_capacity(j, c))
+            } else {
+                Ok(c as usize) // saturates: huge means unlimited
+            }
+        })
+        .collect()
+}
+
 /// `assign_capacitated` with the search mode chosen by the caller (tests exercise both).
 fn assign_with(
     cost: &[f64],

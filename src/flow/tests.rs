@@ -316,3 +316,38 @@ fn huge_costs_do_not_overflow() {
     assert_eq!(res.model_of, vec![1, 0]);
     assert_eq!(res.total_cost, -f64::MAX);
 }
+
+#[test]
+fn maximize_negates_and_rejects_plus_infinity_by_position() {
+    let mut cost = vec![1.0, -INF, 2.5, 0.0];
+    negate_for_maximize(&mut cost, 2).unwrap();
+    assert_eq!(cost, vec![-1.0, INF, -2.5, -0.0]);
+    let mut cost = vec![1.0, 2.0, 3.0, INF];
+    let err = negate_for_maximize(&mut cost, 2).unwrap_err();
+    assert!(
+        err.to_string().starts_with("cost: entry (1, 1) is +inf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn capacities_are_non_negative_integers() {
+    assert_eq!(capacities_from_i64(&[0, 3]).unwrap(), vec![0, 3]);
+    let err = capacities_from_i64(&[1, -2]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "capacities: entry 1 is -2, expected a non-negative integer"
+    );
+    assert_eq!(
+        capacities_from_f64(&[2.0, 1e300]).unwrap(),
+        vec![2, usize::MAX]
+    );
+    for (bad, text) in [
+        (1.5, "entry 0 is 1.5, expected an integer"),
+        (f64::NAN, "entry 0 is NaN, expected an integer"),
+        (-1.0, "entry 0 is -1, expected a non-negative integer"),
+    ] {
+        let err = capacities_from_f64(&[bad]).unwrap_err();
+        assert_eq!(err.to_string(), format!("capacities: {text}"));
+    }
+}

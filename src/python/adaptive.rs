@@ -4,10 +4,8 @@ use std::sync::Arc;
 
 use numpy::PyArray1;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
-use super::arrays::vector;
-use super::errors::invalid;
+use super::arrays::{renamed, to_py, vector};
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
 use super::perf::PyPerformanceTracker;
 use crate::adaptive::{AdaptiveScorer, AdaptiveWeights};
@@ -18,38 +16,29 @@ use crate::perf::{PerfConfig, PerformanceTracker};
 #[pyclass(frozen, module = "modelrouter", name = "AdaptiveScorer")]
 pub struct PyAdaptiveScorer(pub Arc<AdaptiveScorer>);
 
-fn weights_from(w: &[f64]) -> PyResult<AdaptiveWeights> {
-    match *w {
-        [capability, performance, load] => Ok(AdaptiveWeights {
-            capability,
-            performance,
-            load,
-        }),
-        _ => Err(invalid(
-            "weights",
-            format!(
-                "must be three numbers (capability, performance, load), got {}",
-                w.len()
-            ),
-        )),
-    }
-}
-
 #[pymethods]
 impl PyAdaptiveScorer {
-    /// Without `tracker` the scorer owns a new PerformanceTracker (see `.tracker`); without
-    /// `clock` it uses the tracker's clock.
+    /// Without `performance` (a PerformanceTracker; `tracker` is its deprecated alias) the
+    /// scorer owns a new one (see `.tracker`); without `clock` it uses the tracker's clock.
     #[new]
-    #[pyo3(signature = (weights=vec![0.5, 0.3, 0.2], *, tracker=None, load=None, half_life_s=30.0, clock=None))]
+    #[pyo3(signature = (weights=vec![0.5, 0.3, 0.2], *, performance=None, load=None, half_life_s=30.0, clock=None, tracker=None))]
     fn new(
+        py: Python<'_>,
         weights: Vec<f64>,
-        tracker: Option<&Bound<'_, PyPerformanceTracker>>,
+        performance: Option<&Bound<'_, PyPerformanceTracker>>,
         load: Option<&Bound<'_, PyLoadTracker>>,
         half_life_s: f64,
         clock: Option<&Bound<'_, PyManualClock>>,
+        tracker: Option<&Bound<'_, PyPerformanceTracker>>,
     ) -> PyResult<Self> {
-        let weights = weights_from(&weights)?;
-        let (tracker, clock) = match (tracker, clock) {
+        let performance = renamed(
+            py,
+            "AdaptiveScorer",
+            ("performance", performance),
+            ("tracker", tracker),
+        )?;
+        let weights = AdaptiveWeights::from_slice(&weights)?;
+        let (tracker, clock) = match (performance, clock) {
             (Some(t), Some(c)) => (t.get().0.clone(), clock_from(Some(c))),
             (Some(t), None) => (t.get().0.clone(), t.get().0.clock().clone()),
             (None, c) => {
@@ -59,13 +48,8 @@ impl PyAdaptiveScorer {
             }
         };
         let load = load.map(|l| l.get().0.clone());
-        Ok(PyAdaptiveScorer(Arc::new(AdaptiveScorer::new(
-            weights,
-            tracker,
-            load,
-            half_life_s,
-            clock,
-        )?)))
+        let core = AdaptiveScorer::new(weights, tracker, load, half_life_s, clock)?;
+        Ok(PyAdaptiveScorer(Arc::new(core)))
     }
 
     /// Normalised (capability, performance, load) weights.
@@ -80,7 +64,7 @@ impl PyAdaptiveScorer {
         self.0.half_life_s()
     }
 
-    /// The PerformanceTracker the scorer learns from.
+    /// The PerformanceTracker the scorer learns from (given as `performance=`).
     #[getter]
     fn tracker(&self) -> PyPerformanceTracker {
         PyPerformanceTracker(self.0.tracker().clone())
@@ -136,26 +120,13 @@ impl PyAdaptiveScorer {
         py: Python<'py>,
         model_id: &str,
         capability: f64,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let b = py.detach(|| self.0.breakdown(model_id, capability))?;
-        let d = PyDict::new(py);
-        d.set_item("capability", b.capability)?;
-        d.set_item("performance", b.performance)?;
-        d.set_item("success", b.success)?;
-        d.set_item("latency_factor", b.latency_factor)?;
-        d.set_item("latency_ms", Some(b.latency_ms).filter(|l| !l.is_nan()))?;
-        d.set_item("load", b.load)?;
-        d.set_item("cold", b.cold)?;
-        d.set_item("score", b.score)?;
-        Ok(d)
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let breakdown = py.detach(|| self.0.breakdown(model_id, capability))?;
+        to_py(py, &breakdown)
     }
 
     fn __repr__(&self) -> String {
-        let (c, p, l) = self.weights();
-        format!(
-            "AdaptiveScorer(weights=({c:.3}, {p:.3}, {l:.3}), half_life_s={})",
-            self.0.half_life_s()
-        )
+        self.0.to_string()
     }
 }
 

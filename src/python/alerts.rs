@@ -1,12 +1,13 @@
-//! AlertRule, Alert and AlertManager. Python sinks are called after the Rust evaluation, with
-//! the GIL; a raising sink is logged on `modelrouter.alerts` and skipped.
+//! AlertRule, Alert and AlertManager. Python sinks are core sinks that take the GIL for their
+//! call; a raising sink is logged on `modelrouter.alerts` and skipped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::arrays::{pymethods_with_getters, to_py};
 use super::capability::non_negative;
 use super::errors::invalid;
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
@@ -18,8 +19,10 @@ use crate::alerts::{Alert, AlertKind, AlertManager, AlertRule, HistoryFilter, Se
 #[derive(Clone, PartialEq)]
 pub struct PyAlertRule(pub AlertRule);
 
-#[pymethods]
-impl PyAlertRule {
+pymethods_with_getters! {
+    PyAlertRule, 0 {
+        threshold: f64, for_s: f64, min_samples: u64,
+    }
     #[new]
     #[pyo3(signature = (r#type, threshold, *, severity="warning", for_s=0.0, model_id=None, min_samples=1))]
     fn new(
@@ -44,34 +47,15 @@ impl PyAlertRule {
         self.0.kind.name()
     }
     #[getter]
-    fn threshold(&self) -> f64 {
-        self.0.threshold
-    }
-    #[getter]
     fn severity(&self) -> &'static str {
         self.0.severity.name()
-    }
-    #[getter]
-    fn for_s(&self) -> f64 {
-        self.0.for_s
     }
     #[getter]
     fn model_id(&self) -> Option<&str> {
         self.0.model_id.as_deref()
     }
-    #[getter]
-    fn min_samples(&self) -> u64 {
-        self.0.min_samples
-    }
     fn __repr__(&self) -> String {
-        format!(
-            "AlertRule({:?}, {}, severity={:?}, for_s={}, model_id={:?})",
-            self.0.kind.name(),
-            self.0.threshold,
-            self.0.severity.name(),
-            self.0.for_s,
-            self.0.model_id
-        )
+        self.0.to_string()
     }
 }
 
@@ -80,11 +64,9 @@ impl PyAlertRule {
 #[pyclass(frozen, module = "modelrouter", name = "Alert")]
 pub struct PyAlert(pub Alert);
 
-#[pymethods]
-impl PyAlert {
-    #[getter]
-    fn id(&self) -> u64 {
-        self.0.id
+pymethods_with_getters! {
+    PyAlert, 0 {
+        id: u64, threshold: f64, started_at: f64, emitted_at: f64,
     }
     #[getter(r#type)]
     fn kind(&self) -> &'static str {
@@ -110,37 +92,14 @@ impl PyAlert {
         Some(self.0.value).filter(|v| !v.is_nan())
     }
     #[getter]
-    fn threshold(&self) -> f64 {
-        self.0.threshold
-    }
-    #[getter]
-    fn started_at(&self) -> f64 {
-        self.0.started_at
-    }
-    #[getter]
-    fn emitted_at(&self) -> f64 {
-        self.0.emitted_at
-    }
-    #[getter]
     fn message(&self) -> &str {
         &self.0.message
     }
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("id", self.0.id)?;
-        d.set_item("type", self.0.kind.name())?;
-        d.set_item("severity", self.0.severity.name())?;
-        d.set_item("model_id", self.model_id())?;
-        d.set_item("state", self.0.state.name())?;
-        d.set_item("value", self.value())?;
-        d.set_item("threshold", self.0.threshold)?;
-        d.set_item("started_at", self.0.started_at)?;
-        d.set_item("emitted_at", self.0.emitted_at)?;
-        d.set_item("message", &self.0.message)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
     fn __repr__(&self) -> String {
-        format!("Alert(id={}, {})", self.0.id, self.0.message)
+        self.0.to_string()
     }
 }
 
@@ -149,8 +108,8 @@ impl PyAlert {
 #[pyclass(frozen, module = "modelrouter", name = "AlertManager")]
 pub struct PyAlertManager {
     core: Arc<AlertManager>,
-    sinks: Mutex<Vec<Py<PyAny>>>,
-    sink_errors: AtomicU64,
+    /// Python sink calls that raised (the core counts panicking sinks itself).
+    sink_errors: Arc<AtomicU64>,
 }
 
 /// Logs a sink failure; logging itself failing must not break evaluation either.
@@ -190,12 +149,9 @@ impl PyAlertManager {
     ) -> PyResult<Self> {
         let perf = performance.map(|p| p.get().0.clone());
         let load = load.map(|l| l.get().0.clone());
-        // Default to the trackers' clock so that "now" agrees with their timestamps.
-        let clock = match (clock, &perf, &load) {
-            (Some(c), _, _) => clock_from(Some(c)),
-            (None, Some(p), _) => p.clock().clone(),
-            (None, None, Some(l)) => l.clock().clone(),
-            (None, None, None) => clock_from(None),
+        let clock = match clock {
+            Some(c) => clock_from(Some(c)),
+            None => AlertManager::trackers_clock(perf.as_ref(), load.as_ref()),
         };
         let history_limit = usize::try_from(non_negative("history_limit", history_limit)?)
             .map_err(|_| invalid("history_limit", "is too large"))?;
@@ -203,8 +159,7 @@ impl PyAlertManager {
         let core = AlertManager::new(rules, cooldown_s, perf, load, history_limit, clock)?;
         let manager = PyAlertManager {
             core: Arc::new(core),
-            sinks: Mutex::new(Vec::new()),
-            sink_errors: AtomicU64::new(0),
+            sink_errors: Arc::new(AtomicU64::new(0)),
         };
         if let Some(cb) = on_alert {
             manager.push_sink(py, cb)?;
@@ -237,31 +192,13 @@ impl PyAlertManager {
     /// emitted: newly firing alerts, repeats after the cooldown and resolved notices. `now`
     /// drives pending/cooldown timing; the trackers still read their own clocks.
     #[pyo3(signature = (now=None))]
-    fn evaluate(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Vec<Py<PyAlert>>> {
+    fn evaluate(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Vec<PyAlert>> {
         if let Some(t) = now.filter(|t| !t.is_finite()) {
             return Err(invalid("now", format!("must be finite, got {t}")));
         }
         let core = self.core.clone();
         let alerts = py.detach(move || core.evaluate(now));
-        let sinks: Vec<Py<PyAny>> = self
-            .sinks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|s| s.clone_ref(py))
-            .collect();
-        let mut out = Vec::with_capacity(alerts.len());
-        for alert in alerts {
-            let obj = Py::new(py, PyAlert(alert))?;
-            for sink in &sinks {
-                if let Err(err) = sink.call1(py, (obj.clone_ref(py),)) {
-                    self.sink_errors.fetch_add(1, Ordering::Relaxed);
-                    log_sink_error(py, sink, &obj.get().0, err);
-                }
-            }
-            out.push(obj);
-        }
-        Ok(out)
+        Ok(alerts.into_iter().map(PyAlert).collect())
     }
 
     /// Alerts firing now, with the time they were last emitted.
@@ -278,15 +215,7 @@ impl PyAlertManager {
         r#type: Option<&str>,
         limit: Option<i64>,
     ) -> PyResult<Vec<PyAlert>> {
-        let limit = limit
-            .map(|l| non_negative("limit", l).map(|l| l as usize))
-            .transpose()?;
-        let filter = HistoryFilter {
-            model_id,
-            severity: severity.map(str::parse::<Severity>).transpose()?,
-            kind: r#type.map(str::parse::<AlertKind>).transpose()?,
-            limit,
-        };
+        let filter = HistoryFilter::parse(model_id, severity, r#type, limit)?;
         Ok(self
             .core
             .history(&filter)
@@ -296,12 +225,7 @@ impl PyAlertManager {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "AlertManager(rules={}, cooldown_s={}, active={})",
-            self.core.rules().len(),
-            self.core.cooldown_s(),
-            self.core.active().len()
-        )
+        self.core.to_string()
     }
 }
 
@@ -310,10 +234,16 @@ impl PyAlertManager {
         if !sink.bind(py).is_callable() {
             return Err(invalid("sink", "must be callable"));
         }
-        self.sinks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(sink);
+        let errors = self.sink_errors.clone();
+        self.core.add_sink(Arc::new(move |alert: &Alert| {
+            Python::attach(|py| {
+                let obj = Py::new(py, PyAlert(alert.clone()));
+                if let Err(err) = obj.and_then(|obj| sink.call1(py, (obj,))) {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    log_sink_error(py, &sink, alert, err);
+                }
+            })
+        }));
         Ok(())
     }
 }

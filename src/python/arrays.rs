@@ -1,11 +1,29 @@
-//! numpy conversions shared by the bindings: anything array-like becomes a contiguous f64
-//! buffer, with errors that name the argument.
+//! What the bindings share: anything array-like becomes a contiguous f64 buffer, with errors
+//! that name the argument; core `Serialize` values become Python objects (the one serde →
+//! Python converter); renamed arguments warn; getters of core fields are generated.
 
 use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::errors::invalid;
+
+/// The one serde → Python converter: a core struct becomes a dict (field names as keys), a
+/// sequence a list, `None` stays `None`. Every `to_dict()` goes through here.
+pub fn to_py<'py, T: serde::Serialize + ?Sized>(
+    py: Python<'py>,
+    value: &T,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(pythonize::pythonize(py, value)?)
+}
+
+/// Named values (capability levels, per-model utilization) as a fresh dict, in stored order.
+pub fn levels_to_py<'py>(py: Python<'py>, pairs: &[(String, f64)]) -> PyResult<Bound<'py, PyAny>> {
+    Ok(crate::ser::pairs_as_map(
+        pairs,
+        pythonize::Pythonizer::new(py),
+    )?)
+}
 
 /// `numpy.asarray(obj, dtype="float64")`, with conversion failures reported against `field`.
 fn as_float64<'py>(obj: &Bound<'py, PyAny>, field: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -61,3 +79,45 @@ pub fn to_matrix<'py>(
         .reshape([rows, cols])?
         .into_any())
 }
+
+/// An argument renamed in the public API: the value under its new name, or under the old one
+/// with a DeprecationWarning naming the new one (kept one release). Both is an input error.
+pub fn renamed<T>(
+    py: Python<'_>,
+    function: &str,
+    (new, new_value): (&str, Option<T>),
+    (old, old_value): (&str, Option<T>),
+) -> PyResult<Option<T>> {
+    match (new_value, old_value) {
+        (Some(_), Some(_)) => Err(invalid(
+            old,
+            format!("is the deprecated name of {new}; give only {new}"),
+        )),
+        (None, Some(value)) => {
+            let message = format!("{function}({old}=...) is deprecated; use {new}=... instead");
+            let message = std::ffi::CString::new(message)?;
+            let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
+            PyErr::warn(py, &category, &message, 1)?;
+            Ok(Some(value))
+        }
+        (value, None) => Ok(value),
+    }
+}
+
+/// `#[pymethods]` of a class wrapping a core value (`self.0`, or a named field): a read-only
+/// getter per listed `Copy` field of that value, then the methods written out as usual.
+macro_rules! pymethods_with_getters {
+    ($class:ty, $inner:tt { $($field:ident: $ty:ty),* $(,)? } $($methods:tt)*) => {
+        #[pyo3::pymethods]
+        impl $class {
+            $(
+                #[getter]
+                fn $field(&self) -> $ty {
+                    self.$inner.$field
+                }
+            )*
+            $($methods)*
+        }
+    };
+}
+pub(crate) use pymethods_with_getters;

@@ -3,31 +3,22 @@
 use std::collections::HashMap;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
-use super::arrays;
+use super::arrays::{self, levels_to_py, pymethods_with_getters, to_py};
 use super::errors::invalid;
 use crate::capability::{
-    cost_matrix as named_cost_matrix, cost_matrix_dense, AgentProfile, DenseProfiles, ModelProfile,
-    ScoreWeights,
+    cost_matrix as named_cost_matrix, AgentProfile, DenseArrays, ModelProfile, ScoreWeights,
+    MODEL_DEFAULTS as D,
 };
 
 /// Non-negative integer argument, so that −1 is a ValueError naming the field, not an
 /// OverflowError.
 pub fn non_negative(field: &str, value: i64) -> PyResult<u64> {
-    u64::try_from(value).map_err(|_| invalid(field, format!("must be >= 0, got {value}")))
+    Ok(crate::error::non_negative(field, value)?)
 }
 
 fn entries(map: Option<HashMap<String, f64>>) -> Vec<(String, f64)> {
     map.map_or_else(Vec::new, |m| m.into_iter().collect())
-}
-
-fn as_dict<'py>(py: Python<'py>, entries: &[(String, f64)]) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    for (name, value) in entries {
-        dict.set_item(name, value)?;
-    }
-    Ok(dict)
 }
 
 /// A model deployment: capability levels in [0, 1], context window, capacity and price.
@@ -35,11 +26,19 @@ fn as_dict<'py>(py: Python<'py>, entries: &[(String, f64)]) -> PyResult<Bound<'p
 #[derive(Clone, PartialEq)]
 pub struct PyModel(pub ModelProfile);
 
-#[pymethods]
-impl PyModel {
+pymethods_with_getters! {
+    PyModel, 0 {
+        context_window: u64, max_concurrent: u64, max_queue: u64, target_utilization: f64, cost_per_1k_tokens: f64,
+    }
+    /// The defaults are the core's `MODEL_DEFAULTS`; the text signature only shows them
+    /// (tests/test_registry.py checks that it agrees).
     #[new]
-    #[pyo3(signature = (id, capabilities=None, *, context_window=8192, max_concurrent=10,
-                        max_queue=0, target_utilization=0.8, cost_per_1k_tokens=0.0))]
+    #[pyo3(signature = (id, capabilities=None, *, context_window=D.context_window as i64,
+                        max_concurrent=D.max_concurrent as i64, max_queue=D.max_queue as i64,
+                        target_utilization=D.target_utilization,
+                        cost_per_1k_tokens=D.cost_per_1k_tokens),
+           text_signature = "(id, capabilities=None, *, context_window=8192, max_concurrent=10, \
+                             max_queue=0, target_utilization=0.8, cost_per_1k_tokens=0.0)")]
     fn new(
         id: String,
         capabilities: Option<HashMap<String, f64>>,
@@ -65,51 +64,14 @@ impl PyModel {
         &self.0.id
     }
     #[getter]
-    fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        as_dict(py, &self.0.capabilities)
+    fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        levels_to_py(py, &self.0.capabilities)
     }
-    #[getter]
-    fn context_window(&self) -> u64 {
-        self.0.context_window
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
-    #[getter]
-    fn max_concurrent(&self) -> u64 {
-        self.0.max_concurrent
-    }
-    #[getter]
-    fn max_queue(&self) -> u64 {
-        self.0.max_queue
-    }
-    #[getter]
-    fn target_utilization(&self) -> f64 {
-        self.0.target_utilization
-    }
-    #[getter]
-    fn cost_per_1k_tokens(&self) -> f64 {
-        self.0.cost_per_1k_tokens
-    }
-
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("id", &self.0.id)?;
-        d.set_item("capabilities", self.capabilities(py)?)?;
-        d.set_item("context_window", self.0.context_window)?;
-        d.set_item("max_concurrent", self.0.max_concurrent)?;
-        d.set_item("max_queue", self.0.max_queue)?;
-        d.set_item("target_utilization", self.0.target_utilization)?;
-        d.set_item("cost_per_1k_tokens", self.0.cost_per_1k_tokens)?;
-        Ok(d)
-    }
-
     fn __repr__(&self) -> String {
-        format!(
-            "Model({:?}, capabilities={:?}, context_window={}, max_concurrent={}, max_queue={})",
-            self.0.id,
-            self.0.capabilities,
-            self.0.context_window,
-            self.0.max_concurrent,
-            self.0.max_queue
-        )
+        self.0.to_string()
     }
 }
 
@@ -118,8 +80,10 @@ impl PyModel {
 #[derive(Clone, PartialEq)]
 pub struct PyAgent(pub AgentProfile);
 
-#[pymethods]
-impl PyAgent {
+pymethods_with_getters! {
+    PyAgent, 0 {
+        min_context: u64,
+    }
     #[new]
     #[pyo3(signature = (id, required=None, preferred=None, *, min_context=0))]
     fn new(
@@ -141,32 +105,18 @@ impl PyAgent {
         &self.0.id
     }
     #[getter]
-    fn required<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        as_dict(py, &self.0.required)
+    fn required<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        levels_to_py(py, &self.0.required)
     }
     #[getter]
-    fn preferred<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        as_dict(py, &self.0.preferred)
+    fn preferred<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        levels_to_py(py, &self.0.preferred)
     }
-    #[getter]
-    fn min_context(&self) -> u64 {
-        self.0.min_context
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
-
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("id", &self.0.id)?;
-        d.set_item("required", self.required(py)?)?;
-        d.set_item("preferred", self.preferred(py)?)?;
-        d.set_item("min_context", self.0.min_context)?;
-        Ok(d)
-    }
-
     fn __repr__(&self) -> String {
-        format!(
-            "Agent({:?}, required={:?}, preferred={:?}, min_context={})",
-            self.0.id, self.0.required, self.0.preferred, self.0.min_context
-        )
+        self.0.to_string()
     }
 }
 
@@ -181,8 +131,10 @@ impl PyAgent {
 #[derive(Clone, Copy, PartialEq)]
 pub struct PyScoreWeights(pub ScoreWeights);
 
-#[pymethods]
-impl PyScoreWeights {
+pymethods_with_getters! {
+    PyScoreWeights, 0 {
+        required: f64, preferred: f64, context: f64, cost: f64,
+    }
     #[new]
     #[pyo3(signature = (required=0.6, preferred=0.3, context=0.1, cost=0.0))]
     fn new(required: f64, preferred: f64, context: f64, cost: f64) -> PyResult<Self> {
@@ -190,28 +142,8 @@ impl PyScoreWeights {
             required, preferred, context, cost,
         )?))
     }
-    #[getter]
-    fn required(&self) -> f64 {
-        self.0.required
-    }
-    #[getter]
-    fn preferred(&self) -> f64 {
-        self.0.preferred
-    }
-    #[getter]
-    fn context(&self) -> f64 {
-        self.0.context
-    }
-    #[getter]
-    fn cost(&self) -> f64 {
-        self.0.cost
-    }
     fn __repr__(&self) -> String {
-        let w = self.0;
-        format!(
-            "ScoreWeights(required={}, preferred={}, context={}, cost={})",
-            w.required, w.preferred, w.context, w.cost
-        )
+        self.0.to_string()
     }
 }
 
@@ -261,52 +193,28 @@ fn cost_matrix<'py>(
         })?;
         return arrays::to_matrix(py, cost, n, m);
     }
-    let (required, n, k) = arrays::matrix(agents, "agents")?;
-    let (capabilities, m, k_models) = arrays::matrix(models, "models")?;
-    if k != k_models {
-        return Err(invalid(
-            "models",
-            format!("has {k_models} capability columns but agents has {k}"),
-        ));
-    }
-    let preferred = preferred
-        .map(|p| arrays::matrix(p, "preferred"))
-        .transpose()?;
-    if let Some((_, rows, cols)) = preferred {
-        if (rows, cols) != (n, k) {
-            return Err(invalid(
-                "preferred",
-                format!("expected shape ({n}, {k}), got ({rows}, {cols})"),
-            ));
-        }
-    }
-    let min_context = min_context
-        .map(|c| arrays::vector(c, "min_context", n))
-        .transpose()?;
-    let context_window = context_window
-        .map(|c| arrays::vector(c, "context_window", m))
-        .transpose()?;
-    let prices = cost_per_1k_tokens
-        .map(|c| arrays::vector(c, "cost_per_1k_tokens", m))
-        .transpose()?;
-    let cost = py.detach(|| {
-        let dense = DenseProfiles {
-            n_agents: n,
-            n_models: m,
-            n_capabilities: k,
-            required: &required,
-            preferred: preferred.as_ref().map(|p| p.0.as_slice()),
-            min_context: min_context.as_deref(),
-            capabilities: &capabilities,
-            context_window: context_window.as_deref(),
-            cost_per_1k_tokens: prices.as_deref(),
-        };
-        cost_matrix_dense(&dense, &weights)
-    })?;
+    let agents = arrays::matrix(agents, "agents")?;
+    let models = arrays::matrix(models, "models")?;
+    let (n, m) = (agents.1, models.1);
+    let vector = |v: Option<&Bound<'py, PyAny>>, field, len| {
+        v.map(|v| arrays::vector(v, field, len)).transpose()
+    };
+    let arrays = DenseArrays {
+        preferred: preferred
+            .map(|p| arrays::matrix(p, "preferred"))
+            .transpose()?,
+        min_context: vector(min_context, "min_context", n)?,
+        context_window: vector(context_window, "context_window", m)?,
+        cost_per_1k_tokens: vector(cost_per_1k_tokens, "cost_per_1k_tokens", m)?,
+        agents,
+        models,
+    };
+    let cost = py.detach(|| arrays.cost_matrix(&weights))?;
     arrays::to_matrix(py, cost, n, m)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("MODEL_DEFAULTS", to_py(m.py(), &D)?)?;
     m.add_class::<PyModel>()?;
     m.add_class::<PyAgent>()?;
     m.add_class::<PyScoreWeights>()?;

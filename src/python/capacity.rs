@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
+use super::arrays::{pymethods_with_getters, to_py};
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
 use crate::capacity::{ActionKind, CapacityManager, ScalingAction, ScalingRule};
-use crate::load::LoadTracker;
 
 /// Fires `action` once utilization has stayed >= `threshold_utilization` for
 /// `threshold_duration_s` seconds.
@@ -21,8 +20,10 @@ use crate::load::LoadTracker;
 #[derive(Clone, PartialEq)]
 pub struct PyScalingRule(pub ScalingRule);
 
-#[pymethods]
-impl PyScalingRule {
+pymethods_with_getters! {
+    PyScalingRule, 0 {
+        threshold_utilization: f64, threshold_duration_s: f64,
+    }
     #[new]
     #[pyo3(signature = (threshold_utilization, threshold_duration_s=0.0, action="alert_only"))]
     fn new(threshold_utilization: f64, threshold_duration_s: f64, action: &str) -> PyResult<Self> {
@@ -33,24 +34,11 @@ impl PyScalingRule {
         )?))
     }
     #[getter]
-    fn threshold_utilization(&self) -> f64 {
-        self.0.threshold_utilization
-    }
-    #[getter]
-    fn threshold_duration_s(&self) -> f64 {
-        self.0.threshold_duration_s
-    }
-    #[getter]
     fn action(&self) -> &'static str {
         self.0.action.name()
     }
     fn __repr__(&self) -> String {
-        format!(
-            "ScalingRule(threshold_utilization={}, threshold_duration_s={}, action={:?})",
-            self.0.threshold_utilization,
-            self.0.threshold_duration_s,
-            self.0.action.name()
-        )
+        self.0.to_string()
     }
 }
 
@@ -58,8 +46,10 @@ impl PyScalingRule {
 #[pyclass(frozen, module = "modelrouter", name = "ScalingAction")]
 pub struct PyScalingAction(pub ScalingAction);
 
-#[pymethods]
-impl PyScalingAction {
+pymethods_with_getters! {
+    PyScalingAction, 0 {
+        utilization: f64, since: f64, suggested_replicas: u64,
+    }
     #[getter]
     fn model_id(&self) -> &str {
         &self.0.model_id
@@ -72,37 +62,11 @@ impl PyScalingAction {
     fn rule(&self) -> PyScalingRule {
         PyScalingRule(self.0.rule)
     }
-    #[getter]
-    fn utilization(&self) -> f64 {
-        self.0.utilization
-    }
-    #[getter]
-    fn since(&self) -> f64 {
-        self.0.since
-    }
-    #[getter]
-    fn suggested_replicas(&self) -> u64 {
-        self.0.suggested_replicas
-    }
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("model_id", &self.0.model_id)?;
-        d.set_item("action", self.0.action.name())?;
-        d.set_item("utilization", self.0.utilization)?;
-        d.set_item("since", self.0.since)?;
-        d.set_item("suggested_replicas", self.0.suggested_replicas)?;
-        d.set_item("threshold_utilization", self.0.rule.threshold_utilization)?;
-        d.set_item("threshold_duration_s", self.0.rule.threshold_duration_s)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
     fn __repr__(&self) -> String {
-        format!(
-            "ScalingAction({:?}, action={:?}, utilization={:.3}, since={})",
-            self.0.model_id,
-            self.0.action.name(),
-            self.0.utilization,
-            self.0.since
-        )
+        self.0.to_string()
     }
 }
 
@@ -119,20 +83,11 @@ impl PyCapacityManager {
         tracker: Option<&Bound<'_, PyLoadTracker>>,
         clock: Option<&Bound<'_, PyManualClock>>,
     ) -> PyResult<Self> {
-        let tracker = match (tracker, clock) {
-            (Some(_), Some(_)) => {
-                return Err(super::errors::invalid(
-                    "clock",
-                    "give either a tracker (which has its clock) or a clock, not both",
-                ))
-            }
-            (Some(t), None) => t.get().0.clone(),
-            (None, clock) => Arc::new(LoadTracker::new(60.0, clock_from(clock))?),
-        };
         let rules = rules.into_iter().map(|r| r.0).collect();
-        Ok(PyCapacityManager(Arc::new(CapacityManager::new(
-            rules, tracker,
-        ))))
+        let tracker = tracker.map(|t| t.get().0.clone());
+        let clock = clock.map(|c| clock_from(Some(c)));
+        let core = CapacityManager::with_tracker_or_clock(rules, tracker, clock)?;
+        Ok(PyCapacityManager(Arc::new(core)))
     }
 
     #[getter]

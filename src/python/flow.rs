@@ -8,7 +8,10 @@ use numpy::{
 use pyo3::prelude::*;
 
 use super::errors::invalid;
-use crate::flow::{assign_capacitated as solve, UnassignedPolicy};
+use crate::flow::{
+    assign_capacitated as solve, capacities_from_f64, capacities_from_i64, negate_for_maximize,
+    UnassignedPolicy,
+};
 
 /// Model index per agent (−1 = unassigned); each model `j` takes at most `capacities[j]` agents.
 #[pyfunction]
@@ -23,18 +26,7 @@ fn assign_capacitated<'py>(
     let (n_agents, n_models, mut flat) = cost_matrix(cost)?;
     let caps = capacity_vector(capacities)?;
     if maximize {
-        // As in scipy: when maximising, −inf forbids a pair and +inf is meaningless.
-        if let Some(idx) = flat.iter().position(|&c| c == f64::INFINITY) {
-            return Err(invalid(
-                "cost",
-                format!(
-                    "entry ({}, {}) is +inf; with maximize=True use -inf to forbid a pair",
-                    idx / n_models,
-                    idx % n_models
-                ),
-            ));
-        }
-        flat.iter_mut().for_each(|c| *c = -*c);
+        negate_for_maximize(&mut flat, n_models)?;
     }
     let policy = if allow_unassigned {
         UnassignedPolicy::MinCost
@@ -98,44 +90,18 @@ fn capacity_vector(obj: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
     }
     let dtype = arr.dtype();
     match dtype.kind() {
-        b'i' => contiguous::<i64>(&arr, "int64")?
-            .into_iter()
-            .enumerate()
-            .map(|(j, c)| usize::try_from(c).map_err(|_| negative(j, c)))
-            .collect(),
+        b'i' => Ok(capacities_from_i64(&contiguous::<i64>(&arr, "int64")?)?),
         // Anything beyond usize is as good as unlimited.
         b'u' => Ok(contiguous::<u64>(&arr, "uint64")?
             .into_iter()
             .map(|c| usize::try_from(c).unwrap_or(usize::MAX))
             .collect()),
-        b'f' => contiguous::<f64>(&arr, "float64")?
-            .into_iter()
-            .enumerate()
-            .map(|(j, c)| {
-                if c.fract() != 0.0 || c.is_nan() {
-                    Err(invalid(
-                        "capacities",
-                        format!("entry {j} is {c}, expected an integer"),
-                    ))
-                } else if c < 0.0 {
-                    Err(negative(j, c))
-                } else {
-                    Ok(c as usize) // saturates: huge means unlimited
-                }
-            })
-            .collect(),
+        b'f' => Ok(capacities_from_f64(&contiguous::<f64>(&arr, "float64")?)?),
         _ => Err(invalid(
             "capacities",
             format!("expected integer entries, got dtype {dtype}"),
         )),
     }
-}
-
-fn negative(j: usize, c: impl std::fmt::Display) -> PyErr {
-    invalid(
-        "capacities",
-        format!("entry {j} is {c}, expected a non-negative integer"),
-    )
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,238 +1,94 @@
 //! simulate(), SimulationReport and PolicyResult. The simulation runs with the GIL released on
 //! worker threads; the calling thread takes the GIL back only to report progress and to notice
-//! Ctrl-C.
+//! Ctrl-C. Summaries, reprs, the table and its HTML come from `crate::sim`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::thread;
 
 use numpy::PyArray1;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use super::arrays::{levels_to_py, pymethods_with_getters, renamed, to_py};
 use super::errors::invalid;
-use crate::balancer::Policy;
-use crate::sim::{simulate_with_progress, PolicyResult, Scenario, SimulationReport};
+use crate::sim::{
+    parse_policies, simulate_reporting, PolicySummary, Scenario, SimulationReport, Stopped,
+};
 
 /// One policy's measurements over the scenario's request stream.
 #[pyclass(frozen, module = "modelrouter", name = "PolicyResult")]
 pub struct PyPolicyResult {
-    #[pyo3(get)]
-    policy: &'static str,
+    r: PolicySummary,
     latencies: Py<PyArray1<f64>>,
-    utilization: Vec<(String, f64)>,
-    #[pyo3(get)]
-    p50_ms: f64,
-    #[pyo3(get)]
-    p95_ms: f64,
-    #[pyo3(get)]
-    p99_ms: f64,
-    #[pyo3(get)]
-    mean_ms: f64,
-    #[pyo3(get)]
-    avg_utilization: f64,
-    #[pyo3(get)]
-    requests: u64,
-    #[pyo3(get)]
-    completed: u64,
-    #[pyo3(get)]
-    overload_failures: u64,
-    #[pyo3(get)]
-    rejected: u64,
-    #[pyo3(get)]
-    retries: u64,
-    #[pyo3(get)]
-    max_queue_length: u64,
-    #[pyo3(get)]
-    duration_s: f64,
-    #[pyo3(get)]
-    throughput_per_s: f64,
 }
 
-impl PyPolicyResult {
-    fn new(py: Python<'_>, r: PolicyResult, model_ids: &[String]) -> PyResult<Self> {
-        let latencies = PyArray1::from_vec(py, r.latencies_ms);
-        // Read-only, like the frozen object that owns it.
-        latencies.getattr("flags")?.setattr("writeable", false)?;
-        Ok(PyPolicyResult {
-            policy: r.policy.name(),
-            latencies: latencies.unbind(),
-            utilization: model_ids
-                .iter()
-                .cloned()
-                .zip(r.per_model_utilization)
-                .collect(),
-            p50_ms: r.p50_ms,
-            p95_ms: r.p95_ms,
-            p99_ms: r.p99_ms,
-            mean_ms: r.mean_ms,
-            avg_utilization: r.avg_utilization,
-            requests: r.requests,
-            completed: r.completed,
-            overload_failures: r.overload_failures,
-            rejected: r.rejected,
-            retries: r.retries,
-            max_queue_length: r.max_queue_length,
-            duration_s: r.duration_s,
-            throughput_per_s: r.throughput_per_s,
-        })
+pymethods_with_getters! {
+    PyPolicyResult, r {
+        p50_ms: f64, p95_ms: f64, p99_ms: f64, mean_ms: f64, avg_utilization: f64,
+        duration_s: f64, throughput_per_s: f64, requests: u64, completed: u64,
+        overload_failures: u64, rejected: u64, retries: u64, max_queue_length: u64,
     }
-}
-
-#[pymethods]
-impl PyPolicyResult {
+    #[getter]
+    fn policy(&self) -> &'static str {
+        self.r.policy.name()
+    }
     /// End-to-end latency of every completed request in ms (read-only float64 array).
     #[getter]
     fn latencies_ms<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         self.latencies.bind(py).clone()
     }
-
     /// Model id → time-averaged busy slots / max_concurrent; a fresh dict each call.
     #[getter]
-    fn per_model_utilization<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (id, u) in &self.utilization {
-            d.set_item(id, u)?;
-        }
-        Ok(d)
+    fn per_model_utilization<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        levels_to_py(py, &self.r.per_model_utilization)
     }
-
     /// Every field except the latency samples (their count is `completed`).
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("policy", self.policy)?;
-        for (key, value) in [
-            ("p50_ms", self.p50_ms),
-            ("p95_ms", self.p95_ms),
-            ("p99_ms", self.p99_ms),
-            ("mean_ms", self.mean_ms),
-            ("avg_utilization", self.avg_utilization),
-            ("duration_s", self.duration_s),
-            ("throughput_per_s", self.throughput_per_s),
-        ] {
-            d.set_item(key, value)?;
-        }
-        for (key, value) in [
-            ("requests", self.requests),
-            ("completed", self.completed),
-            ("overload_failures", self.overload_failures),
-            ("rejected", self.rejected),
-            ("retries", self.retries),
-            ("max_queue_length", self.max_queue_length),
-        ] {
-            d.set_item(key, value)?;
-        }
-        d.set_item("per_model_utilization", self.per_model_utilization(py)?)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.r)
     }
-
     fn __repr__(&self) -> String {
-        format!(
-            "PolicyResult(policy={:?}, p99_ms={:.1}, completed={}, overload_failures={}, \
-             rejected={})",
-            self.policy, self.p99_ms, self.completed, self.overload_failures, self.rejected
-        )
+        self.r.to_string()
     }
 }
 
 /// Every policy's result on one scenario; `results` maps policy name → `PolicyResult`.
+/// `report` keeps everything but the latency samples, which the results own.
 #[pyclass(frozen, module = "modelrouter", name = "SimulationReport")]
 pub struct PySimulationReport {
+    report: SimulationReport,
     results: Vec<Py<PyPolicyResult>>,
-    #[pyo3(get)]
-    description: String,
-    #[pyo3(get)]
-    requests: u64,
-    #[pyo3(get)]
-    seed: u64,
-    model_ids: Vec<String>,
-    table: String,
-    rows: Vec<[String; 11]>,
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-#[pymethods]
-impl PySimulationReport {
+pymethods_with_getters! {
+    PySimulationReport, report { requests: u64, seed: u64 }
     #[getter]
     fn results<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for r in &self.results {
-            d.set_item(r.get().policy, r.clone_ref(py))?;
+            d.set_item(r.get().policy(), r.clone_ref(py))?;
         }
         Ok(d)
     }
-
+    #[getter]
+    fn description(&self) -> &str {
+        &self.report.description
+    }
     #[getter]
     fn model_ids(&self) -> Vec<String> {
-        self.model_ids.clone()
+        self.report.model_ids.clone()
     }
-
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("description", &self.description)?;
-        d.set_item("requests", self.requests)?;
-        d.set_item("seed", self.seed)?;
-        d.set_item("model_ids", &self.model_ids)?;
-        let results = PyDict::new(py);
-        for r in &self.results {
-            results.set_item(r.get().policy, r.get().to_dict(py)?)?;
-        }
-        d.set_item("results", results)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.report)
     }
-
     /// Plain-text comparison of the policies, one row each.
     fn table(&self) -> String {
-        self.table.clone()
+        self.report.table()
     }
-
     fn _repr_html_(&self) -> String {
-        let cell = |tag: &str, text: &str, i: usize| {
-            let align = if i == 0 { "left" } else { "right" };
-            format!(
-                "<{tag} style=\"text-align:{align}\">{}</{tag}>",
-                escape(text)
-            )
-        };
-        let head: String = SimulationReport::HEADERS
-            .iter()
-            .enumerate()
-            .map(|(i, h)| cell("th", h, i))
-            .collect();
-        let body: String = self
-            .rows
-            .iter()
-            .map(|row| {
-                let cells: String = row
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| cell("td", c, i))
-                    .collect();
-                format!("<tr>{cells}</tr>")
-            })
-            .collect();
-        format!(
-            "<p>{} — {} requests, seed {}</p><table><thead><tr>{head}</tr></thead>\
-             <tbody>{body}</tbody></table>",
-            escape(&self.description),
-            self.requests,
-            self.seed
-        )
+        self.report.html()
     }
-
     fn __repr__(&self) -> String {
-        let names: Vec<&str> = self.results.iter().map(|r| r.get().policy).collect();
-        format!(
-            "SimulationReport(requests={}, seed={}, policies={:?})",
-            self.requests, self.seed, names
-        )
+        self.report.to_string()
     }
 }
 
@@ -269,28 +125,13 @@ fn load_scenario(scenario: &Bound<'_, PyAny>) -> PyResult<Scenario> {
     Ok(Scenario::from_file(&path)?)
 }
 
-fn policies(strategies: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Policy>> {
-    let Some(obj) = strategies else {
-        return Ok(Policy::ALL.to_vec());
-    };
-    let names: Vec<String> = if obj.is_instance_of::<PyString>() {
-        vec![obj.extract()?]
-    } else {
-        obj.extract()
-            .map_err(|_| invalid("strategies", "expected a list of policy names"))?
-    };
-    if names.is_empty() {
-        return Err(invalid("strategies", "must name at least one policy"));
+/// A policy name or a list of them, as strings.
+fn names(field: &str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() {
+        return Ok(vec![obj.extract()?]);
     }
-    names
-        .iter()
-        .map(|n| {
-            n.parse::<Policy>().map_err(|e| {
-                let reason = e.to_string();
-                invalid("strategies", reason.trim_start_matches("policy: "))
-            })
-        })
-        .collect()
+    obj.extract()
+        .map_err(|_| invalid(field, "expected a list of policy names"))
 }
 
 fn count(obj: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Option<u64>> {
@@ -310,89 +151,78 @@ fn count(obj: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Option<u64>> {
 /// `models`: Model fields plus `service` {"distribution": "lognormal", "median_ms", "sigma"} |
 /// {"distribution": "exponential", "mean_ms"} | {"distribution": "deterministic", "ms"} and an
 /// optional hidden `fail_above`; `agents`: Agent fields plus a mix `weight` (1).
-/// `strategies` defaults to every policy; `seed` and `requests` override the scenario's;
-/// `progress(fraction)` is called on the calling thread at most about a hundred times.
+/// `policies` (a name or a list; `strategies` is its deprecated alias) defaults to every
+/// policy; `seed` and `requests` override the scenario's; `progress(fraction)` is called on
+/// the calling thread at most about a hundred times.
 #[pyfunction]
-#[pyo3(signature = (scenario, strategies=None, *, seed=None, requests=None, progress=None))]
+#[pyo3(signature = (scenario, policies=None, *, seed=None, requests=None, progress=None, strategies=None))]
 fn simulate(
     py: Python<'_>,
     scenario: &Bound<'_, PyAny>,
-    strategies: Option<&Bound<'_, PyAny>>,
+    policies: Option<&Bound<'_, PyAny>>,
     seed: Option<&Bound<'_, PyAny>>,
     requests: Option<&Bound<'_, PyAny>>,
     progress: Option<Bound<'_, PyAny>>,
+    strategies: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PySimulationReport> {
+    let field = if strategies.is_some() {
+        "strategies"
+    } else {
+        "policies"
+    };
+    let chosen = renamed(
+        py,
+        "simulate",
+        ("policies", policies),
+        ("strategies", strategies),
+    )?;
     let mut sc = load_scenario(scenario)?;
-    let policies = policies(strategies)?;
+    let names = chosen.map(|o| names(field, o)).transpose()?;
+    let policies = parse_policies(field, names.as_deref())?;
     if let Some(seed) = count(seed, "seed")? {
         sc.seed = seed;
     }
     if let Some(n) = count(requests, "requests")? {
-        if n == 0 || n > crate::sim::MAX_REQUESTS {
-            let reason = format!("must be in 1..={}, got {n}", crate::sim::MAX_REQUESTS);
-            return Err(invalid("requests", reason));
-        }
-        sc.requests = n;
+        sc.set_requests(n)?;
     }
     let callback = match progress {
         Some(p) if !p.is_callable() => return Err(invalid("progress", "must be callable")),
         Some(p) => Some(p.unbind()),
         None => None,
     };
-    let mut failure: Option<PyErr> = None;
+    // The runs report to this (calling) thread, which alone touches Python: progress
+    // callbacks run where the caller is, and Ctrl-C is only seen on the main thread.
     let outcome = py.detach(|| {
-        let (tx, rx) = mpsc::channel::<f64>();
-        let stop = AtomicBool::new(false);
-        thread::scope(|scope| {
-            // The runs report to this (calling) thread, which alone touches Python: progress
-            // callbacks run where the caller is, and Ctrl-C is only seen on the main thread.
-            let worker = scope.spawn(|| {
-                let tx = tx;
-                simulate_with_progress(&sc, &policies, &|fraction| {
-                    // A closed channel only means the caller stopped listening.
-                    let _ = tx.send(fraction);
-                    !stop.load(Ordering::Relaxed)
-                })
-            });
-            for fraction in rx {
-                if failure.is_some() {
-                    continue;
-                }
-                let reported = Python::attach(|py| match &callback {
-                    Some(cb) => cb.call1(py, (fraction,)).and_then(|_| py.check_signals()),
-                    None => py.check_signals(),
-                });
-                if let Err(e) = reported {
-                    failure = Some(e);
-                    stop.store(true, Ordering::Relaxed);
-                }
-            }
-            worker.join()
+        simulate_reporting(&sc, &policies, |fraction| {
+            Python::attach(|py| match &callback {
+                Some(cb) => cb.call1(py, (fraction,)).and_then(|_| py.check_signals()),
+                None => py.check_signals(),
+            })
         })
     });
-    if let Some(err) = failure {
-        return Err(err);
-    }
-    let outcome =
-        outcome.map_err(|_| PyRuntimeError::new_err("the simulation stopped unexpectedly"))?;
-    // Stopping early happens only when the callback failed, and that error was returned.
-    let (report, _) = outcome?;
-    let (table, rows) = (report.table(), report.rows());
-    let ids = &report.model_ids;
+    let mut report = match outcome {
+        Ok(report) => report,
+        Err(Stopped::Caller(e)) => return Err(e),
+        Err(Stopped::Error(e)) => return Err(e.into()),
+        Err(Stopped::Panicked) => {
+            return Err(PyRuntimeError::new_err(
+                "the simulation stopped unexpectedly",
+            ))
+        }
+    };
     let results = report
         .results
-        .into_iter()
-        .map(|r| Py::new(py, PyPolicyResult::new(py, r, ids)?))
+        .iter_mut()
+        .map(|r| {
+            let latencies = PyArray1::from_vec(py, std::mem::take(&mut r.latencies_ms));
+            // Read-only, like the frozen object that owns it.
+            latencies.getattr("flags")?.setattr("writeable", false)?;
+            let r = r.summary(&report.model_ids);
+            let latencies = latencies.unbind();
+            Py::new(py, PyPolicyResult { r, latencies })
+        })
         .collect::<PyResult<_>>()?;
-    Ok(PySimulationReport {
-        results,
-        description: report.description,
-        requests: report.requests,
-        seed: report.seed,
-        table,
-        rows,
-        model_ids: report.model_ids,
-    })
+    Ok(PySimulationReport { report, results })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::balancer::Policy;
 use crate::capability::cost_matrix;
-use crate::error::Result;
+use crate::error::{parse_choice, Error, Result};
 
 mod engine;
 mod raw;
@@ -26,7 +26,9 @@ mod scenario;
 #[cfg(test)]
 mod tests;
 
-pub use report::{percentile, thousands, PolicyResult, SimulationReport};
+pub use report::{
+    escape_html, percentile, thousands, PolicyResult, PolicySummary, SimulationReport,
+};
 pub use scenario::{Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS};
 
 /// Reports progress at most once per whole percent and carries a cancellation request back to
@@ -54,6 +56,74 @@ impl Ticker<'_> {
         }
         !self.cancelled.load(Ordering::Relaxed)
     }
+}
+
+/// Why [`simulate_reporting`] returned without a report.
+#[derive(Debug)]
+pub enum Stopped<E> {
+    /// The progress callback failed (the runs were cancelled); its error.
+    Caller(E),
+    /// The scenario could not be simulated.
+    Error(Error),
+    /// A run panicked.
+    Panicked,
+}
+
+/// Runs [`simulate_with_progress`] on a worker thread and hands every progress fraction to
+/// `report` on the calling thread, so that a caller tied to its own thread (an interpreter
+/// whose callbacks and signals belong there) handles each one itself. The first error from
+/// `report` cancels the runs and is returned.
+pub fn simulate_reporting<E>(
+    scenario: &Scenario,
+    policies: &[Policy],
+    mut report: impl FnMut(f64) -> std::result::Result<(), E>,
+) -> std::result::Result<SimulationReport, Stopped<E>> {
+    let (tx, rx) = std::sync::mpsc::channel::<f64>();
+    let stop = AtomicBool::new(false);
+    let mut failure = None;
+    let outcome = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            let tx = tx;
+            simulate_with_progress(scenario, policies, &|fraction| {
+                // A closed channel only means the caller stopped listening.
+                let _ = tx.send(fraction);
+                !stop.load(Ordering::Relaxed)
+            })
+        });
+        for fraction in rx {
+            if failure.is_none() {
+                if let Err(e) = report(fraction) {
+                    failure = Some(e);
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        worker.join()
+    });
+    if let Some(e) = failure {
+        return Err(Stopped::Caller(e));
+    }
+    // Stopping early happens only when `report` failed, and that error was returned.
+    match outcome {
+        Ok(Ok((report, _))) => Ok(report),
+        Ok(Err(e)) => Err(Stopped::Error(e)),
+        Err(_) => Err(Stopped::Panicked),
+    }
+}
+
+/// Policy names as the caller gave them (`field` names the argument): `None` means every
+/// policy; an empty list or an unknown name is an input error that lists the valid names.
+pub fn parse_policies(field: &str, names: Option<&[String]>) -> Result<Vec<Policy>> {
+    let Some(names) = names else {
+        return Ok(Policy::ALL.to_vec());
+    };
+    if names.is_empty() {
+        return Err(Error::invalid(field, "must name at least one policy"));
+    }
+    names
+        .iter()
+        .map(|n| parse_choice(field, "policy", n, &Policy::ALL, Policy::name))
+        .collect()
 }
 
 /// Runs every policy (in parallel, each deterministic given the scenario's seed) with no

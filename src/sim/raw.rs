@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::scenario::{Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS};
 use crate::balancer::BalancerConfig;
-use crate::capability::{AgentProfile, ModelProfile, ScoreWeights};
+use crate::capability::{AgentProfile, ModelProfile, ScoreWeights, MODEL_DEFAULTS};
 use crate::error::{Error, Result};
 
 /// Parses scenario JSON; `source` (a path, or the argument name) starts every error.
@@ -80,7 +80,7 @@ struct RawWeights {
     cost: f64,
 }
 
-/// Defaults match `modelrouter.Model(...)`.
+/// Defaults are `MODEL_DEFAULTS`, as for `modelrouter.Model(...)`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModel {
@@ -91,24 +91,30 @@ struct RawModel {
     context_window: u64,
     #[serde(default = "default_concurrent")]
     max_concurrent: u64,
-    #[serde(default)]
+    #[serde(default = "default_queue")]
     max_queue: u64,
     #[serde(default = "default_target")]
     target_utilization: f64,
-    #[serde(default)]
+    #[serde(default = "default_price")]
     cost_per_1k_tokens: f64,
     service: RawService,
     fail_above: Option<u64>,
 }
 
 fn default_context() -> u64 {
-    8192
+    MODEL_DEFAULTS.context_window
 }
 fn default_concurrent() -> u64 {
-    10
+    MODEL_DEFAULTS.max_concurrent
+}
+fn default_queue() -> u64 {
+    MODEL_DEFAULTS.max_queue
 }
 fn default_target() -> f64 {
-    0.8
+    MODEL_DEFAULTS.target_utilization
+}
+fn default_price() -> f64 {
+    MODEL_DEFAULTS.cost_per_1k_tokens
 }
 
 /// Flat rather than a tagged enum so that a missing parameter is reported by name.

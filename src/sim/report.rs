@@ -1,6 +1,13 @@
-//! What one run measured, and the comparison table across policies.
+//! What one run measured, and the comparison table across policies (text, HTML, and the
+//! serialized shape of the Python `to_dict()`).
+
+use std::fmt;
+
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Serialize, Serializer};
 
 use crate::balancer::Policy;
+use crate::capability::pairs_as_map;
 
 /// Measurements of one policy over the whole request stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +118,118 @@ pub struct SimulationReport {
     pub results: Vec<PolicyResult>,
 }
 
+/// One policy's measurements without the latency samples (their count is `completed`), with
+/// utilization keyed by model id. Serializes as the Python `PolicyResult.to_dict()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicySummary {
+    pub policy: Policy,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub avg_utilization: f64,
+    pub duration_s: f64,
+    pub throughput_per_s: f64,
+    pub requests: u64,
+    pub completed: u64,
+    pub overload_failures: u64,
+    pub rejected: u64,
+    pub retries: u64,
+    pub max_queue_length: u64,
+    /// Model id → time-averaged busy slots / max_concurrent, in scenario model order.
+    #[serde(serialize_with = "pairs_as_map")]
+    pub per_model_utilization: Vec<(String, f64)>,
+}
+
+impl PolicyResult {
+    /// The summary, `model_ids` naming `per_model_utilization` in order.
+    pub fn summary(&self, model_ids: &[String]) -> PolicySummary {
+        PolicySummary {
+            policy: self.policy,
+            p50_ms: self.p50_ms,
+            p95_ms: self.p95_ms,
+            p99_ms: self.p99_ms,
+            mean_ms: self.mean_ms,
+            avg_utilization: self.avg_utilization,
+            duration_s: self.duration_s,
+            throughput_per_s: self.throughput_per_s,
+            requests: self.requests,
+            completed: self.completed,
+            overload_failures: self.overload_failures,
+            rejected: self.rejected,
+            retries: self.retries,
+            max_queue_length: self.max_queue_length,
+            per_model_utilization: model_ids
+                .iter()
+                .cloned()
+                .zip(self.per_model_utilization.iter().copied())
+                .collect(),
+        }
+    }
+}
+
+/// `PolicyResult(policy="weighted", p99_ms=…, …)`: the Python repr.
+impl fmt::Display for PolicySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PolicyResult(policy={:?}, p99_ms={:.1}, completed={}, overload_failures={}, \
+             rejected={})",
+            self.policy.name(),
+            self.p99_ms,
+            self.completed,
+            self.overload_failures,
+            self.rejected
+        )
+    }
+}
+
+/// `SimulationReport(requests=…, seed=…, policies=[…])`: the Python repr.
+impl fmt::Display for SimulationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.results.iter().map(|r| r.policy.name()).collect();
+        write!(
+            f,
+            "SimulationReport(requests={}, seed={}, policies={:?})",
+            self.requests, self.seed, names
+        )
+    }
+}
+
+/// The Python `SimulationReport.to_dict()`: the header fields, then `results` mapping each
+/// policy name to its [`PolicySummary`] (latency samples left out).
+impl Serialize for SimulationReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Results<'a>(&'a SimulationReport);
+        impl Serialize for Results<'_> {
+            fn serialize<S: Serializer>(
+                &self,
+                serializer: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.results.len()))?;
+                for r in &self.0.results {
+                    map.serialize_entry(r.policy.name(), &r.summary(&self.0.model_ids))?;
+                }
+                map.end()
+            }
+        }
+        let mut s = serializer.serialize_struct("SimulationReport", 5)?;
+        s.serialize_field("description", &self.description)?;
+        s.serialize_field("requests", &self.requests)?;
+        s.serialize_field("seed", &self.seed)?;
+        s.serialize_field("model_ids", &self.model_ids)?;
+        s.serialize_field("results", &Results(self))?;
+        s.end()
+    }
+}
+
+/// Text safe inside HTML elements.
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// `1234567` → `1,234,567`: counts and milliseconds read at a glance.
 pub fn thousands(value: f64, decimals: usize) -> String {
     if !value.is_finite() {
@@ -202,5 +321,35 @@ impl SimulationReport {
         out.push(line(&widths.map(|w| "-".repeat(w))));
         out.extend(rows.iter().map(|r| line(r)));
         out.join("\n")
+    }
+}
+
+impl SimulationReport {
+    /// The table as HTML (a caption line, then one row per policy), for notebooks.
+    pub fn html(&self) -> String {
+        let cell = |tag: &str, text: &str, i: usize| {
+            let align = if i == 0 { "left" } else { "right" };
+            format!(
+                "<{tag} style=\"text-align:{align}\">{}</{tag}>",
+                escape_html(text)
+            )
+        };
+        let row = |tag: &str, cells: &[String]| -> String {
+            let cells: String = cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cell(tag, c, i))
+                .collect();
+            format!("<tr>{cells}</tr>")
+        };
+        let head = row("th", &Self::HEADERS.map(String::from));
+        let body: String = self.rows().iter().map(|r| row("td", r)).collect();
+        format!(
+            "<p>{} — {} requests, seed {}</p><table><thead>{head}</thead>\
+             <tbody>{body}</tbody></table>",
+            escape_html(&self.description),
+            self.requests,
+            self.seed
+        )
     }
 }

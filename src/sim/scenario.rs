@@ -7,7 +7,7 @@ use std::path::Path;
 use super::raw;
 use crate::balancer::BalancerConfig;
 use crate::capability::{AgentProfile, ModelProfile, ScoreWeights};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Every latency is kept for exact percentiles: this bounds the memory of one run (~400 MB).
 pub const MAX_REQUESTS: u64 = 50_000_000;
@@ -95,5 +95,16 @@ impl Scenario {
     /// Parses scenario JSON; `source` (a path, or the argument name) starts every error.
     pub fn from_json(text: &str, source: &str) -> Result<Scenario> {
         raw::parse(text, source)
+    }
+
+    /// Overrides the request count (the `requests=` argument); 0 or more than
+    /// [`MAX_REQUESTS`] is an input error naming `requests`.
+    pub fn set_requests(&mut self, requests: u64) -> Result<()> {
+        if requests == 0 || requests > MAX_REQUESTS {
+            let reason = format!("must be in 1..={MAX_REQUESTS}, got {requests}");
+            return Err(Error::invalid("requests", reason));
+        }
+        self.requests = requests;
+        Ok(())
     }
 }

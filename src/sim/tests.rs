@@ -227,3 +227,135 @@ fn scenario_errors_name_file_and_field() {
         .replace(r#""id": "n""#, r#""id": "n", "fail_above": 0"#);
     assert_eq!(field_of(&never).0, "models[1].fail_above");
 }
+
+const TWO_MODELS: &str = r#"{"id": "m1", "capabilities": {"code": 1},
+    "service": {"distribution": "deterministic", "ms": 10}},
+    {"id": "m2", "capabilities": {"code": 1}, "service": {"distribution": "deterministic", "ms": 20}}"#;
+
+#[test]
+fn missing_model_fields_take_the_model_defaults() {
+    let sc = scenario(TWO_MODELS, 10, 1.0);
+    let d = crate::capability::MODEL_DEFAULTS;
+    let p = &sc.models[0].profile;
+    assert_eq!(
+        (p.context_window, p.max_concurrent, p.max_queue),
+        (d.context_window, d.max_concurrent, d.max_queue)
+    );
+    assert_eq!(
+        (p.target_utilization, p.cost_per_1k_tokens),
+        (d.target_utilization, d.cost_per_1k_tokens)
+    );
+}
+
+#[test]
+fn report_serializes_as_the_python_dict_without_latencies() {
+    let sc = scenario(TWO_MODELS, 50, 5.0);
+    let report = simulate(&sc, &[Policy::Weighted, Policy::LeastLoaded]).unwrap();
+    let text = serde_json::to_string(&report).unwrap();
+    assert!(
+        text.starts_with(r#"{"description":"","requests":50,"seed":11,"model_ids":["m1","m2"],"results":{"weighted":{"policy":"weighted","p50_ms":"#),
+        "{text}"
+    );
+    assert!(!text.contains("latencies"));
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let weighted = &value["results"]["weighted"];
+    let r = &report.results[0];
+    assert_eq!(weighted["completed"], r.completed);
+    assert_eq!(weighted["overload_failures"], r.overload_failures);
+    assert_eq!(
+        weighted["per_model_utilization"]["m2"],
+        r.per_model_utilization[1]
+    );
+    assert_eq!(weighted.as_object().unwrap().len(), 15);
+    let policies: Vec<&String> = value["results"].as_object().unwrap().keys().collect();
+    assert_eq!(policies, ["least_loaded", "weighted"]); // serde_json's map is sorted
+    let summary = r.summary(&report.model_ids);
+    assert_eq!(summary.per_model_utilization[0].0, "m1");
+    assert_eq!(
+        summary.to_string(),
+        format!(
+            "PolicyResult(policy=\"weighted\", p99_ms={:.1}, completed={}, \
+             overload_failures={}, rejected={})",
+            r.p99_ms, r.completed, r.overload_failures, r.rejected
+        )
+    );
+    assert_eq!(
+        report.to_string(),
+        r#"SimulationReport(requests=50, seed=11, policies=["weighted", "least_loaded"])"#
+    );
+}
+
+#[test]
+fn html_table_escapes_the_description_and_has_a_row_per_policy() {
+    let mut sc = scenario(TWO_MODELS, 20, 5.0);
+    sc.description = "a <b> & c".into();
+    let report = simulate(&sc, &[Policy::Weighted, Policy::Predictive]).unwrap();
+    let html = report.html();
+    assert!(html.starts_with("<p>a &lt;b&gt; &amp; c — 20 requests, seed 11</p><table>"));
+    assert_eq!(html.matches("<tr>").count(), 3);
+    assert_eq!(
+        html.matches("<th ").count(),
+        SimulationReport::HEADERS.len()
+    );
+    assert!(html.contains(r#"<td style="text-align:left">predictive</td>"#));
+    assert_eq!(escape_html("<&>"), "&lt;&amp;&gt;");
+}
+
+#[test]
+fn policy_names_parse_with_errors_naming_the_argument() {
+    assert_eq!(
+        parse_policies("policies", None).unwrap(),
+        Policy::ALL.to_vec()
+    );
+    let names = ["weighted".to_string(), "least_loaded".to_string()];
+    assert_eq!(
+        parse_policies("policies", Some(&names)).unwrap(),
+        vec![Policy::Weighted, Policy::LeastLoaded]
+    );
+    let err = parse_policies("strategies", Some(&["random".to_string()])).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { field, message }
+            if field == "strategies" && message.contains("unknown policy \"random\"; valid: capability_only")),
+        "{err:?}"
+    );
+    let err = parse_policies("policies", Some(&[])).unwrap_err();
+    assert_eq!(
+        err,
+        Error::invalid("policies", "must name at least one policy")
+    );
+}
+
+#[test]
+fn request_overrides_are_bounded() {
+    let mut sc = scenario(TWO_MODELS, 10, 1.0);
+    sc.set_requests(7).unwrap();
+    assert_eq!(sc.requests, 7);
+    for bad in [0, MAX_REQUESTS + 1] {
+        let err = sc.set_requests(bad).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "requests"));
+    }
+    assert_eq!(sc.requests, 7);
+}
+
+#[test]
+fn progress_reaches_the_calling_thread_and_its_error_cancels_the_runs() {
+    let sc = scenario(TWO_MODELS, 20_000, 50.0);
+    let caller = std::thread::current().id();
+    let mut seen = Vec::new();
+    let report = simulate_reporting(&sc, &[Policy::Weighted], |f| {
+        assert_eq!(std::thread::current().id(), caller);
+        seen.push(f);
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    assert_eq!(report.results[0].completed, 20_000);
+    assert!(!seen.is_empty() && seen.len() <= 101, "{}", seen.len());
+    assert!(seen.windows(2).all(|w| w[0] < w[1]) && *seen.last().unwrap() == 1.0);
+    let mut calls = 0;
+    let stopped = simulate_reporting(&sc, &Policy::ALL, |_| {
+        calls += 1;
+        Err("stop")
+    });
+    assert!(matches!(stopped, Err(Stopped::Caller("stop"))));
+    assert_eq!(calls, 1);
+}
