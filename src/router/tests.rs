@@ -320,10 +320,9 @@ fn redistribute_sends_traffic_elsewhere_only_while_another_model_is_open() {
 
 #[test]
 fn an_agent_id_that_returns_with_new_requirements_is_scored_anew() {
-    let models = vec![model("a", 0.9, 4), model("b", 0.5, 4)];
     let mut b = model("b", 0.5, 4);
     b.capabilities.push(("chat".into(), 0.9));
-    let r = router(vec![models[0].clone(), b], config(Strategy::Optimal, true)).unwrap();
+    let r = router(vec![model("a", 0.9, 4), b], config(Strategy::Optimal, true)).unwrap();
     assert_eq!(r.route(&coder()).unwrap().model, 0);
     let same_id = AgentProfile::new("x".into(), vec![("chat".into(), 0.5)], vec![], 0).unwrap();
     assert_eq!(r.route(&same_id).unwrap().model, 1);
