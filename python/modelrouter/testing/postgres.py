@@ -48,10 +48,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_USER = "modelrouter-pg"
+
+
+def _server_user() -> pwd.struct_passwd:
+    """The unprivileged account the server runs under when we are root (PostgreSQL refuses
+    root): Debian's ``postgres``, else a system account of our own, created once."""
+    for name in ("postgres", SERVER_USER):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+    useradd = shutil.which("useradd")
+    if useradd is None:
+        raise Unavailable("running as root with no postgres user, and useradd is missing")
+    nologin = shutil.which("nologin") or "/bin/false"
+    made = subprocess.run(
+        [useradd, "--system", "--no-create-home", "--shell", nologin, SERVER_USER],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode not in (0, 9):  # 9: someone else created it meanwhile
+        raise Unavailable(f"could not create the {SERVER_USER} account: {made.stderr.strip()}")
+    return pwd.getpwnam(SERVER_USER)
+
+
 @contextmanager
 def cluster(fsync: bool = False) -> Iterator[str]:
     """Starts a cluster in a temporary directory on a free loopback port and yields an admin
-    URL. The server refuses to run as root, so under root it runs as the ``postgres`` user.
+    URL. The server refuses to run as root, so under root it runs as the ``postgres`` user, or
+    an unprivileged account created for it.
     Tests run it with ``fsync=off`` (durability against the server host crashing is not what
     they check); benchmarks keep it on."""
     bindir = _bindir()
@@ -59,15 +85,12 @@ def cluster(fsync: bool = False) -> Iterator[str]:
     base = tempfile.mkdtemp(prefix="modelrouter-pg-")
     try:
         if os.geteuid() == 0:
-            try:
-                pw = pwd.getpwnam("postgres")
-            except KeyError as exc:
-                raise Unavailable("running as root and there is no postgres user") from exc
+            pw = _server_user()
             os.chown(base, pw.pw_uid, pw.pw_gid)
             runuser = shutil.which("runuser")
             if runuser is None:
                 raise Unavailable("running as root and runuser is missing")
-            prefix = [runuser, "-u", "postgres", "--"]
+            prefix = [runuser, "-u", pw.pw_name, "--"]
         data, port = os.path.join(base, "data"), _free_port()
         subprocess.run(
             [*prefix, f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "-N"],
