@@ -211,17 +211,23 @@ def test_health_openapi_and_dashboard(client):
     assert client.get("/static/style.css").status_code == 200
 
 
-def test_unexpected_exceptions_are_counted_not_500():
+def test_unexpected_exceptions_are_500_logged_and_counted(caplog):
     app = create_app(sample_interval_s=3600)
 
     @app.get("/boom")
     async def boom():
-        raise RuntimeError("bug")
+        raise RuntimeError("a bug with secret internals")
 
-    with TestClient(app, raise_server_exceptions=False) as c:
-        r = c.get("/boom")
-    assert r.status_code == 400 and r.json()["error"] == "Unexpected"
+    with caplog.at_level("ERROR", logger="modelrouter.server"):
+        with TestClient(app, raise_server_exceptions=False) as c:
+            r = c.get("/boom")
+    # A fault of the service is a 5xx, never dressed up as the client's error.
+    assert r.status_code == 500 and r.json()["error"] == "InternalError"
+    assert "secret internals" not in r.text
     assert app.state.service.unexpected_errors == 1
+    assert any(
+        rec.exc_info and "secret internals" in str(rec.exc_info[1]) for rec in caplog.records
+    )
 
 
 class RecordingStore:

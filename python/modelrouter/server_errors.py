@@ -1,7 +1,8 @@
 """How the service answers errors: one mapping from exception to JSON response, shared by the
 FastAPI handlers and the fast route path. ``RouterError`` subclasses become 4xx by kind,
 ``NoCapacityError`` (and a store that cannot keep up) a 503 with ``Retry-After``; anything
-unexpected is logged, counted and answered 400, never 500."""
+unexpected is a fault of the service: logged with its traceback, counted, and answered 500, so
+that it is never mistaken for the client's error."""
 
 from __future__ import annotations
 
@@ -68,8 +69,8 @@ def error_response(exc: BaseException, state: ServiceState, where: str = "") -> 
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             return error_body(status, exc)
-    # Deliberately not a 500: no input may make the service fail. Logged with its traceback
-    # and counted, so tests (and operators) see it.
+    # A bug of ours, not the client's: a 500 (the body says nothing of the internals), logged
+    # with its traceback and counted, so tests and operators see it.
     state.unexpected_errors += 1
     log.error("unexpected error on %s", where, exc_info=exc)
-    return JSONResponse({"detail": "request could not be processed", "error": "Unexpected"}, 400)
+    return JSONResponse({"detail": "internal error", "error": "InternalError"}, 500)
