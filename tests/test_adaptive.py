@@ -85,16 +85,39 @@ def test_failing_model_is_dropped_within_a_few_decisions_and_recovers():
     assert route(scorer, tracker, clock, models, caps, 10, healthy).count("a") >= 9
 
 
-@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=8))
-def test_scores_match_score_and_stay_in_range(caps):
-    scorer, tracker, _ = make()
-    models = [f"m{i}" for i in range(len(caps))]
-    for i, m in enumerate(models[::2]):
-        tracker.record(m, 50.0 * (i + 1), i % 3 != 2)
-    many = scorer.scores(models, caps)
-    assert many.dtype == np.float64 and many.shape == (len(caps),)
-    for m, c, s in zip(models, caps, many):
-        assert s == pytest.approx(scorer.score(m, c))
+PRIOR_REQUESTS = 2.0  # the documented pseudo-requests of fleet behaviour (src/adaptive)
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 1.0), st.integers(0, 30), st.integers(0, 30)),
+        min_size=1,
+        max_size=8,
+    ),
+    st.tuples(st.floats(0.1, 5.0), st.floats(0.1, 5.0), st.floats(0.0, 5.0)),
+)
+def test_scores_follow_the_documented_formula(rows, weights):
+    """Oracle written from the formula in the module docs, not from the scorer: with every
+    sample at one instant and one latency, the latency factor is 1 and nothing decays, so
+    performance = (ok + A·p) / (ok + bad + A) with the fleet rate p = (Σok + 1) / (Σn + 2), and
+    score = (w_c·capability + w_p·performance + w_l·1) / Σw without a LoadTracker."""
+    clock = mr.ManualClock()
+    tracker = mr.PerformanceTracker(clock=clock)
+    scorer = mr.AdaptiveScorer(weights=weights, performance=tracker, clock=clock)
+    models = [f"m{i}" for i in range(len(rows))]
+    for m, (_, ok, bad) in zip(models, rows):
+        for k in range(ok + bad):
+            tracker.record(m, 100.0, k < ok)
+    total_ok = sum(ok for _, ok, _ in rows)
+    total = sum(ok + bad for _, ok, bad in rows)
+    fleet = (total_ok + 1) / (total + 2)
+    w_c, w_p, w_l = (w / sum(weights) for w in weights)
+    caps = [c for c, _, _ in rows]
+    got = scorer.scores(models, caps)
+    for m, (cap, ok, bad), s in zip(models, rows, got):
+        perf = (ok + PRIOR_REQUESTS * fleet) / (ok + bad + PRIOR_REQUESTS)
+        assert scorer.performance(m) == pytest.approx(perf, rel=1e-9)
+        assert s == pytest.approx(w_c * cap + w_p * perf + w_l, rel=1e-9)
         assert 0.0 <= s <= 1.0
 
 

@@ -52,19 +52,21 @@ def test_adaptive_router_moves_traffic_off_a_degraded_model_and_back():
         load=mr.LoadTracker(clock=clock),
     )
     assert router.performance is not None
-    for _ in range(20):
+    # Equal capability; "slow" fails one call in ten throughout, "fast" none: no tie to break.
+    for i in range(20):
         router.record("fast", latency_ms=100.0)
-        router.record("slow", latency_ms=100.0)
-    before = {router.route(AGENT) for _ in range(5)}
-    assert before == {"fast"}  # equal scores: the first model wins ties
+        router.record("slow", latency_ms=100.0, success=i % 10 != 0)
+    assert scorer.performance("fast") > scorer.performance("slow")
+    assert {router.route(AGENT) for _ in range(5)} == {"fast"}
     for _ in range(5):
         router.record("fast", latency_ms=5000.0, success=False)
     assert router.route(AGENT) == "slow"
     # The fast model heals: good samples and time let it win again.
-    for _ in range(200):
+    for i in range(200):
         clock.advance(1.0)
-        router.record("fast", latency_ms=90.0)
-        router.record("slow", latency_ms=100.0)
+        router.record("fast", latency_ms=100.0)
+        router.record("slow", latency_ms=100.0, success=i % 10 != 0)
+    assert scorer.performance("fast") > scorer.performance("slow")
     assert router.route(AGENT) == "fast"
 
 
