@@ -85,7 +85,7 @@ def tiny0(x: float) -> float:
     return 0.0 if abs(x) < 1e-300 else x
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=feedback_rows, since=st.none() | st.floats(0, 1000))
 def test_model_stats_match_numpy(store, rows, since):
     # One store for all examples: each example writes under its own model-id prefix.
@@ -123,7 +123,7 @@ def test_percentiles_are_linear_interpolation(store):
     assert store.model_stats(since=2.0) == []
 
 
-@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     samples=st.lists(
         st.tuples(st.floats(0, 10_000), st.sampled_from(["x", "y"]), st.floats(0, 2)),

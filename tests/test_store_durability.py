@@ -177,6 +177,9 @@ def test_full_queue_blocks_the_caller_instead_of_dropping():
         s._put_timeout = 60.0
         blocked = threading.Thread(target=s.record_feedback, args=("m", -0.0, True))
         blocked.start()  # waits for room, does not drop
+        blocked.join(0.3)
+        assert blocked.is_alive(), "the producer returned while the queue was full"
+        assert s.counts()["feedback"] < acked  # nothing written meanwhile: still stalled
         gate.set()
         blocked.join()
         s.flush()
