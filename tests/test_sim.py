@@ -302,3 +302,37 @@ def test_cli_simulate_writes_the_plot(tmp_path, capsys):
     assert "least_loaded" not in out
     assert main(["simulate", "--scenario", "nope.json", "--no-plot"]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"max_retries": 4_000_000_000}, "max_retries"),  # once ran 79 s
+        ({"arrival_rate_per_s": 5e-324}, "arrival_rate_per_s"),  # once gave NaN latencies
+        ({"arrival_rate_per_s": 1e300}, "arrival_rate_per_s"),
+        ({"service": {"distribution": "lognormal", "median_ms": 1e308, "sigma": 1}}, "median_ms"),
+        ({"service": {"distribution": "lognormal", "median_ms": 10, "sigma": 50}}, "sigma"),
+        ({"service": {"distribution": "exponential", "mean_ms": 1e300}}, "mean_ms"),
+        ({"balancer": {"load_weight": 3.0}}, "balancer.load_weight"),
+        ({"balancer": {"default_latency_ms": 1e300}}, "balancer.default_latency_ms"),
+    ],
+)
+def test_out_of_range_scenarios_name_the_field_and_the_bound(change, field):
+    sc = one_model({"distribution": "exponential", "mean_ms": 5}, rate=10, requests=100)
+    if "service" in change:
+        sc["models"][0]["service"] = change["service"]
+    else:
+        sc.update(change)
+    with pytest.raises(mr.InvalidInputError, match="must be") as e:
+        mr.simulate(sc, ["weighted"])
+    assert e.value.field.endswith(field)
+
+
+def test_the_bounds_themselves_run_to_finite_results():
+    sc = one_model(
+        {"distribution": "lognormal", "median_ms": 1e9, "sigma": 5}, rate=1e-6, requests=50
+    )
+    sc["max_retries"] = 100
+    report = mr.simulate(sc, ["weighted"])
+    r = report.results["weighted"]
+    assert all(math.isfinite(x) for x in (r.p50_ms, r.p95_ms, r.p99_ms))

@@ -195,6 +195,23 @@ fn positive(source: &str, field: &str, value: f64) -> Result<()> {
     )
 }
 
+/// Bounds that keep every simulated time finite and every run bounded (documented in the
+/// scenario reference; errors name the field and the bound).
+pub const MAX_SERVICE_MS: f64 = 1e9;
+pub const MAX_SIGMA: f64 = 5.0;
+pub const ARRIVAL_RATE_RANGE: (f64, f64) = (1e-6, 1e9);
+pub const MAX_RETRIES: u32 = 100;
+
+fn within(source: &str, field: &str, value: f64, (lo, hi): (f64, f64)) -> Result<()> {
+    check(
+        source,
+        field,
+        value.is_finite() && value >= lo && value <= hi,
+        &format!("must be between {lo} and {hi}"),
+        value,
+    )
+}
+
 fn entries(map: BTreeMap<String, f64>) -> Vec<(String, f64)> {
     map.into_iter().collect()
 }
@@ -205,6 +222,7 @@ impl RawService {
             let field = format!("{at}.{name}");
             let value = value.ok_or_else(|| bad(source, &field, "missing field"))?;
             positive(source, &field, value)?;
+            within(source, &field, value, (0.0, MAX_SERVICE_MS))?;
             Ok(value)
         };
         let (service, used): (ServiceTime, &[&str]) = match self.distribution {
@@ -216,8 +234,8 @@ impl RawService {
                 check(
                     source,
                     &format!("{at}.sigma"),
-                    sigma.is_finite() && sigma >= 0.0,
-                    "must be >= 0",
+                    sigma.is_finite() && (0.0..=MAX_SIGMA).contains(&sigma),
+                    &format!("must be between 0 and {MAX_SIGMA}"),
                     sigma,
                 )?;
                 (
@@ -264,7 +282,16 @@ impl RawScenario {
             let reason = format!("must be in 1..={MAX_REQUESTS}, got {}", self.requests);
             return Err(bad(source, "requests", reason));
         }
-        positive(source, "arrival_rate_per_s", self.arrival_rate_per_s)?;
+        within(
+            source,
+            "arrival_rate_per_s",
+            self.arrival_rate_per_s,
+            ARRIVAL_RATE_RANGE,
+        )?;
+        if self.max_retries > MAX_RETRIES {
+            let reason = format!("must be at most {MAX_RETRIES}, got {}", self.max_retries);
+            return Err(bad(source, "max_retries", reason));
+        }
         let alpha = self.latency_ewma_alpha;
         check(
             source,
@@ -297,6 +324,11 @@ impl RawScenario {
                     "must be a finite number >= 0",
                     v,
                 )?;
+                if name == "load_weight" {
+                    within(source, &field, v, (0.0, 1.0))?;
+                } else {
+                    within(source, &field, v, (0.0, MAX_SERVICE_MS))?;
+                }
                 *slot = v;
             }
         }
