@@ -73,13 +73,16 @@ pub struct Candidate {
     pub target_utilization: f64,
     /// Observed mean service latency in ms; NaN while unknown.
     pub latency_ms: f64,
+    /// How old that observation is, in ms (0 when unknown): a model no longer chosen keeps an
+    /// old estimate, which `predictive` lets fade toward the fleet's best so it is tried again.
+    pub latency_age_ms: f64,
     /// False when load-balancing rules exclude the model (e.g. a reject_new scaling action).
     pub accepting: bool,
 }
 
 impl Candidate {
     /// A live model as one request sees it now (shared counts when a backend answers).
-    pub fn from_state(state: &ModelState, score: f64) -> Self {
+    pub fn from_state(state: &ModelState, score: f64, now: f64) -> Self {
         let cap = state.capacity();
         let (active, queued) = state.counts();
         Candidate {
@@ -90,6 +93,7 @@ impl Candidate {
             max_queue: cap.max_queue,
             target_utilization: cap.target_utilization,
             latency_ms: state.latency_ms(),
+            latency_age_ms: state.latency_age_s(now) * 1000.0,
             accepting: true,
         }
     }
@@ -140,6 +144,9 @@ pub struct BalancerConfig {
     pub active_request_bias: f64,
     /// Latency assumed for a model with none observed, in ms.
     pub default_latency_ms: f64,
+    /// A latency estimate not refreshed for this long has moved halfway back to the fleet's
+    /// best, in ms (`predictive`): cold and stale models get traffic again, optimistically.
+    pub stale_latency_half_life_ms: f64,
 }
 
 impl BalancerConfig {
@@ -246,10 +253,11 @@ impl LoadBalancer {
             ));
         }
         let states = self.states(model_ids)?;
+        let now = self.tracker.now();
         Ok(states
             .iter()
             .zip(scores)
-            .map(|(state, &score)| Candidate::from_state(state, score))
+            .map(|(state, &score)| Candidate::from_state(state, score, now))
             .collect())
     }
 
@@ -291,53 +299,104 @@ impl Default for BalancerConfig {
             load_weight: 0.5,
             active_request_bias: 1.0,
             default_latency_ms: 1000.0,
+            stale_latency_half_life_ms: 10_000.0,
         }
     }
 }
 
 impl BalancerConfig {
-    fn latency(&self, c: &Candidate, fleet_mean: f64) -> f64 {
+    /// A conservative latency for retry hints: the model's own, else the fleet mean.
+    fn latency(&self, c: &Candidate, fleet: &Fleet) -> f64 {
         if c.latency_ms.is_finite() {
             c.latency_ms
-        } else if fleet_mean.is_finite() {
-            fleet_mean
+        } else if fleet.mean.is_finite() {
+            fleet.mean
         } else {
             self.default_latency_ms
         }
     }
 
+    /// The optimistic estimate `predictive` ranks by. A cold model is assumed a little better
+    /// than the fleet's best (`OPTIMISTIC_PRIOR` × best), so it is tried at once; a stale
+    /// estimate fades toward that prior with `stale_latency_half_life_ms`, so a model that
+    /// stopped being chosen is probed again (after ~0.6 half-lives when it was as good as the
+    /// best, ~3.5 when twice as slow) and its fresh sample decides.
+    fn estimate(&self, c: &Candidate, fleet: &Fleet) -> f64 {
+        if !fleet.best.is_finite() {
+            return self.default_latency_ms;
+        }
+        let prior = OPTIMISTIC_PRIOR * fleet.best;
+        if !c.latency_ms.is_finite() {
+            return prior;
+        }
+        let fade = (-c.latency_age_ms / self.stale_latency_half_life_ms).exp2();
+        prior + (c.latency_ms - prior) * fade
+    }
+
     /// Expected ms until this request finishes: it waits for the requests ahead of it to
     /// drain through `max_concurrent` slots, then runs one service time.
-    fn predicted_ms(&self, c: &Candidate, fleet_mean: f64) -> f64 {
-        let latency = self.latency(c, fleet_mean);
+    fn predicted_ms(&self, c: &Candidate, fleet: &Fleet) -> f64 {
+        let latency = self.estimate(c, fleet);
         let ahead = (c.active + c.queued + 1).saturating_sub(c.max_concurrent);
         latency * (1.0 + ahead as f64 / c.max_concurrent as f64)
     }
 }
 
-/// Mean of the known latencies, NaN when none is known. Like the rest of `choose`, it
-/// allocates nothing: the simulator calls it once per request.
-fn fleet_mean_latency(cands: &[Candidate]) -> f64 {
-    let (sum, known) = cands
+/// A cold or long-unused model's latency, as a share of the fleet's best known one.
+pub const OPTIMISTIC_PRIOR: f64 = 0.9;
+
+/// What the fleet's known latencies say: their mean and the best (both NaN when none).
+struct Fleet {
+    mean: f64,
+    best: f64,
+}
+
+/// Mean and best of the known latencies. Like the rest of `choose`, it allocates nothing:
+/// the simulator calls it once per request.
+fn fleet_latency(cands: &[Candidate]) -> Fleet {
+    let (sum, known, best) = cands
         .iter()
         .map(|c| c.latency_ms)
         .filter(|l| l.is_finite())
-        .fold((0.0, 0usize), |(sum, n), l| (sum + l, n + 1));
+        .fold((0.0, 0usize, f64::INFINITY), |(sum, n, best), l| {
+            (sum + l, n + 1, best.min(l))
+        });
     if known == 0 {
-        f64::NAN
+        Fleet {
+            mean: f64::NAN,
+            best: f64::NAN,
+        }
     } else {
-        sum / known as f64
+        Fleet {
+            mean: sum / known as f64,
+            best,
+        }
     }
 }
 
-/// Index of the largest key; the first wins ties. None for no indices.
-fn argmax(idx: impl Iterator<Item = usize>, key: impl Fn(usize) -> (f64, f64)) -> Option<usize> {
+/// Index of the largest key; equal keys are broken uniformly at random (reservoir sampling),
+/// so equal models share traffic instead of the first one taking it all. None for no indices.
+fn argmax<R: Rng + ?Sized>(
+    idx: impl Iterator<Item = usize>,
+    key: impl Fn(usize) -> (f64, f64),
+    rng: &mut R,
+) -> Option<usize> {
     let mut best: Option<(usize, (f64, f64))> = None;
+    let mut ties = 0u32;
     for i in idx {
         let k = key(i);
         match best {
-            Some((_, b)) if !(k.0 > b.0 || (k.0 == b.0 && k.1 > b.1)) => {}
-            _ => best = Some((i, k)),
+            Some((_, b)) if k.0 < b.0 || (k.0 == b.0 && k.1 < b.1) => {}
+            Some((_, b)) if k == b => {
+                ties += 1;
+                if rng.random_range(0..=ties) == 0 {
+                    best = Some((i, k));
+                }
+            }
+            _ => {
+                best = Some((i, k));
+                ties = 0;
+            }
         }
     }
     best.map(|(i, _)| i)
@@ -356,10 +415,10 @@ pub fn choose<R: Rng + ?Sized>(
     let Some(first_feasible) = all().find(|&j| cands[j].is_feasible()) else {
         return Decision::NoEligibleModel;
     };
-    let fleet_mean = fleet_mean_latency(cands);
+    let fleet = fleet_latency(cands);
     if policy == Policy::CapabilityOnly {
         let feasible = all().filter(|&j| cands[j].is_feasible());
-        let best = argmax(feasible, |j| (cands[j].score, 0.0)).unwrap_or(first_feasible);
+        let best = argmax(feasible, |j| (cands[j].score, 0.0), rng).unwrap_or(first_feasible);
         return if cands[best].has_free_slot() {
             Decision::Run(best)
         } else {
@@ -377,13 +436,12 @@ pub fn choose<R: Rng + ?Sized>(
             open(j)
         }
     };
-    if let Some(j) = pick(policy, cands.len(), in_pool, cands, config, fleet_mean, rng) {
+    if let Some(j) = pick(policy, cands.len(), in_pool, cands, config, &fleet, rng) {
         return Decision::Run(j);
     }
     let queueable = all().filter(|&j| eligible(j) && cands[j].has_queue_room());
-    if let Some(best) = argmax(queueable, |j| {
-        (-config.predicted_ms(&cands[j], fleet_mean), cands[j].score)
-    }) {
+    let soonest = |j: usize| (-config.predicted_ms(&cands[j], &fleet), cands[j].score);
+    if let Some(best) = argmax(queueable, soonest, rng) {
         return Decision::Queue(best);
     }
     let soonest_ms = all()
@@ -391,14 +449,14 @@ pub fn choose<R: Rng + ?Sized>(
         .map(|j| {
             let c = &cands[j];
             let ahead = (c.active + c.queued + 1).saturating_sub(c.max_concurrent) as f64;
-            config.latency(c, fleet_mean) * ahead / c.max_concurrent as f64
+            config.latency(c, &fleet) * ahead / c.max_concurrent as f64
         })
         .fold(f64::INFINITY, f64::min);
     let retry_after_s = if soonest_ms.is_finite() {
         soonest_ms / 1000.0
     } else {
         // Every feasible model refuses new work (reject_new): suggest one service time.
-        config.latency(&cands[first_feasible], fleet_mean) / 1000.0
+        config.latency(&cands[first_feasible], &fleet) / 1000.0
     };
     Decision::NoCapacity { retry_after_s }
 }
@@ -410,18 +468,22 @@ fn pick<R: Rng + ?Sized>(
     in_pool: impl Fn(usize) -> bool,
     cands: &[Candidate],
     config: &BalancerConfig,
-    fleet_mean: f64,
+    fleet: &Fleet,
     rng: &mut R,
 ) -> Option<usize> {
     let pool = || (0..n).filter(|&j| in_pool(j));
     match policy {
-        Policy::CapabilityOnly => argmax(pool(), |j| (cands[j].score, 0.0)),
-        Policy::LeastLoaded => argmax(pool(), |j| (-cands[j].utilization(), cands[j].score)),
-        Policy::Weighted => argmax(pool(), |j| {
-            let c = &cands[j];
-            let weighted = weighted_score(c.score, config.load_weight, c.utilization());
-            (weighted, c.score)
-        }),
+        Policy::CapabilityOnly => argmax(pool(), |j| (cands[j].score, 0.0), rng),
+        Policy::LeastLoaded => argmax(pool(), |j| (-cands[j].utilization(), cands[j].score), rng),
+        Policy::Weighted => argmax(
+            pool(),
+            |j| {
+                let c = &cands[j];
+                let weighted = weighted_score(c.score, config.load_weight, c.utilization());
+                (weighted, c.score)
+            },
+            rng,
+        ),
         Policy::PowerOfTwo => {
             let len = pool().count();
             if len <= 1 {
@@ -437,11 +499,17 @@ fn pick<R: Rng + ?Sized>(
                 c.score / ((c.active + 1) as f64).powf(config.active_request_bias)
             };
             let pair = [pool().nth(a)?, pool().nth(b)?];
-            argmax(pair.into_iter(), |j| (weight(j), -(cands[j].active as f64)))
+            argmax(
+                pair.into_iter(),
+                |j| (weight(j), -(cands[j].active as f64)),
+                rng,
+            )
         }
-        Policy::Predictive => argmax(pool(), |j| {
-            (-config.predicted_ms(&cands[j], fleet_mean), cands[j].score)
-        }),
+        Policy::Predictive => argmax(
+            pool(),
+            |j| (-config.predicted_ms(&cands[j], fleet), cands[j].score),
+            rng,
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ fn cand(score: f64, active: u64, max_concurrent: u64) -> Candidate {
         max_queue: 0,
         target_utilization: 1.0,
         latency_ms: f64::NAN,
+        latency_age_ms: 0.0,
         accepting: true,
     }
 }
@@ -144,18 +145,75 @@ fn predictive_picks_the_soonest_finish_among_several_open_models() {
     c.latency_ms = 200.0;
     // All have a free slot: the prediction is each one's own latency.
     assert_eq!(run(Policy::Predictive, &[a, b, c]), Decision::Run(1));
-    // A model with no latency yet is predicted at the fleet mean of the known ones.
+    // A model with no latency yet is assumed a little better than the fleet's best (0.9 × 300
+    // ms): a cold model is tried at once.
     let unknown = cand(0.95, 0, 4);
     let mut slow = c;
-    slow.latency_ms = 400.0; // mean (300 + 400) / 2 = 350: a (300) is soonest
+    slow.latency_ms = 400.0;
     assert_eq!(
         run(Policy::Predictive, &[a, unknown, slow]),
-        Decision::Run(0)
+        Decision::Run(1)
     );
-    // Alone with a (mean 300) the unknown model ties with it and wins on its score.
-    assert_eq!(run(Policy::Predictive, &[a, unknown]), Decision::Run(1));
     b.latency_ms = 250.0;
     assert_eq!(run(Policy::Predictive, &[a, b, c]), Decision::Run(2));
+}
+
+#[test]
+fn a_stale_latency_estimate_fades_toward_the_fleets_best() {
+    let config = BalancerConfig::default();
+    let h = config.stale_latency_half_life_ms;
+    let mut fresh = cand(0.5, 0, 4);
+    fresh.latency_ms = 100.0;
+    let mut stale = cand(0.5, 0, 4);
+    stale.latency_ms = 900.0;
+    let fleet = fleet_latency(&[fresh, stale]);
+    assert_eq!(config.estimate(&stale, &fleet), 900.0);
+    let prior = OPTIMISTIC_PRIOR * 100.0;
+    stale.latency_age_ms = h;
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert!(close(
+        config.estimate(&stale, &fleet),
+        prior + (900.0 - prior) / 2.0
+    ));
+    stale.latency_age_ms = 2.0 * h;
+    assert!(close(
+        config.estimate(&stale, &fleet),
+        prior + (900.0 - prior) / 4.0
+    ));
+    assert!(close(config.estimate(&cand(0.5, 0, 4), &fleet), prior)); // cold
+                                                                      // Fresh evidence keeps its weight: the slow model loses until its estimate is old.
+    stale.latency_age_ms = 0.0;
+    assert_eq!(run(Policy::Predictive, &[fresh, stale]), Decision::Run(0));
+    // Long unused, the slow model is probed again: its fresh sample will decide.
+    stale.latency_age_ms = 7.0 * h; // 9× slower: it crosses the best after ~6.3 half-lives
+    assert_eq!(run(Policy::Predictive, &[fresh, stale]), Decision::Run(1));
+}
+
+/// Equal models share traffic: ties are broken uniformly, not always to the first.
+#[test]
+fn ties_are_broken_uniformly() {
+    let cands = [cand(0.8, 0, 10); 4];
+    let mut rng = SmallRng::seed_from_u64(5);
+    let draws = 40_000;
+    for policy in [
+        Policy::LeastLoaded,
+        Policy::Weighted,
+        Policy::Predictive,
+        Policy::CapabilityOnly,
+    ] {
+        let mut counts = [0usize; 4];
+        for _ in 0..draws {
+            match choose(policy, &cands, &BalancerConfig::default(), &mut rng) {
+                Decision::Run(j) => counts[j] += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        let tolerance = 5.0 * (0.25 * 0.75 / draws as f64).sqrt();
+        for c in counts {
+            let share = c as f64 / draws as f64;
+            assert!((share - 0.25).abs() < tolerance, "{policy:?}: {counts:?}");
+        }
+    }
 }
 
 #[test]

@@ -74,6 +74,8 @@ pub struct ModelState {
     queued: AtomicU64,
     /// NaN until the first sample.
     latency_ewma_ms: AtomicF64,
+    /// Clock time of the newest latency sample; NaN before the first.
+    latency_at: AtomicF64,
     last_updated: AtomicF64,
     /// With a backend the local atomics count this process's requests only (the fallback
     /// when the backend is away); readings come from the backend.
@@ -146,6 +148,7 @@ impl ModelState {
             active: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             latency_ewma_ms: AtomicF64::new(f64::NAN),
+            latency_at: AtomicF64::new(f64::NAN),
             last_updated: AtomicF64::new(now),
             backend: None,
         }
@@ -203,6 +206,15 @@ impl ModelState {
     pub fn latency_ms(&self) -> f64 {
         self.latency_ewma_ms.load()
     }
+    /// Seconds since the newest latency sample (0 before the first).
+    pub fn latency_age_s(&self, now: f64) -> f64 {
+        let at = self.latency_at.load();
+        if at.is_nan() {
+            0.0
+        } else {
+            (now - at).max(0.0)
+        }
+    }
     pub fn last_updated(&self) -> f64 {
         self.last_updated.load()
     }
@@ -239,6 +251,7 @@ impl ModelState {
                 old + LATENCY_EWMA_ALPHA * (latency_ms - old)
             }
         });
+        self.latency_at.store(now);
         self.last_updated.store(now);
     }
 

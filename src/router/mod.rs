@@ -234,11 +234,12 @@ impl Router {
     /// Applies the capacity rules: reject_new refuses the model; redistribute lets it accept
     /// only when no other model is open (handled by marking it last in line).
     fn candidates(&self, scores: &[f64]) -> Vec<Candidate> {
+        let now = self.tracker.now();
         let mut cands: Vec<Candidate> = self
             .states
             .iter()
             .zip(scores)
-            .map(|(state, &score)| Candidate::from_state(state, score))
+            .map(|(state, &score)| Candidate::from_state(state, score, now))
             .collect();
         if let Some((cm, clocks)) = &self.capacity {
             let mut redistribute = Vec::new();
@@ -328,7 +329,12 @@ impl Router {
         }
         let model = last.unwrap_or_default();
         // The hint: when the model could next take a request, from its own load and latency.
-        let cand = [Candidate::from_state(&self.states[model], scores[model])];
+        let now = self.tracker.now();
+        let cand = [Candidate::from_state(
+            &self.states[model],
+            scores[model],
+            now,
+        )];
         let retry_after_s = match choose_here(Policy::Predictive, &cand, &self.balancer) {
             Decision::NoCapacity { retry_after_s } => retry_after_s,
             _ => 0.0,

@@ -127,6 +127,8 @@ struct ModelState {
     queue: VecDeque<(f64, f64)>,
     /// Observed service latency (EWMA), NaN until the first completion.
     latency_ms: f64,
+    /// Simulated time of that observation.
+    latency_at: f64,
     busy_area: f64,
     last_change: f64,
 }
@@ -210,6 +212,11 @@ impl Sim<'_> {
             c.active = m.active;
             c.queued = m.queue.len() as u64;
             c.latency_ms = m.latency_ms;
+            c.latency_age_ms = if m.latency_ms.is_nan() {
+                0.0
+            } else {
+                now - m.latency_at
+            };
         }
         let scenario = self.prep.scenario;
         match choose(self.policy, &self.cands, &scenario.balancer, &mut self.rng) {
@@ -237,6 +244,7 @@ impl Sim<'_> {
         } else {
             alpha * service_ms + (1.0 - alpha) * m.latency_ms
         };
+        m.latency_at = now;
         let max_concurrent = self.prep.scenario.models[j].profile.max_concurrent;
         while self.models[j].active < max_concurrent {
             let Some((arrival, service)) = self.models[j].queue.pop_front() else {
@@ -256,6 +264,7 @@ pub(super) fn run(prep: &Prepared<'_>, policy: Policy, ticker: &Ticker<'_>) -> P
         active: 0,
         queue: VecDeque::with_capacity(m.profile.max_queue.min(1 << 16) as usize),
         latency_ms: f64::NAN,
+        latency_at: 0.0,
         busy_area: 0.0,
         last_change: 0.0,
     });
@@ -267,6 +276,7 @@ pub(super) fn run(prep: &Prepared<'_>, policy: Policy, ticker: &Ticker<'_>) -> P
         max_queue: m.profile.max_queue,
         target_utilization: m.profile.target_utilization,
         latency_ms: f64::NAN,
+        latency_age_ms: 0.0,
         accepting: true,
     });
     let mut sim = Sim {
