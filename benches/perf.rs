@@ -62,6 +62,7 @@ fn record(c: &mut Criterion) {
     let windowed = PerfConfig {
         window_s: Some(60.0),
         recent_samples: 1024,
+        ..PerfConfig::default()
     };
     let t = PerformanceTracker::new(windowed, Arc::new(ManualClock::new(0.0))).unwrap();
     let handle = t.model_handle("m");

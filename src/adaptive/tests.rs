@@ -138,6 +138,7 @@ fn bad_settings_are_refused() {
     let no_ring = PerfConfig {
         window_s: None,
         recent_samples: 0,
+        ..PerfConfig::default()
     };
     let t = Arc::new(PerformanceTracker::new(no_ring, clock.clone()).unwrap());
     assert!(AdaptiveScorer::new(w, t, None, 1.0, clock).is_err());

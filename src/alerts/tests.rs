@@ -16,6 +16,7 @@ fn fixture() -> Fixture {
     let config = PerfConfig {
         window_s: Some(10.0),
         recent_samples: 8,
+        ..PerfConfig::default()
     };
     Fixture {
         perf: Arc::new(PerformanceTracker::new(config, clock.clone()).unwrap()),

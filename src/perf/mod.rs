@@ -15,6 +15,7 @@
 mod series;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::error::{Error, Result};
@@ -28,15 +29,24 @@ use series::{Series, Summary, TimeBin};
 pub struct PerfConfig {
     /// Sliding window in seconds; `None` keeps everything since the start.
     pub window_s: Option<f64>,
-    /// Capacity of each key's ring of recent samples (the AdaptiveScorer reads it).
+    /// Capacity of each model's ring of recent samples (the AdaptiveScorer reads it); at most
+    /// `MAX_RECENT_SAMPLES`.
     pub recent_samples: usize,
+    /// Most agent ids tracked at once; past it the least recently seen are evicted (counted in
+    /// `evicted_agents`), so memory stays bounded whatever the number of distinct ids.
+    pub max_agents: usize,
 }
+
+/// Upper bounds of the settings: beyond them one key alone would need gigabytes.
+pub const MAX_RECENT_SAMPLES: usize = 1 << 20;
+pub const MAX_AGENTS: usize = 10_000_000;
 
 impl Default for PerfConfig {
     fn default() -> Self {
         PerfConfig {
             window_s: None,
             recent_samples: 1024,
+            max_agents: 10_000,
         }
     }
 }
@@ -157,6 +167,7 @@ pub struct PerformanceTracker {
     clock: SharedClock,
     models: Map,
     agents: Map,
+    evicted_agents: AtomicU64,
 }
 
 impl PerformanceTracker {
@@ -169,11 +180,30 @@ impl PerformanceTracker {
                 ));
             }
         }
+        if config.recent_samples > MAX_RECENT_SAMPLES {
+            return Err(Error::invalid(
+                "recent_samples",
+                format!(
+                    "must be at most {MAX_RECENT_SAMPLES}, got {}",
+                    config.recent_samples
+                ),
+            ));
+        }
+        if !(1..=MAX_AGENTS).contains(&config.max_agents) {
+            return Err(Error::invalid(
+                "max_agents",
+                format!(
+                    "must be between 1 and {MAX_AGENTS}, got {}",
+                    config.max_agents
+                ),
+            ));
+        }
         Ok(PerformanceTracker {
             config,
             clock,
             models: RwLock::new(HashMap::new()),
             agents: RwLock::new(HashMap::new()),
+            evicted_agents: AtomicU64::new(0),
         })
     }
 
@@ -204,13 +234,45 @@ impl PerformanceTracker {
             return s;
         }
         let mut map = self.map(kind).write().unwrap_or_else(|e| e.into_inner());
-        let series = || {
-            Arc::new(Mutex::new(Series::new(
-                self.config.window_s,
-                self.config.recent_samples,
-            )))
+        if let Some(s) = map.get(id) {
+            return s.clone();
+        }
+        let series = match kind {
+            Kind::Model => Series::new(self.config.window_s, self.config.recent_samples),
+            Kind::Agent => {
+                if map.len() >= self.config.max_agents {
+                    self.evict_least_recent(&mut map);
+                }
+                Series::compact(self.config.window_s)
+            }
         };
-        map.entry(id.to_string()).or_insert_with(series).clone()
+        let series = Arc::new(Mutex::new(series));
+        map.insert(id.to_string(), series.clone());
+        series
+    }
+
+    /// Drops the least recently seen tenth of the agents (at least one) in one pass, so the
+    /// cost of a full map is paid once per `max_agents / 10` new ids, not once per id.
+    fn evict_least_recent(&self, map: &mut HashMap<String, Shared>) {
+        let n = (self.config.max_agents / 10).max(1).min(map.len());
+        let mut seen: Vec<(f64, String)> = map
+            .iter()
+            .map(|(id, s)| (lock(s).last_t(), id.clone()))
+            .collect();
+        // NaN (never recorded) sorts first: evicted before anything that was seen.
+        seen.select_nth_unstable_by(n - 1, |a, b| {
+            let key = |t: f64| if t.is_nan() { f64::NEG_INFINITY } else { t };
+            key(a.0).total_cmp(&key(b.0))
+        });
+        for (_, id) in &seen[..n] {
+            map.remove(id);
+        }
+        self.evicted_agents.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Agent ids dropped so far to stay within `max_agents`.
+    pub fn evicted_agents(&self) -> u64 {
+        self.evicted_agents.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the key's series, creating it on first sight. The map's read lock is held

@@ -7,6 +7,7 @@ fn tracker(window_s: Option<f64>) -> (PerformanceTracker, Arc<ManualClock>) {
     let config = PerfConfig {
         window_s,
         recent_samples: 16,
+        ..PerfConfig::default()
     };
     (
         PerformanceTracker::new(config, clock.clone()).unwrap(),
@@ -43,6 +44,7 @@ fn bad_latencies_are_refused_and_leave_no_trace() {
     let config = PerfConfig {
         window_s: Some(0.0),
         recent_samples: 0,
+        ..PerfConfig::default()
     };
     assert!(PerformanceTracker::new(config, t.clock().clone()).is_err());
 }
@@ -110,9 +112,13 @@ fn concurrent_records_are_all_counted() {
 fn memory_grows_with_keys() {
     let (t, _) = tracker(None);
     let empty = t.memory_bytes();
+    t.record("m", None, 1.0, true).unwrap();
+    let model = t.memory_bytes() - empty;
     t.record("m", Some("a"), 1.0, true).unwrap();
-    let two = t.memory_bytes() - empty;
-    assert!(two > 2 * 13_000 && two < 2 * 32 * 1024, "{two}");
+    let agent = t.memory_bytes() - empty - model;
+    assert!(model > 13_000 && model < 32 * 1024, "{model}");
+    // An agent's series is compact: coarser histogram, no ring of samples.
+    assert!(agent < model / 4, "{agent} vs {model}");
 }
 
 #[test]
@@ -246,4 +252,82 @@ fn windowed_latency_histogram_keeps_everything_since_the_start() {
     t.merge(&other).unwrap();
     let h = t.latency_histogram(Kind::Model, "m", &[100.0]).unwrap();
     assert_eq!((h.cumulative[0], h.count), (2, 3));
+}
+
+#[test]
+fn agents_are_capped_least_recently_seen_first_and_evictions_counted() {
+    let clock = Arc::new(ManualClock::new(0.0));
+    let config = PerfConfig {
+        max_agents: 100,
+        ..PerfConfig::default()
+    };
+    let t = PerformanceTracker::new(config, clock.clone()).unwrap();
+    for i in 0..100 {
+        clock.set(i as f64);
+        t.record("m", Some(&format!("a{i}")), 1.0, true).unwrap();
+    }
+    // a0 comes back: it is now the most recent, so a1..a10 go first.
+    clock.set(100.0);
+    t.record("m", Some("a0"), 1.0, true).unwrap();
+    clock.set(101.0);
+    t.record("m", Some("new"), 1.0, true).unwrap();
+    assert_eq!(t.evicted_agents(), 10);
+    let ids = t.agent_ids();
+    assert_eq!(ids.len(), 91);
+    assert!(ids.contains(&"a0".to_string()) && ids.contains(&"new".to_string()));
+    assert!((1..=10).all(|i| !ids.contains(&format!("a{i}"))));
+    assert!(ids.contains(&"a11".to_string()));
+    // Models are never evicted, and the model saw every request.
+    assert_eq!(t.stats("m").unwrap().count, 102);
+}
+
+#[test]
+fn memory_stays_bounded_whatever_the_number_of_agent_ids() {
+    let clock = Arc::new(ManualClock::new(0.0));
+    let config = PerfConfig {
+        window_s: Some(300.0),
+        max_agents: 1000,
+        ..PerfConfig::default()
+    };
+    let t = PerformanceTracker::new(config, clock.clone()).unwrap();
+    let mut peak = 0;
+    for i in 0..20_000u32 {
+        clock.set(f64::from(i) / 100.0);
+        t.record("m", Some(&format!("agent-{i}")), 5.0, true)
+            .unwrap();
+        if i % 1000 == 999 {
+            peak = peak.max(t.memory_bytes());
+        }
+    }
+    assert!(t.agent_ids().len() <= 1000);
+    assert_eq!(t.evicted_agents(), 20_000 - t.agent_ids().len() as u64);
+    // Compact agent series: well under the ~80 KB a windowed model key costs.
+    let per_agent = peak / 1000;
+    assert!(per_agent < 16 * 1024, "{per_agent} bytes per agent");
+}
+
+#[test]
+fn absurd_sizes_are_input_errors_not_aborts() {
+    let clock = Arc::new(ManualClock::new(0.0));
+    for (config, field) in [
+        (
+            PerfConfig {
+                recent_samples: 1 << 31,
+                ..PerfConfig::default()
+            },
+            "recent_samples",
+        ),
+        (
+            PerfConfig {
+                max_agents: 0,
+                ..PerfConfig::default()
+            },
+            "max_agents",
+        ),
+    ] {
+        match PerformanceTracker::new(config, clock.clone()) {
+            Err(Error::InvalidInput { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
 }

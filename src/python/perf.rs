@@ -220,12 +220,15 @@ impl PyPerformanceTracker {
 #[pymethods]
 impl PyPerformanceTracker {
     #[new]
-    #[pyo3(signature = (window_s=None, *, clock=None, recent_samples=1024))]
+    #[pyo3(signature = (window_s=None, *, clock=None, recent_samples=1024, max_agents=10_000))]
     fn new(
         window_s: Option<f64>,
         clock: Option<&Bound<'_, PyManualClock>>,
         recent_samples: i64,
+        max_agents: i64,
     ) -> PyResult<Self> {
+        let max_agents = usize::try_from(max_agents)
+            .map_err(|_| invalid("max_agents", format!("must be >= 1, got {max_agents}")))?;
         let recent_samples = usize::try_from(recent_samples).map_err(|_| {
             invalid(
                 "recent_samples",
@@ -235,6 +238,7 @@ impl PyPerformanceTracker {
         let config = PerfConfig {
             window_s,
             recent_samples,
+            max_agents,
         };
         Ok(PyPerformanceTracker(Arc::new(PerformanceTracker::new(
             config,
@@ -242,6 +246,15 @@ impl PyPerformanceTracker {
         )?)))
     }
 
+    /// Agent ids dropped (least recently seen first) to stay within `max_agents`.
+    #[getter]
+    fn evicted_agents(&self) -> u64 {
+        self.0.evicted_agents()
+    }
+    #[getter]
+    fn max_agents(&self) -> usize {
+        self.0.config().max_agents
+    }
     #[getter]
     fn window_s(&self) -> Option<f64> {
         self.0.config().window_s
