@@ -2,6 +2,13 @@
 //!
 //! The core is plain Rust (no pyo3); the Python bindings live in `python/` behind the `python`
 //! feature, so `cargo test` never links Python.
+//!
+//! One request's life — admit → run → end(outcome) → trackers → adaptive scores — is one type,
+//! [`router::Flight`]; its module documents the whole path.
+//!
+//! Layout: a module with parts is a folder (`x/mod.rs` and its parts); a module without is one
+//! file. Unit tests are the `tests` child of the module they test: `x/tests.rs` in a folder
+//! module, an inline `mod tests` in a single-file module or part.
 
 pub mod adaptive;
 pub mod alerts;
