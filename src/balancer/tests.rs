@@ -15,6 +15,19 @@ fn cand(score: f64, active: u64, max_concurrent: u64) -> Candidate {
     }
 }
 
+/// How many of `draws` requests each model starts (every draw must start one).
+fn counts(policy: Policy, cands: &[Candidate], draws: usize, seed: u64) -> Vec<usize> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut counts = vec![0; cands.len()];
+    for _ in 0..draws {
+        match choose(policy, cands, &BalancerConfig::default(), &mut rng) {
+            Decision::Run(j) => counts[j] += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    counts
+}
+
 fn run(policy: Policy, cands: &[Candidate]) -> Decision {
     let mut rng = SmallRng::seed_from_u64(7);
     choose(policy, cands, &BalancerConfig::default(), &mut rng)
@@ -79,21 +92,8 @@ fn infeasible_and_refusing_models_are_never_chosen() {
 #[test]
 fn power_of_two_prefers_the_less_busy_of_two_and_never_a_full_one() {
     let cands = [cand(0.8, 0, 10), cand(0.8, 5, 10), cand(0.8, 10, 10)];
-    let mut rng = SmallRng::seed_from_u64(1);
-    let mut counts = [0; 3];
-    for _ in 0..1000 {
-        match choose(
-            Policy::PowerOfTwo,
-            &cands,
-            &BalancerConfig::default(),
-            &mut rng,
-        ) {
-            Decision::Run(j) => counts[j] += 1,
-            other => panic!("{other:?}"),
-        }
-    }
     // Only the pair {0, 1} is ever drawn among open models, and 0 always wins it.
-    assert_eq!(counts, [1000, 0, 0]);
+    assert_eq!(counts(Policy::PowerOfTwo, &cands, 1000, 1), [1000, 0, 0]);
 }
 
 /// P2C draws two distinct open models uniformly and keeps the better. With distinct weights the
@@ -107,20 +107,8 @@ fn power_of_two_samples_pairs_uniformly() {
         cand(0.5, 0, 10),
         cand(0.3, 0, 10),
     ];
-    let mut rng = SmallRng::seed_from_u64(11);
     let draws = 120_000;
-    let mut counts = [0usize; 4];
-    for _ in 0..draws {
-        match choose(
-            Policy::PowerOfTwo,
-            &cands,
-            &BalancerConfig::default(),
-            &mut rng,
-        ) {
-            Decision::Run(j) => counts[j] += 1,
-            other => panic!("{other:?}"),
-        }
-    }
+    let counts = counts(Policy::PowerOfTwo, &cands, draws, 11);
     let pairs = 6.0;
     for (k, &c) in counts.iter().enumerate() {
         let expected = (3 - k) as f64 / pairs;
@@ -193,7 +181,6 @@ fn a_stale_latency_estimate_fades_toward_the_fleets_best() {
 #[test]
 fn ties_are_broken_uniformly() {
     let cands = [cand(0.8, 0, 10); 4];
-    let mut rng = SmallRng::seed_from_u64(5);
     let draws = 40_000;
     for policy in [
         Policy::LeastLoaded,
@@ -201,15 +188,9 @@ fn ties_are_broken_uniformly() {
         Policy::Predictive,
         Policy::CapabilityOnly,
     ] {
-        let mut counts = [0usize; 4];
-        for _ in 0..draws {
-            match choose(policy, &cands, &BalancerConfig::default(), &mut rng) {
-                Decision::Run(j) => counts[j] += 1,
-                other => panic!("{other:?}"),
-            }
-        }
+        let counts = counts(policy, &cands, draws, 5);
         let tolerance = 5.0 * (0.25 * 0.75 / draws as f64).sqrt();
-        for c in counts {
+        for &c in &counts {
             let share = c as f64 / draws as f64;
             assert!((share - 0.25).abs() < tolerance, "{policy:?}: {counts:?}");
         }
