@@ -100,8 +100,9 @@ def p99_sentence(report: SimulationReport) -> str:
     sign = "−" if change < 0 else "+"
     return (
         f"P99 latency: {base.p99_ms:,.0f} ms → {best.p99_ms:,.0f} ms ({sign}{abs(change):.1f}%) "
-        f"with {best.policy}; overload failures: {base.overload_failures:,} → "
-        f"{best.overload_failures:,}"
+        f"with {best.policy}; overload failures: {base.overload_failures:,} with {BASELINE}, "
+        f"{best.overload_failures:,} with {best.policy} (load-aware policies never send a request "
+        "to a full model, so theirs count only a scenario's hidden fail_above limits)"
     )
 
 
