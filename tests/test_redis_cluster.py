@@ -7,6 +7,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -195,3 +197,98 @@ def test_batches_on_three_nodes_keep_each_models_limit(cluster: Cluster) -> None
     assert cluster.calls("zrem") - zrems == 3  # per tracker one pipeline: 1 + (active, queued)
     assert a.release_many(held) == 20
     assert [cluster.zcard(m) for m in models] == [0, 0, 0]
+
+
+def _node_cli(port: int, *args: str) -> list[str]:
+    """redis-cli against one node, not following redirections: the reply's lines."""
+    assert CLI is not None
+    out = subprocess.run([CLI, "-p", str(port), *args], capture_output=True, timeout=10)
+    return out.stdout.decode().split()
+
+
+def _migrate_slot(cluster: Cluster, slot: int, source: int, target: int, pause_s: float) -> None:
+    """Moves `slot` from node `source` to node `target` the way `redis-cli --cluster reshard`
+    does, pausing `pause_s` in each intermediate state (MIGRATING/IMPORTING, keys moved) so
+    that requests meet the ASK redirections and then the MOVED one."""
+    ids = {p: _node_cli(p, "CLUSTER", "MYID")[0] for p in cluster.ports}
+    assert _node_cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source]) == ["OK"]
+    assert _node_cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target]) == ["OK"]
+    time.sleep(pause_s)
+    moved = 0
+    while keys := _node_cli(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100"):
+        # Copy-and-delete each batch of keys in one step; a key that vanished meanwhile is fine.
+        reply = _node_cli(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS",
+                          *keys)  # fmt: skip
+        assert reply in (["OK"], ["NOKEY"]), reply
+        moved += len(keys)
+    time.sleep(pause_s)
+    for p in (target, source, *(p for p in cluster.ports if p not in (source, target))):
+        assert _node_cli(p, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[target]) == ["OK"]
+
+
+@needs_cluster
+def test_requests_keep_flowing_while_a_models_slot_moves(cluster: Cluster) -> None:
+    model, limit = cluster.spread_models(_fresh())[0], 3
+    key = f"{{mr:{model}}}:active"
+    slot, source = int(cluster.cli("CLUSTER", "KEYSLOT", key)), cluster.owner(key)
+    target = next(p for p in cluster.ports if p != source)
+    catalog = [mr.Model(model, {"code": 0.9}, max_concurrent=limit, max_queue=0)]
+    agent = mr.Agent("a", {"code": 0.5})
+    routers = [
+        mr.Router(catalog, load=mr.LoadTracker(backend=cluster.url, fail_mode="closed"))
+        for _ in range(2)
+    ]
+    lock, stop = threading.Lock(), threading.Event()
+    live, peak, served, refused = [0], [0], [0], [0]
+    errors: list[BaseException] = []
+
+    def work(router: mr.Router) -> None:
+        while not stop.is_set():
+            try:
+                with router.request(agent):
+                    with lock:
+                        live[0] += 1
+                        peak[0] = max(peak[0], live[0])
+                    time.sleep(0.002)
+                    with lock:
+                        live[0] -= 1
+                        served[0] += 1
+            except mr.NoCapacityError:
+                with lock:
+                    refused[0] += 1
+                time.sleep(0.001)
+            except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
+                errors.append(exc)
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=work, args=(routers[k % 2],)) for k in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        before = served[0]
+        _migrate_slot(cluster, slot, source, target, pause_s=1.0)
+        during = served[0] - before
+        time.sleep(0.5)
+        after = served[0]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert errors == [], f"{len(errors)} request errors, first: {errors[0]!r}"
+    assert cluster.owner(key) == target
+    assert during > 0 and after > before + during  # requests went on through and after the move
+    assert refused[0] > 0  # 6 threads on 3 slots: the limit was reached, and held
+    assert peak[0] == limit and live[0] == 0
+    # Everything was released, on the new owner; new leases go there too.
+    assert _node_cli(target, "ZCARD", key) == ["0"]
+    held = [routers[0].request(agent) for _ in range(limit)]
+    assert _node_cli(target, "ZCARD", key) == [str(limit)]
+    with pytest.raises(mr.NoCapacityError):
+        routers[1].request(agent)
+    for h in held:
+        h.release()
+    assert _node_cli(target, "ZCARD", key) == ["0"]
+    for r in routers:
+        status = r.load_tracker.backend_status()
+        assert status is not None and status["errors"] == 0, status
