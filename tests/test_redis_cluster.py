@@ -226,69 +226,130 @@ def _migrate_slot(cluster: Cluster, slot: int, source: int, target: int, pause_s
         assert _node_cli(p, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[target]) == ["OK"]
 
 
-@needs_cluster
-def test_requests_keep_flowing_while_a_models_slot_moves(cluster: Cluster) -> None:
+class _Traffic:
+    """Threads routing one-model requests (each held 2 ms) through `routers` until stopped,
+    counting per phase what was served and what failed, and the peak in flight."""
+
+    def __init__(self, routers: list[mr.Router], agent: mr.Agent, threads: int = 6) -> None:
+        self.routers, self.agent = routers, agent
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.phase = "before"
+        self.live = self.peak = self.refused = self.streak = 0
+        self.served: dict[str, int] = {}
+        self.errors: dict[str, list[BaseException]] = {}
+        self.threads = [
+            threading.Thread(target=self._work, args=(routers[k % len(routers)],))
+            for k in range(threads)
+        ]
+
+    def _work(self, router: mr.Router) -> None:
+        while not self.stop.is_set():
+            try:
+                with router.request(self.agent):
+                    with self.lock:
+                        self.live += 1
+                        self.peak = max(self.peak, self.live)
+                    time.sleep(0.002)
+                    with self.lock:
+                        self.live -= 1
+                        self.served[self.phase] = self.served.get(self.phase, 0) + 1
+                        self.streak += 1
+            except mr.NoCapacityError:
+                with self.lock:
+                    self.refused += 1
+                time.sleep(0.001)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and checked
+                with self.lock:
+                    self.errors.setdefault(self.phase, []).append(exc)
+                    self.streak = 0
+                time.sleep(0.01)
+
+    def __enter__(self) -> _Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def all_errors(self) -> list[BaseException]:
+        return [e for errors in self.errors.values() for e in errors]
+
+
+def _traffic_through_a_slot_move(
+    cluster: Cluster, lease_ttl_s: float = 30.0
+) -> tuple[_Traffic, str, int, int]:
+    """A model whose slot moves to another node while 6 threads (two routers, limit 3) route
+    to it; returns once the slot has moved and then 300 requests in a row went through."""
     model, limit = cluster.spread_models(_fresh())[0], 3
     key = f"{{mr:{model}}}:active"
     slot, source = int(cluster.cli("CLUSTER", "KEYSLOT", key)), cluster.owner(key)
     target = next(p for p in cluster.ports if p != source)
     catalog = [mr.Model(model, {"code": 0.9}, max_concurrent=limit, max_queue=0)]
-    agent = mr.Agent("a", {"code": 0.5})
     routers = [
-        mr.Router(catalog, load=mr.LoadTracker(backend=cluster.url, fail_mode="closed"))
+        mr.Router(
+            catalog,
+            load=mr.LoadTracker(backend=cluster.url, fail_mode="closed", lease_ttl_s=lease_ttl_s),
+        )
         for _ in range(2)
     ]
-    lock, stop = threading.Lock(), threading.Event()
-    live, peak, served, refused = [0], [0], [0], [0]
-    errors: list[BaseException] = []
-
-    def work(router: mr.Router) -> None:
-        while not stop.is_set():
-            try:
-                with router.request(agent):
-                    with lock:
-                        live[0] += 1
-                        peak[0] = max(peak[0], live[0])
-                    time.sleep(0.002)
-                    with lock:
-                        live[0] -= 1
-                        served[0] += 1
-            except mr.NoCapacityError:
-                with lock:
-                    refused[0] += 1
-                time.sleep(0.001)
-            except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
-                errors.append(exc)
-                time.sleep(0.01)
-
-    threads = [threading.Thread(target=work, args=(routers[k % 2],)) for k in range(6)]
-    for t in threads:
-        t.start()
-    try:
+    with _Traffic(routers, mr.Agent("a", {"code": 0.5})) as traffic:
         time.sleep(0.3)
-        before = served[0]
+        traffic.phase = "moving"
         _migrate_slot(cluster, slot, source, target, pause_s=1.0)
-        during = served[0] - before
-        time.sleep(0.5)
-        after = served[0]
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
-    assert errors == [], f"{len(errors)} request errors, first: {errors[0]!r}"
+        traffic.phase = "moved"
+        with traffic.lock:
+            traffic.streak = 0
+        deadline = time.monotonic() + 30
+        while traffic.streak < 300:
+            assert time.monotonic() < deadline, f"no recovery: {traffic.errors.keys()}"
+            time.sleep(0.01)
     assert cluster.owner(key) == target
-    assert during > 0 and after > before + during  # requests went on through and after the move
-    assert refused[0] > 0  # 6 threads on 3 slots: the limit was reached, and held
-    assert peak[0] == limit and live[0] == 0
-    # Everything was released, on the new owner; new leases go there too.
+    assert traffic.served.get("before", 0) > 0 and traffic.errors.get("before") is None
+    return traffic, key, target, limit
+
+
+@needs_cluster
+def test_a_moved_slot_is_followed_and_the_limits_hold_throughout(cluster: Cluster) -> None:
+    # A short lease TTL: releases that failed while the slot moved are re-sent by the
+    # renewer within TTL/3.
+    traffic, key, target, limit = _traffic_through_a_slot_move(cluster, lease_ttl_s=1.5)
+    # While the slot moves a request may fail, but only as the documented fail-closed error.
+    for exc in traffic.all_errors():
+        assert isinstance(exc, mr.BackendUnavailableError), repr(exc)
+    # The limit was reached (6 threads on 3 slots) and never exceeded, before, while and after
+    # the slot moved; then requests flow again, on the new owner.
+    assert traffic.refused > 0 and traffic.peak == limit and traffic.live == 0
+    assert traffic.served.get("moved", 0) >= 300
+    routers = traffic.routers
+    deadline = time.monotonic() + 20
+    while any(r.load_tracker.backend_status()["pending_releases"] for r in routers):  # type: ignore[index]
+        assert time.monotonic() < deadline, [r.load_tracker.backend_status() for r in routers]
+        time.sleep(0.05)
+    # Every slot came back: the counts end at zero, on the new owner; new leases go there.
     assert _node_cli(target, "ZCARD", key) == ["0"]
-    held = [routers[0].request(agent) for _ in range(limit)]
+    held = [routers[0].request(traffic.agent) for _ in range(limit)]
     assert _node_cli(target, "ZCARD", key) == [str(limit)]
     with pytest.raises(mr.NoCapacityError):
-        routers[1].request(agent)
+        routers[1].request(traffic.agent)
     for h in held:
         h.release()
     assert _node_cli(target, "ZCARD", key) == ["0"]
-    for r in routers:
-        status = r.load_tracker.backend_status()
-        assert status is not None and status["errors"] == 0, status
+
+
+@needs_cluster
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11: while a slot migrates, some backend calls get ASK/MOVED replies the"
+    " core does not follow; the backend is marked down and requests fail closed until shortly"
+    " after the move (README says so). Passes, and so fails here, once every redirection is"
+    " followed.",
+)
+def test_no_request_fails_while_a_slot_moves(cluster: Cluster) -> None:
+    traffic, *_ = _traffic_through_a_slot_move(cluster)
+    errors = traffic.all_errors()
+    by_phase = {phase: len(e) for phase, e in traffic.errors.items()}
+    assert errors == [], f"{len(errors)} errors, by phase {by_phase}; first: {errors[0]!r}"
