@@ -204,6 +204,9 @@ def test_old_schema_is_upgraded(url):
         assert s.utilization_over_time(10.0)[0]["utilization"] == 0.5
 
 
+_REAL_PENDING = _schema._pending
+
+
 class InjectedFailure(Exception):
     """Stands for whatever can stop an upgrade half-way (a bad statement, a lost connection)."""
 
@@ -211,10 +214,9 @@ class InjectedFailure(Exception):
 def _fail_after(k: int, version: int):
     """A stand-in for ``_schema._pending`` whose step ``version`` raises once ``k`` of its
     statements have run (``k`` = all of them: just before its schema_version row)."""
-    real = _schema._pending
 
     def pending(dialect: str, current: int, target: int) -> list[tuple[int, list[str]]]:
-        steps = real(dialect, current, target)
+        steps = _REAL_PENDING(dialect, current, target)
         return [(v, _Failing(sql, k) if v == version else sql) for v, sql in steps]
 
     return pending
@@ -281,7 +283,7 @@ def test_a_failed_upgrade_changes_nothing_then_a_retry_succeeds(url, monkeypatch
     step = _schema.MIGRATIONS[dialect][SCHEMA_VERSION - 1]
     for k in range(len(step) + 1):
         monkeypatch.setattr(_schema, "_pending", _fail_after(k, SCHEMA_VERSION))
-        with pytest.raises(InjectedFailure):
+        with pytest.raises(InjectedFailure, match=f"after {k} statements"):
             open_store(url)
         assert _schema_snapshot(url) == before, f"partial upgrade after {k} statements"
     monkeypatch.undo()
