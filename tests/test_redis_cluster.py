@@ -7,6 +7,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -195,3 +197,159 @@ def test_batches_on_three_nodes_keep_each_models_limit(cluster: Cluster) -> None
     assert cluster.calls("zrem") - zrems == 3  # per tracker one pipeline: 1 + (active, queued)
     assert a.release_many(held) == 20
     assert [cluster.zcard(m) for m in models] == [0, 0, 0]
+
+
+def _node_cli(port: int, *args: str) -> list[str]:
+    """redis-cli against one node, not following redirections: the reply's lines."""
+    assert CLI is not None
+    out = subprocess.run([CLI, "-p", str(port), *args], capture_output=True, timeout=10)
+    return out.stdout.decode().split()
+
+
+def _migrate_slot(cluster: Cluster, slot: int, source: int, target: int, pause_s: float) -> None:
+    """Moves `slot` from node `source` to node `target` the way `redis-cli --cluster reshard`
+    does, pausing `pause_s` in each intermediate state (MIGRATING/IMPORTING, keys moved) so
+    that requests meet the ASK redirections and then the MOVED one."""
+    ids = {p: _node_cli(p, "CLUSTER", "MYID")[0] for p in cluster.ports}
+    assert _node_cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source]) == ["OK"]
+    assert _node_cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target]) == ["OK"]
+    time.sleep(pause_s)
+    moved = 0
+    while keys := _node_cli(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100"):
+        # Copy-and-delete each batch of keys in one step; a key that vanished meanwhile is fine.
+        reply = _node_cli(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS",
+                          *keys)  # fmt: skip
+        assert reply in (["OK"], ["NOKEY"]), reply
+        moved += len(keys)
+    time.sleep(pause_s)
+    for p in (target, source, *(p for p in cluster.ports if p not in (source, target))):
+        assert _node_cli(p, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[target]) == ["OK"]
+
+
+class _Traffic:
+    """Threads routing one-model requests (each held 2 ms) through `routers` until stopped,
+    counting per phase what was served and what failed, and the peak in flight."""
+
+    def __init__(self, routers: list[mr.Router], agent: mr.Agent, threads: int = 6) -> None:
+        self.routers, self.agent = routers, agent
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.phase = "before"
+        self.live = self.peak = self.refused = self.streak = 0
+        self.served: dict[str, int] = {}
+        self.errors: dict[str, list[BaseException]] = {}
+        self.threads = [
+            threading.Thread(target=self._work, args=(routers[k % len(routers)],))
+            for k in range(threads)
+        ]
+
+    def _work(self, router: mr.Router) -> None:
+        while not self.stop.is_set():
+            try:
+                with router.request(self.agent):
+                    with self.lock:
+                        self.live += 1
+                        self.peak = max(self.peak, self.live)
+                    time.sleep(0.002)
+                    with self.lock:
+                        self.live -= 1
+                        self.served[self.phase] = self.served.get(self.phase, 0) + 1
+                        self.streak += 1
+            except mr.NoCapacityError:
+                with self.lock:
+                    self.refused += 1
+                time.sleep(0.001)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and checked
+                with self.lock:
+                    self.errors.setdefault(self.phase, []).append(exc)
+                    self.streak = 0
+                time.sleep(0.01)
+
+    def __enter__(self) -> _Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def all_errors(self) -> list[BaseException]:
+        return [e for errors in self.errors.values() for e in errors]
+
+
+def _traffic_through_a_slot_move(
+    cluster: Cluster, lease_ttl_s: float = 30.0
+) -> tuple[_Traffic, str, int, int]:
+    """A model whose slot moves to another node while 6 threads (two routers, limit 3) route
+    to it; returns once the slot has moved and then 300 requests in a row went through."""
+    model, limit = cluster.spread_models(_fresh())[0], 3
+    key = f"{{mr:{model}}}:active"
+    slot, source = int(cluster.cli("CLUSTER", "KEYSLOT", key)), cluster.owner(key)
+    target = next(p for p in cluster.ports if p != source)
+    catalog = [mr.Model(model, {"code": 0.9}, max_concurrent=limit, max_queue=0)]
+    routers = [
+        mr.Router(
+            catalog,
+            load=mr.LoadTracker(backend=cluster.url, fail_mode="closed", lease_ttl_s=lease_ttl_s),
+        )
+        for _ in range(2)
+    ]
+    with _Traffic(routers, mr.Agent("a", {"code": 0.5})) as traffic:
+        time.sleep(0.3)
+        traffic.phase = "moving"
+        _migrate_slot(cluster, slot, source, target, pause_s=1.0)
+        traffic.phase = "moved"
+        with traffic.lock:
+            traffic.streak = 0
+        deadline = time.monotonic() + 30
+        while traffic.streak < 300:
+            assert time.monotonic() < deadline, f"no recovery: {traffic.errors.keys()}"
+            time.sleep(0.01)
+    assert cluster.owner(key) == target
+    assert traffic.served.get("before", 0) > 0 and traffic.errors.get("before") is None
+    return traffic, key, target, limit
+
+
+@needs_cluster
+def test_a_moved_slot_is_followed_and_the_limits_hold_throughout(cluster: Cluster) -> None:
+    # A short lease TTL: releases that failed while the slot moved are re-sent by the
+    # renewer within TTL/3.
+    traffic, key, target, limit = _traffic_through_a_slot_move(cluster, lease_ttl_s=1.5)
+    # While the slot moves a request may fail, but only as the documented fail-closed error.
+    for exc in traffic.all_errors():
+        assert isinstance(exc, mr.BackendUnavailableError), repr(exc)
+    # The limit was reached (6 threads on 3 slots) and never exceeded, before, while and after
+    # the slot moved; then requests flow again, on the new owner.
+    assert traffic.refused > 0 and traffic.peak == limit and traffic.live == 0
+    assert traffic.served.get("moved", 0) >= 300
+    routers = traffic.routers
+    deadline = time.monotonic() + 20
+    while any(r.load_tracker.backend_status()["pending_releases"] for r in routers):  # type: ignore[index]
+        assert time.monotonic() < deadline, [r.load_tracker.backend_status() for r in routers]
+        time.sleep(0.05)
+    # Every slot came back: the counts end at zero, on the new owner; new leases go there.
+    assert _node_cli(target, "ZCARD", key) == ["0"]
+    held = [routers[0].request(traffic.agent) for _ in range(limit)]
+    assert _node_cli(target, "ZCARD", key) == [str(limit)]
+    with pytest.raises(mr.NoCapacityError):
+        routers[1].request(traffic.agent)
+    for h in held:
+        h.release()
+    assert _node_cli(target, "ZCARD", key) == ["0"]
+
+
+@needs_cluster
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11: while a slot migrates, some backend calls get ASK/MOVED replies the"
+    " core does not follow; the backend is marked down and requests fail closed until shortly"
+    " after the move (README says so). Passes, and so fails here, once every redirection is"
+    " followed.",
+)
+def test_no_request_fails_while_a_slot_moves(cluster: Cluster) -> None:
+    traffic, *_ = _traffic_through_a_slot_move(cluster)
+    errors = traffic.all_errors()
+    by_phase = {phase: len(e) for phase, e in traffic.errors.items()}
+    assert errors == [], f"{len(errors)} errors, by phase {by_phase}; first: {errors[0]!r}"

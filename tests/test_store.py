@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelrouter.errors import InvalidInputError
-from modelrouter.store import SCHEMA_VERSION, DecisionStore, StoreError, open_store
+from modelrouter.store import SCHEMA_VERSION, DecisionStore, StoreError, _schema, open_store
 from modelrouter.store._schema import migrate_sqlite
 
 # The `url` (each engine), `store` and `postgres_admin_url` fixtures are in conftest.py.
@@ -200,6 +200,97 @@ def test_old_schema_is_upgraded(url):
         s.flush()
         assert tuple(s.assignments(limit=1)[0][k] for k in summary) == (None, None, 0, None)
         s.record_utilization({"m": 0.5}, ts=5.0)  # a table version 2 added
+        s.flush()
+        assert s.utilization_over_time(10.0)[0]["utilization"] == 0.5
+
+
+_REAL_PENDING = _schema._pending
+
+
+class InjectedFailure(Exception):
+    """Stands for whatever can stop an upgrade half-way (a bad statement, a lost connection)."""
+
+
+def _fail_after(k: int, version: int):
+    """A stand-in for ``_schema._pending`` whose step ``version`` raises once ``k`` of its
+    statements have run (``k`` = all of them: just before its schema_version row)."""
+
+    def pending(dialect: str, current: int, target: int) -> list[tuple[int, list[str]]]:
+        steps = _REAL_PENDING(dialect, current, target)
+        return [(v, _Failing(sql, k) if v == version else sql) for v, sql in steps]
+
+    return pending
+
+
+class _Failing(list):
+    def __init__(self, statements: list[str], k: int) -> None:
+        super().__init__(statements)
+        self.k = k
+
+    def __iter__(self):  # type: ignore[override]
+        for i in range(len(self) + 1):
+            if i == self.k:
+                raise InjectedFailure(f"injected after {i} statements")
+            if i < len(self):
+                yield self[i]
+
+
+def _schema_snapshot(url: str) -> tuple:
+    """Every table, column, index and the rows of schema_version and assignments."""
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        try:
+            master = conn.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+            ).fetchall()
+            names = {row[1] for row in master}
+            rows = tuple(
+                conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+                for t in ("schema_version", "assignments")
+                if t in names
+            )
+            return tuple(master), rows
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'public' ORDER BY 1, 2"
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+        ).fetchall()
+        names = {row[0] for row in columns}
+        rows = tuple(
+            conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+            for t in ("schema_version", "assignments")
+            if t in names
+        )
+        return tuple(columns), tuple(indexes), rows
+
+
+@pytest.mark.parametrize("start", [0, 1], ids=["empty", "version-1"])
+def test_a_failed_upgrade_changes_nothing_then_a_retry_succeeds(url, monkeypatch, start):
+    # The failure lands in the last step, between any two of its statements (after the
+    # earlier steps ran in the same transaction when starting from an empty database).
+    if start:
+        _old_database(url)
+    before = _schema_snapshot(url)
+    assert bool(before[-1]) == bool(start)  # the old database has its version and rows
+    dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+    step = _schema.MIGRATIONS[dialect][SCHEMA_VERSION - 1]
+    for k in range(len(step) + 1):
+        monkeypatch.setattr(_schema, "_pending", _fail_after(k, SCHEMA_VERSION))
+        with pytest.raises(InjectedFailure, match=f"after {k} statements"):
+            open_store(url)
+        assert _schema_snapshot(url) == before, f"partial upgrade after {k} statements"
+    monkeypatch.undo()
+    with open_store(url) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert len(s.assignments()) == 2 * start
+        s.record_utilization({"m": 0.5}, ts=5.0)  # a table the last step adds
         s.flush()
         assert s.utilization_over_time(10.0)[0]["utilization"] == 0.5
 

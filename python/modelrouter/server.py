@@ -4,8 +4,8 @@ Endpoints under ``/api/v1/model-router``: POST ``auto-assign-all`` (agents and m
 body, like the seeds), POST ``route`` and ``feedback`` (against the fleet configured at start),
 GET ``assignments``, ``stats``, ``alerts`` and ``history``; plus ``/health``, ``/metrics``
 (Prometheus text) and the dashboard at ``/``. Every error is a JSON 4xx (``RouterError``
-subclasses mapped by kind, 422 bodies naming the field); unexpected exceptions are logged and
-answered 400 rather than 500, and counted in ``app.state.service.unexpected_errors``.
+subclasses mapped by kind, 422 bodies naming the field); unexpected exceptions are a fault of
+the service: logged, counted in ``app.state.service.unexpected_errors`` and answered 500.
 """
 
 from __future__ import annotations

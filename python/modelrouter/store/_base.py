@@ -3,9 +3,11 @@ thread, flush/close, and the process-wide shutdown hooks (atexit, SIGTERM).
 
 Callers only append to a ``deque`` (atomic under the GIL, no lock the signal handler could find
 held), so a record is *acknowledged* once its ``record_*`` call returns. One writer thread drains
-the deque in transactions of up to ``batch_size`` rows, waking every ``flush_interval_s`` or when
-asked. ``flush()`` puts a marker behind the caller's records and waits until the writer has
-committed the batch that held it.
+the deque in transactions of up to ``batch_size`` rows. It wakes every ``flush_interval_s``, or
+as soon as ``batch_size`` rows are waiting (or a flush, close or full queue asks), and then
+commits everything waiting: a full batch never waits for the interval, and a partial one waits
+at most one interval. ``flush()`` puts a marker behind the caller's records and waits until
+the writer has committed the batch that held it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,30 @@ log = logging.getLogger("modelrouter.store")
 _S = TypeVar("_S", bound="BaseStore")
 OUTCOMES = ("routed", "no_capacity", "infeasible")
 TABLES = ("assignments", "routing_decisions", "feedback", "utilization")
+
+
+class _Wake:
+    """A wake-up call for the writer that a caller can give without taking a Python-level
+    lock (a ``threading.Event`` holds its condition's lock inside ``set()``, where a signal
+    handler could interrupt the main thread and leave the writer unable to wake). The writer
+    holds ``_gate``; ``set()`` releases it in one C call, ``wait()`` takes it back, so a wake-up
+    given while the writer is busy is kept for its next wait."""
+
+    def __init__(self) -> None:
+        self._gate = threading.Lock()
+        self._gate.acquire()
+
+    def set(self) -> None:
+        try:
+            self._gate.release()
+        except RuntimeError:
+            pass  # already set
+
+    def is_set(self) -> bool:
+        return not self._gate.locked()
+
+    def wait(self, timeout: float) -> bool:
+        return self._gate.acquire(timeout=min(timeout, threading.TIMEOUT_MAX))
 
 
 class _Marker(threading.Event):
@@ -114,7 +140,7 @@ class BaseStore:
         self._pending: deque[Any] = deque()
         self._busy = False  # the writer holds popped rows not yet committed
         self._put_lock = threading.Lock()  # orders "closed?" checks against close()
-        self._wake = threading.Event()
+        self._wake = _Wake()
         self._closed = False
         self._stopping = False
         self._abandon = False
@@ -209,6 +235,8 @@ class BaseStore:
             if self._closed:
                 raise StoreError("the decision store is closed")
             self._pending.append((table, row))
+        if len(self._pending) >= self._batch_size and not self._wake.is_set():
+            self._wake.set()  # a full batch is waiting: commit it now, not at the next interval
 
     def _wait_for_room(self) -> None:
         """Back-pressure: a full queue blocks the caller (never drops) until the writer catches
@@ -285,7 +313,6 @@ class BaseStore:
                 if self._stopping:
                     return
                 self._wake.wait(self._interval)
-                self._wake.clear()
                 continue
             self._busy = True
             rows: dict[str, list[tuple[Any, ...]]] = {}
