@@ -340,14 +340,6 @@ def test_a_moved_slot_is_followed_and_the_limits_hold_throughout(cluster: Cluste
 
 
 @needs_cluster
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11: while a slot migrates, some backend calls get ASK/MOVED replies the"
-    " core does not follow; the backend is marked down and requests fail closed until shortly"
-    " after the move (README says so). Passes, and so fails here, once every redirection is"
-    " followed.",
-)
 def test_no_request_fails_while_a_slot_moves(cluster: Cluster) -> None:
     traffic, *_ = _traffic_through_a_slot_move(cluster)
     errors = traffic.all_errors()

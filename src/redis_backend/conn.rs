@@ -12,9 +12,10 @@ use crate::error::{Error, Result};
 /// Scheme of a Redis Cluster backend: `redis+cluster://[user:pass@]host:port[,host:port…]`.
 pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 
-/// Redirections (MOVED/ASK) and reconnections a cluster call may take before it fails; each
-/// attempt is bounded by the timeout, so a call never hangs.
-const CLUSTER_RETRIES: u32 = 2;
+/// Redirections (MOVED/ASK), TRYAGAIN retries and reconnections a cluster call may take before
+/// it fails; each attempt is bounded by the timeout, so a call never hangs. A slot migration
+/// needs a few (tests/test_redis_cluster.py moves one under traffic).
+const CLUSTER_RETRIES: u32 = 6;
 
 pub(super) enum Client {
     Single(redis::Client),

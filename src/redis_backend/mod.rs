@@ -336,8 +336,13 @@ impl Inner {
             }
             Err(e) => {
                 self.record_error(self.unavailable(&e));
-                *lock(&self.down_until) = Some(Instant::now() + RETRY_AFTER);
-                self.available.store(false, Ordering::Release);
+                // Only an unreachable server makes the backend fail fast for a while. A server
+                // that answered with an error (a Cluster slot in migration: ASK, TRYAGAIN) is
+                // up: its other models must not be failed with it.
+                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    *lock(&self.down_until) = Some(Instant::now() + RETRY_AFTER);
+                    self.available.store(false, Ordering::Release);
+                }
                 Err(e)
             }
         }
