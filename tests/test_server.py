@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import modelrouter as mr  # noqa: E402
 from modelrouter.server import PREFIX, create_app  # noqa: E402
-from modelrouter.store import open_store  # noqa: E402
+from modelrouter.store import StoreError, open_store  # noqa: E402
 from modelrouter.types import SCENARIO_DIR  # noqa: E402
 
 SEED = json.loads((SCENARIO_DIR / "seed_assign.json").read_text())
@@ -358,3 +358,63 @@ def test_app_from_env(monkeypatch, tmp_path):
     with TestClient(app) as c:
         assert c.get("/health").json()["store"] is True
         assert c.post(f"{PREFIX}/route", json={"agent": CODER}).json()["policy"] == "least_loaded"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_id_the_store_refuses_is_a_422_before_any_slot_is_taken(tmp_path, chunked):
+    """A NUL in the agent id used to pass validation, reserve the only slot, then fail in the
+    store: a 422 without request_id and a slot held for the reservation TTL. Now the body is
+    refused first, naming the JSON path, and nothing is reserved or recorded."""
+    url = f"sqlite:///{tmp_path / 'nul.db'}"
+    app = create_app(tiny_fleet(), store_url=url, sample_interval_s=3600)
+    bad = json.dumps({"agent": {"id": "x\u0000y", "required": {"code": 0.5}}, "reserve": True})
+    good = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+    headers = {"content-type": "application/json"}
+    with TestClient(app) as c:
+        content = iter([bad.encode()]) if chunked else bad.encode()
+        r = c.post(f"{PREFIX}/route", content=content, headers=headers)
+        assert r.status_code == 422, r.text
+        stats = c.get(f"{PREFIX}/stats").json()
+        assert (stats["reservations"], stats["models"][0]["active"]) == (0, 0)
+        # The only slot is still free: the next valid reservation gets it.
+        ok = c.post(f"{PREFIX}/route", json=good)
+        assert ok.status_code == 200 and ok.json()["request_id"]
+        assert ("body", "agent", "id") in locs(r) and r.json()["field"] == "agent.id"
+        assert app.state.service.unexpected_errors == 0
+    with open_store(url) as s:
+        assert [r["agent_id"] for r in s.routes()] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("feedback", {"model_id": "solo", "latency_ms": 1.0, "agent_id": "a\u0000"},
+         ("body", "agent_id")),
+        ("feedback", {"model_id": "so\u0000lo", "latency_ms": 1.0}, ("body", "model_id")),
+        ("auto-assign-all", {"agents": [{"id": "a\u0000"}], "models": [{"id": "m"}]},
+         ("body", "agents", 0, "id")),
+        ("auto-assign-all", {"agents": [], "models": [{"id": "m", "capabilities": {"c\u0000": 1}}]},
+         ("body", "models", 0, "capabilities", "c\u0000", "[key]")),
+    ],
+)  # fmt: skip
+def test_strings_the_store_refuses_are_422s_naming_the_path(tmp_path, path, body, loc):
+    url = f"sqlite:///{tmp_path / 'nul.db'}"
+    app = create_app(tiny_fleet(), store_url=url, sample_interval_s=3600)
+    with TestClient(app) as c:
+        r = c.post(f"{PREFIX}/{path}", json=body)
+        assert r.status_code == 422, r.text
+        assert loc in locs(r)
+
+
+def test_a_store_failure_after_reserving_gives_the_slot_back():
+    class FailingStore(RecordingStore):
+        def record_route(self, *a, **kw):
+            raise StoreError("database gone")
+
+    with TestClient(create_app(tiny_fleet(), store=FailingStore(), sample_interval_s=3600)) as c:
+        body = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+        r = c.post(f"{PREFIX}/route", json=body)
+        assert r.status_code == 503 and r.json()["error"] == "StoreError"
+        stats = c.get(f"{PREFIX}/stats").json()
+        assert (stats["reservations"], stats["models"][0]["active"]) == (0, 0)
+        assert stats["routes"]["total"] == 0  # nothing was acknowledged

@@ -218,6 +218,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
     )
     async def feedback(body: FeedbackRequest) -> Any:
         """Reports a finished request: its latency and whether it succeeded."""
+        state.check_can_decide()  # a 503 leaves the reservation in place: retry the feedback
         released = False
         if body.request_id is not None:
             res = state.reservations.get(body.request_id)
