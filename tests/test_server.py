@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("fastapi", reason="the server extra (fastapi) is not installed")
 pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
@@ -69,7 +71,8 @@ def test_assignments_lists_recent_calls_newest_first(client):
         assert client.post(f"{PREFIX}/auto-assign-all", json=body).status_code == 200
     rows = client.get(f"{PREFIX}/assignments", params={"limit": 5}).json()["assignments"]
     assert [r["response"]["strategy_used"] for r in rows] == ["optimal", "greedy"]
-    assert rows[0]["request"]["agents"][0]["id"] == SEED["agents"][0]["id"]
+    # Without a store only a summary of each call is kept (the store keeps the bodies).
+    assert rows[0]["request"]["n_agents"] == 2 and rows[0]["response"]["n_assigned"] == 2
 
 
 @pytest.mark.parametrize(
@@ -418,3 +421,116 @@ def test_a_store_failure_after_reserving_gives_the_slot_back():
         stats = c.get(f"{PREFIX}/stats").json()
         assert (stats["reservations"], stats["models"][0]["active"]) == (0, 0)
         assert stats["routes"]["total"] == 0  # nothing was acknowledged
+
+
+def _agents(n, caps=8):
+    names = [f"capability-{k}" for k in range(caps)]
+    return [{"id": f"agent-{i:05d}", "required": {c: 0.1 for c in names[: caps // 2]},
+             "preferred": {c: 1.0 for c in names[caps // 2 :]}, "min_context": 1024}
+            for i in range(n)]  # fmt: skip
+
+
+def _models(n, caps=8, slots=1000):
+    names = [f"capability-{k}" for k in range(caps)]
+    return [{"id": f"model-{j}", "capabilities": {c: 0.9 for c in names},
+             "max_concurrent": slots} for j in range(n)]  # fmt: skip
+
+
+def test_a_10000_agent_batch_fits_the_default_body_limit():
+    body = {"agents": _agents(10_000), "models": _models(12)}
+    raw = json.dumps(body).encode()
+    with TestClient(create_app(sample_interval_s=3600)) as c:
+        r = c.post(f"{PREFIX}/auto-assign-all", content=raw,
+                   headers={"content-type": "application/json"})  # fmt: skip
+        assert r.status_code == 200, r.text[:300]
+        assert len(r.json()["assignments"]) == 10_000
+    from modelrouter.server import DEFAULT_MAX_BODY_BYTES
+
+    assert len(raw) < DEFAULT_MAX_BODY_BYTES / 4  # room for much richer profiles than these
+
+
+@pytest.mark.parametrize("path", ["auto-assign-all", "route", "feedback"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_bodies_over_the_limit_are_413_naming_the_limit(path, chunked):
+    app = create_app(sample_interval_s=3600, max_body_bytes=4096)
+    small = {"agents": _agents(2), "models": _models(1)}
+    raw = json.dumps({"agents": _agents(100), "models": _models(1)}).encode()
+    assert len(raw) > 4096
+    with TestClient(app) as c:
+        content = iter([raw[i : i + 1000] for i in range(0, len(raw), 1000)]) if chunked else raw
+        r = c.post(f"{PREFIX}/{path}", content=content,
+                   headers={"content-type": "application/json"})  # fmt: skip
+        assert r.status_code == 413, r.text[:300]
+        assert "4096 bytes" in r.json()["detail"] and r.json()["limit_bytes"] == 4096
+        # A body under the limit still goes through.
+        assert c.post(f"{PREFIX}/auto-assign-all", json=small).status_code == 200
+        assert app.state.service.unexpected_errors == 0
+
+
+def test_body_limit_from_the_cli_and_the_environment(monkeypatch, capsys):
+    import uvicorn
+
+    from modelrouter import cli
+    from modelrouter.server import app_from_env
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    assert cli.main(["serve", "--no-store", "--max-body-bytes", "1000"]) == 0
+    with TestClient(seen["app"]) as c:
+        r = c.post(f"{PREFIX}/auto-assign-all", json={"agents": _agents(20), "models": []})
+        assert r.status_code == 413 and "1000 bytes" in r.json()["detail"]
+    monkeypatch.setenv("MODELROUTER_MAX_BODY_BYTES", "2000")
+    assert cli.main(["serve", "--no-store"]) == 0
+    monkeypatch.setenv("MODELROUTER_STORE", "")
+    for app in (seen["app"], app_from_env()):
+        with TestClient(app) as c:
+            r = c.post(f"{PREFIX}/auto-assign-all", json={"agents": _agents(20), "models": []})
+            assert r.status_code == 413 and "2000 bytes" in r.json()["detail"]
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    assert "--max-body-bytes" in capsys.readouterr().out
+
+
+def test_recent_assignments_keep_a_summary_not_the_bodies():
+    app = create_app(sample_interval_s=3600)
+    body = {"agents": _agents(2000), "models": _models(3), "strategy": "greedy"}
+    with TestClient(app) as c:
+        for _ in range(3):
+            assert c.post(f"{PREFIX}/auto-assign-all", json=body).status_code == 200
+        rows = c.get(f"{PREFIX}/assignments").json()["assignments"]
+    kept = list(app.state.service.recent_assignments)
+    assert len(kept) == 3
+    for entry in kept:
+        assert len(json.dumps(entry)) < 1000 < len(json.dumps(body)) / 100
+        assert entry["request"]["n_agents"] == 2000 and entry["request"]["n_models"] == 3
+        assert entry["response"]["n_assigned"] == 2000
+        assert entry["response"]["strategy_used"] == "greedy"
+    assert [r["request"] for r in rows] == [e["request"] for e in kept]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(value=JSON_VALUES, indent=st.sampled_from([None, 0, 2]))
+def test_piecewise_json_decoding_equals_json_loads(value, indent):
+    from modelrouter.server_batch import decode_json
+
+    raw = json.dumps(value, indent=indent).encode()
+    assert decode_json(raw) == json.loads(raw)
+
+
+@given(raw=st.binary(max_size=40) | st.text(alphabet='{}[],:"0a \\n', max_size=30).map(str.encode))
+def test_piecewise_json_decoding_refuses_what_json_loads_refuses(raw):
+    from modelrouter.server_batch import BodyError, decode_json
+
+    try:
+        want = json.loads(raw.decode("utf-8"))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        with pytest.raises(BodyError):
+            decode_json(raw)
+    else:
+        assert decode_json(raw) == want

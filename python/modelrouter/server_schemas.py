@@ -66,10 +66,14 @@ class AgentBody(BaseModel):
     min_context: Tokens = 0
 
 
+MAX_AGENTS = 10_000
+MAX_MODELS = 500
+
+
 class AutoAssignRequest(BaseModel):
     model_config = _STRICT
-    agents: list[AgentBody] = Field(max_length=5000)
-    models: list[ModelBody] = Field(min_length=1, max_length=500)
+    agents: list[AgentBody] = Field(max_length=MAX_AGENTS)
+    models: list[ModelBody] = Field(min_length=1, max_length=MAX_MODELS)
     strategy: Strategy = "optimal"
     enable_load_balancing: bool = True
     load_weight: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False)
