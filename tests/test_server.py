@@ -534,3 +534,67 @@ def test_piecewise_json_decoding_refuses_what_json_loads_refuses(raw):
             decode_json(raw)
     else:
         assert decode_json(raw) == want
+
+
+def _refusals(c, app):
+    """Each decision endpoint's answer, and what the service holds afterwards."""
+    route = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+    answers = [
+        c.post(f"{PREFIX}/route", json=route),
+        c.post(f"{PREFIX}/route", content=iter([json.dumps(route).encode()]),
+               headers={"content-type": "application/json"}),
+        c.post(f"{PREFIX}/feedback", json={"model_id": "solo", "latency_ms": 1.0}),
+        c.post(f"{PREFIX}/auto-assign-all", json={"agents": _agents(2), "models": _models(1)}),
+    ]  # fmt: skip
+    stats = c.get(f"{PREFIX}/stats").json()
+    return answers, stats
+
+
+def test_after_sigterm_no_decision_is_acknowledged():
+    """Draining (what SIGTERM/SIGINT switch on under uvicorn): every decision endpoint answers
+    503 with Retry-After and Connection: close, and nothing is reserved or recorded."""
+    store = RecordingStore()
+    app = create_app(tiny_fleet(), store=store, sample_interval_s=3600)
+    with TestClient(app) as c:
+        app.state.service.draining = True
+        answers, stats = _refusals(c, app)
+        calls = [
+            n for n, _, _ in store.calls if n.startswith("record_") and n != "record_utilization"
+        ]
+        assert c.get("/health").status_code == 200  # reads still work while draining
+    for r in answers:
+        assert r.status_code == 503, r.text
+        assert int(r.headers["Retry-After"]) >= 1 and r.headers["Connection"] == "close"
+        assert r.json()["error"] == "ServiceUnavailableError"
+    assert (stats["reservations"], stats["routes"]["total"], stats["feedback"]["total"]) == (
+        0,
+        0,
+        0,
+    )
+    assert calls == [] and app.state.service.unexpected_errors == 0
+
+
+def test_a_full_store_queue_is_a_503_not_a_blocked_event_loop(tmp_path):
+    """With the store's queue full, acknowledging a decision would block the event loop until
+    the writer makes room (and grow what a kill can lose): the service answers 503 instead,
+    having reserved nothing."""
+    store = open_store(f"sqlite:///{tmp_path / 'full.db'}", max_queue=5)
+    app = create_app(tiny_fleet(), store=store, sample_interval_s=3600)
+    with TestClient(app) as c:
+        store.room = lambda: 0  # the writer is behind: no room in the queue
+        answers, stats = _refusals(c, app)
+        del store.room
+        assert c.post(f"{PREFIX}/route", json={"agent": CODER_SOLO}).status_code == 200
+    for r in answers:
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, r.text
+        assert "not keeping up" in r.json()["detail"]
+    assert (stats["reservations"], stats["routes"]["total"], stats["feedback"]["total"]) == (
+        0,
+        0,
+        0,
+    )
+    with open_store(f"sqlite:///{tmp_path / 'full.db'}") as s:
+        assert [r["agent_id"] for r in s.routes()] == ["solo-agent"]
+
+
+CODER_SOLO = {"id": "solo-agent", "required": {"code": 0.5}}

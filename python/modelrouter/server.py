@@ -16,9 +16,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -159,6 +162,43 @@ async def _sampler(state: ServiceState, interval_s: float) -> None:
             log.exception("sampling failed")
 
 
+DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def install_drain_handlers(state: ServiceState) -> Callable[[], None]:
+    """Makes SIGTERM and SIGINT first put the service in draining mode, then run the handler
+    that was there before (uvicorn's: stop listening, finish the requests in progress, run the
+    lifespan shutdown, which commits the decision store). While draining, every request that
+    would record a decision is answered 503 with ``Retry-After`` and ``Connection: close``
+    before anything is reserved or recorded, so nothing is acknowledged that the shutdown
+    might not commit. Returns the function restoring the previous handlers. Only from the
+    main thread (elsewhere, e.g. under the TestClient, it installs nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def drain(signum: int, frame: FrameType | None) -> None:
+        if not state.draining:
+            log.warning("signal %d: draining, new decisions are refused (503)", signum)
+        state.draining = True
+        before = previous.get(signum)
+        if callable(before):
+            before(signum, frame)
+        elif before == signal.SIG_DFL:  # the default action: die by the same signal
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for signum in DRAIN_SIGNALS:
+        previous[signum] = signal.signal(signum, drain)
+
+    def restore() -> None:
+        for signum, before in previous.items():
+            if signal.getsignal(signum) is drain and before is not None:
+                signal.signal(signum, before)
+
+    return restore
+
+
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory modelrouter.server:app_from_env`` (one app per worker):
     MODELROUTER_FLEET, MODELROUTER_STORE (a store URL, or empty for none), MODELROUTER_POLICY,
@@ -216,16 +256,22 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # After the server's own handlers (uvicorn installs them before the lifespan starts).
+        restore_signals = install_drain_handlers(state)
+        state.draining = False  # the same app may be started again (tests do)
         state.sample()
         task = asyncio.create_task(_sampler(state, sample_interval_s))
         try:
             yield
         finally:
+            state.draining = True  # whatever still arrives is refused, not half-recorded
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             if state.store is not None:
-                state.store.close()
+                # Commits every acknowledged row; off the loop, which may still answer 503s.
+                await run_in_threadpool(state.store.close)
+            restore_signals()
 
     app = FastAPI(
         title="modelrouter",
