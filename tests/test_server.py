@@ -598,3 +598,28 @@ def test_a_full_store_queue_is_a_503_not_a_blocked_event_loop(tmp_path):
 
 
 CODER_SOLO = {"id": "solo-agent", "required": {"code": 0.5}}
+
+
+def test_drain_handlers_chain_to_the_previous_handler_and_restore_it():
+    import os
+    import signal
+
+    from modelrouter.server import install_drain_handlers
+
+    app = create_app(tiny_fleet(), sample_interval_s=3600)
+    state = app.state.service
+    seen = []
+    original = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(state.draining))
+    try:
+        restore = install_drain_handlers(state)
+        assert not state.draining
+        os.kill(os.getpid(), signal.SIGTERM)  # Python handlers run on the main thread, at once
+        assert state.draining and seen == [True]  # draining first, then the previous handler
+        restore()
+        previous = signal.getsignal(signal.SIGTERM)
+        state.draining = False
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [True, False] and not state.draining  # ours is gone
+        assert previous is not None and previous is not signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, original)

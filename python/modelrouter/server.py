@@ -178,8 +178,7 @@ def install_drain_handlers(state: ServiceState) -> Callable[[], None]:
     previous: dict[int, Any] = {}
 
     def drain(signum: int, frame: FrameType | None) -> None:
-        if not state.draining:
-            log.warning("signal %d: draining, new decisions are refused (503)", signum)
+        # Takes no lock (no logging here): it runs between two bytecodes of the main thread.
         state.draining = True
         before = previous.get(signum)
         if callable(before):
@@ -264,6 +263,8 @@ def create_app(
         try:
             yield
         finally:
+            if state.draining:
+                log.info("draining: new decisions were refused (503) since the signal")
             state.draining = True  # whatever still arrives is refused, not half-recorded
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -349,8 +350,9 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
         """Assigns every agent to a model of the given fleet with the chosen strategy."""
         state.check_can_decide()
         raw = await request.body()
-        # Everything heavy (decoding, validation, the solve, the store's JSON) in the thread
-        # pool, in steps short enough that the event loop keeps its share of the GIL.
+        # Everything heavy (decoding, validation, the solve, recording) in the thread pool, in
+        # steps short enough that the event loop keeps its share of the GIL. The longest left
+        # is the store's json.dumps of the whole request (about 20 ms per MB).
         response, kept = await run_in_threadpool(_auto_assign, state, raw)
         if kept:
             state.recent_assignments.appendleft(kept)
