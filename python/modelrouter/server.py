@@ -56,7 +56,7 @@ from .types import load_fleet
 log = logging.getLogger("modelrouter.server")
 PREFIX = "/api/v1/model-router"
 # Largest request body accepted (413 above): a 10,000-agent batch with a dozen capabilities per
-# agent is ~2 MB, so 16 MiB leaves room for rich profiles while bounding what one request may
+# agent is ~3 MB, so 16 MiB leaves room for rich profiles while bounding what one request may
 # make the service buffer and decode.
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 MAX_BODY_ENV = "MODELROUTER_MAX_BODY_BYTES"
