@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("fastapi", reason="the server extra (fastapi) is not installed")
 pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
@@ -14,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import modelrouter as mr  # noqa: E402
 from modelrouter.server import PREFIX, create_app  # noqa: E402
-from modelrouter.store import open_store  # noqa: E402
+from modelrouter.store import StoreError, open_store  # noqa: E402
 from modelrouter.types import SCENARIO_DIR  # noqa: E402
 
 SEED = json.loads((SCENARIO_DIR / "seed_assign.json").read_text())
@@ -69,7 +71,8 @@ def test_assignments_lists_recent_calls_newest_first(client):
         assert client.post(f"{PREFIX}/auto-assign-all", json=body).status_code == 200
     rows = client.get(f"{PREFIX}/assignments", params={"limit": 5}).json()["assignments"]
     assert [r["response"]["strategy_used"] for r in rows] == ["optimal", "greedy"]
-    assert rows[0]["request"]["agents"][0]["id"] == SEED["agents"][0]["id"]
+    # Without a store only a summary of each call is kept (the store keeps the bodies).
+    assert rows[0]["request"]["n_agents"] == 2 and rows[0]["response"]["n_assigned"] == 2
 
 
 @pytest.mark.parametrize(
@@ -358,3 +361,265 @@ def test_app_from_env(monkeypatch, tmp_path):
     with TestClient(app) as c:
         assert c.get("/health").json()["store"] is True
         assert c.post(f"{PREFIX}/route", json={"agent": CODER}).json()["policy"] == "least_loaded"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_id_the_store_refuses_is_a_422_before_any_slot_is_taken(tmp_path, chunked):
+    """A NUL in the agent id used to pass validation, reserve the only slot, then fail in the
+    store: a 422 without request_id and a slot held for the reservation TTL. Now the body is
+    refused first, naming the JSON path, and nothing is reserved or recorded."""
+    url = f"sqlite:///{tmp_path / 'nul.db'}"
+    app = create_app(tiny_fleet(), store_url=url, sample_interval_s=3600)
+    bad = json.dumps({"agent": {"id": "x\u0000y", "required": {"code": 0.5}}, "reserve": True})
+    good = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+    headers = {"content-type": "application/json"}
+    with TestClient(app) as c:
+        content = iter([bad.encode()]) if chunked else bad.encode()
+        r = c.post(f"{PREFIX}/route", content=content, headers=headers)
+        assert r.status_code == 422, r.text
+        stats = c.get(f"{PREFIX}/stats").json()
+        assert (stats["reservations"], stats["models"][0]["active"]) == (0, 0)
+        # The only slot is still free: the next valid reservation gets it.
+        ok = c.post(f"{PREFIX}/route", json=good)
+        assert ok.status_code == 200 and ok.json()["request_id"]
+        assert ("body", "agent", "id") in locs(r) and r.json()["field"] == "agent.id"
+        assert app.state.service.unexpected_errors == 0
+    with open_store(url) as s:
+        assert [r["agent_id"] for r in s.routes()] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("feedback", {"model_id": "solo", "latency_ms": 1.0, "agent_id": "a\u0000"},
+         ("body", "agent_id")),
+        ("feedback", {"model_id": "so\u0000lo", "latency_ms": 1.0}, ("body", "model_id")),
+        ("auto-assign-all", {"agents": [{"id": "a\u0000"}], "models": [{"id": "m"}]},
+         ("body", "agents", 0, "id")),
+        ("auto-assign-all", {"agents": [], "models": [{"id": "m", "capabilities": {"c\u0000": 1}}]},
+         ("body", "models", 0, "capabilities", "c\u0000", "[key]")),
+    ],
+)  # fmt: skip
+def test_strings_the_store_refuses_are_422s_naming_the_path(tmp_path, path, body, loc):
+    url = f"sqlite:///{tmp_path / 'nul.db'}"
+    app = create_app(tiny_fleet(), store_url=url, sample_interval_s=3600)
+    with TestClient(app) as c:
+        r = c.post(f"{PREFIX}/{path}", json=body)
+        assert r.status_code == 422, r.text
+        assert loc in locs(r)
+
+
+def test_a_store_failure_after_reserving_gives_the_slot_back():
+    class FailingStore(RecordingStore):
+        def record_route(self, *a, **kw):
+            raise StoreError("database gone")
+
+    with TestClient(create_app(tiny_fleet(), store=FailingStore(), sample_interval_s=3600)) as c:
+        body = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+        r = c.post(f"{PREFIX}/route", json=body)
+        assert r.status_code == 503 and r.json()["error"] == "StoreError"
+        stats = c.get(f"{PREFIX}/stats").json()
+        assert (stats["reservations"], stats["models"][0]["active"]) == (0, 0)
+        assert stats["routes"]["total"] == 0  # nothing was acknowledged
+
+
+def _agents(n, caps=8):
+    names = [f"capability-{k}" for k in range(caps)]
+    return [{"id": f"agent-{i:05d}", "required": {c: 0.1 for c in names[: caps // 2]},
+             "preferred": {c: 1.0 for c in names[caps // 2 :]}, "min_context": 1024}
+            for i in range(n)]  # fmt: skip
+
+
+def _models(n, caps=8, slots=1000):
+    names = [f"capability-{k}" for k in range(caps)]
+    return [{"id": f"model-{j}", "capabilities": {c: 0.9 for c in names},
+             "max_concurrent": slots} for j in range(n)]  # fmt: skip
+
+
+def test_a_10000_agent_batch_fits_the_default_body_limit():
+    body = {"agents": _agents(10_000), "models": _models(12)}
+    raw = json.dumps(body).encode()
+    with TestClient(create_app(sample_interval_s=3600)) as c:
+        r = c.post(f"{PREFIX}/auto-assign-all", content=raw,
+                   headers={"content-type": "application/json"})  # fmt: skip
+        assert r.status_code == 200, r.text[:300]
+        assert len(r.json()["assignments"]) == 10_000
+    from modelrouter.server import DEFAULT_MAX_BODY_BYTES
+
+    assert len(raw) < DEFAULT_MAX_BODY_BYTES / 4  # room for much richer profiles than these
+
+
+@pytest.mark.parametrize("path", ["auto-assign-all", "route", "feedback"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_bodies_over_the_limit_are_413_naming_the_limit(path, chunked):
+    app = create_app(sample_interval_s=3600, max_body_bytes=4096)
+    small = {"agents": _agents(2), "models": _models(1)}
+    raw = json.dumps({"agents": _agents(100), "models": _models(1)}).encode()
+    assert len(raw) > 4096
+    with TestClient(app) as c:
+        content = iter([raw[i : i + 1000] for i in range(0, len(raw), 1000)]) if chunked else raw
+        r = c.post(f"{PREFIX}/{path}", content=content,
+                   headers={"content-type": "application/json"})  # fmt: skip
+        assert r.status_code == 413, r.text[:300]
+        assert "4096 bytes" in r.json()["detail"] and r.json()["limit_bytes"] == 4096
+        # A body under the limit still goes through.
+        assert c.post(f"{PREFIX}/auto-assign-all", json=small).status_code == 200
+        assert app.state.service.unexpected_errors == 0
+
+
+def test_body_limit_from_the_cli_and_the_environment(monkeypatch, capsys):
+    import uvicorn
+
+    from modelrouter import cli
+    from modelrouter.server import app_from_env
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    assert cli.main(["serve", "--no-store", "--max-body-bytes", "1000"]) == 0
+    with TestClient(seen["app"]) as c:
+        r = c.post(f"{PREFIX}/auto-assign-all", json={"agents": _agents(20), "models": []})
+        assert r.status_code == 413 and "1000 bytes" in r.json()["detail"]
+    monkeypatch.setenv("MODELROUTER_MAX_BODY_BYTES", "2000")
+    assert cli.main(["serve", "--no-store"]) == 0
+    monkeypatch.setenv("MODELROUTER_STORE", "")
+    for app in (seen["app"], app_from_env()):
+        with TestClient(app) as c:
+            r = c.post(f"{PREFIX}/auto-assign-all", json={"agents": _agents(20), "models": []})
+            assert r.status_code == 413 and "2000 bytes" in r.json()["detail"]
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    assert "--max-body-bytes" in capsys.readouterr().out
+
+
+def test_recent_assignments_keep_a_summary_not_the_bodies():
+    app = create_app(sample_interval_s=3600)
+    body = {"agents": _agents(2000), "models": _models(3), "strategy": "greedy"}
+    with TestClient(app) as c:
+        for _ in range(3):
+            assert c.post(f"{PREFIX}/auto-assign-all", json=body).status_code == 200
+        rows = c.get(f"{PREFIX}/assignments").json()["assignments"]
+    kept = list(app.state.service.recent_assignments)
+    assert len(kept) == 3
+    for entry in kept:
+        assert len(json.dumps(entry)) < 1000 < len(json.dumps(body)) / 100
+        assert entry["request"]["n_agents"] == 2000 and entry["request"]["n_models"] == 3
+        assert entry["response"]["n_assigned"] == 2000
+        assert entry["response"]["strategy_used"] == "greedy"
+    assert [r["request"] for r in rows] == [e["request"] for e in kept]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(value=JSON_VALUES, indent=st.sampled_from([None, 0, 2]))
+def test_piecewise_json_decoding_equals_json_loads(value, indent):
+    from modelrouter.server_batch import decode_json
+
+    raw = json.dumps(value, indent=indent).encode()
+    assert decode_json(raw) == json.loads(raw)
+
+
+@given(raw=st.binary(max_size=40) | st.text(alphabet='{}[],:"0a \\n', max_size=30).map(str.encode))
+def test_piecewise_json_decoding_refuses_what_json_loads_refuses(raw):
+    from modelrouter.server_batch import BodyError, decode_json
+
+    try:
+        want = json.loads(raw.decode("utf-8"))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        with pytest.raises(BodyError):
+            decode_json(raw)
+    else:
+        assert decode_json(raw) == want
+
+
+def _refusals(c, app):
+    """Each decision endpoint's answer, and what the service holds afterwards."""
+    route = {"agent": {"id": "a", "required": {"code": 0.5}}, "reserve": True}
+    answers = [
+        c.post(f"{PREFIX}/route", json=route),
+        c.post(f"{PREFIX}/route", content=iter([json.dumps(route).encode()]),
+               headers={"content-type": "application/json"}),
+        c.post(f"{PREFIX}/feedback", json={"model_id": "solo", "latency_ms": 1.0}),
+        c.post(f"{PREFIX}/auto-assign-all", json={"agents": _agents(2), "models": _models(1)}),
+    ]  # fmt: skip
+    stats = c.get(f"{PREFIX}/stats").json()
+    return answers, stats
+
+
+def test_after_sigterm_no_decision_is_acknowledged():
+    """Draining (what SIGTERM/SIGINT switch on under uvicorn): every decision endpoint answers
+    503 with Retry-After and Connection: close, and nothing is reserved or recorded."""
+    store = RecordingStore()
+    app = create_app(tiny_fleet(), store=store, sample_interval_s=3600)
+    with TestClient(app) as c:
+        app.state.service.draining = True
+        answers, stats = _refusals(c, app)
+        calls = [
+            n for n, _, _ in store.calls if n.startswith("record_") and n != "record_utilization"
+        ]
+        assert c.get("/health").status_code == 200  # reads still work while draining
+    for r in answers:
+        assert r.status_code == 503, r.text
+        assert int(r.headers["Retry-After"]) >= 1 and r.headers["Connection"] == "close"
+        assert r.json()["error"] == "ServiceUnavailableError"
+    assert (stats["reservations"], stats["routes"]["total"], stats["feedback"]["total"]) == (
+        0,
+        0,
+        0,
+    )
+    assert calls == [] and app.state.service.unexpected_errors == 0
+
+
+def test_a_full_store_queue_is_a_503_not_a_blocked_event_loop(tmp_path):
+    """With the store's queue full, acknowledging a decision would block the event loop until
+    the writer makes room (and grow what a kill can lose): the service answers 503 instead,
+    having reserved nothing."""
+    store = open_store(f"sqlite:///{tmp_path / 'full.db'}", max_queue=5)
+    app = create_app(tiny_fleet(), store=store, sample_interval_s=3600)
+    with TestClient(app) as c:
+        store.room = lambda: 0  # the writer is behind: no room in the queue
+        answers, stats = _refusals(c, app)
+        del store.room
+        assert c.post(f"{PREFIX}/route", json={"agent": CODER_SOLO}).status_code == 200
+    for r in answers:
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, r.text
+        assert "not keeping up" in r.json()["detail"]
+    assert (stats["reservations"], stats["routes"]["total"], stats["feedback"]["total"]) == (
+        0,
+        0,
+        0,
+    )
+    with open_store(f"sqlite:///{tmp_path / 'full.db'}") as s:
+        assert [r["agent_id"] for r in s.routes()] == ["solo-agent"]
+
+
+CODER_SOLO = {"id": "solo-agent", "required": {"code": 0.5}}
+
+
+def test_drain_handlers_chain_to_the_previous_handler_and_restore_it():
+    import os
+    import signal
+
+    from modelrouter.server import install_drain_handlers
+
+    app = create_app(tiny_fleet(), sample_interval_s=3600)
+    state = app.state.service
+    seen = []
+    original = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(state.draining))
+    try:
+        restore = install_drain_handlers(state)
+        assert not state.draining
+        os.kill(os.getpid(), signal.SIGTERM)  # Python handlers run on the main thread, at once
+        assert state.draining and seen == [True]  # draining first, then the previous handler
+        restore()
+        previous = signal.getsignal(signal.SIGTERM)
+        state.draining = False
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [True, False] and not state.draining  # ours is gone
+        assert previous is not None and previous is not signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, original)

@@ -190,14 +190,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from .server import body_limit_from_env, check_body_limit
+
     models = load_fleet(args.fleet)[1]
     store_url = None if args.no_store else args.store
+    if args.max_body_bytes is None:
+        limit = body_limit_from_env()
+    else:
+        limit = check_body_limit(args.max_body_bytes, "--max-body-bytes")
     app = create_app(
         models,
         strategy=args.strategy,
         policy=args.policy,
         store_url=store_url,
         load_backend=args.load_backend,
+        max_body_bytes=limit,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
@@ -249,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="redis://host:port/db or redis+cluster://host:port,host:port: share live load "
         "(and limits) with other replicas",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        metavar="BYTES",
+        help="largest request body accepted; bigger ones are answered 413 (default: "
+        "$MODELROUTER_MAX_BODY_BYTES, else 16777216 = 16 MiB, room for a 10,000-agent batch)",
     )
     serve.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     serve.add_argument("--policy", choices=POLICIES, default="weighted")

@@ -4,8 +4,10 @@ Endpoints under ``/api/v1/model-router``: POST ``auto-assign-all`` (agents and m
 body, like the seeds), POST ``route`` and ``feedback`` (against the fleet configured at start),
 GET ``assignments``, ``stats``, ``alerts`` and ``history``; plus ``/health``, ``/metrics``
 (Prometheus text) and the dashboard at ``/``. Every error is a JSON 4xx (``RouterError``
-subclasses mapped by kind, 422 bodies naming the field); unexpected exceptions are a fault of
-the service: logged, counted in ``app.state.service.unexpected_errors`` and answered 500.
+subclasses mapped by kind, 422 bodies naming the field, 413 for a body over the limit) or 503
+with ``Retry-After``; unexpected exceptions are logged, answered 500 and counted in
+``app.state.service.unexpected_errors``. Heavy work (a batch body's decoding, validation and
+solve) runs in the thread pool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -25,10 +30,10 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from . import __version__
-from ._core import AlertRule, Model, Router
-from .errors import RouterError
-from .server_errors import error_body, error_response, field_error, validation_error
+from . import __version__, server_batch
+from ._core import AlertRule, Model
+from .errors import InvalidInputError, RouterError
+from .server_errors import error_body, error_response, field_error, too_large, validation_error
 from .server_fast import FastRoute, route_decision
 from .server_schemas import (
     AlertsResponse,
@@ -46,10 +51,15 @@ from .server_schemas import (
 )
 from .server_state import ServiceState, alert_dicts
 from .store import DecisionStore, open_store
-from .types import agents_from_dicts, load_fleet, models_from_dicts
+from .types import load_fleet
 
 log = logging.getLogger("modelrouter.server")
 PREFIX = "/api/v1/model-router"
+# Largest request body accepted (413 above): a 10,000-agent batch with a dozen capabilities per
+# agent is ~3 MB, so 16 MiB leaves room for rich profiles while bounding what one request may
+# make the service buffer and decode.
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+MAX_BODY_ENV = "MODELROUTER_MAX_BODY_BYTES"
 DASHBOARD_DIR = Path(__file__).with_name("dashboard")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -75,6 +85,74 @@ def _install_error_handlers(app: FastAPI, state: ServiceState) -> None:
     app.add_exception_handler(RouterError, any_error)  # type: ignore[arg-type]
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body exceeds ``limit`` bytes is answered 413 (with the
+    limit in the message), by its Content-Length before any of it is read, or as soon as a
+    streamed (chunked) body passes the limit. Whatever the app was about to answer for such
+    a body is dropped in favour of the 413."""
+
+    def __init__(self, app: Any, *, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await too_large(self.limit, int(value))(scope, receive, send)
+                return
+        seen = 0
+        exceeded = started = False
+
+        async def limited() -> Any:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    exceeded = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def guarded(message: Any) -> None:
+            nonlocal started
+            if exceeded:
+                return  # the app's answer to a truncated body (400, 422...): we send the 413
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await too_large(self.limit)(scope, receive, send)
+
+
+def check_body_limit(value: Any, field: str = "max_body_bytes") -> int:
+    """A body limit in bytes (an int >= 1; from text, digits only)."""
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        if not text.isdigit():
+            raise InvalidInputError(f"{field} must be a number of bytes, got {value!r}", field)
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{field} must be an int >= 1 (bytes), got {value!r}", field)
+    return value
+
+
+def body_limit_from_env() -> int:
+    """``$MODELROUTER_MAX_BODY_BYTES``, else ``DEFAULT_MAX_BODY_BYTES``."""
+    value = os.environ.get(MAX_BODY_ENV, "").strip()
+    return check_body_limit(value, MAX_BODY_ENV) if value else DEFAULT_MAX_BODY_BYTES
+
+
 async def _sampler(state: ServiceState, interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
@@ -84,11 +162,47 @@ async def _sampler(state: ServiceState, interval_s: float) -> None:
             log.exception("sampling failed")
 
 
+DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def install_drain_handlers(state: ServiceState) -> Callable[[], None]:
+    """Makes SIGTERM and SIGINT first put the service in draining mode, then run the handler
+    that was there before (uvicorn's: stop listening, finish the requests in progress, run the
+    lifespan shutdown, which commits the decision store). While draining, every request that
+    would record a decision is answered 503 with ``Retry-After`` and ``Connection: close``
+    before anything is reserved or recorded, so nothing is acknowledged that the shutdown
+    might not commit. Returns the function restoring the previous handlers. Only from the
+    main thread (elsewhere, e.g. under the TestClient, it installs nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def drain(signum: int, frame: FrameType | None) -> None:
+        # Takes no lock (no logging here): it runs between two bytecodes of the main thread.
+        state.draining = True
+        before = previous.get(signum)
+        if callable(before):
+            before(signum, frame)
+        elif before == signal.SIG_DFL:  # the default action: die by the same signal
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for signum in DRAIN_SIGNALS:
+        previous[signum] = signal.signal(signum, drain)
+
+    def restore() -> None:
+        for signum, before in previous.items():
+            if signal.getsignal(signum) is drain and before is not None:
+                signal.signal(signum, before)
+
+    return restore
+
+
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory modelrouter.server:app_from_env`` (one app per worker):
     MODELROUTER_FLEET, MODELROUTER_STORE (a store URL, or empty for none), MODELROUTER_POLICY,
     MODELROUTER_STRATEGY, MODELROUTER_LOAD_BACKEND (``redis://...`` or ``redis+cluster://...``,
-    shared by the workers)."""
+    shared by the workers), MODELROUTER_MAX_BODY_BYTES (default 16 MiB)."""
     env = os.environ
     return create_app(
         fleet=env.get("MODELROUTER_FLEET") or None,
@@ -96,6 +210,7 @@ def app_from_env() -> FastAPI:
         policy=env.get("MODELROUTER_POLICY", "weighted"),
         strategy=env.get("MODELROUTER_STRATEGY", "optimal"),
         load_backend=env.get("MODELROUTER_LOAD_BACKEND") or None,
+        max_body_bytes=body_limit_from_env(),
     )
 
 
@@ -113,13 +228,15 @@ def create_app(
     sample_interval_s: float = 2.0,
     reservation_ttl_s: float = 300.0,
     load_backend: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The ASGI app. ``models`` (or the ``fleet`` file, default the shipped ``seed_assign``
     scenario) is the fleet POST route/feedback use; ``store`` (or ``store_url``, opened with
     :func:`modelrouter.store.open_store`) records every decision and is closed on shutdown.
     ``load_backend`` (``redis://...`` or ``redis+cluster://...``) shares the active/queued
     counts, and so the limits, with every other process given the same URL (uvicorn workers,
-    replicas)."""
+    replicas). A request body over ``max_body_bytes`` is answered 413."""
+    max_body_bytes = check_body_limit(max_body_bytes)
     if models is None:
         models = load_fleet(fleet or "seed_assign")[1]
     if store is None and store_url is not None:
@@ -138,16 +255,24 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # After the server's own handlers (uvicorn installs them before the lifespan starts).
+        restore_signals = install_drain_handlers(state)
+        state.draining = False  # the same app may be started again (tests do)
         state.sample()
         task = asyncio.create_task(_sampler(state, sample_interval_s))
         try:
             yield
         finally:
+            if state.draining:
+                log.info("draining: new decisions were refused (503) since the signal")
+            state.draining = True  # whatever still arrives is refused, not half-recorded
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             if state.store is not None:
-                state.store.close()
+                # Commits every acknowledged row; off the loop, which may still answer 503s.
+                await run_in_threadpool(state.store.close)
+            restore_signals()
 
     app = FastAPI(
         title="modelrouter",
@@ -158,36 +283,80 @@ def create_app(
     app.state.service = state
     _install_error_handlers(app, state)
     app.add_middleware(FastRoute, state=state, path=f"{PREFIX}/route")
+    app.add_middleware(BodyLimit, limit=max_body_bytes)  # added last: the outermost
+    app.state.max_body_bytes = max_body_bytes
     _add_api(app, state)
+    _document_auto_assign_body(app)
     _add_ops(app, state)
     return app
+
+
+def _auto_assign(state: ServiceState, raw: bytes) -> tuple[JSONResponse, dict[str, Any]]:
+    """POST auto-assign-all in a worker thread: decode and validate the body piecewise, solve,
+    record, render. Returns the response and the summary kept in memory."""
+    try:
+        body = server_batch.validate(server_batch.decode_json(raw))
+    except server_batch.BodyError as e:
+        return validation_error(e.errors, prefix=("body",)), {}
+    result = server_batch.solve(body)
+    ts = time.time()
+    if state.store is not None:
+        state.check_can_decide()  # SIGTERM may have come during the solve
+        state.store.record_assignment(server_batch.request_dict(body), result, ts=ts)
+    return JSONResponse(result), {"ts": ts, **server_batch.summary(body, result, len(raw))}
+
+
+def _document_auto_assign_body(app: FastAPI) -> None:
+    """auto-assign-all reads its body itself (so that FastAPI does not decode it on the event
+    loop); its OpenAPI request body still names ``AutoAssignRequest``."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            body = AutoAssignRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in body.pop("$defs", {}).items():
+                schemas.setdefault(name, schema)
+            schemas["AutoAssignRequest"] = body
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_AUTO_ASSIGN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/AutoAssignRequest"}}
+        },
+    }
+}
 
 
 def _add_api(app: FastAPI, state: ServiceState) -> None:
     @app.post(
         f"{PREFIX}/auto-assign-all",
         response_model=AutoAssignResponse,
-        responses={422: {"description": "Invalid body"}},
+        responses={
+            413: {"model": ErrorResponse, "description": "Body over the configured limit"},
+            422: {"description": "Invalid body"},
+            503: {"model": ErrorResponse, "description": "Shutting down or store full"},
+        },
+        openapi_extra=_AUTO_ASSIGN_BODY,
         tags=["assignment"],
     )
-    async def auto_assign_all(body: AutoAssignRequest) -> dict[str, Any]:
+    async def auto_assign_all(request: Request) -> Any:
         """Assigns every agent to a model of the given fleet with the chosen strategy."""
-        request = body.model_dump()
-        models = models_from_dicts(request["models"])
-        agents = agents_from_dicts(request["agents"])
-        router = Router(
-            models,
-            strategy=body.strategy,
-            load_balancing=body.enable_load_balancing,
-            load_weight=body.load_weight,
-        )
-        # Off the event loop: a large body is a real solve, and the core releases the GIL.
-        result = (await run_in_threadpool(router.assign, agents)).to_dict()
-        ts = time.time()
-        state.recent_assignments.appendleft({"ts": ts, "request": request, "response": result})
-        if state.store is not None:
-            state.store.record_assignment(request, result, ts=ts)
-        return result
+        state.check_can_decide()
+        raw = await request.body()
+        # Everything heavy (decoding, validation, the solve, recording) in the thread pool, in
+        # steps short enough that the event loop keeps its share of the GIL. The longest left
+        # is the store's json.dumps of the whole request (about 20 ms per MB).
+        response, kept = await run_in_threadpool(_auto_assign, state, raw)
+        if kept:
+            state.recent_assignments.appendleft(kept)
+        return response
 
     @app.get(f"{PREFIX}/assignments", response_model=AssignmentsResponse, tags=["assignment"])
     async def assignments(limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
@@ -218,6 +387,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
     )
     async def feedback(body: FeedbackRequest) -> Any:
         """Reports a finished request: its latency and whether it succeeded."""
+        state.check_can_decide()  # a 503 leaves the reservation in place: retry the feedback
         released = False
         if body.request_id is not None:
             res = state.reservations.get(body.request_id)

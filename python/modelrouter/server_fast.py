@@ -21,17 +21,23 @@ MAX_FAST_BODY = 64 * 1024
 
 
 def route_decision(state: ServiceState, body: RouteRequest) -> JSONResponse:
-    """Routes (and with ``reserve`` reserves) one request; RouterErrors propagate."""
+    """Routes (and with ``reserve`` reserves) one request; RouterErrors propagate.
+
+    Everything that can refuse the request runs before a slot is taken: the body's schema
+    (which refuses what the store would), the core's agent checks, and whether the decision
+    can be kept at all (``check_can_decide``: not after SIGTERM, not with the store's queue
+    full). Should recording still fail, the reservation is undone before the error is
+    answered, so a request the client never got an id for never holds a slot."""
     spec = body.agent
     agent = state.agent_for(spec.id, spec.required, spec.preferred, spec.min_context)
+    state.check_can_decide()
     store = state.store
     request_id: str | None = None
+    flight = None
     try:
         if body.reserve:
             flight = state.router.request(agent)
             model_id, queued = flight.model_id, flight.queued
-            request_id = state.new_request_id()
-            state.reservations[request_id] = Reservation(flight, spec.id, state.now())
         else:
             model_id, queued = state.router.route(agent), False
     except (NoCapacityError, InfeasibleError) as e:
@@ -40,10 +46,18 @@ def route_decision(state: ServiceState, body: RouteRequest) -> JSONResponse:
         if store is not None:
             store.record_route(spec.id, None, state.policy, outcome=outcome)
         raise
+    if store is not None:
+        try:
+            store.record_route(spec.id, model_id, state.policy, queued=queued)
+        except BaseException:
+            if flight is not None:
+                flight.release(False)  # never acknowledged: give the slot back at once
+            raise
+    if flight is not None:
+        request_id = state.new_request_id()
+        state.reservations[request_id] = Reservation(flight, spec.id, state.now())
     state.routes["queued" if queued else "routed"] += 1
     state.routed_to[model_id] += 1
-    if store is not None:
-        store.record_route(spec.id, model_id, state.policy, queued=queued)
     out = {
         "agent_id": spec.id,
         "model_id": model_id,

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from ._core import MODEL_DEFAULTS, POLICIES, STRATEGIES
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-CapName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+def _no_nul(value: str) -> str:
+    # The decision store refuses NUL (PostgreSQL text and jsonb cannot hold it): refuse it here,
+    # before anything is reserved or solved, with the 422 naming the JSON path.
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return value
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)]
+CapName = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_nul)]
 Level = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 RequiredLevel = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 Weight = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
@@ -57,10 +66,14 @@ class AgentBody(BaseModel):
     min_context: Tokens = 0
 
 
+MAX_AGENTS = 10_000
+MAX_MODELS = 500
+
+
 class AutoAssignRequest(BaseModel):
     model_config = _STRICT
-    agents: list[AgentBody] = Field(max_length=5000)
-    models: list[ModelBody] = Field(min_length=1, max_length=500)
+    agents: list[AgentBody] = Field(max_length=MAX_AGENTS)
+    models: list[ModelBody] = Field(min_length=1, max_length=MAX_MODELS)
     strategy: Strategy = "optimal"
     enable_load_balancing: bool = True
     load_weight: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False)

@@ -28,7 +28,7 @@ from ._core import (
     Router,
     now,
 )
-from .errors import InvalidInputError
+from .errors import InvalidInputError, RouterError
 from .store import DecisionStore
 
 log = logging.getLogger("modelrouter.server")
@@ -47,6 +47,17 @@ def default_alert_rules() -> list[AlertRule]:
         AlertRule("over_target_utilization", 1.0, severity="warning", for_s=30.0),
         AlertRule("no_capacity", 0.0, severity="critical"),
     ]
+
+
+class ServiceUnavailableError(RouterError):
+    """The service will not take a decision it could not keep: it is shutting down (after
+    SIGTERM) or its decision store is not keeping up. Answered 503 with ``Retry-After``;
+    nothing was reserved, released or recorded, so the client may simply retry (elsewhere)."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, closing: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.closing = closing  # the connection should not be reused: this process is leaving
 
 
 class Reservation:
@@ -105,6 +116,34 @@ class ServiceState:
         self.history: deque[dict[str, Any]] = deque(maxlen=history_len)
         self.unexpected_errors = 0
         self._agents: dict[tuple[Any, ...], Agent] = {}
+        # Set by SIGTERM/SIGINT (see server.py): from then on no decision is acknowledged.
+        self.draining = False
+
+    # -- admission of decisions -----------------------------------------------------------------
+    def store_room(self) -> int | None:
+        """Rows the store takes without blocking (``BaseStore.room()``), None when unknown."""
+        room = getattr(self.store, "room", None)
+        free = room() if callable(room) else None
+        return free if isinstance(free, int) and not isinstance(free, bool) else None
+
+    def check_can_decide(self, rows: int = 1) -> None:
+        """Raises ``ServiceUnavailableError`` when a decision now could not be kept: after
+        SIGTERM (the process is about to exit), or when the store's queue has no room for its
+        ``rows`` (acknowledging it would mean blocking the event loop, or holding more
+        acknowledged rows in memory than the store bounds). Called before anything is
+        reserved, released or recorded. Thread-safe (reads only)."""
+        if self.draining:
+            raise ServiceUnavailableError(
+                "the service is shutting down and takes no new decisions; retry on another"
+                " instance",
+                closing=True,
+            )
+        room = self.store_room()
+        if room is not None and room < rows:
+            raise ServiceUnavailableError(
+                "the decision store is not keeping up (its queue is full); nothing was"
+                " decided or recorded, retry shortly"
+            )
 
     # -- requests -------------------------------------------------------------------------------
     def agent_for(
@@ -172,7 +211,11 @@ class ServiceState:
         }
         self.history.append(point)
         if self.store is not None:
-            self.store.record_utilization(util, ts=point["ts"])
+            room = self.store_room()
+            if room is None or room >= len(util):  # never block the event loop for a sample
+                self.store.record_utilization(util, ts=point["ts"])
+            else:
+                log.warning("decision store queue full: utilization sample not recorded")
         return point
 
     # -- views ----------------------------------------------------------------------------------

@@ -228,6 +228,14 @@ class BaseStore:
         for row in rows:
             self._put("utilization", row)
 
+    def room(self) -> int:
+        """How many more rows ``record_*`` takes right now without blocking (0 when the queue
+        is full or the store closed). Lets a caller that must not block (an event loop) refuse
+        work instead of waiting for the writer."""
+        if self._closed:
+            return 0
+        return max(0, self._max_queue - len(self._pending))
+
     def _put(self, table: str, row: tuple[Any, ...]) -> None:
         if len(self._pending) >= self._max_queue:
             self._wait_for_room()
