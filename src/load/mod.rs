@@ -4,8 +4,11 @@
 //! models and never hashes an id on the hot path; the tracker's map is only for lookups by id.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::error::{Error, Result};
 
@@ -101,6 +104,45 @@ impl ModelLoad {
     }
     pub fn is_over_target(&self) -> bool {
         self.capacity.is_over_target(self.active_requests)
+    }
+    /// EWMA of observed latencies; `None` before the first sample.
+    pub fn latency(&self) -> Option<f64> {
+        Some(self.avg_latency_ms).filter(|l| !l.is_nan())
+    }
+}
+
+/// Serializes as the Python `ModelLoad.to_dict()`: the counters, the capacity flattened, the
+/// derived utilization and thresholds, and a NaN latency as null.
+impl Serialize for ModelLoad {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let c = &self.capacity;
+        let mut s = serializer.serialize_struct("ModelLoad", 11)?;
+        s.serialize_field("model_id", &self.model_id)?;
+        s.serialize_field("active_requests", &self.active_requests)?;
+        s.serialize_field("queue_depth", &self.queue_depth)?;
+        s.serialize_field("avg_latency_ms", &self.latency())?;
+        s.serialize_field("utilization", &self.utilization())?;
+        s.serialize_field("last_updated", &self.last_updated)?;
+        s.serialize_field("max_concurrent", &c.max_concurrent)?;
+        s.serialize_field("max_queue", &c.max_queue)?;
+        s.serialize_field("target_utilization", &c.target_utilization)?;
+        s.serialize_field("is_overloaded", &self.is_overloaded())?;
+        s.serialize_field("is_over_target", &self.is_over_target())?;
+        s.end()
+    }
+}
+
+/// `ModelLoad("id", active_requests=3, queue_depth=0, utilization=0.750)`: the Python repr.
+impl fmt::Display for ModelLoad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ModelLoad({:?}, active_requests={}, queue_depth={}, utilization={:.3})",
+            self.model_id,
+            self.active_requests,
+            self.queue_depth,
+            self.utilization()
+        )
     }
 }
 

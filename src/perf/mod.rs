@@ -13,15 +13,19 @@
 //! (what a Prometheus histogram exports) only ever grows.
 
 mod series;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::load::SharedClock;
 
 pub use series::{LatencyHistogram, Sample, HIGHEST_BOUND_MS, WINDOW_BINS};
 use series::{Series, Summary, TimeBin};
+pub use view::PerfSnapshot;
 
 /// Settings fixed at construction.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,7 +53,8 @@ pub enum Kind {
 }
 
 /// A reading of one key. Latency fields are `None` while no sample is inside the window.
-#[derive(Debug, Clone, PartialEq)]
+/// Serializes as the Python `Stats.to_dict()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
     pub count: u64,
     pub successes: u64,

@@ -105,9 +105,11 @@ pub fn renamed<T>(
 }
 
 /// `#[pymethods]` of a class wrapping a core value (`self.0`, or a named field): a read-only
-/// getter per listed `Copy` field of that value, then the methods written out as usual.
+/// getter per listed `Copy` field of that value, then (after `calls`) one per listed method of
+/// it that takes no argument, then the methods written out as usual.
 macro_rules! pymethods_with_getters {
-    ($class:ty, $inner:tt { $($field:ident: $ty:ty),* $(,)? } $($methods:tt)*) => {
+    ($class:ty, $inner:tt { $($field:ident: $ty:ty),* $(,)? }
+     calls { $($call:ident: $cty:ty),* $(,)? } $($methods:tt)*) => {
         #[pyo3::pymethods]
         impl $class {
             $(
@@ -116,7 +118,18 @@ macro_rules! pymethods_with_getters {
                     self.$inner.$field
                 }
             )*
+            $(
+                #[getter]
+                fn $call(&self) -> $cty {
+                    self.$inner.$call()
+                }
+            )*
             $($methods)*
+        }
+    };
+    ($class:ty, $inner:tt { $($field:ident: $ty:ty),* $(,)? } $($methods:tt)*) => {
+        $crate::python::arrays::pymethods_with_getters! {
+            $class, $inner { $($field: $ty),* } calls {} $($methods)*
         }
     };
 }

@@ -3,14 +3,13 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
+use super::arrays::{pymethods_with_getters, to_py};
 use super::capability::non_negative;
-use super::inflight::release_all;
 pub use super::inflight::PyInFlight;
 use crate::load::{system_clock, Capacity, LoadTracker, ManualClock, ModelLoad, SharedClock};
 use crate::redis_backend::TrackerSettings;
-use crate::router::Flight;
+use crate::router::{Flight, Guard};
 
 /// Most requests one `acquire_many` admits: one Lua script holds Redis for the whole batch.
 const MAX_BATCH: i64 = 10_000;
@@ -74,32 +73,17 @@ pub fn clock_from(clock: Option<&Bound<'_, PyManualClock>>) -> SharedClock {
 #[pyclass(frozen, module = "modelrouter", name = "ModelLoad")]
 pub struct PyModelLoad(pub ModelLoad);
 
-#[pymethods]
-impl PyModelLoad {
+pymethods_with_getters! {
+    PyModelLoad, 0 { active_requests: u64, queue_depth: u64, last_updated: f64 }
+    calls { utilization: f64, is_overloaded: bool, is_over_target: bool }
     #[getter]
     fn model_id(&self) -> &str {
         &self.0.model_id
     }
-    #[getter]
-    fn active_requests(&self) -> u64 {
-        self.0.active_requests
-    }
-    #[getter]
-    fn queue_depth(&self) -> u64 {
-        self.0.queue_depth
-    }
     /// EWMA of observed latencies; None before the first sample.
     #[getter]
     fn avg_latency_ms(&self) -> Option<f64> {
-        Some(self.0.avg_latency_ms).filter(|l| !l.is_nan())
-    }
-    #[getter]
-    fn utilization(&self) -> f64 {
-        self.0.utilization()
-    }
-    #[getter]
-    fn last_updated(&self) -> f64 {
-        self.0.last_updated
+        self.0.latency()
     }
     #[getter]
     fn max_concurrent(&self) -> u64 {
@@ -113,37 +97,11 @@ impl PyModelLoad {
     fn target_utilization(&self) -> f64 {
         self.0.capacity.target_utilization
     }
-    #[getter]
-    fn is_overloaded(&self) -> bool {
-        self.0.is_overloaded()
-    }
-    #[getter]
-    fn is_over_target(&self) -> bool {
-        self.0.is_over_target()
-    }
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("model_id", &self.0.model_id)?;
-        d.set_item("active_requests", self.0.active_requests)?;
-        d.set_item("queue_depth", self.0.queue_depth)?;
-        d.set_item("avg_latency_ms", self.avg_latency_ms())?;
-        d.set_item("utilization", self.0.utilization())?;
-        d.set_item("last_updated", self.0.last_updated)?;
-        d.set_item("max_concurrent", self.0.capacity.max_concurrent)?;
-        d.set_item("max_queue", self.0.capacity.max_queue)?;
-        d.set_item("target_utilization", self.0.capacity.target_utilization)?;
-        d.set_item("is_overloaded", self.0.is_overloaded())?;
-        d.set_item("is_over_target", self.0.is_over_target())?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
     fn __repr__(&self) -> String {
-        format!(
-            "ModelLoad({:?}, active_requests={}, queue_depth={}, utilization={:.3})",
-            self.0.model_id,
-            self.0.active_requests,
-            self.0.queue_depth,
-            self.0.utilization()
-        )
+        self.0.to_string()
     }
 }
 
@@ -186,24 +144,9 @@ impl PyLoadTracker {
 
     /// Health of the shared backend: `available`, `fail_open_events` (admissions made on
     /// local counts while it was away), `errors`, `lost_leases`, `last_error`, ... None without one.
-    fn backend_status<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(backend) = self.0.backend() else {
-            return Ok(None);
-        };
-        let s = backend.status();
-        let d = PyDict::new(py);
-        d.set_item("backend", s.backend)?;
-        d.set_item("available", s.available)?;
-        d.set_item("fail_mode", s.fail_mode.name())?;
-        d.set_item("lease_ttl_s", s.lease_ttl_s)?;
-        d.set_item("held_leases", s.held_leases)?;
-        d.set_item("fail_open_events", s.fail_open_events)?;
-        d.set_item("errors", s.errors)?;
-        d.set_item("lost_leases", s.lost_leases)?;
-        d.set_item("pending_releases", s.pending_releases)?;
-        d.set_item("lost_releases", s.lost_releases)?;
-        d.set_item("last_error", s.last_error)?;
-        Ok(Some(d))
+    fn backend_status<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let status = self.0.backend().map(|b| b.status());
+        status.map(|s| to_py(py, &s)).transpose()
     }
 
     #[pyo3(signature = (model_id, max_concurrent, max_queue=0, target_utilization=0.8))]
@@ -295,11 +238,12 @@ impl PyLoadTracker {
 
     /// `with tracker.track(model_id):` holds one active request for the block.
     fn track(&self, model_id: &str) -> PyResult<PyInFlight> {
-        Ok(PyInFlight::pending(
-            self.0.state(model_id)?,
+        let state = self.0.state(model_id)?;
+        Ok(PyInFlight(Guard::pending(
+            state,
             self.0.clock().clone(),
             None,
-        ))
+        )))
     }
 
     /// Admits up to `n` requests of one model at once (one round trip with a shared backend),
@@ -311,7 +255,10 @@ impl PyLoadTracker {
         }
         let state = self.0.state(model_id)?;
         let flights = py.detach(|| Flight::admit_many(&state, self.0.clock(), n as usize, None))?;
-        Ok(flights.into_iter().map(PyInFlight::flying).collect())
+        Ok(flights
+            .into_iter()
+            .map(|f| PyInFlight(Guard::flying(f)))
+            .collect())
     }
 
     /// Ends every request in `handles` still in flight (one round trip per model with a
@@ -323,8 +270,8 @@ impl PyLoadTracker {
         handles: Vec<PyRef<'_, PyInFlight>>,
         success: bool,
     ) -> usize {
-        let handles: Vec<&PyInFlight> = handles.iter().map(|h| &**h).collect();
-        py.detach(|| release_all(&handles, success))
+        let guards: Vec<&Guard> = handles.iter().map(|h| &h.0).collect();
+        py.detach(|| Guard::release_all(&guards, success))
     }
 }
 

@@ -2,11 +2,12 @@
 
 use pyo3::exceptions::{PyDeprecationWarning, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyDict;
 
 use std::sync::Arc;
 
 use super::adaptive::PyAdaptiveScorer;
+use super::arrays::{pymethods_with_getters, to_py};
 use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
 use super::errors::invalid;
@@ -17,97 +18,66 @@ use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
 use crate::load::{system_clock, LoadTracker};
-use crate::router::{Feeds, Router, RouterConfig};
+use crate::router::{Assignment, AssignmentResult, Feeds, Guard, Router, RouterConfig};
 use crate::strategy::Strategy;
 
 /// One agent's placement.
 #[pyclass(frozen, eq, module = "modelrouter", name = "Assignment")]
 #[derive(Clone, PartialEq)]
-pub struct PyAssignment {
-    #[pyo3(get)]
-    agent_id: String,
-    #[pyo3(get)]
-    model_id: String,
-    #[pyo3(get)]
-    score: f64,
-}
+pub struct PyAssignment(Assignment);
 
-#[pymethods]
-impl PyAssignment {
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("agent_id", &self.agent_id)?;
-        d.set_item("model_id", &self.model_id)?;
-        d.set_item("score", self.score)?;
-        Ok(d)
+pymethods_with_getters! {
+    PyAssignment, 0 { score: f64 }
+    #[getter]
+    fn agent_id(&self) -> &str {
+        &self.0.agent_id
     }
-
+    #[getter]
+    fn model_id(&self) -> &str {
+        &self.0.model_id
+    }
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
+    }
     fn __repr__(&self) -> String {
-        format!(
-            "Assignment(agent_id={:?}, model_id={:?}, score={:.6})",
-            self.agent_id, self.model_id, self.score
-        )
+        self.0.to_string()
     }
 }
 
 /// What `Router.assign` decided. `to_dict()` is the body of POST auto-assign-all.
 #[pyclass(frozen, module = "modelrouter", name = "AssignmentResult")]
 pub struct PyAssignmentResult {
+    result: AssignmentResult,
+    /// The rows as Python objects, made once so that each read returns the same ones.
     assignments: Vec<Py<PyAssignment>>,
-    #[pyo3(get)]
-    total_score: f64,
-    #[pyo3(get)]
-    strategy_used: &'static str,
-    #[pyo3(get)]
-    load_balancing_enabled: bool,
-    #[pyo3(get)]
-    models_filtered: usize,
-    #[pyo3(get)]
-    avg_utilization: f64,
-    unassigned: Vec<String>,
 }
 
-#[pymethods]
-impl PyAssignmentResult {
+pymethods_with_getters! {
+    PyAssignmentResult, result {
+        total_score: f64, load_balancing_enabled: bool, models_filtered: usize,
+        avg_utilization: f64,
+    }
     /// A fresh list each call, so the frozen result cannot be changed through it.
     #[getter]
     fn assignments(&self, py: Python<'_>) -> Vec<Py<PyAssignment>> {
         self.assignments.iter().map(|a| a.clone_ref(py)).collect()
     }
-
+    #[getter]
+    fn strategy_used(&self) -> &'static str {
+        self.result.strategy_used.name()
+    }
     #[getter]
     fn unassigned(&self) -> Vec<String> {
-        self.unassigned.clone()
+        self.result.unassigned.clone()
     }
-
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        let rows = PyList::empty(py);
-        for a in &self.assignments {
-            rows.append(a.get().to_dict(py)?)?;
-        }
-        d.set_item("assignments", rows)?;
-        d.set_item("total_score", self.total_score)?;
-        d.set_item("strategy_used", self.strategy_used)?;
-        d.set_item("load_balancing_enabled", self.load_balancing_enabled)?;
-        d.set_item("models_filtered", self.models_filtered)?;
-        d.set_item("avg_utilization", self.avg_utilization)?;
-        d.set_item("unassigned", &self.unassigned)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.result)
     }
-
     fn __len__(&self) -> usize {
         self.assignments.len()
     }
-
     fn __repr__(&self) -> String {
-        format!(
-            "AssignmentResult(strategy_used={:?}, assigned={}, unassigned={}, total_score={:.6})",
-            self.strategy_used,
-            self.assignments.len(),
-            self.unassigned.len(),
-            self.total_score
-        )
+        self.result.to_string()
     }
 }
 
@@ -322,7 +292,7 @@ impl PyRouter {
     fn request(&self, py: Python<'_>, agent: &Bound<'_, PyAny>) -> PyResult<PyInFlight> {
         let agent = agent_from(agent)?;
         let (_, flight) = py.detach(|| self.core.admit(&agent.0))?;
-        Ok(PyInFlight::flying(flight))
+        Ok(PyInFlight(Guard::flying(flight)))
     }
 
     /// For asyncio: `async with router.acquire(agent, timeout_s=2.0) as r:` (or `await`) admits
@@ -347,11 +317,8 @@ impl PyRouter {
         let j = self.core.model_index(model_id)?;
         let feedback = self.core.feedback(j, agent_id);
         let clock = self.core.tracker().clock().clone();
-        Ok(PyInFlight::pending(
-            self.core.state(j).clone(),
-            clock,
-            Some(feedback),
-        ))
+        let state = self.core.state(j).clone();
+        Ok(PyInFlight(Guard::pending(state, clock, Some(feedback))))
     }
 
     /// Records one finished request observed outside `track`.
@@ -378,42 +345,21 @@ impl PyRouter {
         let agents: Vec<PyAgent> = agents
             .extract()
             .map_err(|_| invalid("agents", "expected a list of Agent objects"))?;
-        let outcome = py.detach(|| {
+        let result = py.detach(|| {
             let profiles: Vec<&AgentProfile> = agents.iter().map(|a| &a.0).collect();
-            self.core.assign(&profiles)
+            let outcome = self.core.assign(&profiles)?;
+            crate::error::Result::Ok(outcome.named(&profiles, &self.core.models))
         })?;
-        let rows = outcome
-            .placements
-            .iter()
-            .map(|p| {
-                let row = PyAssignment {
-                    agent_id: agents[p.agent].0.id.clone(),
-                    model_id: self.core.models[p.model].id.clone(),
-                    score: p.score,
-                };
-                Py::new(py, row)
-            })
-            .collect::<PyResult<_>>()?;
-        let unassigned = outcome.unassigned.iter().map(|&i| agents[i].0.id.clone());
+        let assignments = result.assignments.iter().cloned();
+        let assignments = assignments.map(|a| Py::new(py, PyAssignment(a)));
         Ok(PyAssignmentResult {
-            assignments: rows,
-            total_score: outcome.total_score,
-            strategy_used: outcome.strategy.name(),
-            load_balancing_enabled: outcome.load_balancing,
-            models_filtered: outcome.models_filtered,
-            avg_utilization: outcome.avg_utilization,
-            unassigned: unassigned.collect(),
+            assignments: assignments.collect::<PyResult<_>>()?,
+            result,
         })
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "Router({} models, strategy={:?}, load_balancing={}, load_weight={})",
-            self.core.models.len(),
-            self.core.config.strategy.name(),
-            self.core.config.load_balancing,
-            self.core.config.load_weight
-        )
+        self.core.to_string()
     }
 }
 

@@ -375,8 +375,10 @@ impl Router {
 
 mod batch;
 mod flight;
+mod guard;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{AssignmentOutcome, LoadSnapshot, Placement};
+pub use batch::{Assignment, AssignmentOutcome, AssignmentResult, LoadSnapshot, Placement};
 pub use flight::{Feedback, Flight, Landing, Outcome};
+pub use guard::Guard;
