@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-use crate::error::{Error, Result};
+use crate::error::{non_negative, Error, Result};
 
 mod backend;
 mod clock;
@@ -502,6 +502,43 @@ impl LoadTracker {
 
     pub fn is_over_target(&self, id: &str) -> Result<bool> {
         Ok(self.state(id)?.snapshot().is_over_target())
+    }
+
+    /// Every known model's load, stale or not, sorted by id.
+    pub fn snapshot(&self) -> Result<Vec<ModelLoad>> {
+        let ids = self.model_ids();
+        ids.iter()
+            .map(|id| Ok(self.state(id)?.snapshot()))
+            .collect()
+    }
+
+    /// Feeds one observed latency into the model's EWMA.
+    pub fn record_latency(&self, id: &str, latency_ms: f64) -> Result<()> {
+        let state = self.state(id)?;
+        state.record_latency(crate::perf::check_latency(latency_ms)?, self.now());
+        Ok(())
+    }
+
+    /// Overwrites the counts given (each >= 0) from an external report, feeds the latency
+    /// given into the EWMA, and refreshes `last_updated`. Nothing changes on an error.
+    pub fn set_load(
+        &self,
+        id: &str,
+        active_requests: Option<i64>,
+        queue_depth: Option<i64>,
+        avg_latency_ms: Option<f64>,
+    ) -> Result<()> {
+        let state = self.state(id)?;
+        let count = |field, v: Option<i64>| v.map(|v| non_negative(field, v)).transpose();
+        let active = count("active_requests", active_requests)?;
+        let queued = count("queue_depth", queue_depth)?;
+        let latency = avg_latency_ms.map(crate::perf::check_latency).transpose()?;
+        let now = self.now();
+        if let Some(l) = latency {
+            state.record_latency(l, now);
+        }
+        state.set_counts(active, queued, now);
+        Ok(())
     }
 }
 

@@ -189,3 +189,64 @@ fn backend_status_serializes_with_the_fail_mode_by_name() {
     };
     assert!(json(&healthy).ends_with(r#""last_error":null}"#));
 }
+
+#[test]
+fn an_external_report_sets_counts_and_latency_or_nothing() {
+    let (t, clock) = tracker();
+    t.set_capacity("b", Capacity::new(4, 2, 0.8).unwrap());
+    t.set_capacity("a", Capacity::new(4, 2, 0.8).unwrap());
+    clock.advance(5.0);
+    t.set_load("a", Some(3), None, Some(40.0)).unwrap();
+    let a = t.state("a").unwrap().snapshot();
+    assert_eq!(
+        (a.active_requests, a.queue_depth, a.last_updated),
+        (3, 0, 105.0)
+    );
+    assert_eq!(a.latency(), Some(40.0));
+    t.record_latency("a", 50.0).unwrap();
+    assert_eq!(t.state("a").unwrap().latency_ms(), 42.0);
+    for (active, queued, latency, field) in [
+        (Some(-1), Some(1), None, "active_requests"),
+        (None, Some(-2), Some(1.0), "queue_depth"),
+        (Some(1), Some(1), Some(f64::NAN), "latency_ms"),
+    ] {
+        let err = t.set_load("a", active, queued, latency).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { field: ref f, .. } if f == field));
+    }
+    let after = t.state("a").unwrap().snapshot();
+    assert_eq!((after.active_requests, after.queue_depth), (3, 0));
+    assert_eq!(after.latency(), Some(42.0));
+    assert!(matches!(
+        t.record_latency("a", -1.0),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        t.set_load("x", Some(-1), None, None),
+        Err(Error::UnknownModel(_))
+    ));
+    assert!(matches!(
+        t.record_latency("x", 1.0),
+        Err(Error::UnknownModel(_))
+    ));
+    // Stale or not, every model, by id.
+    clock.advance(3600.0);
+    let ids: Vec<String> = t
+        .snapshot()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.model_id)
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+}
+
+#[test]
+fn a_manual_clock_only_moves_forward_by_finite_steps() {
+    let clock = ManualClock::new(1.0);
+    clock.try_advance(0.5).unwrap();
+    clock.try_advance(0.0).unwrap();
+    for bad in [-0.1, f64::NAN, f64::INFINITY] {
+        let err = clock.try_advance(bad).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "seconds"));
+    }
+    assert_eq!(clock.now(), 1.5);
+}

@@ -9,10 +9,7 @@ use super::capability::non_negative;
 pub use super::inflight::PyInFlight;
 use crate::load::{system_clock, Capacity, LoadTracker, ManualClock, ModelLoad, SharedClock};
 use crate::redis_backend::TrackerSettings;
-use crate::router::{Flight, Guard};
-
-/// Most requests one `acquire_many` admits: one Lua script holds Redis for the whole batch.
-const MAX_BATCH: i64 = 10_000;
+use crate::router::Guard;
 
 /// The settings a Python caller gave for a tracker, validated by the core.
 pub fn tracker_settings(
@@ -47,14 +44,7 @@ impl PyManualClock {
         self.0.now()
     }
     fn advance(&self, seconds: f64) -> PyResult<()> {
-        if !(seconds.is_finite() && seconds >= 0.0) {
-            return Err(super::errors::invalid(
-                "seconds",
-                format!("must be a finite number >= 0, got {seconds}"),
-            ));
-        }
-        self.0.advance(seconds);
-        Ok(())
+        Ok(self.0.try_advance(seconds)?)
     }
     fn set(&self, t: f64) {
         self.0.set(t);
@@ -185,26 +175,13 @@ impl PyLoadTracker {
         queue_depth: Option<i64>,
         avg_latency_ms: Option<f64>,
     ) -> PyResult<()> {
-        let state = self.0.state(model_id)?;
-        let active = active_requests
-            .map(|a| non_negative("active_requests", a))
-            .transpose()?;
-        let queued = queue_depth
-            .map(|q| non_negative("queue_depth", q))
-            .transpose()?;
-        let now = self.0.now();
-        if let Some(l) = avg_latency_ms {
-            state.record_latency(check_latency(l)?, now);
-        }
-        state.set_counts(active, queued, now);
-        Ok(())
+        let (active, queued) = (active_requests, queue_depth);
+        Ok(self.0.set_load(model_id, active, queued, avg_latency_ms)?)
     }
 
     /// Feeds one observed latency into the model's EWMA.
     fn record_latency(&self, model_id: &str, latency_ms: f64) -> PyResult<()> {
-        let state = self.0.state(model_id)?;
-        state.record_latency(check_latency(latency_ms)?, self.0.now());
-        Ok(())
+        Ok(self.0.record_latency(model_id, latency_ms)?)
     }
 
     /// None when the model is unknown or its data is older than `stale_after_s`.
@@ -226,14 +203,8 @@ impl PyLoadTracker {
 
     /// Every known model's load, stale or not, keyed by id.
     fn snapshot(&self, py: Python<'_>) -> PyResult<Vec<PyModelLoad>> {
-        py.detach(|| {
-            self.0
-                .model_ids()
-                .iter()
-                .map(|id| Ok(PyModelLoad(self.0.state(id)?.snapshot())))
-                .collect::<crate::error::Result<Vec<_>>>()
-        })
-        .map_err(PyErr::from)
+        let loads = py.detach(|| self.0.snapshot())?;
+        Ok(loads.into_iter().map(PyModelLoad).collect())
     }
 
     /// `with tracker.track(model_id):` holds one active request for the block.
@@ -249,16 +220,8 @@ impl PyLoadTracker {
     /// Admits up to `n` requests of one model at once (one round trip with a shared backend),
     /// slots first, then queue places; fewer when the model fills up. Each is held already.
     fn acquire_many(&self, py: Python<'_>, model_id: &str, n: i64) -> PyResult<Vec<PyInFlight>> {
-        if !(0..=MAX_BATCH).contains(&n) {
-            let message = format!("must be between 0 and {MAX_BATCH}, got {n}");
-            return Err(crate::error::Error::invalid("n", message).into());
-        }
-        let state = self.0.state(model_id)?;
-        let flights = py.detach(|| Flight::admit_many(&state, self.0.clock(), n as usize, None))?;
-        Ok(flights
-            .into_iter()
-            .map(|f| PyInFlight(Guard::flying(f)))
-            .collect())
+        let guards = py.detach(|| Guard::admit_many(&self.0, model_id, n))?;
+        Ok(guards.into_iter().map(PyInFlight).collect())
     }
 
     /// Ends every request in `handles` still in flight (one round trip per model with a
@@ -273,10 +236,6 @@ impl PyLoadTracker {
         let guards: Vec<&Guard> = handles.iter().map(|h| &h.0).collect();
         py.detach(|| Guard::release_all(&guards, success))
     }
-}
-
-pub fn check_latency(latency_ms: f64) -> PyResult<f64> {
-    Ok(crate::perf::check_latency(latency_ms)?)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

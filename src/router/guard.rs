@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::{Feedback, Flight, Outcome};
-use crate::error::Result;
-use crate::load::{ModelState, SharedClock};
+use crate::error::{Error, Result};
+use crate::load::{LoadTracker, ModelState, SharedClock};
+
+/// Most requests one `admit_many` admits: one Lua script holds Redis for the whole batch.
+pub const MAX_BATCH: i64 = 10_000;
 
 /// Where a guard is in its life. A pending guard (from `track()`) takes its slot on enter.
 enum Phase {
@@ -39,6 +42,18 @@ impl Guard {
         this.note(&flight);
         *this.phase() = Phase::Flying(flight);
         this
+    }
+
+    /// Up to `n` (at most [`MAX_BATCH`]) requests of one model admitted at once (one round
+    /// trip with a shared backend), slots first, then queue places; fewer when it fills up.
+    pub fn admit_many(tracker: &LoadTracker, model_id: &str, n: i64) -> Result<Vec<Guard>> {
+        if !(0..=MAX_BATCH).contains(&n) {
+            let message = format!("must be between 0 and {MAX_BATCH}, got {n}");
+            return Err(Error::invalid("n", message));
+        }
+        let state = tracker.state(model_id)?;
+        let flights = Flight::admit_many(&state, tracker.clock(), n as usize, None)?;
+        Ok(flights.into_iter().map(Guard::flying).collect())
     }
 
     fn new(model_id: String, phase: Phase) -> Self {

@@ -434,3 +434,23 @@ fn admitted_guards_end_together_by_outcome() {
     let stats = r.performance().stats("a").unwrap();
     assert_eq!((stats.count, stats.successes, stats.failures), (3, 2, 1));
 }
+
+#[test]
+fn a_batch_of_guards_is_bounded_and_names_its_model() {
+    let (r, _) = manual_router(vec![model("a", 0.9, 2)]);
+    let t = r.tracker();
+    for n in [-1, guard::MAX_BATCH + 1] {
+        let err = Guard::admit_many(t, "a", n).err().unwrap();
+        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "n"));
+    }
+    assert!(matches!(
+        Guard::admit_many(t, "zz", 1),
+        Err(Error::UnknownModel(_))
+    ));
+    assert!(Guard::admit_many(t, "a", 0).unwrap().is_empty());
+    let guards = Guard::admit_many(t, "a", 5).unwrap(); // 2 slots + 2 queue places
+    assert_eq!(guards.len(), 4);
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (2, 2));
+    drop(guards); // dropped guards give everything back
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (0, 0));
+}
