@@ -371,6 +371,18 @@ impl PerformanceTracker {
         Ok(samples)
     }
 
+    /// `recent` as columns: (times, latencies in ms, successes), oldest first.
+    pub fn recent_columns(&self, kind: Kind, id: &str) -> Result<(Vec<f64>, Vec<f64>, Vec<bool>)> {
+        let samples = self.recent(kind, id)?;
+        let times = samples.iter().map(|s| s.t).collect();
+        let latencies = samples.iter().map(|s| f64::from(s.latency_ms)).collect();
+        Ok((
+            times,
+            latencies,
+            samples.iter().map(|s| s.success).collect(),
+        ))
+    }
+
     /// Appends the model's samples numbered `>= since` to `out` and returns the next number;
     /// `None` for an unknown model. Lets readers (the AdaptiveScorer) follow a model
     /// incrementally.

@@ -338,3 +338,20 @@ fn the_tracker_snapshot_is_the_python_dict_and_its_table_escapes_ids() {
     let none = tracker(None).0.aggregate(Kind::Model).html();
     assert!(none.contains("<tbody><tr><th></th><td>0</td><td>–</td><td>–</td>"));
 }
+
+#[test]
+fn recent_samples_read_as_columns_oldest_first() {
+    let (t, clock) = tracker(None);
+    for (i, v) in [5.0, 6.5, 7.0].into_iter().enumerate() {
+        clock.advance(1.0);
+        t.record("m", None, v, i != 1).unwrap();
+    }
+    let (times, latencies, ok) = t.recent_columns(Kind::Model, "m").unwrap();
+    assert_eq!(times, [1.0, 2.0, 3.0]);
+    assert_eq!(latencies, [5.0, 6.5, 7.0]);
+    assert_eq!(ok, [true, false, true]);
+    assert!(matches!(
+        t.recent_columns(Kind::Agent, "m"),
+        Err(Error::UnknownModel(_))
+    ));
+}

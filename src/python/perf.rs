@@ -6,7 +6,7 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 
 use super::arrays::{pymethods_with_getters, to_py};
-use super::errors::invalid;
+use super::capability::non_negative;
 use super::load::{clock_from, PyManualClock};
 use crate::perf::{Kind, LatencyHistogram, PerfConfig, PerformanceTracker, Stats};
 
@@ -69,20 +69,13 @@ impl PyPerformanceTracker {
         clock: Option<&Bound<'_, PyManualClock>>,
         recent_samples: i64,
     ) -> PyResult<Self> {
-        let recent_samples = usize::try_from(recent_samples).map_err(|_| {
-            invalid(
-                "recent_samples",
-                format!("must be >= 0, got {recent_samples}"),
-            )
-        })?;
+        let recent_samples = non_negative("recent_samples", recent_samples)? as usize;
         let config = PerfConfig {
             window_s,
             recent_samples,
         };
-        Ok(PyPerformanceTracker(Arc::new(PerformanceTracker::new(
-            config,
-            clock_from(clock),
-        )?)))
+        let core = PerformanceTracker::new(config, clock_from(clock))?;
+        Ok(PyPerformanceTracker(Arc::new(core)))
     }
 
     #[getter]
@@ -147,8 +140,7 @@ impl PyPerformanceTracker {
         py: Python<'py>,
         model_id: &str,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let samples = self.0.recent(Kind::Model, model_id)?;
-        let latencies = samples.iter().map(|s| f64::from(s.latency_ms)).collect();
+        let (_, latencies, _) = self.0.recent_columns(Kind::Model, model_id)?;
         Ok(PyArray1::from_vec(py, latencies))
     }
 
@@ -163,15 +155,9 @@ impl PyPerformanceTracker {
         Bound<'py, PyArray1<f64>>,
         Bound<'py, PyArray1<bool>>,
     )> {
-        let samples = self.0.recent(Kind::Model, model_id)?;
-        let t = samples.iter().map(|s| s.t).collect();
-        let l = samples.iter().map(|s| f64::from(s.latency_ms)).collect();
-        let ok = samples.iter().map(|s| s.success).collect();
-        Ok((
-            PyArray1::from_vec(py, t),
-            PyArray1::from_vec(py, l),
-            PyArray1::from_vec(py, ok),
-        ))
+        let (t, l, ok) = self.0.recent_columns(Kind::Model, model_id)?;
+        let array = |v| PyArray1::from_vec(py, v);
+        Ok((array(t), array(l), PyArray1::from_vec(py, ok)))
     }
 
     /// Bytes held by the tracker (histograms, counters, rings, ids, map tables).
