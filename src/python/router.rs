@@ -17,8 +17,9 @@ use super::load::{
 use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
-use crate::load::{system_clock, LoadTracker};
-use crate::router::{Assignment, AssignmentResult, Feeds, Guard, Router, RouterConfig};
+use crate::load::LoadTracker;
+use crate::router::{legacy_keyword_warning, Assignment, AssignmentResult, Feeds, Guard};
+use crate::router::{Router, RouterConfig};
 use crate::strategy::Strategy;
 
 /// One agent's placement.
@@ -93,17 +94,6 @@ fn agent_from(obj: &Bound<'_, PyAny>) -> PyResult<PyAgent> {
         .map_err(|_| invalid("agent", "expected an Agent"))
 }
 
-/// Router keywords kept one release from before a Router took a `LoadTracker` as `load`.
-const LEGACY_TRACKER_KEYWORDS: [&str; 7] = [
-    "tracker",
-    "clock",
-    "stale_after_s",
-    "backend",
-    "lease_ttl_s",
-    "fail_mode",
-    "timeout_s",
-];
-
 fn deprecated(py: Python<'_>, message: &str) -> PyResult<()> {
     let message = std::ffi::CString::new(message).unwrap_or_default();
     PyErr::warn(py, &py.get_type::<PyDeprecationWarning>(), &message, 2)
@@ -115,17 +105,11 @@ fn legacy_tracker(legacy: &Bound<'_, PyDict>) -> PyResult<Option<Arc<LoadTracker
     let py = legacy.py();
     for key in legacy.keys() {
         let key: String = key.extract()?;
-        if !LEGACY_TRACKER_KEYWORDS.contains(&key.as_str()) {
-            return Err(PyTypeError::new_err(format!(
-                "Router() got an unexpected keyword argument '{key}'"
-            )));
-        }
-        let advice = if key == "tracker" {
-            "pass the LoadTracker as load= instead".to_string()
-        } else {
-            format!("give {key} to a LoadTracker and pass it as load= instead")
+        let Some(warning) = legacy_keyword_warning(&key) else {
+            let message = format!("Router() got an unexpected keyword argument '{key}'");
+            return Err(PyTypeError::new_err(message));
         };
-        deprecated(py, &format!("Router({key}=...) is deprecated: {advice}"))?;
+        deprecated(py, &warning)?;
     }
     let get = |key: &str| legacy.get_item(key).map(|v| v.filter(|v| !v.is_none()));
     if let Some(tracker) = get("tracker")? {
@@ -172,22 +156,6 @@ fn legacy_tracker(legacy: &Bound<'_, PyDict>) -> PyResult<Option<Arc<LoadTracker
     Ok(Some(Arc::new(settings.build(clock_from(clock.as_ref()))?)))
 }
 
-/// The tracker a router reads: the one given, the capacity manager's, or a new one.
-fn resolve_tracker(
-    load: Option<Arc<LoadTracker>>,
-    capacity: Option<&Bound<'_, PyCapacityManager>>,
-) -> PyResult<Arc<LoadTracker>> {
-    let from_capacity = capacity.map(|c| c.get().0.tracker().clone());
-    match (load, from_capacity) {
-        (Some(t), Some(c)) if !Arc::ptr_eq(&t, &c) => Err(invalid(
-            "capacity",
-            "reads a different LoadTracker than the one given as load",
-        )),
-        (Some(t), _) | (None, Some(t)) => Ok(t),
-        (None, None) => Ok(Arc::new(LoadTracker::new(60.0, system_clock())?)),
-    }
-}
-
 #[pymethods]
 impl PyRouter {
     #[new]
@@ -223,9 +191,10 @@ impl PyRouter {
             return Err(invalid("load", "give the LoadTracker once, as load="));
         }
         let load = load.map(|t| t.get().0.clone()).or(legacy);
+        let capacity = capacity.map(|c| c.get().0.clone());
         let feeds = Feeds {
-            load: resolve_tracker(load, capacity)?,
-            capacity: capacity.map(|c| c.get().0.clone()),
+            load: Feeds::load_for(load, capacity.as_ref())?,
+            capacity,
             performance: performance.map(|p| p.get().0.clone()),
             adaptive: adaptive.map(|a| a.get().0.clone()),
         };

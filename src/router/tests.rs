@@ -454,3 +454,40 @@ fn a_batch_of_guards_is_bounded_and_names_its_model() {
     drop(guards); // dropped guards give everything back
     assert_eq!((r.state(0).active(), r.state(0).queued()), (0, 0));
 }
+
+#[test]
+fn a_router_reads_the_tracker_given_else_the_capacity_managers_else_a_new_one() {
+    let (given, other) = (tracker(), tracker());
+    let cm = Arc::new(CapacityManager::new(vec![], given.clone()));
+    let same = |a: &Arc<LoadTracker>, b: &Arc<LoadTracker>| Arc::ptr_eq(a, b);
+    let load = Feeds::load_for(Some(given.clone()), Some(&cm)).unwrap();
+    assert!(same(&load, &given));
+    assert!(same(&Feeds::load_for(None, Some(&cm)).unwrap(), &given));
+    assert!(same(
+        &Feeds::load_for(Some(other.clone()), None).unwrap(),
+        &other
+    ));
+    let err = Feeds::load_for(Some(other), Some(&cm)).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "capacity"));
+    let fresh = Feeds::load_for(None, None).unwrap();
+    assert!(!same(&fresh, &given) && fresh.model_ids().is_empty());
+    assert_eq!(fresh.stale_after_s(), 60.0);
+}
+
+#[test]
+fn each_old_tracker_keyword_warns_with_its_replacement() {
+    assert_eq!(
+        legacy_keyword_warning("tracker").unwrap(),
+        "Router(tracker=...) is deprecated: pass the LoadTracker as load= instead"
+    );
+    for keyword in &LEGACY_TRACKER_KEYWORDS[1..] {
+        assert_eq!(
+            legacy_keyword_warning(keyword).unwrap(),
+            format!(
+                "Router({keyword}=...) is deprecated: give {keyword} to a LoadTracker and pass it as load= instead"
+            )
+        );
+    }
+    assert_eq!(legacy_keyword_warning("trackr"), None);
+    assert_eq!(legacy_keyword_warning("load"), None);
+}
