@@ -11,23 +11,6 @@ use crate::load::{system_clock, Capacity, LoadTracker, ManualClock, ModelLoad, S
 use crate::redis_backend::TrackerSettings;
 use crate::router::Guard;
 
-/// The settings a Python caller gave for a tracker, validated by the core.
-pub fn tracker_settings(
-    stale_after_s: f64,
-    backend: Option<&str>,
-    lease_ttl_s: f64,
-    fail_mode: &str,
-    timeout_s: f64,
-) -> PyResult<TrackerSettings> {
-    Ok(TrackerSettings {
-        stale_after_s,
-        backend: backend.map(str::to_string),
-        lease_ttl_s,
-        fail_mode: fail_mode.parse()?,
-        timeout_s,
-    })
-}
-
 /// A clock for tests and simulations: time moves only with `advance` / `set`.
 #[pyclass(frozen, module = "modelrouter", name = "ManualClock")]
 pub struct PyManualClock(pub Arc<ManualClock>);
@@ -112,7 +95,8 @@ impl PyLoadTracker {
         fail_mode: &str,
         timeout_s: f64,
     ) -> PyResult<Self> {
-        let settings = tracker_settings(stale_after_s, backend, lease_ttl_s, fail_mode, timeout_s)?;
+        let settings =
+            TrackerSettings::new(stale_after_s, backend, lease_ttl_s, fail_mode, timeout_s)?;
         Ok(PyLoadTracker(Arc::new(settings.build(clock_from(clock))?)))
     }
 

@@ -11,9 +11,7 @@ use super::arrays::{pymethods_with_getters, to_py};
 use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
 use super::errors::invalid;
-use super::load::{
-    clock_from, tracker_settings, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad,
-};
+use super::load::{clock_from, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad};
 use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
@@ -144,7 +142,7 @@ fn legacy_tracker(legacy: &Bound<'_, PyDict>) -> PyResult<Option<Arc<LoadTracker
                 .map_err(|_| invalid("clock", "expected a ManualClock"))
         })
         .transpose()?;
-    let settings = tracker_settings(
+    let settings = crate::redis_backend::TrackerSettings::new(
         number("stale_after_s", defaults.stale_after_s)?,
         text("backend")?.as_deref(),
         number("lease_ttl_s", defaults.lease_ttl_s)?,
