@@ -95,13 +95,18 @@ pub fn renamed<T>(
         )),
         (None, Some(value)) => {
             let message = format!("{function}({old}=...) is deprecated; use {new}=... instead");
-            let message = std::ffi::CString::new(message)?;
-            let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
-            PyErr::warn(py, &category, &message, 1)?;
+            deprecated(py, &message, 1)?;
             Ok(Some(value))
         }
         (value, None) => Ok(value),
     }
+}
+
+/// A DeprecationWarning pointing `stacklevel` frames up.
+pub fn deprecated(py: Python<'_>, message: &str, stacklevel: i32) -> PyResult<()> {
+    let message = std::ffi::CString::new(message)?;
+    let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
+    PyErr::warn(py, &category, &message, stacklevel)
 }
 
 /// `#[pymethods]` of a class wrapping a core value (`self.0`, or a named field): a read-only

@@ -193,12 +193,7 @@ impl PyLoadTracker {
 
     /// `with tracker.track(model_id):` holds one active request for the block.
     fn track(&self, model_id: &str) -> PyResult<PyInFlight> {
-        let state = self.0.state(model_id)?;
-        Ok(PyInFlight(Guard::pending(
-            state,
-            self.0.clock().clone(),
-            None,
-        )))
+        Ok(PyInFlight(Guard::track(&self.0, model_id)?))
     }
 
     /// Admits up to `n` requests of one model at once (one round trip with a shared backend),

@@ -1,13 +1,13 @@
 //! Router, AssignmentResult and Assignment.
 
-use pyo3::exceptions::{PyDeprecationWarning, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use std::sync::Arc;
 
 use super::adaptive::PyAdaptiveScorer;
-use super::arrays::{pymethods_with_getters, to_py};
+use super::arrays::{deprecated, pymethods_with_getters, to_py};
 use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
 use super::errors::invalid;
@@ -92,11 +92,6 @@ fn agent_from(obj: &Bound<'_, PyAny>) -> PyResult<PyAgent> {
         .map_err(|_| invalid("agent", "expected an Agent"))
 }
 
-fn deprecated(py: Python<'_>, message: &str) -> PyResult<()> {
-    let message = std::ffi::CString::new(message).unwrap_or_default();
-    PyErr::warn(py, &py.get_type::<PyDeprecationWarning>(), &message, 2)
-}
-
 /// The LoadTracker a router built with the deprecated keywords reads: the old `tracker=`, or
 /// one built from the old tracker settings. Warns once per keyword given.
 fn legacy_tracker(legacy: &Bound<'_, PyDict>) -> PyResult<Option<Arc<LoadTracker>>> {
@@ -107,7 +102,7 @@ fn legacy_tracker(legacy: &Bound<'_, PyDict>) -> PyResult<Option<Arc<LoadTracker
             let message = format!("Router() got an unexpected keyword argument '{key}'");
             return Err(PyTypeError::new_err(message));
         };
-        deprecated(py, &warning)?;
+        deprecated(py, &warning, 2)?;
     }
     let get = |key: &str| legacy.get_item(key).map(|v| v.filter(|v| !v.is_none()));
     if let Some(tracker) = get("tracker")? {
@@ -229,7 +224,11 @@ impl PyRouter {
     /// Deprecated spelling of `load_tracker`.
     #[getter]
     fn tracker(&self, py: Python<'_>) -> PyResult<PyLoadTracker> {
-        deprecated(py, "Router.tracker is deprecated: use Router.load_tracker")?;
+        deprecated(
+            py,
+            "Router.tracker is deprecated: use Router.load_tracker",
+            2,
+        )?;
         Ok(self.load_tracker())
     }
     #[getter]
@@ -281,11 +280,7 @@ impl PyRouter {
     /// and records its latency and outcome (failed when the block raises or `mark_failed()`).
     #[pyo3(signature = (model_id, agent_id=None))]
     fn track(&self, model_id: &str, agent_id: Option<&str>) -> PyResult<PyInFlight> {
-        let j = self.core.model_index(model_id)?;
-        let feedback = self.core.feedback(j, agent_id);
-        let clock = self.core.tracker().clock().clone();
-        let state = self.core.state(j).clone();
-        Ok(PyInFlight(Guard::pending(state, clock, Some(feedback))))
+        Ok(PyInFlight(self.core.guard(model_id, agent_id)?))
     }
 
     /// Records one finished request observed outside `track`.
@@ -314,8 +309,7 @@ impl PyRouter {
             .map_err(|_| invalid("agents", "expected a list of Agent objects"))?;
         let result = py.detach(|| {
             let profiles: Vec<&AgentProfile> = agents.iter().map(|a| &a.0).collect();
-            let outcome = self.core.assign(&profiles)?;
-            crate::error::Result::Ok(outcome.named(&profiles, &self.core.models))
+            self.core.assign_named(&profiles)
         })?;
         let assignments = result.assignments.iter().cloned();
         let assignments = assignments.map(|a| Py::new(py, PyAssignment(a)));

@@ -144,6 +144,11 @@ impl Router {
             .is_overloaded(load.active, load.queued)
     }
 
+    /// `assign`, by ids.
+    pub fn assign_named(&self, agents: &[&AgentProfile]) -> Result<AssignmentResult> {
+        Ok(self.assign(agents)?.named(agents, &self.models))
+    }
+
     /// `assign_with` on the tracker's live load.
     pub fn assign(&self, agents: &[&AgentProfile]) -> Result<AssignmentOutcome> {
         self.assign_with(agents, &self.loads())

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::{Feedback, Flight, Outcome};
+use super::{Feedback, Flight, Outcome, Router};
 use crate::error::{Error, Result};
 use crate::load::{LoadTracker, ModelState, SharedClock};
 
@@ -42,6 +42,13 @@ impl Guard {
         this.note(&flight);
         *this.phase() = Phase::Flying(flight);
         this
+    }
+
+    /// A tracked request of one of the tracker's models, without feedback: takes an active
+    /// slot on `enter`, whatever the limits.
+    pub fn track(tracker: &LoadTracker, model_id: &str) -> Result<Guard> {
+        let state = tracker.state(model_id)?;
+        Ok(Guard::pending(state, tracker.clock().clone(), None))
     }
 
     /// Up to `n` (at most [`MAX_BATCH`]) requests of one model admitted at once (one round
@@ -153,5 +160,16 @@ impl fmt::Display for Guard {
             Phase::Ended => "released",
         };
         write!(f, "InFlight({:?}, {phase})", self.model_id)
+    }
+}
+
+impl Router {
+    /// A tracked request of one of the router's models: takes an active slot on `enter`,
+    /// whatever the limits, and records its latency and outcome (under `agent`, if any).
+    pub fn guard(&self, model_id: &str, agent: Option<&str>) -> Result<Guard> {
+        let j = self.model_index(model_id)?;
+        let clock = self.tracker().clock().clone();
+        let feedback = Some(self.feedback(j, agent));
+        Ok(Guard::pending(self.state(j).clone(), clock, feedback))
     }
 }

@@ -349,6 +349,7 @@ fn an_assignment_outcome_by_ids_is_the_rest_body_and_the_reprs() {
     let refs: Vec<&AgentProfile> = agents.iter().collect();
     let outcome = r.assign(&refs).unwrap();
     let result = outcome.named(&refs, &r.models);
+    assert_eq!(r.assign_named(&refs).unwrap(), result);
     let ids: Vec<(&str, &str)> = result
         .assignments
         .iter()
@@ -386,8 +387,12 @@ fn an_assignment_outcome_by_ids_is_the_rest_body_and_the_reprs() {
 #[test]
 fn a_pending_guard_takes_its_slot_on_enter_and_ends_once() {
     let (r, clock) = manual_router(vec![model("a", 0.9, 1)]);
-    let feedback = r.feedback(0, Some("x"));
-    let g = Guard::pending(r.state(0).clone(), clock.clone(), Some(feedback));
+    assert!(matches!(r.guard("zz", None), Err(Error::UnknownModel(_))));
+    assert!(matches!(
+        Guard::track(r.tracker(), "zz"),
+        Err(Error::UnknownModel(_))
+    ));
+    let g = r.guard("a", Some("x")).unwrap();
     assert_eq!(g.to_string(), r#"InFlight("a", not entered)"#);
     assert!(!g.released() && !g.queued() && g.lease_id().is_none());
     assert_eq!(r.state(0).active(), 0);
@@ -407,11 +412,22 @@ fn a_pending_guard_takes_its_slot_on_enter_and_ends_once() {
     g.enter().unwrap(); // entering after the end holds nothing
     assert_eq!(r.state(0).active(), 0);
     // Released before it was entered: nothing was ever held.
-    let never = Guard::pending(r.state(0).clone(), clock.clone(), None);
+    let never = Guard::track(r.tracker(), "a").unwrap();
     never.finish(true);
     assert!(never.released());
     never.enter().unwrap();
     assert_eq!(r.state(0).active(), 0);
+    // A tracker's guard counts whatever the limits, and feeds no statistics.
+    let over: Vec<Guard> = (0..2)
+        .map(|_| Guard::track(r.tracker(), "a").unwrap())
+        .collect();
+    for g in &over {
+        g.enter().unwrap();
+    }
+    assert_eq!(r.state(0).active(), 2);
+    drop(over);
+    assert_eq!(r.state(0).active(), 0);
+    assert_eq!(r.performance().stats("a").unwrap().count, 1);
 }
 
 #[test]
