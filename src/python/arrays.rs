@@ -111,19 +111,22 @@ pub fn deprecated(py: Python<'_>, message: &str, stacklevel: i32) -> PyResult<()
 
 /// `#[pymethods]` of a class wrapping a core value (`self.0`, or a named field): a read-only
 /// getter per listed `Copy` field of that value, then (after `calls`) one per listed method of
-/// it that takes no argument, then the methods written out as usual.
+/// it that takes no argument, then the methods written out as usual. A `///` line before a
+/// listed name becomes its docstring.
 macro_rules! pymethods_with_getters {
-    ($class:ty, $inner:tt { $($field:ident: $ty:ty),* $(,)? }
-     calls { $($call:ident: $cty:ty),* $(,)? } $($methods:tt)*) => {
+    ($class:ty, $inner:tt { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? }
+     calls { $($(#[$cdoc:meta])* $call:ident: $cty:ty),* $(,)? } $($methods:tt)*) => {
         #[pyo3::pymethods]
         impl $class {
             $(
+                $(#[$fdoc])*
                 #[getter]
                 fn $field(&self) -> $ty {
                     self.$inner.$field
                 }
             )*
             $(
+                $(#[$cdoc])*
                 #[getter]
                 fn $call(&self) -> $cty {
                     self.$inner.$call()
@@ -132,9 +135,9 @@ macro_rules! pymethods_with_getters {
             $($methods)*
         }
     };
-    ($class:ty, $inner:tt { $($field:ident: $ty:ty),* $(,)? } $($methods:tt)*) => {
+    ($class:ty, $inner:tt { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? } $($methods:tt)*) => {
         $crate::python::arrays::pymethods_with_getters! {
-            $class, $inner { $($field: $ty),* } calls {} $($methods)*
+            $class, $inner { $($(#[$fdoc])* $field: $ty),* } calls {} $($methods)*
         }
     };
 }

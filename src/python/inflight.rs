@@ -33,7 +33,14 @@ fn succeeded(exc_type: Option<&Bound<'_, PyAny>>) -> bool {
 
 pymethods_with_getters! {
     PyInFlight, 0 {}
-    calls { model_id: &str, queued: bool, lease_id: Option<String>, released: bool }
+    calls {
+        model_id: &str,
+        /// True when the request waits in the model's queue rather than holding a slot.
+        queued: bool,
+        /// The lease held in the shared backend; None for in-process counts (or fail-open).
+        lease_id: Option<String>,
+        released: bool,
+    }
 
     /// Marks the request failed without raising (e.g. the model returned an error body).
     fn mark_failed(&self) {

@@ -19,6 +19,7 @@ pymethods_with_getters! {
         count: u64, successes: u64, failures: u64, success_rate: Option<f64>,
         p50_ms: Option<f64>, p95_ms: Option<f64>, p99_ms: Option<f64>, mean_ms: Option<f64>,
         ewma_ms: Option<f64>, min_ms: Option<f64>, max_ms: Option<f64>,
+        /// Clock time of the newest sample (None before the first).
         last_seen: Option<f64>,
     }
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
