@@ -82,8 +82,8 @@ pymethods_with_getters! {
 #[pyclass(frozen, module = "modelrouter", name = "LoadTracker")]
 pub struct PyLoadTracker(pub Arc<LoadTracker>);
 
-#[pymethods]
-impl PyLoadTracker {
+pymethods_with_getters! {
+    PyLoadTracker, 0 {} calls { stale_after_s: f64 }
     #[new]
     #[pyo3(signature = (stale_after_s=60.0, *, clock=None, backend=None, lease_ttl_s=30.0,
                         fail_mode="open", timeout_s=0.5))]
@@ -98,11 +98,6 @@ impl PyLoadTracker {
         let settings =
             TrackerSettings::new(stale_after_s, backend, lease_ttl_s, fail_mode, timeout_s)?;
         Ok(PyLoadTracker(Arc::new(settings.build(clock_from(clock))?)))
-    }
-
-    #[getter]
-    fn stale_after_s(&self) -> f64 {
-        self.0.stale_after_s()
     }
 
     /// Now on this tracker's clock (its ManualClock, else the core's monotonic clock).

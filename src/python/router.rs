@@ -1,5 +1,6 @@
 //! Router, AssignmentResult and Assignment.
 
+use pyo3::conversion::FromPyObjectOwned;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -16,6 +17,7 @@ use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
 use crate::load::LoadTracker;
+use crate::redis_backend::TrackerSettings;
 use crate::router::{legacy_keyword_warning, Assignment, AssignmentResult, Feeds, Guard};
 use crate::router::{Router, RouterConfig};
 use crate::strategy::Strategy;
@@ -92,6 +94,19 @@ fn agent_from(obj: &Bound<'_, PyAny>) -> PyResult<PyAgent> {
         .map_err(|_| invalid("agent", "expected an Agent"))
 }
 
+/// The value of `key` as a `T`; None when absent or None, an input error when not a `T`.
+fn item<'py, T: FromPyObjectOwned<'py>>(
+    d: &Bound<'py, PyDict>,
+    key: &str,
+    what: &str,
+) -> PyResult<Option<T>> {
+    let value = d.get_item(key)?.filter(|v| !v.is_none());
+    let expected = || invalid(key, format!("expected {what}"));
+    value
+        .map(|v| v.extract().map_err(|_| expected()))
+        .transpose()
+}
+
 /// The LoadTracker a router built with the deprecated keywords reads: the old `tracker=`, or
 /// one built from the old tracker settings. Warns once per keyword given.
 fn legacy_tracker(legacy: &Bound<'_, PyDict>) -> PyResult<Option<Arc<LoadTracker>>> {
@@ -104,47 +119,27 @@ fn legacy_tracker(legacy: &Bound<'_, PyDict>) -> PyResult<Option<Arc<LoadTracker
         };
         deprecated(py, &warning, 2)?;
     }
-    let get = |key: &str| legacy.get_item(key).map(|v| v.filter(|v| !v.is_none()));
-    if let Some(tracker) = get("tracker")? {
-        if legacy.len() > 1 {
-            return Err(invalid(
-                "tracker",
-                "give the tracker's settings to the tracker itself",
-            ));
-        }
-        let tracker = tracker
-            .cast::<PyLoadTracker>()
-            .map_err(|_| invalid("tracker", "expected a LoadTracker"))?;
+    if legacy.get_item("tracker")?.is_some_and(|t| !t.is_none()) && legacy.len() > 1 {
+        let message = "give the tracker's settings to the tracker itself";
+        return Err(invalid("tracker", message));
+    }
+    let tracker: Option<Bound<'_, PyLoadTracker>> = item(legacy, "tracker", "a LoadTracker")?;
+    if let Some(tracker) = tracker {
         return Ok(Some(tracker.get().0.clone()));
     }
     if legacy.is_empty() {
         return Ok(None);
     }
-    let defaults = crate::redis_backend::TrackerSettings::default();
-    let number = |key: &str, default: f64| -> PyResult<f64> {
-        get(key)?.map_or(Ok(default), |v| {
-            v.extract().map_err(|_| invalid(key, "expected a number"))
-        })
-    };
-    let text = |key: &str| -> PyResult<Option<String>> {
-        get(key)?
-            .map(|v| v.extract().map_err(|_| invalid(key, "expected a string")))
-            .transpose()
-    };
-    let clock = get("clock")?
-        .map(|c| {
-            c.cast_into::<PyManualClock>()
-                .map_err(|_| invalid("clock", "expected a ManualClock"))
-        })
-        .transpose()?;
-    let settings = crate::redis_backend::TrackerSettings::new(
-        number("stale_after_s", defaults.stale_after_s)?,
+    let d = TrackerSettings::default();
+    let clock: Option<Bound<'_, PyManualClock>> = item(legacy, "clock", "a ManualClock")?;
+    let number = |key, default| PyResult::Ok(item(legacy, key, "a number")?.unwrap_or(default));
+    let text = |key| item::<String>(legacy, key, "a string");
+    let settings = TrackerSettings::new(
+        number("stale_after_s", d.stale_after_s)?,
         text("backend")?.as_deref(),
-        number("lease_ttl_s", defaults.lease_ttl_s)?,
-        text("fail_mode")?
-            .as_deref()
-            .unwrap_or(defaults.fail_mode.name()),
-        number("timeout_s", defaults.timeout_s)?,
+        number("lease_ttl_s", d.lease_ttl_s)?,
+        text("fail_mode")?.as_deref().unwrap_or(d.fail_mode.name()),
+        number("timeout_s", d.timeout_s)?,
     )?;
     Ok(Some(Arc::new(settings.build(clock_from(clock.as_ref()))?)))
 }
