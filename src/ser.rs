@@ -3,9 +3,9 @@
 
 use serde::{Serialize, Serializer};
 
-/// Named levels as a map (`{"code": 0.9}`), in their stored (sorted) order.
-pub fn pairs_as_map<S: Serializer>(
-    pairs: &[(String, f64)],
+/// Named values as a map (`{"code": 0.9}`), in their stored (sorted) order.
+pub fn pairs_as_map<S: Serializer, V: Serialize>(
+    pairs: &[(String, V)],
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::load::{LoadTracker, SharedClock};
-use crate::perf::{PerformanceTracker, Sample};
+use crate::perf::{PerfConfig, PerformanceTracker, Sample};
 use crate::ser::nan_as_none;
 
 /// Pseudo-requests of fleet-average behaviour mixed into every model's success rate.
@@ -243,6 +243,30 @@ impl AdaptiveScorer {
             clock,
             estimates: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A scorer learning from `performance`, or from a tracker of its own (default settings)
+    /// on `clock`; scoring on `clock`, else on the tracker's clock, else the system clock.
+    pub fn with_tracker_or_clock(
+        weights: AdaptiveWeights,
+        performance: Option<Arc<PerformanceTracker>>,
+        load: Option<Arc<LoadTracker>>,
+        half_life_s: f64,
+        clock: Option<SharedClock>,
+    ) -> Result<Self> {
+        let (tracker, clock) = match (performance, clock) {
+            (Some(t), Some(c)) => (t, c),
+            (Some(t), None) => {
+                let clock = t.clock().clone();
+                (t, clock)
+            }
+            (None, c) => {
+                let clock = c.unwrap_or_else(crate::load::system_clock);
+                let t = PerformanceTracker::new(PerfConfig::default(), clock.clone())?;
+                (Arc::new(t), clock)
+            }
+        };
+        Self::new(weights, tracker, load, half_life_s, clock)
     }
 
     pub fn weights(&self) -> AdaptiveWeights {

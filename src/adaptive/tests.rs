@@ -194,3 +194,31 @@ fn a_tracker_without_recent_samples_is_refused_naming_performance() {
         AdaptiveScorer::new(AdaptiveWeights::default(), tracker, None, 1.0, clock).unwrap_err();
     assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "performance"));
 }
+
+#[test]
+fn a_scorer_runs_on_the_clock_given_else_its_trackers_and_owns_a_tracker_when_given_none() {
+    let w = AdaptiveWeights::default();
+    let (_, tracker, tracker_clock) = setup();
+    let own: SharedClock = Arc::new(ManualClock::new(500.0));
+    tracker_clock.set(7.0);
+    let s = AdaptiveScorer::with_tracker_or_clock(w, Some(tracker.clone()), None, 1.0, None);
+    let s = s.unwrap();
+    assert!(Arc::ptr_eq(s.tracker(), &tracker));
+    assert_eq!(s.clock.now(), 7.0);
+    let s = AdaptiveScorer::with_tracker_or_clock(
+        w,
+        Some(tracker.clone()),
+        None,
+        1.0,
+        Some(own.clone()),
+    );
+    assert_eq!(s.unwrap().clock.now(), 500.0);
+    let s = AdaptiveScorer::with_tracker_or_clock(w, None, None, 1.0, Some(own)).unwrap();
+    assert!(!Arc::ptr_eq(s.tracker(), &tracker));
+    assert_eq!((s.clock.now(), s.tracker().now()), (500.0, 500.0));
+    assert_eq!(s.tracker().config(), PerfConfig::default());
+    let s = AdaptiveScorer::with_tracker_or_clock(w, None, None, 1.0, None).unwrap();
+    assert!(s.tracker().model_ids().is_empty());
+    let err = AdaptiveScorer::with_tracker_or_clock(w, None, None, 0.0, None).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "half_life_s"));
+}

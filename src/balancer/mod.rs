@@ -270,6 +270,13 @@ impl LoadBalancer {
             .collect())
     }
 
+    /// The ids that are not overloaded, in order.
+    pub fn available(&self, model_ids: Vec<String>) -> Result<Vec<String>> {
+        let keep = self.filter(&model_ids)?;
+        let ids = model_ids.into_iter().zip(keep).filter(|(_, k)| *k);
+        Ok(ids.map(|(id, _)| id).collect())
+    }
+
     /// The load-weighted score of each model; −inf for overloaded or unfit ones.
     pub fn weighted_scores(&self, model_ids: &[String], scores: &[f64]) -> Result<Vec<f64>> {
         Ok(self

@@ -236,6 +236,14 @@ fn load_balancer_weights_filters_and_chooses_on_live_load() {
     assert_eq!(lb.choose(&ids(&["a", "b"]), &[0.9, 0.6]).unwrap(), 0);
     lb.tracker().update_load("a", 3).unwrap(); // 5 > 4: overloaded
     assert_eq!(lb.filter(&ids(&["a", "b"])).unwrap(), vec![false, true]);
+    assert_eq!(
+        lb.available(ids(&["b", "a", "b"])).unwrap(),
+        ids(&["b", "b"])
+    );
+    assert!(matches!(
+        lb.available(ids(&["a", "zz"])),
+        Err(Error::UnknownModel(_))
+    ));
     let w = lb.weighted_scores(&ids(&["a", "b"]), &[0.8, 0.6]).unwrap();
     assert_eq!(w[0], f64::NEG_INFINITY);
 }

@@ -3,11 +3,14 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 use super::{Capacity, Slot};
 use crate::error::Result;
 
-/// What a replica does when the shared backend cannot be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a replica does when the shared backend cannot be reached. Serializes as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FailMode {
     /// Admit against this process's own counts and record a fail-open event.
     Open,
@@ -44,8 +47,9 @@ pub enum Admission {
     FallBack,
 }
 
-/// Health and counters of a shared backend, for alerts and dashboards.
-#[derive(Debug, Clone, PartialEq)]
+/// Health and counters of a shared backend, for alerts and dashboards. Serializes as the
+/// Python `LoadTracker.backend_status()` dict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackendStatus {
     pub backend: String,
     pub available: bool,

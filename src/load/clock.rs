@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use crate::error::{Error, Result};
+
 /// Seconds on some monotonic scale. Injectable so tests move time instead of sleeping.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> f64;
@@ -33,6 +35,15 @@ impl ManualClock {
     }
     pub fn advance(&self, dt: f64) {
         self.0.update(|t| t + dt);
+    }
+    /// `advance`, refusing to go back or to jump by a non-finite amount.
+    pub fn try_advance(&self, seconds: f64) -> Result<()> {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            let message = format!("must be a finite number >= 0, got {seconds}");
+            return Err(Error::invalid("seconds", message));
+        }
+        self.advance(seconds);
+        Ok(())
     }
 }
 

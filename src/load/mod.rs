@@ -4,10 +4,13 @@
 //! models and never hashes an id on the hot path; the tracker's map is only for lookups by id.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::error::{Error, Result};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
+use crate::error::{non_negative, Error, Result};
 
 mod backend;
 mod clock;
@@ -103,6 +106,45 @@ impl ModelLoad {
     }
     pub fn is_over_target(&self) -> bool {
         self.capacity.is_over_target(self.active_requests)
+    }
+    /// EWMA of observed latencies; `None` before the first sample.
+    pub fn latency(&self) -> Option<f64> {
+        Some(self.avg_latency_ms).filter(|l| !l.is_nan())
+    }
+}
+
+/// Serializes as the Python `ModelLoad.to_dict()`: the counters, the capacity flattened, the
+/// derived utilization and thresholds, and a NaN latency as null.
+impl Serialize for ModelLoad {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let c = &self.capacity;
+        let mut s = serializer.serialize_struct("ModelLoad", 11)?;
+        s.serialize_field("model_id", &self.model_id)?;
+        s.serialize_field("active_requests", &self.active_requests)?;
+        s.serialize_field("queue_depth", &self.queue_depth)?;
+        s.serialize_field("avg_latency_ms", &self.latency())?;
+        s.serialize_field("utilization", &self.utilization())?;
+        s.serialize_field("last_updated", &self.last_updated)?;
+        s.serialize_field("max_concurrent", &c.max_concurrent)?;
+        s.serialize_field("max_queue", &c.max_queue)?;
+        s.serialize_field("target_utilization", &c.target_utilization)?;
+        s.serialize_field("is_overloaded", &self.is_overloaded())?;
+        s.serialize_field("is_over_target", &self.is_over_target())?;
+        s.end()
+    }
+}
+
+/// `ModelLoad("id", active_requests=3, queue_depth=0, utilization=0.750)`: the Python repr.
+impl fmt::Display for ModelLoad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ModelLoad({:?}, active_requests={}, queue_depth={}, utilization={:.3})",
+            self.model_id,
+            self.active_requests,
+            self.queue_depth,
+            self.utilization()
+        )
     }
 }
 
@@ -473,6 +515,43 @@ impl LoadTracker {
 
     pub fn is_over_target(&self, id: &str) -> Result<bool> {
         Ok(self.state(id)?.snapshot().is_over_target())
+    }
+
+    /// Every known model's load, stale or not, sorted by id.
+    pub fn snapshot(&self) -> Result<Vec<ModelLoad>> {
+        let ids = self.model_ids();
+        ids.iter()
+            .map(|id| Ok(self.state(id)?.snapshot()))
+            .collect()
+    }
+
+    /// Feeds one observed latency into the model's EWMA.
+    pub fn record_latency(&self, id: &str, latency_ms: f64) -> Result<()> {
+        let state = self.state(id)?;
+        state.record_latency(crate::perf::check_latency(latency_ms)?, self.now());
+        Ok(())
+    }
+
+    /// Overwrites the counts given (each >= 0) from an external report, feeds the latency
+    /// given into the EWMA, and refreshes `last_updated`. Nothing changes on an error.
+    pub fn set_load(
+        &self,
+        id: &str,
+        active_requests: Option<i64>,
+        queue_depth: Option<i64>,
+        avg_latency_ms: Option<f64>,
+    ) -> Result<()> {
+        let state = self.state(id)?;
+        let count = |field, v: Option<i64>| v.map(|v| non_negative(field, v)).transpose();
+        let active = count("active_requests", active_requests)?;
+        let queued = count("queue_depth", queue_depth)?;
+        let latency = avg_latency_ms.map(crate::perf::check_latency).transpose()?;
+        let now = self.now();
+        if let Some(l) = latency {
+            state.record_latency(l, now);
+        }
+        state.set_counts(active, queued, now);
+        Ok(())
     }
 }
 

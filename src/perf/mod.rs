@@ -13,16 +13,20 @@
 //! (what a Prometheus histogram exports) only ever grows.
 
 mod series;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::load::SharedClock;
 
 pub use series::{LatencyHistogram, Sample, HIGHEST_BOUND_MS, WINDOW_BINS};
 use series::{Series, Summary, TimeBin};
+pub use view::PerfSnapshot;
 
 /// Settings fixed at construction.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,7 +63,8 @@ pub enum Kind {
 }
 
 /// A reading of one key. Latency fields are `None` while no sample is inside the window.
-#[derive(Debug, Clone, PartialEq)]
+/// Serializes as the Python `Stats.to_dict()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
     pub count: u64,
     pub successes: u64,
@@ -426,6 +431,18 @@ impl PerformanceTracker {
         let series = self.get(kind, id).ok_or_else(|| Self::unknown(id))?;
         let samples = lock(&series).recent().copied().collect();
         Ok(samples)
+    }
+
+    /// `recent` as columns: (times, latencies in ms, successes), oldest first.
+    pub fn recent_columns(&self, kind: Kind, id: &str) -> Result<(Vec<f64>, Vec<f64>, Vec<bool>)> {
+        let samples = self.recent(kind, id)?;
+        let times = samples.iter().map(|s| s.t).collect();
+        let latencies = samples.iter().map(|s| f64::from(s.latency_ms)).collect();
+        Ok((
+            times,
+            latencies,
+            samples.iter().map(|s| s.success).collect(),
+        ))
     }
 
     /// Appends the model's samples numbered `>= since` to `out` and returns the next number;

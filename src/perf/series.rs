@@ -45,12 +45,14 @@ pub struct Summary {
 
 /// Since-start counts of one key under given latency bounds: what a Prometheus histogram
 /// exports (`_bucket{le=...}`, `_sum`, `_count`). Never windowed, so every count only grows.
-#[derive(Debug, Clone, PartialEq)]
+/// Serializes as the Python `LatencyHistogram.to_dict()` (`cumulative` as `counts`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LatencyHistogram {
     /// The upper bounds asked for, in ms, ascending.
     pub bounds_ms: Vec<f64>,
     /// Samples at or under each bound, cumulative (so non-decreasing), to the histogram's
     /// resolution: a sample less than 1/128 above a bound may count under it.
+    #[serde(rename = "counts")]
     pub cumulative: Vec<u64>,
     pub count: u64,
     pub successes: u64,

@@ -331,3 +331,111 @@ fn absurd_sizes_are_input_errors_not_aborts() {
         }
     }
 }
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap()
+}
+
+#[test]
+fn stats_serialize_as_the_python_dict_and_display_as_the_repr() {
+    let (t, _) = tracker(None);
+    let empty = t.aggregate(Kind::Model);
+    assert_eq!(
+        json(&empty),
+        r#"{"count":0,"successes":0,"failures":0,"success_rate":null,"p50_ms":null,"p95_ms":null,"p99_ms":null,"mean_ms":null,"ewma_ms":null,"min_ms":null,"max_ms":null,"last_seen":null}"#
+    );
+    assert_eq!(
+        empty.to_string(),
+        "Stats(count=0, success_rate=–, p50_ms=–, p95_ms=–, p99_ms=–)"
+    );
+    t.record("m", None, 10.0, true).unwrap();
+    t.record("m", None, 30.0, false).unwrap();
+    let s = t.stats("m").unwrap();
+    let text = json(&s);
+    assert!(text.starts_with(r#"{"count":2,"successes":1,"failures":1,"success_rate":0.5,"#));
+    assert!(text.contains(r#""mean_ms":20.0,"#), "{text}");
+    assert!(text.ends_with(r#""min_ms":10.0,"max_ms":30.0,"last_seen":0.0}"#));
+    let p50 = s.p50_ms.unwrap();
+    assert_eq!(
+        s.to_string(),
+        format!(
+            "Stats(count=2, success_rate=0.500, p50_ms={p50:.1}, p95_ms={:.1}, p99_ms={:.1})",
+            s.p95_ms.unwrap(),
+            s.p99_ms.unwrap()
+        )
+    );
+}
+
+#[test]
+fn a_latency_histogram_serializes_its_cumulative_counts_as_counts() {
+    let (t, _) = tracker(None);
+    for v in [4.0, 20.0, 80.0] {
+        t.record("m", None, v, v < 50.0).unwrap();
+    }
+    let h = t.latency_histogram(Kind::Model, "m", &[5.0, 50.0]).unwrap();
+    assert_eq!(
+        json(&h),
+        r#"{"bounds_ms":[5.0,50.0],"counts":[1,2],"count":3,"successes":2,"failures":1,"sum_ms":104.0}"#
+    );
+    assert_eq!(
+        h.to_string(),
+        "LatencyHistogram(bounds_ms=[5.0, 50.0], counts=[1, 2], count=3, sum_ms=104.0)"
+    );
+}
+
+#[test]
+fn the_tracker_snapshot_is_the_python_dict_and_its_table_escapes_ids() {
+    let (t, _) = tracker(Some(30.0));
+    assert_eq!(
+        t.to_string(),
+        "PerformanceTracker(models=0, agents=0, window_s=Some(30.0))"
+    );
+    let empty = t.snapshot();
+    assert_eq!(json(&empty), r#"{"models":{},"agents":{}}"#);
+    assert!(empty.html().ends_with("<tbody></tbody></table>"));
+    t.record("<b>'m'&\"</b>", Some("coder"), 10.0, true)
+        .unwrap();
+    t.record("a", None, 10.0, false).unwrap();
+    let snap = t.snapshot();
+    let ids: Vec<&str> = snap.models.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["<b>'m'&\"</b>", "a"]);
+    let text = json(&snap);
+    let stats = json(&t.stats("a").unwrap());
+    assert!(text.contains(&format!(r#""a":{stats}"#)), "{text}");
+    assert!(text.ends_with(&format!(
+        r#""agents":{{"coder":{}}}}}"#,
+        json(&t.agent_stats("coder").unwrap())
+    )));
+    let html = snap.html();
+    assert!(html.contains("<th>model &lt;b&gt;&#39;m&#39;&amp;&quot;&lt;/b&gt;</th><td>1</td><td>1.000</td><td>10.0</td>"));
+    assert!(html.contains("<th>model a</th><td>1</td><td>0.000</td>"));
+    assert!(html.contains("<th>agent coder</th>"));
+    assert!(!html.contains("<b>"));
+    assert_eq!(html.matches("<tr>").count(), 4);
+    assert_eq!(
+        t.to_string(),
+        "PerformanceTracker(models=2, agents=1, window_s=Some(30.0))"
+    );
+    let one = t.aggregate(Kind::Agent).html();
+    assert!(one.starts_with("<table><thead><tr><th></th><th>count</th><th>success</th>"));
+    assert!(one.contains("<tbody><tr><th></th><td>1</td><td>1.000</td>"));
+    let none = tracker(None).0.aggregate(Kind::Model).html();
+    assert!(none.contains("<tbody><tr><th></th><td>0</td><td>–</td><td>–</td>"));
+}
+
+#[test]
+fn recent_samples_read_as_columns_oldest_first() {
+    let (t, clock) = tracker(None);
+    for (i, v) in [5.0, 6.5, 7.0].into_iter().enumerate() {
+        clock.advance(1.0);
+        t.record("m", None, v, i != 1).unwrap();
+    }
+    let (times, latencies, ok) = t.recent_columns(Kind::Model, "m").unwrap();
+    assert_eq!(times, [1.0, 2.0, 3.0]);
+    assert_eq!(latencies, [5.0, 6.5, 7.0]);
+    assert_eq!(ok, [true, false, true]);
+    assert!(matches!(
+        t.recent_columns(Kind::Agent, "m"),
+        Err(Error::UnknownModel(_))
+    ));
+}

@@ -9,7 +9,6 @@ use super::arrays::{renamed, to_py, vector};
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
 use super::perf::PyPerformanceTracker;
 use crate::adaptive::{AdaptiveScorer, AdaptiveWeights};
-use crate::perf::{PerfConfig, PerformanceTracker};
 
 /// `score = w_c·capability + w_p·performance + w_l·load` (weights normalised to sum 1), where
 /// performance falls at once with latency spikes and failures and recovers over `half_life_s`.
@@ -38,17 +37,13 @@ impl PyAdaptiveScorer {
             ("tracker", tracker),
         )?;
         let weights = AdaptiveWeights::from_slice(&weights)?;
-        let (tracker, clock) = match (performance, clock) {
-            (Some(t), Some(c)) => (t.get().0.clone(), clock_from(Some(c))),
-            (Some(t), None) => (t.get().0.clone(), t.get().0.clock().clone()),
-            (None, c) => {
-                let clock = clock_from(c);
-                let t = PerformanceTracker::new(PerfConfig::default(), clock.clone())?;
-                (Arc::new(t), clock)
-            }
-        };
-        let load = load.map(|l| l.get().0.clone());
-        let core = AdaptiveScorer::new(weights, tracker, load, half_life_s, clock)?;
+        let (tracker, load) = (
+            performance.map(|t| t.get().0.clone()),
+            load.map(|l| l.get().0.clone()),
+        );
+        let clock = clock.map(|c| clock_from(Some(c)));
+        let core =
+            AdaptiveScorer::with_tracker_or_clock(weights, tracker, load, half_life_s, clock)?;
         Ok(PyAdaptiveScorer(Arc::new(core)))
     }
 

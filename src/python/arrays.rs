@@ -95,28 +95,49 @@ pub fn renamed<T>(
         )),
         (None, Some(value)) => {
             let message = format!("{function}({old}=...) is deprecated; use {new}=... instead");
-            let message = std::ffi::CString::new(message)?;
-            let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
-            PyErr::warn(py, &category, &message, 1)?;
+            deprecated(py, &message, 1)?;
             Ok(Some(value))
         }
         (value, None) => Ok(value),
     }
 }
 
+/// A DeprecationWarning pointing `stacklevel` frames up.
+pub fn deprecated(py: Python<'_>, message: &str, stacklevel: i32) -> PyResult<()> {
+    let message = std::ffi::CString::new(message)?;
+    let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
+    PyErr::warn(py, &category, &message, stacklevel)
+}
+
 /// `#[pymethods]` of a class wrapping a core value (`self.0`, or a named field): a read-only
-/// getter per listed `Copy` field of that value, then the methods written out as usual.
+/// getter per listed `Copy` field of that value, then (after `calls`) one per listed method of
+/// it that takes no argument, then the methods written out as usual. A `///` line before a
+/// listed name becomes its docstring.
 macro_rules! pymethods_with_getters {
-    ($class:ty, $inner:tt { $($field:ident: $ty:ty),* $(,)? } $($methods:tt)*) => {
+    ($class:ty, $inner:tt { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? }
+     calls { $($(#[$cdoc:meta])* $call:ident: $cty:ty),* $(,)? } $($methods:tt)*) => {
         #[pyo3::pymethods]
         impl $class {
             $(
+                $(#[$fdoc])*
                 #[getter]
                 fn $field(&self) -> $ty {
                     self.$inner.$field
                 }
             )*
+            $(
+                $(#[$cdoc])*
+                #[getter]
+                fn $call(&self) -> $cty {
+                    self.$inner.$call()
+                }
+            )*
             $($methods)*
+        }
+    };
+    ($class:ty, $inner:tt { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? } $($methods:tt)*) => {
+        $crate::python::arrays::pymethods_with_getters! {
+            $class, $inner { $($(#[$fdoc])* $field: $ty),* } calls {} $($methods)*
         }
     };
 }

@@ -40,13 +40,7 @@ impl PyLoadBalancer {
 
     /// The ids that are not overloaded (active > max_concurrent or queue > max_queue).
     fn filter(&self, model_ids: Vec<String>) -> PyResult<Vec<String>> {
-        let keep = self.0.filter(&model_ids)?;
-        Ok(model_ids
-            .into_iter()
-            .zip(keep)
-            .filter(|(_, k)| *k)
-            .map(|(id, _)| id)
-            .collect())
+        Ok(self.0.available(model_ids)?)
     }
 
     /// `score × (1 − load_weight × utilization)`, −inf for overloaded models.

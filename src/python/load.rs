@@ -3,34 +3,13 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
+use super::arrays::{pymethods_with_getters, to_py};
 use super::capability::non_negative;
-use super::inflight::release_all;
 pub use super::inflight::PyInFlight;
 use crate::load::{system_clock, Capacity, LoadTracker, ManualClock, ModelLoad, SharedClock};
 use crate::redis_backend::TrackerSettings;
-use crate::router::Flight;
-
-/// Most requests one `acquire_many` admits: one Lua script holds Redis for the whole batch.
-const MAX_BATCH: i64 = 10_000;
-
-/// The settings a Python caller gave for a tracker, validated by the core.
-pub fn tracker_settings(
-    stale_after_s: f64,
-    backend: Option<&str>,
-    lease_ttl_s: f64,
-    fail_mode: &str,
-    timeout_s: f64,
-) -> PyResult<TrackerSettings> {
-    Ok(TrackerSettings {
-        stale_after_s,
-        backend: backend.map(str::to_string),
-        lease_ttl_s,
-        fail_mode: fail_mode.parse()?,
-        timeout_s,
-    })
-}
+use crate::router::Guard;
 
 /// A clock for tests and simulations: time moves only with `advance` / `set`.
 #[pyclass(frozen, module = "modelrouter", name = "ManualClock")]
@@ -48,14 +27,7 @@ impl PyManualClock {
         self.0.now()
     }
     fn advance(&self, seconds: f64) -> PyResult<()> {
-        if !(seconds.is_finite() && seconds >= 0.0) {
-            return Err(super::errors::invalid(
-                "seconds",
-                format!("must be a finite number >= 0, got {seconds}"),
-            ));
-        }
-        self.0.advance(seconds);
-        Ok(())
+        Ok(self.0.try_advance(seconds)?)
     }
     fn set(&self, t: f64) {
         self.0.set(t);
@@ -74,32 +46,17 @@ pub fn clock_from(clock: Option<&Bound<'_, PyManualClock>>) -> SharedClock {
 #[pyclass(frozen, module = "modelrouter", name = "ModelLoad")]
 pub struct PyModelLoad(pub ModelLoad);
 
-#[pymethods]
-impl PyModelLoad {
+pymethods_with_getters! {
+    PyModelLoad, 0 { active_requests: u64, queue_depth: u64, last_updated: f64 }
+    calls { utilization: f64, is_overloaded: bool, is_over_target: bool }
     #[getter]
     fn model_id(&self) -> &str {
         &self.0.model_id
     }
-    #[getter]
-    fn active_requests(&self) -> u64 {
-        self.0.active_requests
-    }
-    #[getter]
-    fn queue_depth(&self) -> u64 {
-        self.0.queue_depth
-    }
     /// EWMA of observed latencies; None before the first sample.
     #[getter]
     fn avg_latency_ms(&self) -> Option<f64> {
-        Some(self.0.avg_latency_ms).filter(|l| !l.is_nan())
-    }
-    #[getter]
-    fn utilization(&self) -> f64 {
-        self.0.utilization()
-    }
-    #[getter]
-    fn last_updated(&self) -> f64 {
-        self.0.last_updated
+        self.0.latency()
     }
     #[getter]
     fn max_concurrent(&self) -> u64 {
@@ -113,37 +70,11 @@ impl PyModelLoad {
     fn target_utilization(&self) -> f64 {
         self.0.capacity.target_utilization
     }
-    #[getter]
-    fn is_overloaded(&self) -> bool {
-        self.0.is_overloaded()
-    }
-    #[getter]
-    fn is_over_target(&self) -> bool {
-        self.0.is_over_target()
-    }
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("model_id", &self.0.model_id)?;
-        d.set_item("active_requests", self.0.active_requests)?;
-        d.set_item("queue_depth", self.0.queue_depth)?;
-        d.set_item("avg_latency_ms", self.avg_latency_ms())?;
-        d.set_item("utilization", self.0.utilization())?;
-        d.set_item("last_updated", self.0.last_updated)?;
-        d.set_item("max_concurrent", self.0.capacity.max_concurrent)?;
-        d.set_item("max_queue", self.0.capacity.max_queue)?;
-        d.set_item("target_utilization", self.0.capacity.target_utilization)?;
-        d.set_item("is_overloaded", self.0.is_overloaded())?;
-        d.set_item("is_over_target", self.0.is_over_target())?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
     }
     fn __repr__(&self) -> String {
-        format!(
-            "ModelLoad({:?}, active_requests={}, queue_depth={}, utilization={:.3})",
-            self.0.model_id,
-            self.0.active_requests,
-            self.0.queue_depth,
-            self.0.utilization()
-        )
+        self.0.to_string()
     }
 }
 
@@ -151,8 +82,8 @@ impl PyModelLoad {
 #[pyclass(frozen, module = "modelrouter", name = "LoadTracker")]
 pub struct PyLoadTracker(pub Arc<LoadTracker>);
 
-#[pymethods]
-impl PyLoadTracker {
+pymethods_with_getters! {
+    PyLoadTracker, 0 {} calls { stale_after_s: f64 }
     #[new]
     #[pyo3(signature = (stale_after_s=60.0, *, clock=None, backend=None, lease_ttl_s=30.0,
                         fail_mode="open", timeout_s=0.5))]
@@ -164,13 +95,9 @@ impl PyLoadTracker {
         fail_mode: &str,
         timeout_s: f64,
     ) -> PyResult<Self> {
-        let settings = tracker_settings(stale_after_s, backend, lease_ttl_s, fail_mode, timeout_s)?;
+        let settings =
+            TrackerSettings::new(stale_after_s, backend, lease_ttl_s, fail_mode, timeout_s)?;
         Ok(PyLoadTracker(Arc::new(settings.build(clock_from(clock))?)))
-    }
-
-    #[getter]
-    fn stale_after_s(&self) -> f64 {
-        self.0.stale_after_s()
     }
 
     /// Now on this tracker's clock (its ManualClock, else the core's monotonic clock).
@@ -186,24 +113,9 @@ impl PyLoadTracker {
 
     /// Health of the shared backend: `available`, `fail_open_events` (admissions made on
     /// local counts while it was away), `errors`, `lost_leases`, `last_error`, ... None without one.
-    fn backend_status<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(backend) = self.0.backend() else {
-            return Ok(None);
-        };
-        let s = backend.status();
-        let d = PyDict::new(py);
-        d.set_item("backend", s.backend)?;
-        d.set_item("available", s.available)?;
-        d.set_item("fail_mode", s.fail_mode.name())?;
-        d.set_item("lease_ttl_s", s.lease_ttl_s)?;
-        d.set_item("held_leases", s.held_leases)?;
-        d.set_item("fail_open_events", s.fail_open_events)?;
-        d.set_item("errors", s.errors)?;
-        d.set_item("lost_leases", s.lost_leases)?;
-        d.set_item("pending_releases", s.pending_releases)?;
-        d.set_item("lost_releases", s.lost_releases)?;
-        d.set_item("last_error", s.last_error)?;
-        Ok(Some(d))
+    fn backend_status<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let status = self.0.backend().map(|b| b.status());
+        status.map(|s| to_py(py, &s)).transpose()
     }
 
     #[pyo3(signature = (model_id, max_concurrent, max_queue=0, target_utilization=0.8))]
@@ -242,26 +154,13 @@ impl PyLoadTracker {
         queue_depth: Option<i64>,
         avg_latency_ms: Option<f64>,
     ) -> PyResult<()> {
-        let state = self.0.state(model_id)?;
-        let active = active_requests
-            .map(|a| non_negative("active_requests", a))
-            .transpose()?;
-        let queued = queue_depth
-            .map(|q| non_negative("queue_depth", q))
-            .transpose()?;
-        let now = self.0.now();
-        if let Some(l) = avg_latency_ms {
-            state.record_latency(check_latency(l)?, now);
-        }
-        state.set_counts(active, queued, now);
-        Ok(())
+        let (active, queued) = (active_requests, queue_depth);
+        Ok(self.0.set_load(model_id, active, queued, avg_latency_ms)?)
     }
 
     /// Feeds one observed latency into the model's EWMA.
     fn record_latency(&self, model_id: &str, latency_ms: f64) -> PyResult<()> {
-        let state = self.0.state(model_id)?;
-        state.record_latency(check_latency(latency_ms)?, self.0.now());
-        Ok(())
+        Ok(self.0.record_latency(model_id, latency_ms)?)
     }
 
     /// None when the model is unknown or its data is older than `stale_after_s`.
@@ -283,35 +182,20 @@ impl PyLoadTracker {
 
     /// Every known model's load, stale or not, keyed by id.
     fn snapshot(&self, py: Python<'_>) -> PyResult<Vec<PyModelLoad>> {
-        py.detach(|| {
-            self.0
-                .model_ids()
-                .iter()
-                .map(|id| Ok(PyModelLoad(self.0.state(id)?.snapshot())))
-                .collect::<crate::error::Result<Vec<_>>>()
-        })
-        .map_err(PyErr::from)
+        let loads = py.detach(|| self.0.snapshot())?;
+        Ok(loads.into_iter().map(PyModelLoad).collect())
     }
 
     /// `with tracker.track(model_id):` holds one active request for the block.
     fn track(&self, model_id: &str) -> PyResult<PyInFlight> {
-        Ok(PyInFlight::pending(
-            self.0.state(model_id)?,
-            self.0.clock().clone(),
-            None,
-        ))
+        Ok(PyInFlight(Guard::track(&self.0, model_id)?))
     }
 
     /// Admits up to `n` requests of one model at once (one round trip with a shared backend),
     /// slots first, then queue places; fewer when the model fills up. Each is held already.
     fn acquire_many(&self, py: Python<'_>, model_id: &str, n: i64) -> PyResult<Vec<PyInFlight>> {
-        if !(0..=MAX_BATCH).contains(&n) {
-            let message = format!("must be between 0 and {MAX_BATCH}, got {n}");
-            return Err(crate::error::Error::invalid("n", message).into());
-        }
-        let state = self.0.state(model_id)?;
-        let flights = py.detach(|| Flight::admit_many(&state, self.0.clock(), n as usize, None))?;
-        Ok(flights.into_iter().map(PyInFlight::flying).collect())
+        let guards = py.detach(|| Guard::admit_many(&self.0, model_id, n))?;
+        Ok(guards.into_iter().map(PyInFlight).collect())
     }
 
     /// Ends every request in `handles` still in flight (one round trip per model with a
@@ -323,13 +207,9 @@ impl PyLoadTracker {
         handles: Vec<PyRef<'_, PyInFlight>>,
         success: bool,
     ) -> usize {
-        let handles: Vec<&PyInFlight> = handles.iter().map(|h| &**h).collect();
-        py.detach(|| release_all(&handles, success))
+        let guards: Vec<&Guard> = handles.iter().map(|h| &h.0).collect();
+        py.detach(|| Guard::release_all(&guards, success))
     }
-}
-
-pub fn check_latency(latency_ms: f64) -> PyResult<f64> {
-    Ok(crate::perf::check_latency(latency_ms)?)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,113 +1,84 @@
 //! Router, AssignmentResult and Assignment.
 
-use pyo3::exceptions::{PyDeprecationWarning, PyTypeError};
+use pyo3::conversion::FromPyObjectOwned;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyDict;
 
 use std::sync::Arc;
 
 use super::adaptive::PyAdaptiveScorer;
+use super::arrays::{deprecated, pymethods_with_getters, to_py};
 use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
 use super::errors::invalid;
-use super::load::{
-    clock_from, tracker_settings, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad,
-};
+use super::load::{clock_from, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad};
 use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
-use crate::load::{system_clock, LoadTracker};
-use crate::router::{Feeds, Router, RouterConfig};
+use crate::load::LoadTracker;
+use crate::redis_backend::TrackerSettings;
+use crate::router::{legacy_keyword_warning, Assignment, AssignmentResult, Feeds, Guard};
+use crate::router::{Router, RouterConfig};
 use crate::strategy::Strategy;
 
 /// One agent's placement.
 #[pyclass(frozen, eq, module = "modelrouter", name = "Assignment")]
 #[derive(Clone, PartialEq)]
-pub struct PyAssignment {
-    #[pyo3(get)]
-    agent_id: String,
-    #[pyo3(get)]
-    model_id: String,
-    #[pyo3(get)]
-    score: f64,
-}
+pub struct PyAssignment(Assignment);
 
-#[pymethods]
-impl PyAssignment {
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("agent_id", &self.agent_id)?;
-        d.set_item("model_id", &self.model_id)?;
-        d.set_item("score", self.score)?;
-        Ok(d)
+pymethods_with_getters! {
+    PyAssignment, 0 { score: f64 }
+    #[getter]
+    fn agent_id(&self) -> &str {
+        &self.0.agent_id
     }
-
+    #[getter]
+    fn model_id(&self) -> &str {
+        &self.0.model_id
+    }
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
+    }
     fn __repr__(&self) -> String {
-        format!(
-            "Assignment(agent_id={:?}, model_id={:?}, score={:.6})",
-            self.agent_id, self.model_id, self.score
-        )
+        self.0.to_string()
     }
 }
 
 /// What `Router.assign` decided. `to_dict()` is the body of POST auto-assign-all.
 #[pyclass(frozen, module = "modelrouter", name = "AssignmentResult")]
 pub struct PyAssignmentResult {
+    result: AssignmentResult,
+    /// The rows as Python objects, made once so that each read returns the same ones.
     assignments: Vec<Py<PyAssignment>>,
-    #[pyo3(get)]
-    total_score: f64,
-    #[pyo3(get)]
-    strategy_used: &'static str,
-    #[pyo3(get)]
-    load_balancing_enabled: bool,
-    #[pyo3(get)]
-    models_filtered: usize,
-    #[pyo3(get)]
-    avg_utilization: f64,
-    unassigned: Vec<String>,
 }
 
-#[pymethods]
-impl PyAssignmentResult {
+pymethods_with_getters! {
+    PyAssignmentResult, result {
+        total_score: f64, load_balancing_enabled: bool, models_filtered: usize,
+        avg_utilization: f64,
+    }
     /// A fresh list each call, so the frozen result cannot be changed through it.
     #[getter]
     fn assignments(&self, py: Python<'_>) -> Vec<Py<PyAssignment>> {
         self.assignments.iter().map(|a| a.clone_ref(py)).collect()
     }
-
+    #[getter]
+    fn strategy_used(&self) -> &'static str {
+        self.result.strategy_used.name()
+    }
     #[getter]
     fn unassigned(&self) -> Vec<String> {
-        self.unassigned.clone()
+        self.result.unassigned.clone()
     }
-
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        let rows = PyList::empty(py);
-        for a in &self.assignments {
-            rows.append(a.get().to_dict(py)?)?;
-        }
-        d.set_item("assignments", rows)?;
-        d.set_item("total_score", self.total_score)?;
-        d.set_item("strategy_used", self.strategy_used)?;
-        d.set_item("load_balancing_enabled", self.load_balancing_enabled)?;
-        d.set_item("models_filtered", self.models_filtered)?;
-        d.set_item("avg_utilization", self.avg_utilization)?;
-        d.set_item("unassigned", &self.unassigned)?;
-        Ok(d)
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.result)
     }
-
     fn __len__(&self) -> usize {
         self.assignments.len()
     }
-
     fn __repr__(&self) -> String {
-        format!(
-            "AssignmentResult(strategy_used={:?}, assigned={}, unassigned={}, total_score={:.6})",
-            self.strategy_used,
-            self.assignments.len(),
-            self.unassigned.len(),
-            self.total_score
-        )
+        self.result.to_string()
     }
 }
 
@@ -123,20 +94,17 @@ fn agent_from(obj: &Bound<'_, PyAny>) -> PyResult<PyAgent> {
         .map_err(|_| invalid("agent", "expected an Agent"))
 }
 
-/// Router keywords kept one release from before a Router took a `LoadTracker` as `load`.
-const LEGACY_TRACKER_KEYWORDS: [&str; 7] = [
-    "tracker",
-    "clock",
-    "stale_after_s",
-    "backend",
-    "lease_ttl_s",
-    "fail_mode",
-    "timeout_s",
-];
-
-fn deprecated(py: Python<'_>, message: &str) -> PyResult<()> {
-    let message = std::ffi::CString::new(message).unwrap_or_default();
-    PyErr::warn(py, &py.get_type::<PyDeprecationWarning>(), &message, 2)
+/// The value of `key` as a `T`; None when absent or None, an input error when not a `T`.
+fn item<'py, T: FromPyObjectOwned<'py>>(
+    d: &Bound<'py, PyDict>,
+    key: &str,
+    what: &str,
+) -> PyResult<Option<T>> {
+    let value = d.get_item(key)?.filter(|v| !v.is_none());
+    let expected = || invalid(key, format!("expected {what}"));
+    value
+        .map(|v| v.extract().map_err(|_| expected()))
+        .transpose()
 }
 
 /// The LoadTracker a router built with the deprecated keywords reads: the old `tracker=`, or
@@ -145,77 +113,35 @@ fn legacy_tracker(legacy: &Bound<'_, PyDict>) -> PyResult<Option<Arc<LoadTracker
     let py = legacy.py();
     for key in legacy.keys() {
         let key: String = key.extract()?;
-        if !LEGACY_TRACKER_KEYWORDS.contains(&key.as_str()) {
-            return Err(PyTypeError::new_err(format!(
-                "Router() got an unexpected keyword argument '{key}'"
-            )));
-        }
-        let advice = if key == "tracker" {
-            "pass the LoadTracker as load= instead".to_string()
-        } else {
-            format!("give {key} to a LoadTracker and pass it as load= instead")
+        let Some(warning) = legacy_keyword_warning(&key) else {
+            let message = format!("Router() got an unexpected keyword argument '{key}'");
+            return Err(PyTypeError::new_err(message));
         };
-        deprecated(py, &format!("Router({key}=...) is deprecated: {advice}"))?;
+        deprecated(py, &warning, 2)?;
     }
-    let get = |key: &str| legacy.get_item(key).map(|v| v.filter(|v| !v.is_none()));
-    if let Some(tracker) = get("tracker")? {
-        if legacy.len() > 1 {
-            return Err(invalid(
-                "tracker",
-                "give the tracker's settings to the tracker itself",
-            ));
-        }
-        let tracker = tracker
-            .cast::<PyLoadTracker>()
-            .map_err(|_| invalid("tracker", "expected a LoadTracker"))?;
+    if legacy.get_item("tracker")?.is_some_and(|t| !t.is_none()) && legacy.len() > 1 {
+        let message = "give the tracker's settings to the tracker itself";
+        return Err(invalid("tracker", message));
+    }
+    let tracker: Option<Bound<'_, PyLoadTracker>> = item(legacy, "tracker", "a LoadTracker")?;
+    if let Some(tracker) = tracker {
         return Ok(Some(tracker.get().0.clone()));
     }
     if legacy.is_empty() {
         return Ok(None);
     }
-    let defaults = crate::redis_backend::TrackerSettings::default();
-    let number = |key: &str, default: f64| -> PyResult<f64> {
-        get(key)?.map_or(Ok(default), |v| {
-            v.extract().map_err(|_| invalid(key, "expected a number"))
-        })
-    };
-    let text = |key: &str| -> PyResult<Option<String>> {
-        get(key)?
-            .map(|v| v.extract().map_err(|_| invalid(key, "expected a string")))
-            .transpose()
-    };
-    let clock = get("clock")?
-        .map(|c| {
-            c.cast_into::<PyManualClock>()
-                .map_err(|_| invalid("clock", "expected a ManualClock"))
-        })
-        .transpose()?;
-    let settings = tracker_settings(
-        number("stale_after_s", defaults.stale_after_s)?,
+    let d = TrackerSettings::default();
+    let clock: Option<Bound<'_, PyManualClock>> = item(legacy, "clock", "a ManualClock")?;
+    let number = |key, default| PyResult::Ok(item(legacy, key, "a number")?.unwrap_or(default));
+    let text = |key| item::<String>(legacy, key, "a string");
+    let settings = TrackerSettings::new(
+        number("stale_after_s", d.stale_after_s)?,
         text("backend")?.as_deref(),
-        number("lease_ttl_s", defaults.lease_ttl_s)?,
-        text("fail_mode")?
-            .as_deref()
-            .unwrap_or(defaults.fail_mode.name()),
-        number("timeout_s", defaults.timeout_s)?,
+        number("lease_ttl_s", d.lease_ttl_s)?,
+        text("fail_mode")?.as_deref().unwrap_or(d.fail_mode.name()),
+        number("timeout_s", d.timeout_s)?,
     )?;
     Ok(Some(Arc::new(settings.build(clock_from(clock.as_ref()))?)))
-}
-
-/// The tracker a router reads: the one given, the capacity manager's, or a new one.
-fn resolve_tracker(
-    load: Option<Arc<LoadTracker>>,
-    capacity: Option<&Bound<'_, PyCapacityManager>>,
-) -> PyResult<Arc<LoadTracker>> {
-    let from_capacity = capacity.map(|c| c.get().0.tracker().clone());
-    match (load, from_capacity) {
-        (Some(t), Some(c)) if !Arc::ptr_eq(&t, &c) => Err(invalid(
-            "capacity",
-            "reads a different LoadTracker than the one given as load",
-        )),
-        (Some(t), _) | (None, Some(t)) => Ok(t),
-        (None, None) => Ok(Arc::new(LoadTracker::new(60.0, system_clock())?)),
-    }
 }
 
 #[pymethods]
@@ -253,9 +179,10 @@ impl PyRouter {
             return Err(invalid("load", "give the LoadTracker once, as load="));
         }
         let load = load.map(|t| t.get().0.clone()).or(legacy);
+        let capacity = capacity.map(|c| c.get().0.clone());
         let feeds = Feeds {
-            load: resolve_tracker(load, capacity)?,
-            capacity: capacity.map(|c| c.get().0.clone()),
+            load: Feeds::load_for(load, capacity.as_ref())?,
+            capacity,
             performance: performance.map(|p| p.get().0.clone()),
             adaptive: adaptive.map(|a| a.get().0.clone()),
         };
@@ -292,7 +219,11 @@ impl PyRouter {
     /// Deprecated spelling of `load_tracker`.
     #[getter]
     fn tracker(&self, py: Python<'_>) -> PyResult<PyLoadTracker> {
-        deprecated(py, "Router.tracker is deprecated: use Router.load_tracker")?;
+        deprecated(
+            py,
+            "Router.tracker is deprecated: use Router.load_tracker",
+            2,
+        )?;
         Ok(self.load_tracker())
     }
     #[getter]
@@ -322,7 +253,7 @@ impl PyRouter {
     fn request(&self, py: Python<'_>, agent: &Bound<'_, PyAny>) -> PyResult<PyInFlight> {
         let agent = agent_from(agent)?;
         let (_, flight) = py.detach(|| self.core.admit(&agent.0))?;
-        Ok(PyInFlight::flying(flight))
+        Ok(PyInFlight(Guard::flying(flight)))
     }
 
     /// For asyncio: `async with router.acquire(agent, timeout_s=2.0) as r:` (or `await`) admits
@@ -344,14 +275,7 @@ impl PyRouter {
     /// and records its latency and outcome (failed when the block raises or `mark_failed()`).
     #[pyo3(signature = (model_id, agent_id=None))]
     fn track(&self, model_id: &str, agent_id: Option<&str>) -> PyResult<PyInFlight> {
-        let j = self.core.model_index(model_id)?;
-        let feedback = self.core.feedback(j, agent_id);
-        let clock = self.core.tracker().clock().clone();
-        Ok(PyInFlight::pending(
-            self.core.state(j).clone(),
-            clock,
-            Some(feedback),
-        ))
+        Ok(PyInFlight(self.core.guard(model_id, agent_id)?))
     }
 
     /// Records one finished request observed outside `track`.
@@ -378,42 +302,20 @@ impl PyRouter {
         let agents: Vec<PyAgent> = agents
             .extract()
             .map_err(|_| invalid("agents", "expected a list of Agent objects"))?;
-        let outcome = py.detach(|| {
+        let result = py.detach(|| {
             let profiles: Vec<&AgentProfile> = agents.iter().map(|a| &a.0).collect();
-            self.core.assign(&profiles)
+            self.core.assign_named(&profiles)
         })?;
-        let rows = outcome
-            .placements
-            .iter()
-            .map(|p| {
-                let row = PyAssignment {
-                    agent_id: agents[p.agent].0.id.clone(),
-                    model_id: self.core.models[p.model].id.clone(),
-                    score: p.score,
-                };
-                Py::new(py, row)
-            })
-            .collect::<PyResult<_>>()?;
-        let unassigned = outcome.unassigned.iter().map(|&i| agents[i].0.id.clone());
+        let assignments = result.assignments.iter().cloned();
+        let assignments = assignments.map(|a| Py::new(py, PyAssignment(a)));
         Ok(PyAssignmentResult {
-            assignments: rows,
-            total_score: outcome.total_score,
-            strategy_used: outcome.strategy.name(),
-            load_balancing_enabled: outcome.load_balancing,
-            models_filtered: outcome.models_filtered,
-            avg_utilization: outcome.avg_utilization,
-            unassigned: unassigned.collect(),
+            assignments: assignments.collect::<PyResult<_>>()?,
+            result,
         })
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "Router({} models, strategy={:?}, load_balancing={}, load_weight={})",
-            self.core.models.len(),
-            self.core.config.strategy.name(),
-            self.core.config.load_balancing,
-            self.core.config.load_weight
-        )
+        self.core.to_string()
     }
 }
 

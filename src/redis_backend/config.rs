@@ -42,6 +42,23 @@ impl Default for TrackerSettings {
 }
 
 impl TrackerSettings {
+    /// Settings as a caller spells them (the fail mode by name); checked as a whole by `build`.
+    pub fn new(
+        stale_after_s: f64,
+        backend: Option<&str>,
+        lease_ttl_s: f64,
+        fail_mode: &str,
+        timeout_s: f64,
+    ) -> Result<Self> {
+        Ok(TrackerSettings {
+            stale_after_s,
+            backend: backend.map(str::to_string),
+            lease_ttl_s,
+            fail_mode: fail_mode.parse()?,
+            timeout_s,
+        })
+    }
+
     /// A tracker on `clock`, sharing its counts through the backend when one is named.
     pub fn build(&self, clock: SharedClock) -> Result<LoadTracker> {
         check_timing(self.lease_ttl_s, self.timeout_s)?;

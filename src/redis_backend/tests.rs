@@ -58,6 +58,21 @@ fn bad_settings_name_their_field() {
 }
 
 #[test]
+fn tracker_settings_take_the_fail_mode_by_name() {
+    let s = TrackerSettings::new(5.0, Some("redis://h/0"), 10.0, "closed", 0.2).unwrap();
+    assert_eq!(s.fail_mode, FailMode::Closed);
+    assert_eq!(s.backend.as_deref(), Some("redis://h/0"));
+    assert_eq!(
+        (s.stale_after_s, s.lease_ttl_s, s.timeout_s),
+        (5.0, 10.0, 0.2)
+    );
+    let s = TrackerSettings::new(60.0, None, 30.0, "open", 0.5).unwrap();
+    assert_eq!(s.fail_mode, TrackerSettings::default().fail_mode);
+    let err = TrackerSettings::new(60.0, None, 30.0, "maybe", 0.5).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "fail_mode"));
+}
+
+#[test]
 fn cluster_urls_list_their_nodes_and_bad_ones_name_the_backend() {
     assert_eq!(
         conn::cluster_nodes("redis+cluster://u:p@h1:7000,10.0.0.2:7001/").unwrap(),

@@ -1,6 +1,8 @@
 //! Batch assignment: capability scores, optional load awareness and adaptive scores, then a
 //! strategy over the free slots.
 
+use std::fmt;
+
 use serde::Serialize;
 
 use super::Router;
@@ -36,6 +38,92 @@ pub struct AssignmentOutcome {
     pub unassigned: Vec<usize>,
 }
 
+/// One agent's placement by id. Serializes as the Python `Assignment.to_dict()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assignment {
+    pub agent_id: String,
+    pub model_id: String,
+    pub score: f64,
+}
+
+/// An `AssignmentOutcome` by ids. Serializes as the Python `AssignmentResult.to_dict()`, the
+/// body of POST auto-assign-all.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AssignmentResult {
+    pub assignments: Vec<Assignment>,
+    pub total_score: f64,
+    pub strategy_used: Strategy,
+    pub load_balancing_enabled: bool,
+    pub models_filtered: usize,
+    pub avg_utilization: f64,
+    pub unassigned: Vec<String>,
+}
+
+impl AssignmentOutcome {
+    /// The outcome with agents and models named: `agents` as given to `assign`, `models` the
+    /// router's fleet.
+    pub fn named(&self, agents: &[&AgentProfile], models: &[ModelProfile]) -> AssignmentResult {
+        let assignments = self.placements.iter().map(|p| Assignment {
+            agent_id: agents[p.agent].id.clone(),
+            model_id: models[p.model].id.clone(),
+            score: p.score,
+        });
+        AssignmentResult {
+            assignments: assignments.collect(),
+            total_score: self.total_score,
+            strategy_used: self.strategy,
+            load_balancing_enabled: self.load_balancing,
+            models_filtered: self.models_filtered,
+            avg_utilization: self.avg_utilization,
+            unassigned: self
+                .unassigned
+                .iter()
+                .map(|&i| agents[i].id.clone())
+                .collect(),
+        }
+    }
+}
+
+/// `Assignment(agent_id="a", model_id="m", score=0.900000)`: the Python repr.
+impl fmt::Display for Assignment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Assignment(agent_id={:?}, model_id={:?}, score={:.6})",
+            self.agent_id, self.model_id, self.score
+        )
+    }
+}
+
+/// `AssignmentResult(strategy_used="optimal", assigned=2, unassigned=0, total_score=1.700000)`:
+/// the Python repr.
+impl fmt::Display for AssignmentResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AssignmentResult(strategy_used={:?}, assigned={}, unassigned={}, total_score={:.6})",
+            self.strategy_used.name(),
+            self.assignments.len(),
+            self.unassigned.len(),
+            self.total_score
+        )
+    }
+}
+
+/// `Router(3 models, strategy="optimal", load_balancing=true, load_weight=0.5)`: the Python repr.
+impl fmt::Display for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Router({} models, strategy={:?}, load_balancing={}, load_weight={})",
+            self.models.len(),
+            self.config.strategy.name(),
+            self.config.load_balancing,
+            self.config.load_weight
+        )
+    }
+}
+
 impl Router {
     /// The model's configured limits (as profiled, whatever the tracker says since).
     fn profile_capacity(&self, model: usize) -> Capacity {
@@ -54,6 +142,11 @@ impl Router {
     pub fn is_overloaded(&self, model: usize, load: &LoadSnapshot) -> bool {
         self.profile_capacity(model)
             .is_overloaded(load.active, load.queued)
+    }
+
+    /// `assign`, by ids.
+    pub fn assign_named(&self, agents: &[&AgentProfile]) -> Result<AssignmentResult> {
+        Ok(self.assign(agents)?.named(agents, &self.models))
     }
 
     /// `assign_with` on the tracker's live load.

@@ -59,6 +59,48 @@ impl Feeds {
             adaptive: None,
         }
     }
+
+    /// The tracker a router reads: the one given as `load`, else the capacity manager's (the
+    /// same one when both are given), else a new in-process one on the system clock.
+    pub fn load_for(
+        load: Option<Arc<LoadTracker>>,
+        capacity: Option<&Arc<CapacityManager>>,
+    ) -> Result<Arc<LoadTracker>> {
+        match (load, capacity.map(|c| c.tracker().clone())) {
+            (Some(t), Some(c)) if !Arc::ptr_eq(&t, &c) => Err(Error::invalid(
+                "capacity",
+                "reads a different LoadTracker than the one given as load",
+            )),
+            (Some(t), _) | (None, Some(t)) => Ok(t),
+            (None, None) => Ok(Arc::new(LoadTracker::new(
+                60.0,
+                crate::load::system_clock(),
+            )?)),
+        }
+    }
+}
+
+/// Router keywords kept one release from before a Router took a `LoadTracker` as `load`.
+pub const LEGACY_TRACKER_KEYWORDS: [&str; 7] = [
+    "tracker",
+    "clock",
+    "stale_after_s",
+    "backend",
+    "lease_ttl_s",
+    "fail_mode",
+    "timeout_s",
+];
+
+/// The deprecation warning for one of [`LEGACY_TRACKER_KEYWORDS`]; None for any other word.
+pub fn legacy_keyword_warning(keyword: &str) -> Option<String> {
+    let advice = match keyword {
+        "tracker" => "pass the LoadTracker as load= instead".to_string(),
+        k if LEGACY_TRACKER_KEYWORDS.contains(&k) => {
+            format!("give {k} to a LoadTracker and pass it as load= instead")
+        }
+        _ => return None,
+    };
+    Some(format!("Router({keyword}=...) is deprecated: {advice}"))
 }
 
 /// Assigns batches and routes single requests over a fixed fleet, reading live load from a
@@ -381,8 +423,10 @@ impl Router {
 
 mod batch;
 mod flight;
+mod guard;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{AssignmentOutcome, LoadSnapshot, Placement};
+pub use batch::{Assignment, AssignmentOutcome, AssignmentResult, LoadSnapshot, Placement};
 pub use flight::{Feedback, Flight, Landing, Outcome};
+pub use guard::Guard;

@@ -328,3 +328,182 @@ fn an_agent_id_that_returns_with_new_requirements_is_scored_anew() {
     assert_eq!(r.route(&same_id).unwrap().model, 1);
     assert_eq!(r.route(&coder()).unwrap().model, 0);
 }
+
+// -- what the bindings show: reprs and dicts -------------------------------------------------
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap()
+}
+
+#[test]
+fn an_assignment_outcome_by_ids_is_the_rest_body_and_the_reprs() {
+    let (r, _) = manual_router(vec![model("a", 0.9, 1), model("b", 0.2, 4)]);
+    assert_eq!(
+        r.to_string(),
+        r#"Router(2 models, strategy="optimal", load_balancing=true, load_weight=0.5)"#
+    );
+    let agent = |id: &str, level: f64| {
+        AgentProfile::new(id.into(), vec![("code".into(), level)], vec![], 0).unwrap()
+    };
+    let agents = [agent("x", 0.5), agent("y", 0.95), agent("z", 0.1)];
+    let refs: Vec<&AgentProfile> = agents.iter().collect();
+    let outcome = r.assign(&refs).unwrap();
+    let result = outcome.named(&refs, &r.models);
+    assert_eq!(r.assign_named(&refs).unwrap(), result);
+    let ids: Vec<(&str, &str)> = result
+        .assignments
+        .iter()
+        .map(|a| (a.agent_id.as_str(), a.model_id.as_str()))
+        .collect();
+    assert_eq!(ids, [("x", "a"), ("z", "b")]);
+    assert_eq!(result.unassigned, ["y"]);
+    let scores: Vec<f64> = outcome.placements.iter().map(|p| p.score).collect();
+    assert_eq!(result.assignments[0].score, scores[0]);
+    assert_eq!(
+        json(&result),
+        format!(
+            r#"{{"assignments":[{{"agent_id":"x","model_id":"a","score":{}}},{{"agent_id":"z","model_id":"b","score":{}}}],"total_score":{},"strategy_used":"optimal","load_balancing_enabled":true,"models_filtered":0,"avg_utilization":0.0,"unassigned":["y"]}}"#,
+            json(&scores[0]),
+            json(&scores[1]),
+            json(&outcome.total_score)
+        )
+    );
+    assert_eq!(
+        result.assignments[0].to_string(),
+        format!(
+            r#"Assignment(agent_id="x", model_id="a", score={:.6})"#,
+            scores[0]
+        )
+    );
+    assert_eq!(
+        result.to_string(),
+        format!(
+            r#"AssignmentResult(strategy_used="optimal", assigned=2, unassigned=1, total_score={:.6})"#,
+            outcome.total_score
+        )
+    );
+}
+
+#[test]
+fn a_pending_guard_takes_its_slot_on_enter_and_ends_once() {
+    let (r, clock) = manual_router(vec![model("a", 0.9, 1)]);
+    assert!(matches!(r.guard("zz", None), Err(Error::UnknownModel(_))));
+    assert!(matches!(
+        Guard::track(r.tracker(), "zz"),
+        Err(Error::UnknownModel(_))
+    ));
+    let g = r.guard("a", Some("x")).unwrap();
+    assert_eq!(g.to_string(), r#"InFlight("a", not entered)"#);
+    assert!(!g.released() && !g.queued() && g.lease_id().is_none());
+    assert_eq!(r.state(0).active(), 0);
+    g.enter().unwrap();
+    g.enter().unwrap(); // a second enter holds nothing more
+    assert_eq!(r.state(0).active(), 1);
+    assert_eq!(g.to_string(), r#"InFlight("a", in flight)"#);
+    clock.advance(0.5);
+    g.mark_failed();
+    g.finish(true); // marked failed: ends as a failure whatever it is released with
+    g.finish(true);
+    assert!(g.released());
+    assert_eq!(g.to_string(), r#"InFlight("a", released)"#);
+    assert_eq!(r.state(0).active(), 0);
+    let stats = r.performance().agent_stats("x").unwrap();
+    assert_eq!((stats.count, stats.failures), (1, 1));
+    g.enter().unwrap(); // entering after the end holds nothing
+    assert_eq!(r.state(0).active(), 0);
+    // Released before it was entered: nothing was ever held.
+    let never = Guard::track(r.tracker(), "a").unwrap();
+    never.finish(true);
+    assert!(never.released());
+    never.enter().unwrap();
+    assert_eq!(r.state(0).active(), 0);
+    // A tracker's guard counts whatever the limits, and feeds no statistics.
+    let over: Vec<Guard> = (0..2)
+        .map(|_| Guard::track(r.tracker(), "a").unwrap())
+        .collect();
+    for g in &over {
+        g.enter().unwrap();
+    }
+    assert_eq!(r.state(0).active(), 2);
+    drop(over);
+    assert_eq!(r.state(0).active(), 0);
+    assert_eq!(r.performance().stats("a").unwrap().count, 1);
+}
+
+#[test]
+fn admitted_guards_end_together_by_outcome() {
+    let (r, clock) = manual_router(vec![model("a", 0.9, 2)]);
+    let shared: crate::load::SharedClock = clock;
+    let flights = Flight::admit_many(r.state(0), &shared, 3, Some(r.feedback(0, None))).unwrap();
+    let guards: Vec<Guard> = flights.into_iter().map(Guard::flying).collect();
+    let queued: Vec<bool> = guards.iter().map(Guard::queued).collect();
+    assert_eq!(queued, [false, false, true]);
+    assert_eq!(guards[0].model_id(), "a");
+    assert_eq!(guards[0].to_string(), r#"InFlight("a", in flight)"#);
+    guards[1].mark_failed();
+    guards[2].finish(true);
+    let refs: Vec<&Guard> = guards.iter().collect();
+    assert_eq!(Guard::release_all(&refs, true), 2);
+    assert_eq!(Guard::release_all(&refs, true), 0);
+    assert!(guards.iter().all(Guard::released));
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (0, 0));
+    let stats = r.performance().stats("a").unwrap();
+    assert_eq!((stats.count, stats.successes, stats.failures), (3, 2, 1));
+}
+
+#[test]
+fn a_batch_of_guards_is_bounded_and_names_its_model() {
+    let (r, _) = manual_router(vec![model("a", 0.9, 2)]);
+    let t = r.tracker();
+    for n in [-1, guard::MAX_BATCH + 1] {
+        let err = Guard::admit_many(t, "a", n).err().unwrap();
+        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "n"));
+    }
+    assert!(matches!(
+        Guard::admit_many(t, "zz", 1),
+        Err(Error::UnknownModel(_))
+    ));
+    assert!(Guard::admit_many(t, "a", 0).unwrap().is_empty());
+    let guards = Guard::admit_many(t, "a", 5).unwrap(); // 2 slots + 2 queue places
+    assert_eq!(guards.len(), 4);
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (2, 2));
+    drop(guards); // dropped guards give everything back
+    assert_eq!((r.state(0).active(), r.state(0).queued()), (0, 0));
+}
+
+#[test]
+fn a_router_reads_the_tracker_given_else_the_capacity_managers_else_a_new_one() {
+    let (given, other) = (tracker(), tracker());
+    let cm = Arc::new(CapacityManager::new(vec![], given.clone()));
+    let same = |a: &Arc<LoadTracker>, b: &Arc<LoadTracker>| Arc::ptr_eq(a, b);
+    let load = Feeds::load_for(Some(given.clone()), Some(&cm)).unwrap();
+    assert!(same(&load, &given));
+    assert!(same(&Feeds::load_for(None, Some(&cm)).unwrap(), &given));
+    assert!(same(
+        &Feeds::load_for(Some(other.clone()), None).unwrap(),
+        &other
+    ));
+    let err = Feeds::load_for(Some(other), Some(&cm)).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "capacity"));
+    let fresh = Feeds::load_for(None, None).unwrap();
+    assert!(!same(&fresh, &given) && fresh.model_ids().is_empty());
+    assert_eq!(fresh.stale_after_s(), 60.0);
+}
+
+#[test]
+fn each_old_tracker_keyword_warns_with_its_replacement() {
+    assert_eq!(
+        legacy_keyword_warning("tracker").unwrap(),
+        "Router(tracker=...) is deprecated: pass the LoadTracker as load= instead"
+    );
+    for keyword in &LEGACY_TRACKER_KEYWORDS[1..] {
+        assert_eq!(
+            legacy_keyword_warning(keyword).unwrap(),
+            format!(
+                "Router({keyword}=...) is deprecated: give {keyword} to a LoadTracker and pass it as load= instead"
+            )
+        );
+    }
+    assert_eq!(legacy_keyword_warning("trackr"), None);
+    assert_eq!(legacy_keyword_warning("load"), None);
+}

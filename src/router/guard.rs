@@ -1,0 +1,175 @@
+//! The `Guard`: a `Flight` that can be shared, entered late and released from any thread,
+//! exactly once. The Python `InFlight` (from `track()`, `request()`, `acquire_many()`) is one.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use super::{Feedback, Flight, Outcome, Router};
+use crate::error::{Error, Result};
+use crate::load::{LoadTracker, ModelState, SharedClock};
+
+/// Most requests one `admit_many` admits: one Lua script holds Redis for the whole batch.
+pub const MAX_BATCH: i64 = 10_000;
+
+/// Where a guard is in its life. A pending guard (from `track()`) takes its slot on enter.
+enum Phase {
+    Pending(Arc<ModelState>, SharedClock, Option<Feedback>),
+    Flying(Flight),
+    Ended,
+}
+
+/// One in-flight request: holds an active slot (or queue place) from `enter` (or admission)
+/// until `finish`, `release_all` or drop, whichever comes first, exactly once.
+pub struct Guard {
+    model_id: String,
+    phase: Mutex<Phase>,
+    /// (queued, lease id), kept once admitted so they still read after the end.
+    admitted: OnceLock<(bool, Option<String>)>,
+    failed: AtomicBool,
+}
+
+impl Guard {
+    /// Takes its slot on `enter`.
+    pub fn pending(state: Arc<ModelState>, clock: SharedClock, feedback: Option<Feedback>) -> Self {
+        let model_id = state.id.clone();
+        Self::new(model_id, Phase::Pending(state, clock, feedback))
+    }
+
+    /// Already admitted (by the router or a batch acquire).
+    pub fn flying(flight: Flight) -> Self {
+        let this = Self::new(flight.model_id().to_string(), Phase::Ended);
+        this.note(&flight);
+        *this.phase() = Phase::Flying(flight);
+        this
+    }
+
+    /// A tracked request of one of the tracker's models, without feedback: takes an active
+    /// slot on `enter`, whatever the limits.
+    pub fn track(tracker: &LoadTracker, model_id: &str) -> Result<Guard> {
+        let state = tracker.state(model_id)?;
+        Ok(Guard::pending(state, tracker.clock().clone(), None))
+    }
+
+    /// Up to `n` (at most [`MAX_BATCH`]) requests of one model admitted at once (one round
+    /// trip with a shared backend), slots first, then queue places; fewer when it fills up.
+    pub fn admit_many(tracker: &LoadTracker, model_id: &str, n: i64) -> Result<Vec<Guard>> {
+        if !(0..=MAX_BATCH).contains(&n) {
+            let message = format!("must be between 0 and {MAX_BATCH}, got {n}");
+            return Err(Error::invalid("n", message));
+        }
+        let state = tracker.state(model_id)?;
+        let flights = Flight::admit_many(&state, tracker.clock(), n as usize, None)?;
+        Ok(flights.into_iter().map(Guard::flying).collect())
+    }
+
+    fn new(model_id: String, phase: Phase) -> Self {
+        Guard {
+            model_id,
+            phase: Mutex::new(phase),
+            admitted: OnceLock::new(),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    fn phase(&self) -> MutexGuard<'_, Phase> {
+        // Phase changes are single assignments: a poisoned lock still holds a whole value.
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn note(&self, flight: &Flight) {
+        let lease = flight.lease_id().map(str::to_string);
+        let _ = self.admitted.set((flight.queued(), lease));
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+    /// True when the request waits in the model's queue rather than holding a slot.
+    pub fn queued(&self) -> bool {
+        self.admitted.get().is_some_and(|(queued, _)| *queued)
+    }
+    /// The lease held in the shared backend; None for in-process counts (or fail-open).
+    pub fn lease_id(&self) -> Option<String> {
+        self.admitted.get().and_then(|(_, lease)| lease.clone())
+    }
+    pub fn released(&self) -> bool {
+        matches!(*self.phase(), Phase::Ended)
+    }
+    /// Marks the request failed: it ends as `Failed` whatever success it is released with.
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Takes the slot of a pending guard (a lease round trip with a shared backend). The lock
+    /// is held throughout, so a concurrent release waits and then gives the slot back.
+    /// Entering twice, or after the end, is a no-op.
+    pub fn enter(&self) -> Result<()> {
+        let mut phase = self.phase();
+        if !matches!(*phase, Phase::Pending(..)) {
+            return Ok(());
+        }
+        let Phase::Pending(state, clock, feedback) = std::mem::replace(&mut *phase, Phase::Ended)
+        else {
+            return Ok(());
+        };
+        // On error nothing is held: the guard stays ended, so finishing gives nothing back.
+        let flight = Flight::begin(state, clock, feedback)?;
+        self.note(&flight);
+        *phase = Phase::Flying(flight);
+        Ok(())
+    }
+
+    /// The flight, if still flying; the guard is ended from here on.
+    fn take(&self) -> Option<Flight> {
+        match std::mem::replace(&mut *self.phase(), Phase::Ended) {
+            Phase::Flying(flight) => Some(flight),
+            _ => None,
+        }
+    }
+
+    fn outcome(&self, success: bool) -> Outcome {
+        Outcome::from_success(success && !self.failed.load(Ordering::Acquire))
+    }
+
+    /// Ends the request now (idempotent): `Ok` when `success` and not marked failed.
+    pub fn finish(&self, success: bool) {
+        if let Some(flight) = self.take() {
+            flight.end(self.outcome(success));
+        }
+    }
+
+    /// Ends every guard still in flight, each model's slots going back together (one round
+    /// trip per model with a shared backend). Returns how many it ended.
+    pub fn release_all(guards: &[&Guard], success: bool) -> usize {
+        let (ok, failed): (Vec<_>, Vec<_>) = guards
+            .iter()
+            .filter_map(|g| g.take().map(|f| (f, g.outcome(success))))
+            .partition(|(_, outcome)| *outcome == Outcome::Ok);
+        let strip = |v: Vec<(Flight, Outcome)>| v.into_iter().map(|(f, _)| f).collect();
+        Flight::end_all(strip(ok), Outcome::Ok) + Flight::end_all(strip(failed), Outcome::Failed)
+    }
+}
+
+/// `InFlight("m", in flight)` (or `not entered`, `released`): the Python repr.
+impl fmt::Display for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match *self.phase() {
+            Phase::Pending(..) => "not entered",
+            Phase::Flying(_) => "in flight",
+            Phase::Ended => "released",
+        };
+        write!(f, "InFlight({:?}, {phase})", self.model_id)
+    }
+}
+
+impl Router {
+    /// A tracked request of one of the router's models: takes an active slot on `enter`,
+    /// whatever the limits, and records its latency and outcome (under `agent`, if any).
+    pub fn guard(&self, model_id: &str, agent: Option<&str>) -> Result<Guard> {
+        let j = self.model_index(model_id)?;
+        let clock = self.tracker().clock().clone();
+        let feedback = Some(self.feedback(j, agent));
+        Ok(Guard::pending(self.state(j).clone(), clock, feedback))
+    }
+}
