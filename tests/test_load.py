@@ -357,3 +357,28 @@ def test_load_balancer_errors():
     assert info.value.field == "load_weight"
     with pytest.raises(ValueError, match="least_loaded"):
         mr.LoadBalancer(t, policy="random")
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: mr.Model("m", {}, max_concurrent=2**63), "max_concurrent"),
+        (lambda: mr.Model("m", {}, context_window=2**70), "context_window"),
+        (lambda: mr.Model("m", {}, max_queue=-(2**64)), "max_queue"),
+        (lambda: mr.Agent("a", {}, min_context=2**63), "min_context"),
+        (lambda: mr.LoadTracker().set_capacity("m", 2**63), "max_concurrent"),
+        (lambda: tracker_with()[0].update_load("m", 2**63), "delta"),
+        (lambda: tracker_with()[0].set_load("m", queue_depth=2**64), "queue_depth"),
+        (lambda: tracker_with()[0].acquire_many("m", 2**63), "n"),
+        (lambda: mr.AlertRule("high_latency", 1.0, min_samples=2**63), "min_samples"),
+        (lambda: mr.PerformanceTracker(recent_samples=2**63), "recent_samples"),
+        (lambda: mr.ManualClock(float("nan")), "start"),
+        (lambda: mr.ManualClock().set(float("nan")), "t"),
+        (lambda: mr.ManualClock().advance(float("inf")), "seconds"),
+    ],
+)
+def test_out_of_range_numbers_are_value_errors_naming_the_field(make, field):
+    # Integers past 64 bits once raised a bare OverflowError; a NaN clock was accepted.
+    with pytest.raises(mr.InvalidInputError) as e:
+        make()
+    assert e.value.field == field

@@ -45,6 +45,25 @@ impl ManualClock {
         self.advance(seconds);
         Ok(())
     }
+    /// `set`, refusing a non-finite time (a NaN clock would make every age and rate NaN).
+    pub fn try_set(&self, t: f64) -> Result<()> {
+        if !t.is_finite() {
+            return Err(Error::invalid(
+                "t",
+                format!("must be a finite number, got {t}"),
+            ));
+        }
+        self.set(t);
+        Ok(())
+    }
+    /// A clock starting at `start`, which must be finite.
+    pub fn try_new(start: f64) -> Result<Self> {
+        if !start.is_finite() {
+            let message = format!("must be a finite number, got {start}");
+            return Err(Error::invalid("start", message));
+        }
+        Ok(ManualClock::new(start))
+    }
 }
 
 impl Clock for ManualClock {

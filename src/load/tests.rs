@@ -250,3 +250,17 @@ fn a_manual_clock_only_moves_forward_by_finite_steps() {
     }
     assert_eq!(clock.now(), 1.5);
 }
+
+#[test]
+fn a_manual_clock_refuses_non_finite_times() {
+    let clock = ManualClock::try_new(5.0).unwrap();
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        assert!(
+            matches!(clock.try_set(bad), Err(Error::InvalidInput { field, .. }) if field == "t")
+        );
+        assert!(ManualClock::try_new(bad).is_err());
+    }
+    assert_eq!(clock.now(), 5.0);
+    clock.try_set(-3.0).unwrap(); // any finite time: tests may start anywhere
+    assert_eq!(clock.now(), -3.0);
+}

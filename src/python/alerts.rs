@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+
+use super::errors::int;
 use pyo3::types::PyDict;
 
 use super::arrays::{pymethods_with_getters, to_py};
@@ -31,7 +33,7 @@ pymethods_with_getters! {
         severity: &str,
         for_s: f64,
         model_id: Option<String>,
-        min_samples: i64,
+        #[pyo3(from_py_with = int::min_samples)] min_samples: i64,
     ) -> PyResult<Self> {
         Ok(PyAlertRule(AlertRule::new(
             r#type.parse::<AlertKind>()?,
@@ -143,7 +145,7 @@ impl PyAlertManager {
         cooldown_s: f64,
         performance: Option<&Bound<'_, PyPerformanceTracker>>,
         load: Option<&Bound<'_, PyLoadTracker>>,
-        history_limit: i64,
+        #[pyo3(from_py_with = int::history_limit)] history_limit: i64,
         clock: Option<&Bound<'_, PyManualClock>>,
         on_alert: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
@@ -213,7 +215,7 @@ impl PyAlertManager {
         model_id: Option<&str>,
         severity: Option<&str>,
         r#type: Option<&str>,
-        limit: Option<i64>,
+        #[pyo3(from_py_with = int::opt::limit)] limit: Option<i64>,
     ) -> PyResult<Vec<PyAlert>> {
         let filter = HistoryFilter::parse(model_id, severity, r#type, limit)?;
         Ok(self

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 
+use super::errors::int;
+
 use super::arrays::{self, levels_to_py, pymethods_with_getters, to_py};
 use super::errors::invalid;
 use crate::capability::{
@@ -42,9 +44,9 @@ pymethods_with_getters! {
     fn new(
         id: String,
         capabilities: Option<HashMap<String, f64>>,
-        context_window: i64,
-        max_concurrent: i64,
-        max_queue: i64,
+        #[pyo3(from_py_with = int::context_window)] context_window: i64,
+        #[pyo3(from_py_with = int::max_concurrent)] max_concurrent: i64,
+        #[pyo3(from_py_with = int::max_queue)] max_queue: i64,
         target_utilization: f64,
         cost_per_1k_tokens: f64,
     ) -> PyResult<Self> {
@@ -90,7 +92,7 @@ pymethods_with_getters! {
         id: String,
         required: Option<HashMap<String, f64>>,
         preferred: Option<HashMap<String, f64>>,
-        min_context: i64,
+        #[pyo3(from_py_with = int::min_context)] min_context: i64,
     ) -> PyResult<Self> {
         Ok(PyAgent(AgentProfile::new(
             id,

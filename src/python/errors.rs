@@ -31,3 +31,51 @@ impl From<Error> for PyErr {
 pub fn invalid(field: &str, reason: impl std::fmt::Display) -> PyErr {
     Error::invalid(field, reason).into()
 }
+
+/// Integer arguments read through `#[pyo3(from_py_with = int::NAME)]`: a Python int beyond
+/// 64 bits is an input error naming the field (pyo3 alone raises a bare OverflowError).
+pub mod int {
+    use pyo3::exceptions::PyOverflowError;
+    use pyo3::prelude::*;
+
+    fn arg(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<i64> {
+        obj.extract::<i64>().map_err(|e| {
+            if e.is_instance_of::<PyOverflowError>(obj.py()) {
+                super::invalid(field, format!("must be below 2**63, got {obj}"))
+            } else {
+                e
+            }
+        })
+    }
+
+    macro_rules! fields {
+        ($($name:ident),*) => {$(
+            pub fn $name(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+                arg(obj, stringify!($name))
+            }
+        )*};
+    }
+    fields!(
+        context_window,
+        max_concurrent,
+        max_queue,
+        min_context,
+        delta,
+        n
+    );
+    fields!(min_samples, history_limit, recent_samples, max_agents);
+
+    /// The same for arguments that may be None.
+    pub mod opt {
+        use pyo3::prelude::*;
+        macro_rules! fields {
+            ($($name:ident),*) => {$(
+                pub fn $name(obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+                    if obj.is_none() { Ok(None) } else { super::$name(obj).map(Some) }
+                }
+            )*};
+        }
+        fields!(active_requests, queue_depth, limit);
+    }
+    fields!(active_requests, queue_depth, limit);
+}

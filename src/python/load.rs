@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
+use super::errors::int;
+
 use super::arrays::{pymethods_with_getters, to_py};
 use super::capability::non_negative;
 pub use super::inflight::PyInFlight;
@@ -19,8 +21,8 @@ pub struct PyManualClock(pub Arc<ManualClock>);
 impl PyManualClock {
     #[new]
     #[pyo3(signature = (start=0.0))]
-    fn new(start: f64) -> Self {
-        PyManualClock(Arc::new(ManualClock::new(start)))
+    fn new(start: f64) -> PyResult<Self> {
+        Ok(PyManualClock(Arc::new(ManualClock::try_new(start)?)))
     }
     fn now(&self) -> f64 {
         use crate::load::Clock;
@@ -29,8 +31,8 @@ impl PyManualClock {
     fn advance(&self, seconds: f64) -> PyResult<()> {
         Ok(self.0.try_advance(seconds)?)
     }
-    fn set(&self, t: f64) {
-        self.0.set(t);
+    fn set(&self, t: f64) -> PyResult<()> {
+        Ok(self.0.try_set(t)?)
     }
 }
 
@@ -122,8 +124,8 @@ pymethods_with_getters! {
     fn set_capacity(
         &self,
         model_id: &str,
-        max_concurrent: i64,
-        max_queue: i64,
+        #[pyo3(from_py_with = int::max_concurrent)] max_concurrent: i64,
+        #[pyo3(from_py_with = int::max_queue)] max_queue: i64,
         target_utilization: f64,
     ) -> PyResult<()> {
         let capacity = Capacity::new(
@@ -136,12 +138,20 @@ pymethods_with_getters! {
     }
 
     /// Adds `delta` to the active requests; returns the new count.
-    fn update_load(&self, model_id: &str, delta: i64) -> PyResult<u64> {
+    fn update_load(
+        &self,
+        model_id: &str,
+        #[pyo3(from_py_with = int::delta)] delta: i64,
+    ) -> PyResult<u64> {
         Ok(self.0.update_load(model_id, delta)?)
     }
 
     /// Adds `delta` to the queue depth; returns the new depth.
-    fn update_queue(&self, model_id: &str, delta: i64) -> PyResult<u64> {
+    fn update_queue(
+        &self,
+        model_id: &str,
+        #[pyo3(from_py_with = int::delta)] delta: i64,
+    ) -> PyResult<u64> {
         Ok(self.0.update_queue(model_id, delta)?)
     }
 
@@ -150,8 +160,8 @@ pymethods_with_getters! {
     fn set_load(
         &self,
         model_id: &str,
-        active_requests: Option<i64>,
-        queue_depth: Option<i64>,
+        #[pyo3(from_py_with = int::opt::active_requests)] active_requests: Option<i64>,
+        #[pyo3(from_py_with = int::opt::queue_depth)] queue_depth: Option<i64>,
         avg_latency_ms: Option<f64>,
     ) -> PyResult<()> {
         let (active, queued) = (active_requests, queue_depth);
@@ -193,7 +203,12 @@ pymethods_with_getters! {
 
     /// Admits up to `n` requests of one model at once (one round trip with a shared backend),
     /// slots first, then queue places; fewer when the model fills up. Each is held already.
-    fn acquire_many(&self, py: Python<'_>, model_id: &str, n: i64) -> PyResult<Vec<PyInFlight>> {
+    fn acquire_many(
+        &self,
+        py: Python<'_>,
+        model_id: &str,
+        #[pyo3(from_py_with = int::n)] n: i64,
+    ) -> PyResult<Vec<PyInFlight>> {
         let guards = py.detach(|| Guard::admit_many(&self.0, model_id, n))?;
         Ok(guards.into_iter().map(PyInFlight).collect())
     }

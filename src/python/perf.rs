@@ -5,6 +5,8 @@ use std::sync::Arc;
 use numpy::PyArray1;
 use pyo3::prelude::*;
 
+use super::errors::int;
+
 use super::arrays::{pymethods_with_getters, to_py};
 use super::capability::non_negative;
 use super::load::{clock_from, PyManualClock};
@@ -68,8 +70,8 @@ impl PyPerformanceTracker {
     fn new(
         window_s: Option<f64>,
         clock: Option<&Bound<'_, PyManualClock>>,
-        recent_samples: i64,
-        max_agents: i64,
+        #[pyo3(from_py_with = int::recent_samples)] recent_samples: i64,
+        #[pyo3(from_py_with = int::max_agents)] max_agents: i64,
     ) -> PyResult<Self> {
         let max_agents = non_negative("max_agents", max_agents)? as usize;
         let recent_samples = non_negative("recent_samples", recent_samples)? as usize;
