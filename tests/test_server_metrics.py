@@ -183,3 +183,19 @@ def test_expired_reservations_are_recorded_with_the_time_held():
     assert state.expire_reservations() == 1 and state.reservations == {}
     h = state.router.performance.latency_histogram("solo", [])
     assert (h.count, h.failures, h.sum_ms) == (1, 1, 35_000.0)
+
+
+def test_agent_statistics_are_capped_and_their_evictions_exported():
+    app = create_app(sample_interval_s=3600)
+    perf = app.state.service.router.performance
+    model = app.state.service.router.models[0].id
+    with TestClient(app) as c:
+        for i in range(3):
+            body = {"model_id": model, "latency_ms": 5.0, "agent_id": f"a{i}"}
+            assert c.post("/api/v1/model-router/feedback", json=body).status_code == 200
+        stats = c.get("/api/v1/model-router/stats").json()["performance"]
+        assert stats["agents_tracked"] == 3 and stats["max_agents"] == perf.max_agents
+        assert stats["evicted_agents"] == perf.evicted_agents == 0
+        text = c.get("/metrics").text
+    assert "modelrouter_agents_tracked 3" in text
+    assert "modelrouter_agents_evicted_total 0" in text

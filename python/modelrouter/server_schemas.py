@@ -164,6 +164,15 @@ class ModelState(BaseModel):
     stats: dict[str, Any]
 
 
+class PerformanceMemory(BaseModel):
+    """The PerformanceTracker's bound on distinct agent ids, and what it costs now."""
+
+    agents_tracked: int
+    max_agents: int
+    evicted_agents: int
+    memory_bytes: int
+
+
 class StatsResponse(BaseModel):
     uptime_s: float
     policy: Policy
@@ -173,6 +182,7 @@ class StatsResponse(BaseModel):
     avg_utilization: float
     active_alerts: int
     reservations: int
+    performance: PerformanceMemory
     models: list[ModelState]
 
 

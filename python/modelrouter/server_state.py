@@ -265,6 +265,12 @@ class ServiceState:
             "avg_utilization": sum(util) / len(util) if util else 0.0,
             "active_alerts": len(self.alerts.active()),
             "reservations": len(self.reservations),
+            "performance": {
+                "agents_tracked": self.router.performance.agents_tracked,
+                "max_agents": self.router.performance.max_agents,
+                "evicted_agents": self.router.performance.evicted_agents,
+                "memory_bytes": self.router.performance.memory_bytes(),
+            },
             "models": models,
         }
 
@@ -307,6 +313,12 @@ class ServiceState:
             out.append(_line(f"{name}_bucket", {"model": model, "le": "+Inf"}, h.count))
             out.append(_line(f"{name}_sum", {"model": model}, h.sum_ms))
             out.append(_line(f"{name}_count", {"model": model}, h.count))
+        perf = stats["performance"]
+        _family(out, "modelrouter_agents_tracked", "gauge", "Agent ids with statistics.")
+        out.append(_line("modelrouter_agents_tracked", {}, perf["agents_tracked"]))
+        name = "modelrouter_agents_evicted_total"
+        _family(out, name, "counter", "Agent ids dropped to stay within max_agents.")
+        out.append(_line(name, {}, perf["evicted_agents"]))
         active = self.alerts.active()
         _family(out, "modelrouter_alerts_firing", "gauge", "Firing alerts by severity.")
         by_severity = Counter(a.severity for a in active)

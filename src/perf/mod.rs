@@ -275,6 +275,11 @@ impl PerformanceTracker {
         self.evicted_agents.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// How many agent ids have statistics now (at most `max_agents`).
+    pub fn agent_count(&self) -> usize {
+        self.agents.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Agent ids dropped so far to stay within `max_agents`.
     pub fn evicted_agents(&self) -> u64 {
         self.evicted_agents.load(Ordering::Relaxed)

@@ -273,7 +273,7 @@ fn agents_are_capped_least_recently_seen_first_and_evictions_counted() {
     t.record("m", Some("new"), 1.0, true).unwrap();
     assert_eq!(t.evicted_agents(), 10);
     let ids = t.agent_ids();
-    assert_eq!(ids.len(), 91);
+    assert_eq!((ids.len(), t.agent_count()), (91, 91));
     assert!(ids.contains(&"a0".to_string()) && ids.contains(&"new".to_string()));
     assert!((1..=10).all(|i| !ids.contains(&format!("a{i}"))));
     assert!(ids.contains(&"a11".to_string()));

@@ -89,6 +89,11 @@ impl PyPerformanceTracker {
     fn evicted_agents(&self) -> u64 {
         self.0.evicted_agents()
     }
+    /// How many agent ids have statistics now (at most `max_agents`).
+    #[getter]
+    fn agents_tracked(&self) -> usize {
+        self.0.agent_count()
+    }
     #[getter]
     fn max_agents(&self) -> usize {
         self.0.config().max_agents
