@@ -109,6 +109,8 @@ pub trait LoadBackend: Send + Sync + fmt::Debug {
     }
     /// (active, queued) across replicas; None when the backend is unreachable.
     fn counts(&self, model: &str) -> Option<(u64, u64)>;
+    /// Drops any short-lived cache of `counts`, so the next reading is the backend's own.
+    fn refresh_counts(&self) {}
     fn status(&self) -> BackendStatus;
 }
 

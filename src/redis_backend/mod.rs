@@ -441,6 +441,10 @@ impl LoadBackend for RedisBackend {
         Some((a, q))
     }
 
+    fn refresh_counts(&self) {
+        lock(&self.inner.counts).clear();
+    }
+
     fn status(&self) -> BackendStatus {
         let inner = &self.inner;
         BackendStatus {

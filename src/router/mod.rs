@@ -352,8 +352,18 @@ impl Router {
         // has one candidate, so one refusal is final.
         let rounds = if self.config.load_balancing { 8 } else { 1 };
         let mut last = None;
-        for _ in 0..rounds {
-            let route = self.decide(agent, &scores)?;
+        for round in 0..rounds {
+            let route = match self.decide(agent, &scores) {
+                // Shared counts are cached for a few ms: before refusing on them, read the
+                // backend's own once (another replica may have just released).
+                Err(Error::NoCapacity { .. }) if round == 0 && self.tracker.backend().is_some() => {
+                    if let Some(backend) = self.tracker.backend() {
+                        backend.refresh_counts();
+                    }
+                    self.decide(agent, &scores)?
+                }
+                other => other?,
+            };
             let now = self.tracker.now();
             let state = &self.states[route.model];
             if let Some(ticket) = state.acquire(true, now)? {
