@@ -180,20 +180,23 @@ pub fn weighted_score(score: f64, load_weight: f64, utilization: f64) -> f64 {
 
 impl Decision {
     /// (model, queued) for a request that may start or wait; the router's errors otherwise.
-    /// `who` names the request in the messages (e.g. `agent "coder"`).
-    pub fn into_result(self, who: &str) -> Result<(usize, bool)> {
+    /// `who` names the request in the messages (e.g. `agent "coder"`); it is only called on an
+    /// error, so the common path formats nothing.
+    pub fn into_result(self, who: impl FnOnce() -> String) -> Result<(usize, bool)> {
         match self {
             Decision::Run(j) => Ok((j, false)),
             Decision::Queue(j) => Ok((j, true)),
             Decision::NoCapacity { retry_after_s } => Err(Error::NoCapacity {
                 message: format!(
-                    "no capacity for {who}: every eligible model is full and its queue too; \
-                     retry after {retry_after_s:.3} s"
+                    "no capacity for {}: every eligible model is full and its queue too; \
+                     retry after {retry_after_s:.3} s",
+                    who()
                 ),
                 retry_after_s,
             }),
             Decision::NoEligibleModel => Err(Error::Infeasible(format!(
-                "no model meets the requirements of {who}"
+                "no model meets the requirements of {}",
+                who()
             ))),
         }
     }
@@ -296,7 +299,7 @@ impl LoadBalancer {
     pub fn choose(&self, model_ids: &[String], scores: &[f64]) -> Result<usize> {
         let cands = self.candidates(model_ids, scores)?;
         let decision = choose_here(self.policy, &cands, &self.config);
-        Ok(decision.into_result("this request")?.0)
+        Ok(decision.into_result(|| "this request".into())?.0)
     }
 }
 

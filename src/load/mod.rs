@@ -248,7 +248,7 @@ impl ModelState {
     pub fn latency_ms(&self) -> f64 {
         self.latency_ewma_ms.load()
     }
-    /// Seconds since the newest latency sample (0 before the first).
+    /// Seconds since the newest latency sample (0 before the first, or when `now` is NaN).
     pub fn latency_age_s(&self, now: f64) -> f64 {
         let at = self.latency_at.load();
         if at.is_nan() {

@@ -89,8 +89,9 @@ pub struct PyRouter {
     core: Router,
 }
 
-fn agent_from(obj: &Bound<'_, PyAny>) -> PyResult<PyAgent> {
-    obj.extract::<PyAgent>()
+/// The agent, borrowed (a frozen class): routing one request copies no profile.
+fn agent_from<'a, 'py>(obj: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyAgent>> {
+    obj.cast::<PyAgent>()
         .map_err(|_| invalid("agent", "expected an Agent"))
 }
 
@@ -243,16 +244,16 @@ impl PyRouter {
     /// `retry_after_s`) when every eligible model and its queue are full, InfeasibleError when
     /// no model meets the agent's requirements. Reserves nothing: see `request`.
     fn route(&self, py: Python<'_>, agent: &Bound<'_, PyAny>) -> PyResult<String> {
-        let agent = agent_from(agent)?;
-        let route = py.detach(|| self.core.route(&agent.0))?;
+        let agent = &agent_from(agent)?.get().0;
+        let route = py.detach(|| self.core.route(agent))?;
         Ok(self.core.models[route.model].id.clone())
     }
 
     /// Routes and reserves atomically: `with router.request(agent) as r: call(r.model_id)`.
     /// The slot (or queue place) is given back on exit, exception or cancellation.
     fn request(&self, py: Python<'_>, agent: &Bound<'_, PyAny>) -> PyResult<PyInFlight> {
-        let agent = agent_from(agent)?;
-        let (_, flight) = py.detach(|| self.core.admit(&agent.0))?;
+        let agent = &agent_from(agent)?.get().0;
+        let (_, flight) = py.detach(|| self.core.admit(agent))?;
         Ok(PyInFlight(Guard::flying(flight)))
     }
 

@@ -118,6 +118,17 @@ impl Flight {
         feedback: Option<Feedback>,
     ) -> Self {
         let started = clock.now();
+        Self::started_at(state, clock, ticket, feedback, started)
+    }
+
+    /// `admitted`, started at `started` (a clock reading the caller already has).
+    pub fn started_at(
+        state: Arc<ModelState>,
+        clock: SharedClock,
+        ticket: Ticket,
+        feedback: Option<Feedback>,
+        started: f64,
+    ) -> Self {
         Flight {
             state,
             clock,
@@ -143,9 +154,8 @@ impl Flight {
                 retry_after_s: 0.0,
             }
         })?;
-        let mut flight = Flight::admitted(state, clock, ticket, feedback);
-        flight.started = now;
-        Ok(flight)
+        // The admission's clock reading is the start: one read, not two.
+        Ok(Flight::started_at(state, clock, ticket, feedback, now))
     }
 
     /// Up to `n` requests of one model admitted at once (one round trip with a shared

@@ -275,8 +275,13 @@ impl Router {
 
     /// Applies the capacity rules: reject_new refuses the model; redistribute lets it accept
     /// only when no other model is open (handled by marking it last in line).
-    fn candidates(&self, scores: &[f64]) -> Vec<Candidate> {
-        let now = self.tracker.now();
+    fn candidates(&self, scores: &[f64], policy: Policy) -> Vec<Candidate> {
+        // Only `predictive` reads how old a latency estimate is: the others skip the clock.
+        let now = if policy == Policy::Predictive {
+            self.tracker.now()
+        } else {
+            f64::NAN
+        };
         let mut cands: Vec<Candidate> = self
             .states
             .iter()
@@ -330,9 +335,9 @@ impl Router {
         } else {
             Policy::CapabilityOnly
         };
-        let cands = self.candidates(scores);
+        let cands = self.candidates(scores, policy);
         let decision = choose_here(policy, &cands, &self.balancer);
-        let (model, queued) = decision.into_result(&format!("agent {:?}", agent.id))?;
+        let (model, queued) = decision.into_result(|| format!("agent {:?}", agent.id))?;
         Ok(Route {
             model,
             queued,
@@ -368,11 +373,12 @@ impl Router {
             let state = &self.states[route.model];
             if let Some(ticket) = state.acquire(true, now)? {
                 let feedback = Some(self.feedback(route.model, Some(&agent.id)));
-                let flight = Flight::admitted(
+                let flight = Flight::started_at(
                     state.clone(),
                     self.tracker.clock().clone(),
                     ticket,
                     feedback,
+                    now,
                 );
                 let queued = flight.queued();
                 return Ok((Route { queued, ..route }, flight));
