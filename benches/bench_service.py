@@ -59,7 +59,10 @@ def ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def start_server(port: int, db: Path, workers: int) -> tuple[subprocess.Popen[bytes], list[str]]:
+def start_server(
+    port: int, db: Path | None, workers: int
+) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """uvicorn with the SQLite store at `db` (None: no store)."""
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "modelrouter.server:app_from_env"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     cmd += ["--log-level", "warning", "--no-access-log"]
@@ -70,15 +73,15 @@ def start_server(port: int, db: Path, workers: int) -> tuple[subprocess.Popen[by
     if importlib.util.find_spec("uvloop"):
         cmd += ["--loop", "uvloop"]
         extras.append("uvloop")
-    env = {**os.environ, "MODELROUTER_STORE": f"sqlite:///{db}"}
+    env = {**os.environ, "MODELROUTER_STORE": f"sqlite:///{db}" if db else ""}
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + 30
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                if json.load(r)["store"]:
+                if bool(json.load(r)["store"]) == (db is not None):
                     return proc, extras
-                raise RuntimeError("the service started without its store")
+                raise RuntimeError("the service's store is not as asked")
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()

@@ -439,3 +439,63 @@ fn recent_samples_read_as_columns_oldest_first() {
         Err(Error::UnknownModel(_))
     ));
 }
+
+/// Counts this thread's heap allocations, so a test can show a path allocates nothing.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        pub static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    pub fn during(f: impl FnOnce()) -> u64 {
+        let before = ALLOCATIONS.with(Cell::get);
+        f();
+        ALLOCATIONS.with(Cell::get) - before
+    }
+}
+
+/// The promise of `PerformanceTracker`: once a key exists, recording allocates nothing (model
+/// and agent, windowed or not, through the tracker and through a model's handle).
+#[test]
+fn record_allocates_nothing_once_a_key_exists() {
+    for window_s in [None, Some(60.0)] {
+        let (t, clock) = tracker(window_s);
+        let handle = t.model_handle("m");
+        t.record("m", Some("a"), 1.0, true).unwrap();
+        let n = counting::during(|| {
+            for i in 0..10_000 {
+                clock.set(f64::from(i) * 0.01); // crosses window bins too
+                t.record("m", Some("a"), f64::from(i % 700), i % 3 != 0)
+                    .unwrap();
+                handle.record(5.0, true).unwrap();
+            }
+        });
+        assert_eq!(
+            n, 0,
+            "{n} allocations in 20,000 records (window {window_s:?})"
+        );
+        // The counter works: a new key allocates.
+        assert!(counting::during(|| t.record("new", None, 1.0, true).unwrap()) > 0);
+    }
+}
