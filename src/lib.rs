@@ -17,6 +17,7 @@ pub mod capability;
 pub mod capacity;
 pub mod error;
 pub mod flow;
+pub mod health;
 pub mod lap;
 pub mod load;
 pub mod perf;
