@@ -428,7 +428,11 @@ pub fn choose<R: Rng + ?Sized>(
     };
     let fleet = fleet_latency(cands);
     if policy == Policy::CapabilityOnly {
-        let feasible = all().filter(|&j| cands[j].is_feasible());
+        // Load is ignored, but a model that refuses new work (ejected, cooling down, reject_new)
+        // is passed over while another feasible one accepts.
+        let accepting = all().any(|j| cands[j].is_feasible() && cands[j].accepting);
+        let feasible =
+            all().filter(|&j| cands[j].is_feasible() && (cands[j].accepting || !accepting));
         let best = argmax(feasible, |j| (cands[j].score, 0.0), rng).unwrap_or(first_feasible);
         return if cands[best].has_free_slot() {
             Decision::Run(best)

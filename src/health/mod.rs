@@ -17,6 +17,7 @@
 //!
 //! Client errors and context-length errors are the caller's, never counted against the model.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
@@ -159,6 +160,8 @@ struct Entry {
 pub struct Health {
     config: HealthConfig,
     entries: Vec<Mutex<Entry>>,
+    /// Models not healthy now: while zero, routing asks nothing else (no locks, no clock).
+    unhealthy: AtomicUsize,
 }
 
 fn lock(m: &Mutex<Entry>) -> MutexGuard<'_, Entry> {
@@ -189,7 +192,13 @@ impl Health {
         Ok(Health {
             config,
             entries: (0..models).map(|_| entry()).collect(),
+            unhealthy: AtomicUsize::new(0),
         })
+    }
+
+    /// True while every model is healthy: the common case costs one atomic load.
+    pub fn all_healthy(&self) -> bool {
+        self.unhealthy.load(Ordering::Acquire) == 0
     }
 
     pub fn config(&self) -> &HealthConfig {
@@ -354,7 +363,15 @@ impl Health {
                 e.probe_in_flight = false;
             }
         }
-        (e.view.state != before).then_some(e.view.state)
+        let after = e.view.state;
+        if (before == State::Healthy) != (after == State::Healthy) {
+            if after == State::Healthy {
+                self.unhealthy.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                self.unhealthy.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        (after != before).then_some(after)
     }
 }
 

@@ -27,6 +27,7 @@ fn consecutive_errors_eject_and_a_success_resets_the_run() {
     assert_eq!(m.reason.as_deref(), Some("5 consecutive errors"));
     assert_eq!(h.available(1.0), vec![false, true, true, true]);
     assert_eq!(h.earliest_return(1.0), Some(31.0));
+    assert!(!h.all_healthy());
 }
 
 #[test]
@@ -52,6 +53,7 @@ fn one_probe_at_a_time_decides_after_the_ejection() {
     assert!(h.claim(0, 91.0));
     assert_eq!(h.observe(0, Verdict::Ok, 92.0), Some(State::Healthy));
     assert!(h.available(92.0)[0]);
+    assert!(h.all_healthy());
 }
 
 #[test]
@@ -107,8 +109,8 @@ fn a_failure_rate_over_an_interval_ejects_once_the_volume_is_there() {
         h.observe(2, Verdict::ServerError, 0.0);
     }
     h.observe(2, Verdict::Ok, 0.0); // 19 requests, 9 failed
-    // Counted with the old interval this would be 13 of 23 failed: ejected. A new interval
-    // started at 10 s, so these are 4 of 4, below the minimum volume.
+                                    // Counted with the old interval this would be 13 of 23 failed: ejected. A new interval
+                                    // started at 10 s, so these are 4 of 4, below the minimum volume.
     for _ in 0..4 {
         h.observe(2, Verdict::ServerError, 10.5);
     }

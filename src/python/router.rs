@@ -186,6 +186,7 @@ impl PyRouter {
             capacity,
             performance: performance.map(|p| p.get().0.clone()),
             adaptive: adaptive.map(|a| a.get().0.clone()),
+            health: crate::health::HealthConfig::default(),
         };
         let models = models.into_iter().map(|m| m.0).collect();
         let core = Router::new(models, config, feeds)?;

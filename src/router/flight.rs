@@ -15,32 +15,105 @@
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::health::{Health, Verdict};
 use crate::load::{ModelState, SharedClock, Slot, Ticket};
 use crate::perf::{PerformanceTracker, SeriesHandle};
 
 /// How a request ended. `Cancelled` is what a dropped Flight records: its caller went away
-/// (exception, task cancellation, garbage collection) before saying how it went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (exception, task cancellation, garbage collection) before saying how it went. `Failed` is a
+/// failure nobody classified; the other kinds say what failed (issue 13's outcomes).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
     Ok,
-    Failed,
+    /// 429: the model asked to be left alone for `retry_after_s` (when it said).
+    RateLimited {
+        retry_after_s: Option<f64>,
+    },
+    ServerError,
+    Timeout,
+    /// The prompt did not fit the model's context: the caller's request, not the model.
+    ContextLength,
+    /// The caller's fault (4xx): never counted against the model.
+    ClientError,
     Cancelled,
+    Failed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Failed, Outcome::Cancelled];
+    /// The kinds by name: the one list the bindings, the classifier and the stubs read.
+    pub const KINDS: [&'static str; 8] = [
+        "ok",
+        "rate_limited",
+        "server_error",
+        "timeout",
+        "context_length",
+        "client_error",
+        "cancelled",
+        "failed",
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
-            Outcome::Failed => "failed",
+            Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::ServerError => "server_error",
+            Outcome::Timeout => "timeout",
+            Outcome::ContextLength => "context_length",
+            Outcome::ClientError => "client_error",
             Outcome::Cancelled => "cancelled",
+            Outcome::Failed => "failed",
         }
+    }
+
+    /// An outcome by kind name; `retry_after_s` only goes with `rate_limited`.
+    pub fn parse(kind: &str, retry_after_s: Option<f64>) -> crate::error::Result<Self> {
+        use crate::error::Error;
+        if let Some(r) = retry_after_s {
+            if !(r.is_finite() && r >= 0.0) {
+                let reason = format!("must be a finite number >= 0, got {r}");
+                return Err(Error::invalid("retry_after_s", reason));
+            }
+            if kind != "rate_limited" {
+                let reason = format!("only goes with kind \"rate_limited\", not {kind:?}");
+                return Err(Error::invalid("retry_after_s", reason));
+            }
+        }
+        Ok(match kind {
+            "ok" => Outcome::Ok,
+            "rate_limited" => Outcome::RateLimited { retry_after_s },
+            "server_error" => Outcome::ServerError,
+            "timeout" => Outcome::Timeout,
+            "context_length" => Outcome::ContextLength,
+            "client_error" => Outcome::ClientError,
+            "cancelled" => Outcome::Cancelled,
+            "failed" => Outcome::Failed,
+            other => {
+                let kinds = Self::KINDS.join(", ");
+                let reason = format!("unknown outcome kind {other:?}; expected one of {kinds}");
+                return Err(Error::invalid("kind", reason));
+            }
+        })
     }
 
     /// What the success rate counts: only `Ok` is a success.
     pub fn is_success(self) -> bool {
         self == Outcome::Ok
+    }
+
+    /// The caller's doing (a client error, a prompt too long): the model's statistics and
+    /// health are left alone.
+    pub fn is_callers(self) -> bool {
+        matches!(self, Outcome::ClientError | Outcome::ContextLength)
+    }
+
+    /// What the outcome says of the model's health.
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Outcome::Ok => Verdict::Ok,
+            Outcome::RateLimited { retry_after_s } => Verdict::RateLimited { retry_after_s },
+            Outcome::ServerError | Outcome::Timeout | Outcome::Failed => Verdict::ServerError,
+            Outcome::ContextLength | Outcome::ClientError | Outcome::Cancelled => Verdict::Neutral,
+        }
     }
 
     /// `Ok` when the caller reported success, else `Failed`.
@@ -60,6 +133,8 @@ pub struct Feedback {
     /// The model's series, so ending a request without an agent hashes no id.
     series: SeriesHandle,
     agent: Option<Arc<str>>,
+    /// The router's health of its fleet and this model's index in it.
+    health: Option<(Arc<Health>, usize)>,
 }
 
 impl Feedback {
@@ -72,14 +147,28 @@ impl Feedback {
             performance,
             series,
             agent: agent.map(Arc::from),
+            health: None,
         }
+    }
+
+    /// Also reports each outcome to the fleet's health (ejections, cooldowns, probes).
+    pub fn with_health(mut self, health: Arc<Health>, model: usize) -> Self {
+        self.health = Some((health, model));
+        self
     }
 
     pub fn agent(&self) -> Option<&str> {
         self.agent.as_deref()
     }
 
-    fn record(&self, model: &str, latency_ms: f64, success: bool, now: f64) {
+    fn record(&self, model: &str, latency_ms: f64, outcome: Outcome, now: f64) {
+        if let Some((health, index)) = &self.health {
+            health.observe(*index, outcome.verdict(), now);
+        }
+        if outcome.is_callers() {
+            return; // the caller's doing: not the model's latency or success rate
+        }
+        let success = outcome.is_success();
         // The Flight measured a finite, non-negative latency: nothing here can be rejected.
         let _ = match &self.agent {
             None => self.series.record_at(latency_ms, success, now),
@@ -231,9 +320,11 @@ impl Flight {
         self.ended = true;
         let now = self.clock.now();
         let latency_ms = ((now - self.started) * 1000.0).max(0.0);
-        self.state.record_latency(latency_ms, now);
+        if !outcome.is_callers() {
+            self.state.record_latency(latency_ms, now);
+        }
         if let Some(feedback) = &self.feedback {
-            feedback.record(&self.state.id, latency_ms, outcome.is_success(), now);
+            feedback.record(&self.state.id, latency_ms, outcome, now);
         }
         Landing {
             latency_ms,

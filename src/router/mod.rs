@@ -11,6 +11,7 @@ use crate::capability::{
 };
 use crate::capacity::{ActionKind, CapacityManager, RuleClocks};
 use crate::error::{Error, Result};
+use crate::health::{Health, HealthConfig};
 use crate::load::{Capacity, LoadTracker, ModelState};
 use crate::perf::{PerfConfig, PerformanceTracker, SeriesHandle};
 use crate::strategy::Strategy;
@@ -48,6 +49,8 @@ pub struct Feeds {
     pub performance: Option<Arc<PerformanceTracker>>,
     /// When given, scores become `w_c × capability + w_p × performance + w_l × load`.
     pub adaptive: Option<Arc<AdaptiveScorer>>,
+    /// Outlier ejection and cooldowns (`crate::health`).
+    pub health: HealthConfig,
 }
 
 impl Feeds {
@@ -57,6 +60,7 @@ impl Feeds {
             capacity: None,
             performance: None,
             adaptive: None,
+            health: HealthConfig::default(),
         }
     }
 
@@ -117,6 +121,7 @@ pub struct Router {
     adaptive: Option<Arc<AdaptiveScorer>>,
     /// The policies' tunables, validated once (load_weight from the config).
     balancer: BalancerConfig,
+    health: Arc<Health>,
     score_cache: RwLock<ScoreCache>,
 }
 
@@ -131,6 +136,7 @@ impl Router {
             capacity,
             performance,
             adaptive,
+            health,
         } = feeds;
         let performance =
             match (performance, &adaptive) {
@@ -161,6 +167,7 @@ impl Router {
             let clocks = models.iter().map(|m| cm.clocks_for(&m.id)).collect();
             (cm, clocks)
         });
+        let health = Arc::new(Health::new(models.len(), health, tracker.now())?);
         let perf_handles = models
             .iter()
             .map(|m| performance.model_handle(&m.id))
@@ -175,6 +182,7 @@ impl Router {
             perf_handles,
             adaptive,
             balancer,
+            health,
             score_cache: RwLock::new(HashMap::new()),
         })
     }
@@ -211,7 +219,14 @@ impl Router {
         self.performance
             .record_at(&self.models[model].id, agent, latency_ms, success, now)?;
         self.states[model].record_latency(latency_ms, now);
+        let verdict = Outcome::from_success(success).verdict();
+        self.health.observe(model, verdict, now);
         Ok(())
+    }
+
+    /// Outlier ejection and cooldowns of the fleet, by model index.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The adaptive scorer's per-model offset: its score is linear in capability,
@@ -288,6 +303,12 @@ impl Router {
             .zip(scores)
             .map(|(state, &score)| Candidate::from_state(state, score, now))
             .collect();
+        if !self.health.all_healthy() {
+            let open = self.health.available(self.tracker.now());
+            for (c, open) in cands.iter_mut().zip(open) {
+                c.accepting &= open;
+            }
+        }
         if let Some((cm, clocks)) = &self.capacity {
             let mut redistribute = Vec::new();
             for (j, (state, clock)) in self.states.iter().zip(clocks).enumerate() {
@@ -337,7 +358,22 @@ impl Router {
         };
         let cands = self.candidates(scores, policy);
         let decision = choose_here(policy, &cands, &self.balancer);
-        let (model, queued) = decision.into_result(|| format!("agent {:?}", agent.id))?;
+        let (model, queued) = match decision.into_result(|| format!("agent {:?}", agent.id)) {
+            Err(Error::NoCapacity {
+                message,
+                retry_after_s,
+            }) if !self.health.all_healthy() => {
+                // A model that is out comes back at a known time: that may be sooner.
+                let now = self.tracker.now();
+                let back = self.health.earliest_return(now).map(|t| (t - now).max(0.0));
+                let retry_after_s = back.map_or(retry_after_s, |b| b.min(retry_after_s));
+                return Err(Error::NoCapacity {
+                    message,
+                    retry_after_s,
+                });
+            }
+            other => other?,
+        };
         Ok(Route {
             model,
             queued,
@@ -372,6 +408,12 @@ impl Router {
             let now = self.tracker.now();
             let state = &self.states[route.model];
             if let Some(ticket) = state.acquire(true, now)? {
+                if !self.health.all_healthy() && !self.health.claim(route.model, now) {
+                    // Another request holds this model's one probe: a lost race, try again.
+                    state.release_ticket(&ticket, now);
+                    last = Some(route.model);
+                    continue;
+                }
                 let feedback = Some(self.feedback(route.model, Some(&agent.id)));
                 let flight = Flight::started_at(
                     state.clone(),
@@ -427,6 +469,7 @@ impl Router {
             self.perf_handles[model].clone(),
             agent,
         )
+        .with_health(self.health.clone(), model)
     }
 
     pub fn model_index(&self, id: &str) -> Result<usize> {

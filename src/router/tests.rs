@@ -507,3 +507,92 @@ fn each_old_tracker_keyword_warns_with_its_replacement() {
     assert_eq!(legacy_keyword_warning("trackr"), None);
     assert_eq!(legacy_keyword_warning("load"), None);
 }
+
+// -- health: ejected and cooling models are passed over ----------------------------------------
+
+#[test]
+fn an_ejected_model_is_passed_over_and_a_probe_brings_it_back() {
+    let (r, clock) = manual_router(vec![
+        model("a", 0.9, 4),
+        model("b", 0.8, 4),
+        model("c", 0.7, 4),
+        model("d", 0.6, 4),
+    ]);
+    for _ in 0..5 {
+        let (_, f) = r.admit(&coder()).unwrap();
+        assert_eq!(f.model_id(), "a");
+        f.end(Outcome::ServerError);
+    }
+    assert_eq!(r.health().of(0, 0.0).state, crate::health::State::Ejected);
+    assert_eq!(r.route(&coder()).unwrap().model, 1);
+    // The ejection ends after 30 s: one request probes a, the next goes elsewhere meanwhile.
+    clock.advance(30.0);
+    let (route, probe) = r.admit(&coder()).unwrap();
+    assert_eq!(route.model, 0);
+    let (other, _f) = r.admit(&coder()).unwrap();
+    assert_ne!(
+        other.model, 0,
+        "a second request while the probe is in flight"
+    );
+    probe.end(Outcome::Ok);
+    assert_eq!(r.route(&coder()).unwrap().model, 0);
+}
+
+#[test]
+fn a_rate_limited_fleet_says_when_to_come_back_and_callers_errors_do_not_count() {
+    let (r, clock) = manual_router(vec![model("a", 0.9, 1)]);
+    let (_, f) = r.admit(&coder()).unwrap();
+    f.end(Outcome::RateLimited {
+        retry_after_s: Some(7.0),
+    });
+    // The only model cools down; with nothing else available the panic threshold applies
+    // (health is ignored rather than the fleet emptied), so routing still works.
+    assert!(r.health().of(0, 0.0).state == crate::health::State::CoolingDown);
+    assert!(r.route(&coder()).is_ok());
+    let (_, f) = r.admit(&coder()).unwrap();
+    clock.advance(0.5);
+    f.end(Outcome::ClientError);
+    let stats = r.performance().stats("a").unwrap();
+    assert_eq!(
+        stats.count, 1,
+        "a client error is not the model's: not recorded"
+    );
+}
+
+#[test]
+fn no_capacity_hints_at_the_earliest_return_of_a_model_that_is_out() {
+    // Two models; b cools down for 2 s and a is full (1 slot, 2 queue places).
+    let (r, _) = manual_router(vec![model("a", 0.9, 1), model("b", 0.8, 1)]);
+    r.health().observe(
+        1,
+        crate::health::Verdict::RateLimited {
+            retry_after_s: Some(2.0),
+        },
+        0.0,
+    );
+    // One of two available is not below the 50 % panic threshold: b stays out.
+    let held: Vec<Flight> = (0..3).map(|_| r.admit(&coder()).unwrap().1).collect();
+    assert!(held.iter().all(|f| f.model_id() == "a"));
+    match r.admit(&coder()).map(|(route, _)| route) {
+        Err(Error::NoCapacity { retry_after_s, .. }) => assert!(retry_after_s <= 2.0),
+        other => panic!("expected NoCapacity, got {other:?}"),
+    }
+}
+
+#[test]
+fn outcome_kinds_parse_by_name_and_reject_bad_input() {
+    for kind in Outcome::KINDS {
+        let retry = (kind == "rate_limited").then_some(1.5);
+        assert_eq!(Outcome::parse(kind, retry).unwrap().name(), kind);
+    }
+    let field = |e: Error| match e {
+        Error::InvalidInput { field, message } => (field, message),
+        other => panic!("{other:?}"),
+    };
+    let (f, m) = field(Outcome::parse("exploded", None).unwrap_err());
+    assert!(f == "kind" && m.contains("server_error"), "{m}");
+    let (f, _) = field(Outcome::parse("rate_limited", Some(-1.0)).unwrap_err());
+    assert_eq!(f, "retry_after_s");
+    let (f, _) = field(Outcome::parse("server_error", Some(1.0)).unwrap_err());
+    assert_eq!(f, "retry_after_s");
+}
