@@ -51,6 +51,7 @@ __all__ = [  # noqa: F405
     "simulate",
     "MODEL_DEFAULTS",
     "POLICIES",
+    "OUTCOMES",
     "STRATEGIES",
     # errors
     "BackendUnavailableError",

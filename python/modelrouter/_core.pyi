@@ -41,12 +41,35 @@ __all__ = [
     "simulate",
     "now",
     "POLICIES",
+    "OUTCOMES",
     "STRATEGIES",
     "MODEL_DEFAULTS",
 ]
 __version__: str
 STRATEGIES: list[str]
 POLICIES: list[str]
+OUTCOMES: list[str]
+
+_OutcomeKind: TypeAlias = Literal[
+    "ok",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "context_length",
+    "client_error",
+    "cancelled",
+    "failed",
+]
+_HealthState: TypeAlias = Literal["healthy", "ejected", "cooling_down", "probing"]
+
+class _ModelHealth(TypedDict):
+    state: _HealthState
+    since: float
+    until: float | None
+    reason: str | None
+    ejections: int
+    consecutive_errors: int
+
 # Defaults of Model's optional fields (context_window, max_concurrent, max_queue,
 # target_utilization, cost_per_1k_tokens); the REST schema reads them from here.
 MODEL_DEFAULTS: dict[str, int | float]
@@ -103,6 +126,7 @@ class InFlight:
     @property
     def lease_id(self) -> str | None: ...
     def mark_failed(self) -> None: ...
+    def fail(self, kind: _OutcomeKind, retry_after_s: float | None = None) -> None: ...
     def release(self, success: bool = True) -> None: ...
     def __enter__(self) -> InFlight: ...
     def __exit__(
@@ -428,6 +452,8 @@ class Router:
         agent_id: str | None = None,
     ) -> None: ...
     def load(self, model_id: str) -> ModelLoad: ...
+    def health(self) -> dict[str, _ModelHealth]: ...
+    def health_of(self, model_id: str) -> _ModelHealth: ...
 
 @final
 class PolicyResult:

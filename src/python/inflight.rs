@@ -47,6 +47,15 @@ pymethods_with_getters! {
         self.0.mark_failed();
     }
 
+    /// Says how the request failed: `kind` is one of `modelrouter.OUTCOMES` (e.g.
+    /// `"rate_limited"` with the provider's `retry_after_s`, `"server_error"`, `"timeout"`,
+    /// `"client_error"`); the release reports it to the router's health and statistics.
+    #[pyo3(signature = (kind, retry_after_s=None))]
+    fn fail(&self, kind: &str, retry_after_s: Option<f64>) -> PyResult<()> {
+        self.0.report(crate::router::Outcome::parse(kind, retry_after_s)?);
+        Ok(())
+    }
+
     /// Ends the request now (idempotent); `with` does this for you.
     #[pyo3(signature = (success=true))]
     fn release(&self, py: Python<'_>, success: bool) {

@@ -32,6 +32,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "STRATEGIES",
         crate::strategy::Strategy::ALL.map(|s| s.name()).to_vec(),
     )?;
+    m.add("OUTCOMES", crate::router::Outcome::KINDS.to_vec())?;
     m.add(
         "POLICIES",
         crate::balancer::Policy::ALL.map(|p| p.name()).to_vec(),

@@ -273,6 +273,23 @@ impl PyRouter {
         acquisition.call1((slf, agent, timeout_s))
     }
 
+    /// Health of every model: `{model_id: {"state": "healthy" | "ejected" | "cooling_down" |
+    /// "probing", "since", "until", "reason", "ejections", "consecutive_errors"}}`.
+    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let now = self.core.tracker().now();
+        let out = PyDict::new(py);
+        for (j, m) in self.core.models.iter().enumerate() {
+            out.set_item(&m.id, to_py(py, &self.core.health().of(j, now))?)?;
+        }
+        Ok(out)
+    }
+
+    /// One model's health (see `health`); KeyError for an unknown id.
+    fn health_of<'py>(&self, py: Python<'py>, model_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let j = self.core.model_index(model_id)?;
+        to_py(py, &self.core.health().of(j, self.core.tracker().now()))
+    }
+
     /// `with router.track(model_id):` counts one active request on the model for the block
     /// and records its latency and outcome (failed when the block raises or `mark_failed()`).
     #[pyo3(signature = (model_id, agent_id=None))]

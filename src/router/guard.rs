@@ -27,6 +27,8 @@ pub struct Guard {
     /// (queued, lease id), kept once admitted so they still read after the end.
     admitted: OnceLock<(bool, Option<String>)>,
     failed: AtomicBool,
+    /// How the caller said it ended (`fail`), which wins over the success flag at release.
+    reported: Mutex<Option<Outcome>>,
 }
 
 impl Guard {
@@ -69,6 +71,7 @@ impl Guard {
             phase: Mutex::new(phase),
             admitted: OnceLock::new(),
             failed: AtomicBool::new(false),
+            reported: Mutex::new(None),
         }
     }
 
@@ -101,6 +104,12 @@ impl Guard {
         self.failed.store(true, Ordering::Release);
     }
 
+    /// Says how the request ended (e.g. `RateLimited` with the provider's Retry-After); the
+    /// release then reports that outcome, whatever success it is given.
+    pub fn report(&self, outcome: Outcome) {
+        *self.reported.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+    }
+
     /// Takes the slot of a pending guard (a lease round trip with a shared backend). The lock
     /// is held throughout, so a concurrent release waits and then gives the slot back.
     /// Entering twice, or after the end, is a no-op.
@@ -129,7 +138,18 @@ impl Guard {
     }
 
     fn outcome(&self, success: bool) -> Outcome {
+        if let Some(reported) = *self.reported.lock().unwrap_or_else(|e| e.into_inner()) {
+            return reported;
+        }
         Outcome::from_success(success && !self.failed.load(Ordering::Acquire))
+    }
+
+    /// Ends the request now with `outcome` (idempotent; a reported outcome still wins).
+    pub fn finish_with(&self, outcome: Outcome) {
+        if let Some(flight) = self.take() {
+            let reported = *self.reported.lock().unwrap_or_else(|e| e.into_inner());
+            flight.end(reported.unwrap_or(outcome));
+        }
     }
 
     /// Ends the request now (idempotent): `Ok` when `success` and not marked failed.
@@ -142,12 +162,21 @@ impl Guard {
     /// Ends every guard still in flight, each model's slots going back together (one round
     /// trip per model with a shared backend). Returns how many it ended.
     pub fn release_all(guards: &[&Guard], success: bool) -> usize {
-        let (ok, failed): (Vec<_>, Vec<_>) = guards
+        let mut ended = 0;
+        let mut by_kind: Vec<(Outcome, Vec<Flight>)> = Vec::new();
+        for (flight, outcome) in guards
             .iter()
             .filter_map(|g| g.take().map(|f| (f, g.outcome(success))))
-            .partition(|(_, outcome)| *outcome == Outcome::Ok);
-        let strip = |v: Vec<(Flight, Outcome)>| v.into_iter().map(|(f, _)| f).collect();
-        Flight::end_all(strip(ok), Outcome::Ok) + Flight::end_all(strip(failed), Outcome::Failed)
+        {
+            match by_kind.iter_mut().find(|(o, _)| *o == outcome) {
+                Some((_, flights)) => flights.push(flight),
+                None => by_kind.push((outcome, vec![flight])),
+            }
+        }
+        for (outcome, flights) in by_kind {
+            ended += Flight::end_all(flights, outcome);
+        }
+        ended
     }
 }
 
