@@ -347,7 +347,22 @@ def _exc_code(exc: BaseException) -> str | None:
     code = _attr(exc, "code")
     if isinstance(code, str):
         return code
-    return _code_of(_attr(exc, "body"))
+    code = _code_of(_attr(exc, "body"))
+    if code is None:
+        code = _code_of(_response_body(exc))
+    return code
+
+
+def _response_body(exc: BaseException) -> Any:
+    """The body of the exception's ``response`` if it has been read (httpx raises
+    ``ResponseNotRead`` for an unread stream; that reads as None)."""
+    response = _attr(exc, "response")
+    if response is None:
+        return None
+    content = _attr(response, "content")
+    if isinstance(content, (bytes, bytearray)):
+        return bytes(content[:_MAX_TEXT])
+    return _attr(response, "text")
 
 
 def _code_of(body: Any) -> str | None:
@@ -378,13 +393,7 @@ def _exc_text(exc: BaseException) -> str:
         pass
     for value in (_attr(exc, "message"), _attr(exc, "body")):
         parts.append(_text_of(value))
-    response = _attr(exc, "response")
-    if response is not None:
-        content = _attr(response, "content")  # httpx raises ResponseNotRead if streamed
-        if isinstance(content, (bytes, bytearray)):
-            parts.append(_text_of(bytes(content[:_MAX_TEXT])))
-        else:
-            parts.append(_text_of(_attr(response, "text")))
+    parts.append(_text_of(_response_body(exc)))
     return " ".join(p for p in parts if p)
 
 
