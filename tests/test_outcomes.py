@@ -9,6 +9,7 @@ import concurrent.futures
 import email.message
 import importlib.util
 import math
+import socket
 import subprocess
 import sys
 import time
@@ -117,7 +118,7 @@ def test_none_is_ok():
 
 @pytest.mark.parametrize(
     "exc",
-    [TimeoutError(), asyncio.TimeoutError(), concurrent.futures.TimeoutError()],
+    [TimeoutError(), asyncio.TimeoutError(), concurrent.futures.TimeoutError(), socket.timeout()],
     ids=repr,
 )
 def test_timeouts(exc):

@@ -204,7 +204,7 @@ def classify_status(
         if 200 <= status < 300:
             return _OK
         return _from_status(
-            status, lambda: [headers], lambda: (_text_of(body), _code_of(body)), now
+            status, lambda: [headers], lambda: _code_of(body), lambda: _text_of(body), now
         )
     except Exception:
         return _FAILED
@@ -273,9 +273,17 @@ def _classify(exc: BaseException, now: float | None, depth: int) -> Outcome:
         if status < 400:
             return _FAILED  # a 1xx/2xx/3xx response the client raised about
         return _from_status(
-            status, lambda: _exc_headers(exc), lambda: (_exc_text(exc), _exc_code(exc)), now
+            status,
+            lambda: _exc_headers(exc),
+            lambda: _exc_code(exc),
+            lambda: _exc_text(exc),
+            now,
         )
-    if isinstance(exc, _TIMEOUT_TYPES) or any(n.endswith(_TIMEOUT_SUFFIXES) for n in names):
+    if (
+        isinstance(exc, _TIMEOUT_TYPES)
+        or "timeout" in names  # socket.timeout before Python 3.10
+        or any(n.endswith(_TIMEOUT_SUFFIXES) for n in names)
+    ):
         return Outcome("timeout")
     if isinstance(exc, ConnectionError) or _CONNECTION_NAMES.intersection(names):
         return Outcome("server_error")
@@ -306,7 +314,8 @@ def _classify_group(members: tuple[Any, ...], now: float | None, depth: int) -> 
 def _from_status(
     status: int,
     headers: Callable[[], list[Any]],
-    text_and_code: Callable[[], tuple[str, str | None]],
+    code: Callable[[], str | None],
+    text: Callable[[], str],
     now: float | None,
 ) -> Outcome:
     if not 100 <= status <= 599 or status < 400:
@@ -317,10 +326,9 @@ def _from_status(
         return Outcome("timeout", _retry_after_of(headers(), now))
     if status >= 500:
         return Outcome("server_error", _retry_after_of(headers(), now))
-    text, code = text_and_code()
-    if code == "context_length_exceeded":
+    if code() == "context_length_exceeded":
         return Outcome("context_length")
-    if status in (400, 413) and any(m in text for m in CONTEXT_LENGTH_MARKERS):
+    if status in (400, 413) and any(m in text() for m in CONTEXT_LENGTH_MARKERS):
         return Outcome("context_length")
     return Outcome("client_error")
 
@@ -344,13 +352,11 @@ def _retry_after_of(header_sources: Iterable[Any], now: float | None) -> float |
 
 
 def _exc_code(exc: BaseException) -> str | None:
-    code = _attr(exc, "code")
-    if isinstance(code, str):
-        return code
+    attr = _attr(exc, "code")
+    if isinstance(attr, str):
+        return attr
     code = _code_of(_attr(exc, "body"))
-    if code is None:
-        code = _code_of(_response_body(exc))
-    return code
+    return code if code is not None else _code_of(_response_body(exc))
 
 
 def _response_body(exc: BaseException) -> Any:
@@ -515,7 +521,7 @@ def _is_zero(value: str | None) -> bool:
     if value is None:
         return False
     m = _SECONDS.fullmatch(value)
-    return bool(m) and float(m.group(1)) == 0.0
+    return m is not None and float(m.group(1)) == 0.0
 
 
 def _parse_reset(value: str, now: float | None) -> float | None:
