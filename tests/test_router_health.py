@@ -92,3 +92,23 @@ def test_bad_outcomes_are_value_errors_naming_the_field():
     ]
     with pytest.raises(KeyError):
         r.health_of("nope")
+
+
+def test_exceptions_raised_in_the_block_are_classified():
+    httpx = pytest.importorskip("httpx", reason="httpx is not installed")
+    r, _ = router()
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    limited = httpx.Response(429, headers={"Retry-After": "3"}, request=request)
+    with pytest.raises(httpx.HTTPStatusError), r.request(AGENT) as f:
+        assert f.model_id == "m0"
+        raise httpx.HTTPStatusError("429", request=request, response=limited)
+    h = r.health_of("m0")
+    assert h["state"] == "cooling_down" and h["until"] == 3.0
+    bad = httpx.Response(400, json={"error": {"code": "invalid_request"}}, request=request)
+    for _ in range(10):
+        with pytest.raises(httpx.HTTPStatusError), r.request(AGENT) as f:
+            raise httpx.HTTPStatusError("400", request=request, response=bad)
+    assert r.health_of("m1")["state"] == "healthy"  # the caller's error, never the model's
+    from modelrouter import outcomes
+
+    assert mr.OUTCOMES == list(outcomes.OUTCOME_KINDS)  # the classifier's list is the core's

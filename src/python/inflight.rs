@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
 use super::arrays::pymethods_with_getters;
-use crate::router::Guard;
+use crate::router::{Guard, Outcome};
 
 /// One in-flight request: holds an active slot (or queue place) from enter until exit,
 /// exception, cancellation or garbage collection — whichever comes first, exactly once.
@@ -68,16 +68,16 @@ pymethods_with_getters! {
         Ok(slf)
     }
 
-    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    #[pyo3(signature = (exc_type=None, exc=None, _tb=None))]
     fn __exit__(
         &self,
         py: Python<'_>,
         exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> bool {
-        let success = succeeded(exc_type);
-        py.detach(|| self.0.finish(success));
+        let outcome = exit_outcome(exc_type, exc);
+        py.detach(|| self.0.finish_with(outcome));
         false
     }
 
@@ -87,22 +87,45 @@ pymethods_with_getters! {
         Ok(Ready(Some(slf.into_any().unbind())))
     }
 
-    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    #[pyo3(signature = (exc_type=None, exc=None, _tb=None))]
     fn __aexit__(
         &self,
         py: Python<'_>,
         exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> Ready {
-        let success = succeeded(exc_type);
-        py.detach(|| self.0.finish(success));
+        let outcome = exit_outcome(exc_type, exc);
+        py.detach(|| self.0.finish_with(outcome));
         Ready(Some(PyBool::new(py, false).to_owned().into_any().unbind()))
     }
 
     fn __repr__(&self) -> String {
         self.0.to_string()
     }
+}
+
+/// How a `with` block ended: `ok` without an exception, else what `modelrouter.outcomes`
+/// makes of the exception (HTTP status, Retry-After, context length...); `failed` when it
+/// cannot tell. A Retry-After only goes with a rate limit.
+fn exit_outcome(exc_type: Option<&Bound<'_, PyAny>>, exc: Option<&Bound<'_, PyAny>>) -> Outcome {
+    if succeeded(exc_type) {
+        return Outcome::Ok;
+    }
+    let Some(exc) = exc.filter(|e| !e.is_none()) else {
+        return Outcome::Failed;
+    };
+    let classified = (|| -> PyResult<Outcome> {
+        let outcome = exc
+            .py()
+            .import("modelrouter.outcomes")?
+            .call_method1("classify", (exc,))?;
+        let kind: String = outcome.getattr("kind")?.extract()?;
+        let retry: Option<f64> = outcome.getattr("retry_after_s")?.extract()?;
+        let retry = retry.filter(|_| kind == "rate_limited");
+        Ok(Outcome::parse(&kind, retry)?)
+    })();
+    classified.unwrap_or(Outcome::Failed)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

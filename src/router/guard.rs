@@ -138,18 +138,26 @@ impl Guard {
     }
 
     fn outcome(&self, success: bool) -> Outcome {
-        if let Some(reported) = *self.reported.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some(reported) = self.reported() {
             return reported;
         }
         Outcome::from_success(success && !self.failed.load(Ordering::Acquire))
     }
 
-    /// Ends the request now with `outcome` (idempotent; a reported outcome still wins).
+    /// Ends the request now with `outcome` (idempotent). A reported outcome wins, and an `Ok`
+    /// of a request marked failed is `Failed`.
     pub fn finish_with(&self, outcome: Outcome) {
         if let Some(flight) = self.take() {
-            let reported = *self.reported.lock().unwrap_or_else(|e| e.into_inner());
-            flight.end(reported.unwrap_or(outcome));
+            let outcome = match outcome {
+                Outcome::Ok => self.outcome(true),
+                other => self.reported().unwrap_or(other),
+            };
+            flight.end(outcome);
         }
+    }
+
+    fn reported(&self) -> Option<Outcome> {
+        *self.reported.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ends the request now (idempotent): `Ok` when `success` and not marked failed.
