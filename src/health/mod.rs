@@ -24,6 +24,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+mod budget;
+pub use budget::{RetryBudget, RetryBudgetConfig};
+
 /// How a request ended, as far as the model's health is concerned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {

@@ -260,3 +260,69 @@ fn concurrent_outcomes_never_corrupt_health() {
         .count();
     assert!(ejected <= 2);
 }
+
+// -- the retry budget, against a hand-computed oracle ----------------------------------------
+
+fn budget(percent: f64, min_per_s: f64, ttl_s: f64) -> RetryBudget {
+    RetryBudget::new(RetryBudgetConfig {
+        percent,
+        min_per_s,
+        ttl_s,
+    })
+    .unwrap()
+}
+
+#[test]
+fn retries_are_at_most_the_share_of_recent_requests_plus_the_floor() {
+    // 20 % of 100 requests + 1/s × 10 s = 30 retries in the window, and not one more.
+    let b = budget(0.2, 1.0, 10.0);
+    for _ in 0..100 {
+        b.record_request(0.5);
+    }
+    assert_eq!(b.balance(0.5), 30.0);
+    let granted = (0..50).filter(|_| b.try_retry(0.5)).count();
+    assert_eq!(granted, 30);
+    assert_eq!(b.balance(0.5), 0.0);
+    // The deposits and withdrawals of second 0 leave the window at second 10.
+    assert_eq!(b.balance(9.9), 0.0);
+    assert_eq!(b.balance(10.0), 10.0); // only the floor is left
+    assert!(b.try_retry(10.0));
+}
+
+#[test]
+fn a_quiet_fleet_may_still_retry_at_the_floor_and_an_outage_never_multiplies_load() {
+    let b = budget(0.2, 0.0, 10.0);
+    assert!(!b.try_retry(0.0), "no floor and no traffic: no retries");
+    // Under an outage every request fails and wants a retry: at most 20 % extra load.
+    let mut retries = 0;
+    for i in 0..10_000u32 {
+        let now = f64::from(i) * 0.001;
+        b.record_request(now);
+        retries += usize::from(b.try_retry(now));
+    }
+    assert_eq!(retries, 2_000);
+}
+
+#[test]
+fn bad_budget_settings_name_their_field() {
+    let field = |c: RetryBudgetConfig| match RetryBudget::new(c) {
+        Err(Error::InvalidInput { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    let d = RetryBudgetConfig::default();
+    assert_eq!(
+        field(RetryBudgetConfig { percent: -0.1, ..d }),
+        "retry_percent"
+    );
+    assert_eq!(
+        field(RetryBudgetConfig {
+            min_per_s: f64::NAN,
+            ..d
+        }),
+        "min_retries_per_s"
+    );
+    assert_eq!(
+        field(RetryBudgetConfig { ttl_s: 0.5, ..d }),
+        "retry_window_s"
+    );
+}
