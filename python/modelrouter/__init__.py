@@ -7,6 +7,7 @@ from . import _core
 from ._core import *  # noqa: F403
 from .errors import (
     BackendUnavailableError,
+    CallFailedError,
     InfeasibleError,
     InvalidInputError,
     NoCapacityError,
@@ -55,6 +56,7 @@ __all__ = [  # noqa: F405
     "STRATEGIES",
     # errors
     "BackendUnavailableError",
+    "CallFailedError",
     "InfeasibleError",
     "InvalidInputError",
     "NoCapacityError",

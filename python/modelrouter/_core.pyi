@@ -1,8 +1,8 @@
 # Type stubs of the compiled extension; checked against it with `python -m mypy.stubtest`.
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeAlias, TypedDict, final, overload
+from typing import Any, Literal, TypeAlias, TypedDict, TypeVar, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,8 @@ __version__: str
 STRATEGIES: list[str]
 POLICIES: list[str]
 OUTCOMES: list[str]
+
+_T = TypeVar("_T")
 
 _OutcomeKind: TypeAlias = Literal[
     "ok",
@@ -443,6 +445,24 @@ class Router:
     def route(self, agent: Agent) -> str: ...
     def request(self, agent: Agent) -> InFlight: ...
     def acquire(self, agent: Agent, *, timeout_s: float | None = None) -> Acquisition: ...
+    def call(
+        self,
+        agent: Agent,
+        fn: Callable[[str], _T],
+        *,
+        retries: int = 2,
+        fallbacks: Sequence[str] | Callable[[str, str], str | None] | None = None,
+        timeout_s: float | None = None,
+    ) -> _T: ...
+    async def acall(
+        self,
+        agent: Agent,
+        fn: Callable[[str], Awaitable[_T]],
+        *,
+        retries: int = 2,
+        fallbacks: Sequence[str] | Callable[[str, str], str | None] | None = None,
+        timeout_s: float | None = None,
+    ) -> _T: ...
     def track(self, model_id: str, agent_id: str | None = None) -> InFlight: ...
     def record(
         self,

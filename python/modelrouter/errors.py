@@ -37,12 +37,22 @@ class NoCapacityError(RouterError):
         self.retry_after_s = retry_after_s
 
 
+class CallFailedError(RouterError):
+    """``Router.call`` gave up; ``attempts`` lists every try as (model id, outcome kind,
+    exception), oldest first."""
+
+    def __init__(self, message: str, attempts: list[tuple[str, str, BaseException]]) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
 class BackendUnavailableError(RouterError, ConnectionError):
     """The shared load backend (Redis) cannot be reached and the tracker fails closed."""
 
 
 __all__ = [
     "BackendUnavailableError",
+    "CallFailedError",
     "InfeasibleError",
     "InvalidInputError",
     "NoCapacityError",

@@ -63,7 +63,13 @@ pub mod int {
         delta,
         n
     );
-    fields!(min_samples, history_limit, recent_samples, max_agents);
+    fields!(
+        min_samples,
+        history_limit,
+        recent_samples,
+        max_agents,
+        retries
+    );
 
     /// The same for arguments that may be None.
     pub mod opt {

@@ -11,7 +11,7 @@ use super::adaptive::PyAdaptiveScorer;
 use super::arrays::{deprecated, pymethods_with_getters, to_py};
 use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
-use super::errors::invalid;
+use super::errors::{int, invalid};
 use super::load::{clock_from, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad};
 use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
@@ -271,6 +271,78 @@ impl PyRouter {
         let py = slf.py();
         let acquisition = py.import("modelrouter._aio")?.getattr("Acquisition")?;
         acquisition.call1((slf, agent, timeout_s))
+    }
+
+    /// `fn(model_id)` under admission, with retries on another model and fallbacks: see
+    /// `modelrouter._calls.call` (the retry loop is glue around the core's admission, health
+    /// and retry budget).
+    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None))]
+    fn call<'py>(
+        slf: &Bound<'py, Self>,
+        agent: &Bound<'py, PyAny>,
+        r#fn: &Bound<'py, PyAny>,
+        #[pyo3(from_py_with = int::retries)] retries: i64,
+        fallbacks: Option<&Bound<'py, PyAny>>,
+        timeout_s: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let calls = slf.py().import("modelrouter._calls")?;
+        calls.call_method1("call", (slf, agent, r#fn, retries, fallbacks, timeout_s))
+    }
+
+    /// `await router.acall(agent, fn, ...)`: `call` for a coroutine function.
+    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None))]
+    fn acall<'py>(
+        slf: &Bound<'py, Self>,
+        agent: &Bound<'py, PyAny>,
+        r#fn: &Bound<'py, PyAny>,
+        #[pyo3(from_py_with = int::retries)] retries: i64,
+        fallbacks: Option<&Bound<'py, PyAny>>,
+        timeout_s: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let calls = slf.py().import("modelrouter._calls")?;
+        calls.call_method1("acall", (slf, agent, r#fn, retries, fallbacks, timeout_s))
+    }
+
+    /// For `call`: admission avoiding the models in `avoid` and, after a context-length error,
+    /// every model whose context window is not above `context_above`.
+    #[pyo3(signature = (agent, avoid, context_above=None))]
+    fn _admit_avoiding(
+        &self,
+        py: Python<'_>,
+        agent: &Bound<'_, PyAny>,
+        avoid: Vec<String>,
+        context_above: Option<u64>,
+    ) -> PyResult<PyInFlight> {
+        let agent = &agent_from(agent)?.get().0;
+        let avoid = avoid
+            .iter()
+            .map(|id| self.core.model_index(id))
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        let (_, flight) = py.detach(|| self.core.admit_avoiding(agent, &avoid, context_above))?;
+        Ok(PyInFlight(Guard::flying(flight)))
+    }
+
+    /// For `call`: admission on one named model (a fallback).
+    fn _admit_on(
+        &self,
+        py: Python<'_>,
+        agent: &Bound<'_, PyAny>,
+        model_id: &str,
+    ) -> PyResult<PyInFlight> {
+        let agent = &agent_from(agent)?.get().0;
+        let j = self.core.model_index(model_id)?;
+        let (_, flight) = py.detach(|| self.core.admit_on(agent, j))?;
+        Ok(PyInFlight(Guard::flying(flight)))
+    }
+
+    /// For `call`: counts a first attempt in the retry budget.
+    fn _deposit(&self) {
+        self.core.deposit();
+    }
+
+    /// For `call`: takes one retry from the budget; False when it is spent.
+    fn _try_retry(&self) -> bool {
+        self.core.try_retry()
     }
 
     /// Health of every model: `{model_id: {"state": "healthy" | "ejected" | "cooling_down" |

@@ -11,7 +11,7 @@ use crate::capability::{
 };
 use crate::capacity::{ActionKind, CapacityManager, RuleClocks};
 use crate::error::{Error, Result};
-use crate::health::{Health, HealthConfig};
+use crate::health::{Health, HealthConfig, RetryBudget, RetryBudgetConfig};
 use crate::load::{Capacity, LoadTracker, ModelState};
 use crate::perf::{PerfConfig, PerformanceTracker, SeriesHandle};
 use crate::strategy::Strategy;
@@ -122,6 +122,7 @@ pub struct Router {
     /// The policies' tunables, validated once (load_weight from the config).
     balancer: BalancerConfig,
     health: Arc<Health>,
+    retry_budget: RetryBudget,
     score_cache: RwLock<ScoreCache>,
 }
 
@@ -183,6 +184,7 @@ impl Router {
             adaptive,
             balancer,
             health,
+            retry_budget: RetryBudget::new(RetryBudgetConfig::default())?,
             score_cache: RwLock::new(HashMap::new()),
         })
     }
@@ -388,20 +390,80 @@ impl Router {
     /// and its queue are full.
     pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Flight)> {
         let scores = self.routing_scores(agent)?;
+        self.admit_scored(agent, &scores)
+    }
+
+    /// `admit` for a retry: passes over the models in `avoid` (unless nothing else could serve
+    /// the agent) and, after a context-length error, every model whose context window is not
+    /// larger than `context_above`.
+    pub fn admit_avoiding(
+        &self,
+        agent: &AgentProfile,
+        avoid: &[usize],
+        context_above: Option<u64>,
+    ) -> Result<(Route, Flight)> {
+        let mut scores = self.routing_scores(agent)?.to_vec();
+        if let Some(window) = context_above {
+            for (s, m) in scores.iter_mut().zip(&self.models) {
+                if m.context_window <= window {
+                    *s = f64::NEG_INFINITY;
+                }
+            }
+            if scores.iter().all(|s| *s == f64::NEG_INFINITY) {
+                return Err(Error::Infeasible(format!(
+                    "no model able to serve agent {:?} has a context window above {window} tokens",
+                    agent.id
+                )));
+            }
+        }
+        let others = scores
+            .iter()
+            .enumerate()
+            .any(|(j, s)| *s > f64::NEG_INFINITY && !avoid.contains(&j));
+        if others {
+            for &j in avoid {
+                scores[j] = f64::NEG_INFINITY;
+            }
+        }
+        self.admit_scored(agent, &scores)
+    }
+
+    /// Admits on one given model (a fallback named by the caller), within its limits.
+    pub fn admit_on(&self, agent: &AgentProfile, model: usize) -> Result<(Route, Flight)> {
+        let mut scores = vec![f64::NEG_INFINITY; self.models.len()];
+        scores[model] = self.routing_scores(agent)?[model].max(0.0);
+        self.admit_scored(agent, &scores)
+    }
+
+    /// Counts one first attempt of a call in the retry budget.
+    pub fn deposit(&self) {
+        self.retry_budget.record_request(self.tracker.now());
+    }
+
+    /// Takes one retry from the budget; false when it is spent.
+    pub fn try_retry(&self) -> bool {
+        self.retry_budget.try_retry(self.tracker.now())
+    }
+
+    pub fn retry_budget(&self) -> &RetryBudget {
+        &self.retry_budget
+    }
+
+    fn admit_scored(&self, agent: &AgentProfile, scores: &[f64]) -> Result<(Route, Flight)> {
         // Each retry follows a lost race for the last slot; the fleet is finite, so a few
         // attempts settle it, and the last answer is reported honestly. Capability-only routing
         // has one candidate, so one refusal is final.
         let rounds = if self.config.load_balancing { 8 } else { 1 };
         let mut last = None;
         for round in 0..rounds {
-            let route = match self.decide(agent, &scores) {
+            let route = match self.decide(agent, scores) {
                 // Shared counts are cached for a few ms: before refusing on them, read the
                 // backend's own once (another replica may have just released).
                 Err(Error::NoCapacity { .. }) if round == 0 && self.tracker.backend().is_some() => {
                     if let Some(backend) = self.tracker.backend() {
                         backend.refresh_counts();
                     }
-                    self.decide(agent, &scores)?
+                    self.decide(agent, scores)?
                 }
                 other => other?,
             };
