@@ -112,3 +112,25 @@ def test_exceptions_raised_in_the_block_are_classified():
     from modelrouter import outcomes
 
     assert mr.OUTCOMES == list(outcomes.OUTCOME_KINDS)  # the classifier's list is the core's
+
+
+def test_health_settings_by_name():
+    clock = mr.ManualClock()
+    r = mr.Router(
+        fleet(),
+        load=mr.LoadTracker(clock=clock),
+        health={"consecutive_errors": 2, "base_ejection_s": 5},
+    )
+    for _ in range(2):
+        with r.request(AGENT) as f:
+            f.fail("timeout")
+    assert r.health_of("m0")["until"] == 5.0
+    for bad, field in [
+        ({"consecutive_erors": 2}, "health"),
+        ({"failure_rate": 2.0}, "failure_rate"),
+        ({"min_requests": 1.5}, "min_requests"),
+        ({"interval_s": "soon"}, "interval_s"),
+    ]:
+        with pytest.raises(mr.InvalidInputError) as e:
+            mr.Router(fleet(), health=bad)
+        assert e.value.field == field

@@ -64,6 +64,17 @@ _OutcomeKind: TypeAlias = Literal[
 ]
 _HealthState: TypeAlias = Literal["healthy", "ejected", "cooling_down", "probing"]
 
+class _HealthSettings(TypedDict, total=False):
+    consecutive_errors: int
+    interval_s: float
+    failure_rate: float
+    min_requests: int
+    base_ejection_s: float
+    max_ejection_s: float
+    max_ejection_percent: float
+    panic_threshold: float
+    default_cooldown_s: float
+
 class _ModelHealth(TypedDict):
     state: _HealthState
     since: float
@@ -418,6 +429,7 @@ class Router:
         capacity: CapacityManager | None = None,
         performance: PerformanceTracker | None = None,
         adaptive: AdaptiveScorer | None = None,
+        health: _HealthSettings | None = None,
         **deprecated: Unpack[_LegacyTrackerKeywords],
     ) -> Router: ...
     @property

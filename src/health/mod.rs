@@ -72,6 +72,50 @@ impl Default for HealthConfig {
 }
 
 impl HealthConfig {
+    /// The settings by name, for callers that pass them as a mapping (the bindings).
+    pub const NAMES: [&'static str; 9] = [
+        "consecutive_errors",
+        "interval_s",
+        "failure_rate",
+        "min_requests",
+        "base_ejection_s",
+        "max_ejection_s",
+        "max_ejection_percent",
+        "panic_threshold",
+        "default_cooldown_s",
+    ];
+
+    /// Sets one setting by name (validated as a whole by `validate`).
+    pub fn set(&mut self, name: &str, value: f64) -> Result<()> {
+        let count = |v: f64| -> Result<u32> {
+            if v.fract() == 0.0 && (0.0..=1e9).contains(&v) {
+                Ok(v as u32)
+            } else {
+                Err(Error::invalid(
+                    name,
+                    format!("must be a whole number >= 0, got {v}"),
+                ))
+            }
+        };
+        match name {
+            "consecutive_errors" => self.consecutive_errors = count(value)?,
+            "interval_s" => self.interval_s = value,
+            "failure_rate" => self.failure_rate = value,
+            "min_requests" => self.min_requests = count(value)?,
+            "base_ejection_s" => self.base_ejection_s = value,
+            "max_ejection_s" => self.max_ejection_s = value,
+            "max_ejection_percent" => self.max_ejection_percent = value,
+            "panic_threshold" => self.panic_threshold = value,
+            "default_cooldown_s" => self.default_cooldown_s = value,
+            other => {
+                let names = Self::NAMES.join(", ");
+                let reason = format!("unknown setting {other:?}; expected one of {names}");
+                return Err(Error::invalid("health", reason));
+            }
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<()> {
         let positive = |field: &str, v: f64| {
             if v.is_finite() && v > 0.0 {

@@ -89,6 +89,21 @@ pub struct PyRouter {
     core: Router,
 }
 
+/// `Router(health={"consecutive_errors": 3, ...})`: the outlier-ejection settings by name.
+fn health_config(given: Option<&Bound<'_, PyDict>>) -> PyResult<crate::health::HealthConfig> {
+    let mut config = crate::health::HealthConfig::default();
+    for (key, value) in given.into_iter().flat_map(|d| d.iter()) {
+        let key: String = key
+            .extract()
+            .map_err(|_| invalid("health", "keys must be setting names"))?;
+        let value: f64 = value
+            .extract()
+            .map_err(|_| invalid(&key, "expected a number"))?;
+        config.set(&key, value)?;
+    }
+    Ok(config)
+}
+
 /// The agent, borrowed (a frozen class): routing one request copies no profile.
 fn agent_from<'a, 'py>(obj: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyAgent>> {
     obj.cast::<PyAgent>()
@@ -150,7 +165,7 @@ impl PyRouter {
     #[new]
     #[pyo3(signature = (models, strategy="optimal", load_balancing=true, load_weight=0.5,
                         *, policy="weighted", weights=None, load=None, capacity=None,
-                        performance=None, adaptive=None, **deprecated))]
+                        performance=None, adaptive=None, health=None, **deprecated))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         models: &Bound<'_, PyAny>,
@@ -163,6 +178,7 @@ impl PyRouter {
         capacity: Option<&Bound<'_, PyCapacityManager>>,
         performance: Option<&Bound<'_, PyPerformanceTracker>>,
         adaptive: Option<&Bound<'_, PyAdaptiveScorer>>,
+        health: Option<&Bound<'_, PyDict>>,
         deprecated: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let models: Vec<PyModel> = models
@@ -186,7 +202,7 @@ impl PyRouter {
             capacity,
             performance: performance.map(|p| p.get().0.clone()),
             adaptive: adaptive.map(|a| a.get().0.clone()),
-            health: crate::health::HealthConfig::default(),
+            health: health_config(health)?,
         };
         let models = models.into_iter().map(|m| m.0).collect();
         let core = Router::new(models, config, feeds)?;

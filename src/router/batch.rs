@@ -173,8 +173,15 @@ impl Router {
         let cost = cost_matrix(agents, &models, &self.config.weights)?;
         let lb = self.config.load_balancing;
         let utilization: Vec<f64> = (0..m).map(|j| self.utilization(j, &loads[j])).collect();
+        // Ejected and cooling models are passed over like overloaded ones (health is not load:
+        // whatever the load-balancing setting), unless the panic threshold applies.
+        let open = if self.health().all_healthy() {
+            vec![true; m]
+        } else {
+            self.health().available(self.tracker().now())
+        };
         let filtered: Vec<bool> = (0..m)
-            .map(|j| lb && self.is_overloaded(j, &loads[j]))
+            .map(|j| !open[j] || (lb && self.is_overloaded(j, &loads[j])))
             .collect();
         let slots: Vec<usize> = (0..m)
             .map(|j| {

@@ -596,3 +596,20 @@ fn outcome_kinds_parse_by_name_and_reject_bad_input() {
     let (f, _) = field(Outcome::parse("server_error", Some(1.0)).unwrap_err());
     assert_eq!(f, "retry_after_s");
 }
+
+#[test]
+fn batch_assignment_passes_over_ejected_models() {
+    let (r, _) = manual_router(vec![
+        model("a", 0.9, 4),
+        model("b", 0.8, 4),
+        model("c", 0.7, 4),
+        model("d", 0.6, 4),
+    ]);
+    for _ in 0..5 {
+        r.health()
+            .observe(0, crate::health::Verdict::ServerError, 0.0);
+    }
+    let out = r.assign(&[&coder()]).unwrap();
+    assert_eq!(out.models_filtered, 1);
+    assert_eq!(out.placements[0].model, 1);
+}
