@@ -22,3 +22,12 @@ def test_usage_and_feedback_examples_run(capsys):
     exec(feedback, namespace)  # reuses `models` from the usage example
     assert namespace["perf"].stats("llama3-70b").count == 1
     assert "coder -> llama3-70b" in capsys.readouterr().out
+
+
+def test_failure_handling_example_runs_as_its_comments_say():
+    block = next(b for b in python_blocks() if "router.call(agent, call_model" in b)
+    namespace: dict = {}
+    exec(block, namespace)
+    router, agent = namespace["router"], namespace["agent"]
+    assert router.health_of("a")["state"] == "cooling_down"
+    assert router.call(agent, namespace["call_model"]) == "answer from b"
