@@ -1,4 +1,5 @@
-//! AlertManager: threshold rules over the PerformanceTracker and the LoadTracker, with the
+//! AlertManager: threshold rules over the PerformanceTracker, the LoadTracker and (for
+//! `model_ejected`) a health source (each model's `crate::health::State`), with the
 //! semantics of trusted alerting:
 //!
 //! - a breached condition is *pending* until it has held for the rule's `for_s` (at every
@@ -73,6 +74,10 @@ impl std::fmt::Display for Alert {
 
 pub type AlertSink = Arc<dyn Fn(&Alert) + Send + Sync>;
 
+/// Where `model_ejected` rules read: every model's health state now, e.g. a router's
+/// (`Router::health().of(j, now)` over its models), or from Python `router.health()`.
+pub type HealthSource = Arc<dyn Fn() -> Vec<(String, crate::health::State)> + Send + Sync>;
+
 /// Where one (rule, model) pair stands. Absent = the condition does not hold.
 #[derive(Debug, Clone)]
 enum Condition {
@@ -126,6 +131,7 @@ pub struct AlertManager {
     cooldown_s: f64,
     perf: Option<Arc<PerformanceTracker>>,
     load: Option<Arc<LoadTracker>>,
+    health: Option<HealthSource>,
     clock: SharedClock,
     history_limit: usize,
     inner: Mutex<Inner>,
@@ -183,6 +189,19 @@ impl AlertManager {
         history_limit: usize,
         clock: SharedClock,
     ) -> Result<Self> {
+        Self::with_health(rules, cooldown_s, perf, load, None, history_limit, clock)
+    }
+
+    /// `new` plus the health source `model_ejected` rules read.
+    pub fn with_health(
+        rules: Vec<AlertRule>,
+        cooldown_s: f64,
+        perf: Option<Arc<PerformanceTracker>>,
+        load: Option<Arc<LoadTracker>>,
+        health: Option<HealthSource>,
+        history_limit: usize,
+        clock: SharedClock,
+    ) -> Result<Self> {
         if cooldown_s.is_nan() || cooldown_s < 0.0 {
             return Err(Error::invalid(
                 "cooldown_s",
@@ -192,6 +211,7 @@ impl AlertManager {
         for (i, r) in rules.iter().enumerate() {
             let missing = match r.kind {
                 k if k.reads_performance() => perf.is_none().then_some("performance"),
+                k if k.reads_health() => health.is_none().then_some("health"),
                 AlertKind::StaleData => {
                     (perf.is_none() && load.is_none()).then_some("performance or load")
                 }
@@ -209,6 +229,7 @@ impl AlertManager {
             cooldown_s,
             perf,
             load,
+            health,
             clock,
             history_limit,
             inner: Mutex::new(Inner::default()),

@@ -1,5 +1,6 @@
 //! What each rule reads: its targets (models or the fleet) and their current values.
 
+use super::rule::health_state_value;
 use super::{AlertKind, AlertManager, AlertRule};
 
 impl AlertManager {
@@ -7,6 +8,10 @@ impl AlertManager {
     pub(super) fn targets(&self, rule: &AlertRule) -> Vec<Option<String>> {
         if let Some(m) = &rule.model_id {
             return vec![Some(m.clone())];
+        }
+        if rule.kind.reads_health() {
+            let states = self.health.as_ref().map(|h| h()).unwrap_or_default();
+            return states.into_iter().map(|(m, _)| Some(m)).collect();
         }
         let ids = match (rule.kind, &self.perf, &self.load) {
             (AlertKind::NoCapacity | AlertKind::BackendUnavailable, _, _) => return vec![None],
@@ -70,6 +75,11 @@ impl AlertManager {
             (AlertKind::BackendUnavailable, _) => {
                 let status = self.load.as_ref()?.backend()?.status();
                 Some(if status.available { 0.0 } else { 1.0 })
+            }
+            (AlertKind::ModelEjected, Some(m)) => {
+                let states = self.health.as_ref()?();
+                let (_, state) = states.into_iter().find(|(id, _)| id == m)?;
+                Some(health_state_value(state))
             }
             (_, None) => None,
         }
