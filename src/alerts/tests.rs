@@ -319,6 +319,7 @@ fn a_manager_without_a_clock_reads_the_trackers_clock() {
 #[test]
 fn model_ejected_fires_while_out_and_resolves_when_healthy_again() {
     use crate::health::{Health, HealthConfig, Verdict};
+    use crate::load::Clock;
     let f = fixture();
     let health = Arc::new(Health::new(2, HealthConfig::default(), 0.0).unwrap());
     let (h, clock) = (health.clone(), f.clock.clone());
