@@ -30,6 +30,7 @@ def parse_metrics(text):
         out[(name, tuple(sorted((k, v.strip('"')) for k, v in pairs)))] = float(value)
     return out
 
+
 AGENT = {"id": "a", "required": {"code": 0.5}}
 
 
@@ -67,7 +68,8 @@ def test_server_errors_reported_through_feedback_eject_the_model_everywhere():
         assert [m["state"] for m in before["models"]] == ["healthy"] * 3
         for _ in range(5):
             out = reserve_and_end(c, "server_error", success=False)
-            assert (out["model_id"], out["outcome"], out["released"]) == ("m0", "server_error", True)
+            ended = (out["model_id"], out["outcome"], out["released"])
+            assert ended == ("m0", "server_error", True)
         after = health_by_model(c)
         m0 = after["models"][0]
         assert after["unhealthy"] == 1
