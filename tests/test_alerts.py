@@ -364,6 +364,18 @@ def test_model_ejected_threshold_one_ignores_probing_and_a_callable_source_works
     assert [(a.model_id, a.state) for a in am.evaluate()] == [("b", "resolved")]
 
 
+def test_the_health_source_is_read_once_per_evaluation():
+    reads = []
+
+    def source():
+        reads.append(1)
+        return {f"m{j}": {"state": "ejected"} for j in range(50)}
+
+    rules = [mr.AlertRule("model_ejected", 0.0), mr.AlertRule("model_ejected", 2.0)]
+    am = mr.AlertManager(rules, health=source)
+    assert len(am.evaluate()) == 100 and len(reads) == 1
+
+
 def test_model_ejected_needs_a_health_source():
     with pytest.raises(ValueError, match="needs health"):
         mr.AlertManager([mr.AlertRule("model_ejected", 0.0)], load=mr.LoadTracker())

@@ -87,6 +87,9 @@ enum Condition {
 
 type Key = (usize, Option<String>);
 
+/// The health source read once per evaluation: state by model id.
+type HealthReading = BTreeMap<String, crate::health::State>;
+
 #[derive(Debug, Default)]
 struct Inner {
     conditions: BTreeMap<Key, Condition>,
@@ -268,13 +271,20 @@ impl AlertManager {
     /// evaluation emitted: newly firing alerts, repeats after the cooldown and resolved notices.
     pub fn evaluate(&self, now: Option<f64>) -> Vec<Alert> {
         let now = now.unwrap_or_else(|| self.clock.now());
+        let health: HealthReading = match &self.health {
+            Some(read) if self.rules.iter().any(|r| r.kind.reads_health()) => {
+                read().into_iter().collect()
+            }
+            _ => HealthReading::new(),
+        };
+        let health = &health;
         let observed: Vec<(Key, Option<f64>)> = self
             .rules
             .iter()
             .enumerate()
             .flat_map(|(i, rule)| {
-                self.targets(rule).into_iter().map(move |t| {
-                    let value = self.observe(rule, t.as_deref(), now);
+                self.targets(rule, health).into_iter().map(move |t| {
+                    let value = self.observe(rule, t.as_deref(), now, health);
                     ((i, t), value)
                 })
             })
