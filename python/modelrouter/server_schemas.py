@@ -141,7 +141,9 @@ class FeedbackRequest(BaseModel):
     (one of ``modelrouter.OUTCOMES``) says how it ended: a released reservation reports it to
     the model's health (``rate_limited`` with the provider's ``retry_after_s`` cools the model
     down); without it the outcome is ``ok`` or ``failed`` after ``success``, which an
-    ``outcome`` implies (``success`` is true exactly for ``ok``)."""
+    ``outcome`` implies (``success`` is true exactly for ``ok``). Feedback without
+    ``request_id`` goes through ``Router.record``, which takes only ``success`` for now: any
+    failure kind counts against the model there; the store keeps the kind either way."""
 
     model_config = _STRICT
     model_id: Id
