@@ -23,6 +23,7 @@ TYPES = [
     "stale_data",
     "no_capacity",
     "backend_unavailable",
+    "model_ejected",
 ]
 
 
@@ -317,3 +318,66 @@ def test_backend_unavailable_stays_quiet_without_a_backend():
     load.set_capacity("m", max_concurrent=1)
     am = mr.AlertManager([mr.AlertRule("backend_unavailable", 0.5)], load=load)
     assert am.evaluate() == [] and am.active() == []
+
+
+def _health_router():
+    clock = mr.ManualClock()
+    fleet = [mr.Model(f"m{j}", {"code": 0.9 - 0.1 * j}, max_concurrent=4) for j in range(3)]
+    return mr.Router(fleet, load=mr.LoadTracker(clock=clock)), clock
+
+
+def test_model_ejected_fires_while_out_and_resolves_when_healthy_again():
+    router, clock = _health_router()
+    agent = mr.Agent("x", {"code": 0.5})
+    am = mr.AlertManager(
+        [mr.AlertRule("model_ejected", 0.0, severity="error")], health=router, clock=clock
+    )
+    assert am.evaluate() == []
+    for _ in range(5):
+        with router.request(agent) as f:
+            assert f.model_id == "m0"
+            f.fail("server_error")
+    with router.request(agent) as f:
+        assert f.model_id == "m1"
+        f.fail("rate_limited", retry_after_s=2.0)
+    fired = am.evaluate()
+    assert [(a.type, a.model_id, a.state, a.value) for a in fired] == [
+        ("model_ejected", "m0", "firing", 3.0),
+        ("model_ejected", "m1", "firing", 2.0),
+    ]
+    assert "state ejected" in fired[0].message and "state cooling_down" in fired[1].message
+    # m1's cooldown is over and its probe succeeds: resolved; m0 is still out.
+    clock.advance(2.0)
+    probe = router.request(agent)
+    assert probe.model_id == "m1"
+    probe.release()
+    resolved = am.evaluate()
+    assert [(a.model_id, a.state, a.id) for a in resolved] == [("m1", "resolved", fired[1].id)]
+    assert [a.model_id for a in am.active()] == ["m0"]
+
+
+def test_model_ejected_threshold_one_ignores_probing_and_a_callable_source_works():
+    states = {"a": {"state": "probing"}, "b": {"state": "ejected"}}
+    am = mr.AlertManager([mr.AlertRule("model_ejected", 1.0)], health=lambda: states)
+    assert [a.model_id for a in am.evaluate()] == ["b"]
+    states["b"] = {"state": "healthy"}
+    assert [(a.model_id, a.state) for a in am.evaluate()] == [("b", "resolved")]
+
+
+def test_the_health_source_is_read_once_per_evaluation():
+    reads = []
+
+    def source():
+        reads.append(1)
+        return {f"m{j}": {"state": "ejected"} for j in range(50)}
+
+    rules = [mr.AlertRule("model_ejected", 0.0), mr.AlertRule("model_ejected", 2.0)]
+    am = mr.AlertManager(rules, health=source)
+    assert len(am.evaluate()) == 100 and len(reads) == 1
+
+
+def test_model_ejected_needs_a_health_source():
+    with pytest.raises(ValueError, match="needs health"):
+        mr.AlertManager([mr.AlertRule("model_ejected", 0.0)], load=mr.LoadTracker())
+    with pytest.raises(ValueError, match="health"):
+        mr.AlertManager([mr.AlertRule("model_ejected", 0.0)], health=42)

@@ -126,3 +126,37 @@ def check_page(server: str) -> None:
             page.screenshot(path=str(OUT), full_page=True)
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_dashboard_marks_models_that_are_out(server):
+    # Five server errors reported through feedback eject the model the agent is routed to.
+    agent = {"id": "support", "required": {"chat": 0.6}}
+    with httpx.Client(base_url=server) as c:
+        routed = set()
+        for _ in range(5):
+            r = c.post(f"{PREFIX}/route", json={"agent": agent, "reserve": True}).json()
+            routed.add(r["model_id"])
+            body = {"model_id": r["model_id"], "request_id": r["request_id"],
+                    "outcome": "server_error", "success": False}  # fmt: skip
+            assert c.post(f"{PREFIX}/feedback", json=body).status_code == 200
+        (ejected,) = routed
+        states = {m["model_id"]: m["state"] for m in c.get(f"{PREFIX}/health").json()["models"]}
+        assert states[ejected] == "ejected"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{server}/?refresh=500")
+            page.wait_for_selector("#models tbody tr.health-ejected", timeout=15000)
+            row = page.locator("#models tbody tr.health-ejected")
+            assert row.count() == 1
+            text = row.inner_text()
+            assert ejected in text and "ejected" in text
+            assert re.search(r"\(\d+ s\)", text), text  # time left of the ejection
+            assert page.locator("#models tbody tr.health-healthy").count() == 2
+            assert errors == []
+        finally:
+            browser.close()

@@ -204,6 +204,52 @@ def test_old_schema_is_upgraded(url):
         assert s.utilization_over_time(10.0)[0]["utilization"] == 0.5
 
 
+def _version_2_database(url: str) -> None:
+    """A version-2 database with a success and a failure, as modelrouter left it before the
+    feedback rows had an outcome."""
+    rows = [(1.0, "m", None, 10.0, True), (2.0, "m", "a", 20.0, False)]
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        assert migrate_sqlite(conn, target=2) == 2
+        conn.executemany(
+            "INSERT INTO feedback (ts, model_id, agent_id, latency_ms, success)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.close()
+        return
+    import psycopg
+
+    from modelrouter.store._schema import migrate_postgres
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert migrate_postgres(conn, target=2) == 2
+        conn.cursor().executemany(
+            "INSERT INTO feedback (ts, model_id, agent_id, latency_ms, success)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            rows,
+        )
+
+
+def test_version_2_feedback_gets_its_outcome_column(url):
+    _version_2_database(url)
+    with open_store(url) as s:
+        assert s.schema_version() == SCHEMA_VERSION >= 3
+        # Earlier successes were "ok"; the kind of an earlier failure is unknown.
+        failure, success = s.feedback()
+        assert (success["outcome"], success["success"]) == ("ok", True)
+        assert (failure["outcome"], failure["success"], failure["agent_id"]) == (None, False, "a")
+        s.record_feedback("m", 5.0, False, ts=3.0, outcome="rate_limited")
+        s.record_feedback("m", 5.0, False, ts=4.0)
+        s.record_feedback("m", 5.0, True, ts=5.0)
+        s.flush()
+        assert [r["outcome"] for r in s.feedback(limit=3)] == ["ok", "failed", "rate_limited"]
+        assert s.model_stats()[0]["count"] == 5
+        with pytest.raises(InvalidInputError) as err:
+            s.record_feedback("m", 5.0, False, outcome="exploded")
+        assert err.value.field == "outcome"
+
+
 _REAL_PENDING = _schema._pending
 
 

@@ -558,6 +558,7 @@ _AlertType: TypeAlias = Literal[
     "stale_data",
     "no_capacity",
     "backend_unavailable",
+    "model_ejected",
 ]
 _Severity: TypeAlias = Literal["info", "warning", "error", "critical"]
 
@@ -741,6 +742,7 @@ class AlertManager:
         *,
         performance: PerformanceTracker | None = None,
         load: LoadTracker | None = None,
+        health: Router | Callable[[], Mapping[str, Mapping[str, object]]] | None = None,
         history_limit: int = 1000,
         clock: ManualClock | None = None,
         on_alert: Callable[[Alert], object] | None = None,

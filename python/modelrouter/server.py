@@ -2,7 +2,8 @@
 
 Endpoints under ``/api/v1/model-router``: POST ``auto-assign-all`` (agents and models in the
 body, like the seeds), POST ``route`` and ``feedback`` (against the fleet configured at start),
-GET ``assignments``, ``stats``, ``alerts`` and ``history``; plus ``/health``, ``/metrics``
+GET ``assignments``, ``stats``, ``health`` (per model: ejected, cooling down...), ``alerts`` and
+``history``; plus ``/health``, ``/metrics``
 (Prometheus text) and the dashboard at ``/``. Every error is a JSON 4xx (``RouterError``
 subclasses mapped by kind, 422 bodies naming the field, 413 for a body over the limit) or 503
 with ``Retry-After``; unexpected exceptions are logged, answered 500 and counted in
@@ -45,6 +46,7 @@ from .server_schemas import (
     FeedbackResponse,
     HealthResponse,
     HistoryResponse,
+    ModelsHealthResponse,
     RouteRequest,
     RouteResponse,
     StatsResponse,
@@ -386,7 +388,9 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
         tags=["routing"],
     )
     async def feedback(body: FeedbackRequest) -> Any:
-        """Reports a finished request: its latency and whether it succeeded."""
+        """Reports a finished request: its latency and how it ended (``outcome``, or
+        ``success``); a released reservation reports the outcome to the model's health."""
+        outcome = body.outcome_kind()
         state.check_can_decide()  # a 503 leaves the reservation in place: retry the feedback
         released = False
         if body.request_id is not None:
@@ -396,6 +400,8 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
                 return error_body(404, KeyError(what), field="request_id")
             del state.reservations[body.request_id]
             latency_ms = (state.now() - res.started) * 1000.0
+            if body.outcome is not None and body.outcome != "ok":
+                res.flight.fail(body.outcome, body.retry_after_s)  # type: ignore[arg-type]
             res.flight.release(body.success)
             released = True
         elif body.latency_ms is None:
@@ -404,11 +410,14 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             latency_ms = body.latency_ms
             state.router.record(body.model_id, latency_ms, body.success, body.agent_id)
         if state.store is not None:
-            state.store.record_feedback(body.model_id, latency_ms, body.success, body.agent_id)
+            state.store.record_feedback(
+                body.model_id, latency_ms, body.success, body.agent_id, outcome=outcome
+            )
         return {
             "model_id": body.model_id,
             "latency_ms": latency_ms,
             "success": body.success,
+            "outcome": outcome,
             "released": released,
         }
 
@@ -431,6 +440,13 @@ def _add_ops(app: FastAPI, state: ServiceState) -> None:
     async def history(limit: int = Query(180, ge=1, le=10000)) -> dict[str, Any]:
         """The sampler's recent points (routes so far, latency percentiles, utilization)."""
         return {"samples": list(state.history)[-limit:]}
+
+    @app.get(f"{PREFIX}/health", response_model=ModelsHealthResponse, tags=["observability"])
+    async def models_health() -> dict[str, Any]:
+        """Each model's health: healthy, ejected (outlier detection), cooling down (rate
+        limited until its Retry-After) or probing (one trial request at a time)."""
+        models = state.health()
+        return {"models": models, "unhealthy": sum(m["state"] != "healthy" for m in models)}
 
     @app.get("/health", response_model=HealthResponse, tags=["observability"])
     async def health() -> dict[str, Any]:

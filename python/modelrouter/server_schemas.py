@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
-from ._core import MODEL_DEFAULTS, POLICIES, STRATEGIES
+from ._core import MODEL_DEFAULTS, OUTCOMES, POLICIES, STRATEGIES
 
 
 def _no_nul(value: str) -> str:
@@ -31,9 +39,12 @@ Tokens = Annotated[int, Field(ge=0, le=2**40)]
 if TYPE_CHECKING:
     Strategy = str
     Policy = str
+    OutcomeKind = str
 else:
     Strategy = Literal[tuple(STRATEGIES)]
     Policy = Literal[tuple(POLICIES)]
+    OutcomeKind = Literal[tuple(OUTCOMES)]
+HealthState = Literal["healthy", "ejected", "cooling_down", "probing"]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -126,20 +137,50 @@ class RouteResponse(BaseModel):
 
 class FeedbackRequest(BaseModel):
     """A finished request. ``request_id`` (from a reserving route) frees its slot and the
-    service measures the latency itself; otherwise ``latency_ms`` is required."""
+    service measures the latency itself; otherwise ``latency_ms`` is required. ``outcome``
+    (one of ``modelrouter.OUTCOMES``) says how it ended: a released reservation reports it to
+    the model's health (``rate_limited`` with the provider's ``retry_after_s`` cools the model
+    down); without it the outcome is ``ok`` or ``failed`` after ``success``, which an
+    ``outcome`` implies (``success`` is true exactly for ``ok``). Feedback without
+    ``request_id`` goes through ``Router.record``, which takes only ``success`` for now: any
+    failure kind counts against the model there; the store keeps the kind either way."""
 
     model_config = _STRICT
     model_id: Id
     latency_ms: Optional[float] = Field(None, ge=0.0, le=1e9, allow_inf_nan=False)
+    outcome: Optional[OutcomeKind] = None
+    retry_after_s: Optional[float] = Field(None, ge=0.0, le=1e9, allow_inf_nan=False)
     success: bool = True
     agent_id: Optional[Id] = None
     request_id: Optional[Id] = None
+
+    @field_validator("retry_after_s")
+    @classmethod
+    def _only_when_rate_limited(cls, value: Optional[float], info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("outcome") != "rate_limited":
+            raise ValueError('only goes with outcome "rate_limited"')
+        return value
+
+    @field_validator("success")
+    @classmethod
+    def _agrees_with_outcome(cls, value: bool, info: ValidationInfo) -> Any:
+        outcome = info.data.get("outcome")
+        if outcome is not None and value != (outcome == "ok"):
+            raise ValueError(f"contradicts outcome {outcome!r} (true exactly for 'ok')")
+        return value
+
+    def outcome_kind(self) -> str:
+        """The outcome reported and recorded: the given one, else ``ok``/``failed``."""
+        if self.outcome is not None:
+            return str(self.outcome)
+        return "ok" if self.success else "failed"
 
 
 class FeedbackResponse(BaseModel):
     model_id: str
     latency_ms: float
     success: bool
+    outcome: OutcomeKind
     released: bool
 
 
@@ -148,6 +189,31 @@ class ErrorResponse(BaseModel):
     error: str
     field: Optional[str] = None
     retry_after_s: Optional[float] = None
+
+
+class ModelHealth(BaseModel):
+    """A model's health (outlier ejection, cooldowns: ``Router.health()``). ``since`` and
+    ``until`` are on the router's clock; ``*_unix`` are the same instants in Unix time."""
+
+    state: HealthState
+    since: float
+    until: Optional[float] = None
+    reason: Optional[str] = None
+    ejections: int
+    consecutive_errors: int
+    since_unix: float
+    until_unix: Optional[float] = None
+
+
+class ModelHealthOut(ModelHealth):
+    model_id: str
+
+
+class ModelsHealthResponse(BaseModel):
+    """Every model of the configured fleet (in fleet order) and how many are not healthy."""
+
+    models: list[ModelHealthOut]
+    unhealthy: int
 
 
 class ModelState(BaseModel):
@@ -162,6 +228,7 @@ class ModelState(BaseModel):
     is_over_target: bool
     routed: int
     stats: dict[str, Any]
+    health: Optional[ModelHealth] = None
 
 
 class PerformanceMemory(BaseModel):

@@ -36,16 +36,19 @@ log = logging.getLogger("modelrouter.server")
 # Upper bounds (ms) of the buckets of the exported latency histogram (read from the core's).
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 ROUTE_OUTCOMES = ("routed", "queued", "no_capacity", "infeasible")
+HEALTH_STATES = ("healthy", "ejected", "cooling_down", "probing")
 
 
 def default_alert_rules() -> list[AlertRule]:
-    """Rules used when the caller gives none: slow, failing, overloaded or full models."""
+    """Rules used when the caller gives none: slow, failing, overloaded, full or ejected
+    (taken out by their health: ejected, cooling down, probing) models."""
     return [
         AlertRule("high_latency", 5000.0, severity="warning", for_s=10.0, min_samples=20),
         AlertRule("low_success_rate", 0.9, severity="error", for_s=10.0, min_samples=20),
         AlertRule("overload", 1.0, severity="critical"),
         AlertRule("over_target_utilization", 1.0, severity="warning", for_s=30.0),
         AlertRule("no_capacity", 0.0, severity="critical"),
+        AlertRule("model_ejected", 0.0, severity="error"),
     ]
 
 
@@ -104,6 +107,7 @@ class ServiceState:
             cooldown_s=alert_cooldown_s,
             performance=self.router.performance,
             load=self.router.load_tracker,
+            health=self.router,
             clock=clock,
         )
         self.started = time.time()
@@ -230,10 +234,24 @@ class ServiceState:
         perf = self.router.performance
         return {m: perf.latency_histogram(m, bounds_ms) for m in perf.model_ids()}
 
+    def health(self) -> list[dict[str, Any]]:
+        """Each model's health (``Router.health()``) in fleet order, with ``model_id`` and its
+        instants also in Unix time (``since_unix``, ``until_unix``)."""
+        offset = time.time() - self.now()
+        out = []
+        for model_id, view in self.router.health().items():
+            d: dict[str, Any] = {"model_id": model_id, **view}
+            d["since_unix"] = view["since"] + offset
+            until = view["until"]
+            d["until_unix"] = None if until is None else until + offset
+            out.append(d)
+        return out
+
     def stats(self, histograms: Mapping[str, LatencyHistogram] | None = None) -> dict[str, Any]:
         if histograms is None:
             histograms = self.latency_histograms(())  # only the totals
         models: list[dict[str, Any]] = []
+        health = {h["model_id"]: h for h in self.health()}
         for m in self.router.models:
             load = self.router.load_tracker.current_load(m.id)
             models.append(
@@ -249,6 +267,7 @@ class ServiceState:
                     "is_over_target": bool(load and load.is_over_target),
                     "routed": self.routed_to[m.id],
                     "stats": _clean(self.router.performance.stats(m.id).to_dict()),
+                    "health": {k: v for k, v in health[m.id].items() if k != "model_id"},
                 }
             )
         routes = {k: self.routes[k] for k in ROUTE_OUTCOMES}
@@ -313,6 +332,16 @@ class ServiceState:
             out.append(_line(f"{name}_bucket", {"model": model, "le": "+Inf"}, h.count))
             out.append(_line(f"{name}_sum", {"model": model}, h.sum_ms))
             out.append(_line(f"{name}_count", {"model": model}, h.count))
+        name = "modelrouter_model_health"
+        _family(out, name, "gauge", "1 for the model's current health state, else 0.")
+        for m in stats["models"]:
+            for health_state in HEALTH_STATES:
+                current = int(m["health"]["state"] == health_state)
+                out.append(_line(name, {"model": m["model_id"], "state": health_state}, current))
+        name = "modelrouter_model_ejections_total"
+        _family(out, name, "counter", "Times the model was ejected (outlier detection).")
+        for m in stats["models"]:
+            out.append(_line(name, {"model": m["model_id"]}, m["health"]["ejections"]))
         perf = stats["performance"]
         _family(out, "modelrouter_agents_tracked", "gauge", "Agent ids with statistics.")
         out.append(_line("modelrouter_agents_tracked", {}, perf["agents_tracked"]))

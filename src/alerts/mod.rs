@@ -1,4 +1,5 @@
-//! AlertManager: threshold rules over the PerformanceTracker and the LoadTracker, with the
+//! AlertManager: threshold rules over the PerformanceTracker, the LoadTracker and (for
+//! `model_ejected`) a health source (each model's `crate::health::State`), with the
 //! semantics of trusted alerting:
 //!
 //! - a breached condition is *pending* until it has held for the rule's `for_s` (at every
@@ -73,6 +74,10 @@ impl std::fmt::Display for Alert {
 
 pub type AlertSink = Arc<dyn Fn(&Alert) + Send + Sync>;
 
+/// Where `model_ejected` rules read: every model's health state now, e.g. a router's
+/// (`Router::health().of(j, now)` over its models), or from Python `router.health()`.
+pub type HealthSource = Arc<dyn Fn() -> Vec<(String, crate::health::State)> + Send + Sync>;
+
 /// Where one (rule, model) pair stands. Absent = the condition does not hold.
 #[derive(Debug, Clone)]
 enum Condition {
@@ -81,6 +86,9 @@ enum Condition {
 }
 
 type Key = (usize, Option<String>);
+
+/// The health source read once per evaluation: state by model id.
+type HealthReading = BTreeMap<String, crate::health::State>;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -126,6 +134,7 @@ pub struct AlertManager {
     cooldown_s: f64,
     perf: Option<Arc<PerformanceTracker>>,
     load: Option<Arc<LoadTracker>>,
+    health: Option<HealthSource>,
     clock: SharedClock,
     history_limit: usize,
     inner: Mutex<Inner>,
@@ -183,6 +192,19 @@ impl AlertManager {
         history_limit: usize,
         clock: SharedClock,
     ) -> Result<Self> {
+        Self::with_health(rules, cooldown_s, perf, load, None, history_limit, clock)
+    }
+
+    /// `new` plus the health source `model_ejected` rules read.
+    pub fn with_health(
+        rules: Vec<AlertRule>,
+        cooldown_s: f64,
+        perf: Option<Arc<PerformanceTracker>>,
+        load: Option<Arc<LoadTracker>>,
+        health: Option<HealthSource>,
+        history_limit: usize,
+        clock: SharedClock,
+    ) -> Result<Self> {
         if cooldown_s.is_nan() || cooldown_s < 0.0 {
             return Err(Error::invalid(
                 "cooldown_s",
@@ -192,6 +214,7 @@ impl AlertManager {
         for (i, r) in rules.iter().enumerate() {
             let missing = match r.kind {
                 k if k.reads_performance() => perf.is_none().then_some("performance"),
+                k if k.reads_health() => health.is_none().then_some("health"),
                 AlertKind::StaleData => {
                     (perf.is_none() && load.is_none()).then_some("performance or load")
                 }
@@ -209,6 +232,7 @@ impl AlertManager {
             cooldown_s,
             perf,
             load,
+            health,
             clock,
             history_limit,
             inner: Mutex::new(Inner::default()),
@@ -247,13 +271,20 @@ impl AlertManager {
     /// evaluation emitted: newly firing alerts, repeats after the cooldown and resolved notices.
     pub fn evaluate(&self, now: Option<f64>) -> Vec<Alert> {
         let now = now.unwrap_or_else(|| self.clock.now());
+        let health: HealthReading = match &self.health {
+            Some(read) if self.rules.iter().any(|r| r.kind.reads_health()) => {
+                read().into_iter().collect()
+            }
+            _ => HealthReading::new(),
+        };
+        let health = &health;
         let observed: Vec<(Key, Option<f64>)> = self
             .rules
             .iter()
             .enumerate()
             .flat_map(|(i, rule)| {
-                self.targets(rule).into_iter().map(move |t| {
-                    let value = self.observe(rule, t.as_deref(), now);
+                self.targets(rule, health).into_iter().map(move |t| {
+                    let value = self.observe(rule, t.as_deref(), now, health);
                     ((i, t), value)
                 })
             })

@@ -1,12 +1,17 @@
 //! What each rule reads: its targets (models or the fleet) and their current values.
 
-use super::{AlertKind, AlertManager, AlertRule};
+use super::rule::health_state_value;
+use super::{AlertKind, AlertManager, AlertRule, HealthReading};
 
 impl AlertManager {
     /// Models (or the fleet, None) a rule applies to right now.
-    pub(super) fn targets(&self, rule: &AlertRule) -> Vec<Option<String>> {
+    /// `health` is the health source's reading for this evaluation (read once).
+    pub(super) fn targets(&self, rule: &AlertRule, health: &HealthReading) -> Vec<Option<String>> {
         if let Some(m) = &rule.model_id {
             return vec![Some(m.clone())];
+        }
+        if rule.kind.reads_health() {
+            return health.keys().cloned().map(Some).collect();
         }
         let ids = match (rule.kind, &self.perf, &self.load) {
             (AlertKind::NoCapacity | AlertKind::BackendUnavailable, _, _) => return vec![None],
@@ -28,7 +33,13 @@ impl AlertManager {
     }
 
     /// The rule's value for one target; None when there is no (fresh enough) data.
-    pub(super) fn observe(&self, rule: &AlertRule, target: Option<&str>, now: f64) -> Option<f64> {
+    pub(super) fn observe(
+        &self,
+        rule: &AlertRule,
+        target: Option<&str>,
+        now: f64,
+        health: &HealthReading,
+    ) -> Option<f64> {
         let perf_stats = |m: &str| {
             self.perf
                 .as_ref()?
@@ -71,6 +82,7 @@ impl AlertManager {
                 let status = self.load.as_ref()?.backend()?.status();
                 Some(if status.available { 0.0 } else { 1.0 })
             }
+            (AlertKind::ModelEjected, Some(m)) => health.get(m).copied().map(health_state_value),
             (_, None) => None,
         }
     }

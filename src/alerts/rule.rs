@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::error::{parse_choice, Error, Result};
+use crate::health::State;
 
 /// How urgent an alert is, from mildest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -56,10 +57,14 @@ pub enum AlertKind {
     /// The LoadTracker's shared backend (Redis) is unreachable: 1 while it is down, 0 while it
     /// answers, compared "above"; fleet-wide. Fail-open replicas run on local counts meanwhile.
     BackendUnavailable,
+    /// A model taken out by its health (`crate::health`): 0 healthy, 1 probing, 2 cooling
+    /// down, 3 ejected, compared "above" (threshold 0: fires while not healthy, resolves when
+    /// healthy again; threshold 1: only ejected or cooling down). Reads the health source.
+    ModelEjected,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 7] = [
+    pub const ALL: [AlertKind; 8] = [
         AlertKind::HighLatency,
         AlertKind::LowSuccessRate,
         AlertKind::Overload,
@@ -67,6 +72,7 @@ impl AlertKind {
         AlertKind::StaleData,
         AlertKind::NoCapacity,
         AlertKind::BackendUnavailable,
+        AlertKind::ModelEjected,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +84,7 @@ impl AlertKind {
             AlertKind::StaleData => "stale_data",
             AlertKind::NoCapacity => "no_capacity",
             AlertKind::BackendUnavailable => "backend_unavailable",
+            AlertKind::ModelEjected => "model_ejected",
         }
     }
 
@@ -118,12 +125,37 @@ impl AlertKind {
                 "shared load backend unreachable; admitting on local counts or refusing".into()
             }
             AlertKind::BackendUnavailable => "shared load backend answers again".into(),
+            AlertKind::ModelEjected => format!("state {}", health_state_name(value)),
         }
+    }
+
+    /// Whether the value comes from the health source (else a tracker).
+    pub fn reads_health(self) -> bool {
+        matches!(self, AlertKind::ModelEjected)
     }
 
     /// Whether the value comes from the PerformanceTracker (else the LoadTracker).
     pub fn reads_performance(self) -> bool {
         matches!(self, AlertKind::HighLatency | AlertKind::LowSuccessRate)
+    }
+}
+
+/// The `model_ejected` value of a health state (see `AlertKind::ModelEjected`).
+pub fn health_state_value(state: State) -> f64 {
+    match state {
+        State::Healthy => 0.0,
+        State::Probing => 1.0,
+        State::CoolingDown => 2.0,
+        State::Ejected => 3.0,
+    }
+}
+
+fn health_state_name(value: f64) -> &'static str {
+    match value {
+        v if v >= 3.0 => State::Ejected.name(),
+        v if v >= 2.0 => State::CoolingDown.name(),
+        v if v >= 1.0 => State::Probing.name(),
+        _ => State::Healthy.name(),
     }
 }
 
@@ -252,6 +284,12 @@ mod tests {
         assert!(AlertKind::LowSuccessRate.breached(0.8, 0.9));
         assert!(AlertKind::NoCapacity.breached(0.0, 0.0));
         assert!(AlertRule::simple(AlertKind::Overload, f64::NAN).is_err());
+        assert!(AlertKind::ModelEjected.breached(health_state_value(State::Ejected), 0.0));
+        assert!(!AlertKind::ModelEjected.breached(health_state_value(State::Healthy), 0.0));
+        assert_eq!(
+            AlertKind::ModelEjected.describe(2.0, 0.0),
+            "state cooling_down"
+        );
         assert!(AlertRule::new(AlertKind::Overload, 1.0, Severity::Info, -1.0, None, 1).is_err());
     }
 }

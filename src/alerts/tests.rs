@@ -315,3 +315,53 @@ fn a_manager_without_a_clock_reads_the_trackers_clock() {
     let system = AlertManager::trackers_clock(None, None);
     assert!(system.now() >= 0.0 && system.now() != 42.0);
 }
+
+#[test]
+fn model_ejected_fires_while_out_and_resolves_when_healthy_again() {
+    use crate::health::{Health, HealthConfig, Verdict};
+    use crate::load::Clock;
+    let f = fixture();
+    let health = Arc::new(Health::new(2, HealthConfig::default(), 0.0).unwrap());
+    let (h, clock) = (health.clone(), f.clock.clone());
+    let source: HealthSource = Arc::new(move || {
+        let now = clock.now();
+        ["a", "b"]
+            .iter()
+            .enumerate()
+            .map(|(j, m)| (m.to_string(), h.of(j, now).state))
+            .collect()
+    });
+    let rule = AlertRule::new(AlertKind::ModelEjected, 0.0, Severity::Error, 0.0, None, 1).unwrap();
+    assert!(AlertManager::new(vec![rule.clone()], 0.0, None, None, 10, f.clock.clone()).is_err());
+    let m = AlertManager::with_health(
+        vec![rule],
+        1e9,
+        None,
+        None,
+        Some(source),
+        10,
+        f.clock.clone(),
+    )
+    .unwrap();
+    assert!(m.evaluate(None).is_empty());
+    for _ in 0..5 {
+        health.observe(1, Verdict::ServerError, f.clock.now());
+    }
+    let fired = m.evaluate(None);
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].model_id.as_deref(), Some("b"));
+    assert_eq!(fired[0].state, AlertState::Firing);
+    assert!(
+        fired[0].message.contains("state ejected"),
+        "{}",
+        fired[0].message
+    );
+    // Ejection over: one probe succeeds and the model is healthy again.
+    f.clock.advance(31.0);
+    assert!(health.claim(1, f.clock.now()));
+    health.observe(1, Verdict::Ok, f.clock.now());
+    let resolved = m.evaluate(None);
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert_eq!(resolved[0].state, AlertState::Resolved);
+    assert_eq!(resolved[0].id, fired[0].id);
+}

@@ -14,7 +14,10 @@ use super::capability::non_negative;
 use super::errors::invalid;
 use super::load::{clock_from, PyLoadTracker, PyManualClock};
 use super::perf::PyPerformanceTracker;
-use crate::alerts::{Alert, AlertKind, AlertManager, AlertRule, HistoryFilter, Severity};
+use crate::alerts::{
+    Alert, AlertKind, AlertManager, AlertRule, HealthSource, HistoryFilter, Severity,
+};
+use crate::health::State;
 
 /// A threshold on one alert type, for one model or (model_id None) every model.
 #[pyclass(frozen, eq, from_py_object, module = "modelrouter", name = "AlertRule")]
@@ -134,10 +137,51 @@ fn log_sink_error(py: Python<'_>, sink: &Py<PyAny>, alert: &Alert, err: PyErr) {
     }
 }
 
+/// The health source of `model_ejected` rules: a Router (its `health()`) or a callable returning
+/// the same `{model_id: {"state": ...}}` mapping. Read with the GIL at each evaluation; a source
+/// that raises or answers something else is logged and reads as no data.
+fn health_source(obj: &Bound<'_, PyAny>) -> PyResult<HealthSource> {
+    let read = if obj.is_callable() {
+        obj.clone().unbind()
+    } else if let Ok(method) = obj.getattr("health") {
+        method.unbind()
+    } else {
+        return Err(invalid(
+            "health",
+            "expected a Router or a callable returning {model_id: {\"state\": ...}}",
+        ));
+    };
+    Ok(Arc::new(move || {
+        Python::attach(|py| {
+            let states = (|| -> PyResult<Vec<(String, State)>> {
+                let answer = read.call0(py)?;
+                let map = answer.bind(py).cast::<PyDict>()?.clone();
+                let mut out = Vec::with_capacity(map.len());
+                for (model, view) in map.iter() {
+                    let state = view.get_item("state")?;
+                    let state = match state.extract::<String>()?.as_str() {
+                        "healthy" => State::Healthy,
+                        "probing" => State::Probing,
+                        "cooling_down" => State::CoolingDown,
+                        "ejected" => State::Ejected,
+                        other => return Err(invalid("health", format!("unknown state {other:?}"))),
+                    };
+                    out.push((model.extract::<String>()?, state));
+                }
+                Ok(out)
+            })();
+            states.unwrap_or_else(|err| {
+                err.write_unraisable(py, None);
+                Vec::new()
+            })
+        })
+    }))
+}
+
 #[pymethods]
 impl PyAlertManager {
     #[new]
-    #[pyo3(signature = (rules, cooldown_s=300.0, *, performance=None, load=None, history_limit=1000, clock=None, on_alert=None))]
+    #[pyo3(signature = (rules, cooldown_s=300.0, *, performance=None, load=None, health=None, history_limit=1000, clock=None, on_alert=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -145,6 +189,7 @@ impl PyAlertManager {
         cooldown_s: f64,
         performance: Option<&Bound<'_, PyPerformanceTracker>>,
         load: Option<&Bound<'_, PyLoadTracker>>,
+        health: Option<&Bound<'_, PyAny>>,
         #[pyo3(from_py_with = int::history_limit)] history_limit: i64,
         clock: Option<&Bound<'_, PyManualClock>>,
         on_alert: Option<Py<PyAny>>,
@@ -158,7 +203,9 @@ impl PyAlertManager {
         let history_limit = usize::try_from(non_negative("history_limit", history_limit)?)
             .map_err(|_| invalid("history_limit", "is too large"))?;
         let rules = rules.into_iter().map(|r| r.0).collect();
-        let core = AlertManager::new(rules, cooldown_s, perf, load, history_limit, clock)?;
+        let health = health.map(health_source).transpose()?;
+        let core =
+            AlertManager::with_health(rules, cooldown_s, perf, load, health, history_limit, clock)?;
         let manager = PyAlertManager {
             core: Arc::new(core),
             sink_errors: Arc::new(AtomicU64::new(0)),

@@ -113,10 +113,20 @@ function renderStats(stats) {
   const rows = stats.models.map(m => {
     util[m.model_id] = m.utilization;
     const tr = document.createElement("tr");
-    const cells = [m.model_id, m.active, m.queued, fmt(m.utilization * 100, 0) + " %", m.routed,
-      fmt(m.stats.p99_ms, 1),
+    // Health (outlier ejection, cooldowns): a model that is out is marked with its state.
+    const health = m.health || { state: "healthy" };
+    tr.className = `health-${health.state}`;
+    const state = health.state.replace("_", " ");
+    const cells = [m.model_id, state, m.active, m.queued, fmt(m.utilization * 100, 0) + " %",
+      m.routed, fmt(m.stats.p99_ms, 1),
       m.stats.success_rate === null ? "–" : fmt(m.stats.success_rate * 100, 1) + " %"];
     for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+    const cell = tr.children[1];
+    cell.className = "health";
+    if (health.reason) cell.title = health.reason;
+    if (health.until_unix) {
+      cell.textContent += ` (${fmt(Math.max(0, health.until_unix - now), 0)} s)`;
+    }
     return tr;
   });
   document.querySelector("#models tbody").replaceChildren(...rows);

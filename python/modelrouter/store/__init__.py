@@ -53,8 +53,12 @@ class DecisionStore(Protocol):
         success: bool,
         agent_id: str | None = None,
         ts: float | None = None,
+        *,
+        outcome: str | None = None,
     ) -> None:
-        """One finished request's latency and outcome."""
+        """One finished request's latency and outcome: ``outcome`` is one of
+        ``modelrouter.OUTCOMES`` ("ok", "rate_limited", "server_error", ...), by default "ok"
+        or "failed" after ``success``."""
         ...
 
     def record_utilization(self, samples: Mapping[str, float], ts: float | None = None) -> None:

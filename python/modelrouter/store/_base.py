@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from .._core import OUTCOMES as CORE_OUTCOMES
 from ..errors import InvalidInputError
 from ._schema import StoreError
 from ._signals import _open_stores, install_signal_handlers
@@ -31,6 +32,8 @@ log = logging.getLogger("modelrouter.store")
 
 _S = TypeVar("_S", bound="BaseStore")
 OUTCOMES = ("routed", "no_capacity", "infeasible")
+# How a finished request ended (feedback rows): the core's outcome kinds.
+REQUEST_OUTCOMES = tuple(CORE_OUTCOMES)
 TABLES = ("assignments", "routing_decisions", "feedback", "utilization")
 
 
@@ -208,13 +211,23 @@ class BaseStore:
         success: bool,
         agent_id: str | None = None,
         ts: float | None = None,
+        *,
+        outcome: str | None = None,
     ) -> None:
+        ok = _flag(success, "success")
+        if outcome is None:
+            outcome = "ok" if ok else "failed"
+        elif outcome not in REQUEST_OUTCOMES:
+            raise InvalidInputError(
+                f"outcome must be one of {REQUEST_OUTCOMES}, got {outcome!r}", "outcome"
+            )
         row = (
             _ts(ts),
             _id(model_id, "model_id"),
             _id(agent_id, "agent_id", optional=True),
             _real(latency_ms, "latency_ms", 0.0),
-            _flag(success, "success"),
+            ok,
+            outcome,
         )
         self._put("feedback", row)
 

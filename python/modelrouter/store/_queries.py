@@ -39,6 +39,7 @@ _ASSIGNMENT_KEYS = (
     "n_assigned",
     "total_score",
 )
+_FEEDBACK_KEYS = ("ts", "model_id", "agent_id", "latency_ms", "success", "outcome")
 _ROUTE_KEYS = ("ts", "agent_id", "model_id", "policy", "queued", "outcome")
 
 
@@ -80,6 +81,16 @@ class SharedQueries:
             (check_limit(limit),),
         )
         return [dict(zip(_ROUTE_KEYS, r), queued=bool(r[4])) for r in rows]
+
+    def feedback(self, limit: int = 100) -> Sequence[Mapping[str, Any]]:
+        """Most recent feedback rows first: latency, success and the outcome kind (None for
+        failures recorded before the store kept it)."""
+        rows = self._query(
+            f"SELECT {', '.join(_FEEDBACK_KEYS)} FROM feedback"
+            f" ORDER BY ts DESC, id DESC LIMIT {self._marker}",
+            (check_limit(limit),),
+        )
+        return [dict(zip(_FEEDBACK_KEYS, r), success=bool(r[4])) for r in rows]
 
     def utilization_over_time(
         self, bucket_s: float = 60.0, since: float | None = None

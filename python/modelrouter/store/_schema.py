@@ -53,6 +53,12 @@ _SQLITE: list[list[str]] = [
         "CREATE INDEX utilization_model_ts ON utilization (model_id, ts)",
         "CREATE INDEX utilization_ts ON utilization (ts)",
     ],
+    # 3: the outcome kind of each feedback row (modelrouter.OUTCOMES); earlier successes were
+    # "ok", earlier failures stay NULL (their kind was not recorded).
+    [
+        "ALTER TABLE feedback ADD COLUMN outcome TEXT",
+        "UPDATE feedback SET outcome = 'ok' WHERE success = 1",
+    ],
 ]
 
 _POSTGRES: list[list[str]] = [
@@ -85,6 +91,10 @@ _POSTGRES: list[list[str]] = [
         " model_id TEXT NOT NULL, utilization DOUBLE PRECISION NOT NULL)",
         "CREATE INDEX utilization_model_ts ON utilization (model_id, ts)",
         "CREATE INDEX utilization_ts ON utilization (ts)",
+    ],
+    [
+        "ALTER TABLE feedback ADD COLUMN outcome TEXT",
+        "UPDATE feedback SET outcome = 'ok' WHERE success",
     ],
 ]
 

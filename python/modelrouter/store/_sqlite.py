@@ -27,8 +27,8 @@ _INSERT = {
     " n_assigned, total_score) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "routing_decisions": "INSERT INTO routing_decisions (ts, agent_id, model_id, policy, queued,"
     " outcome) VALUES (?, ?, ?, ?, ?, ?)",
-    "feedback": "INSERT INTO feedback (ts, model_id, agent_id, latency_ms, success)"
-    " VALUES (?, ?, ?, ?, ?)",
+    "feedback": "INSERT INTO feedback (ts, model_id, agent_id, latency_ms, success, outcome)"
+    " VALUES (?, ?, ?, ?, ?, ?)",
     "utilization": "INSERT INTO utilization (ts, model_id, utilization) VALUES (?, ?, ?)",
 }
 
