@@ -134,3 +134,16 @@ def test_health_settings_by_name():
         with pytest.raises(mr.InvalidInputError) as e:
             mr.Router(fleet(), health=bad)
         assert e.value.field == field
+
+
+def test_record_takes_an_outcome_and_the_callers_errors_do_not_count():
+    r, _ = router()
+    for _ in range(10):
+        r.record("m0", 5.0, False, outcome="client_error")
+    assert r.health_of("m0")["state"] == "healthy"
+    assert r.performance.stats("m0").count == 0
+    r.record("m0", 5.0, False, outcome="rate_limited", retry_after_s=4.0)
+    assert r.health_of("m0")["state"] == "cooling_down"
+    with pytest.raises(mr.InvalidInputError) as e:
+        r.record("m0", 5.0, False, outcome="sideways")
+    assert e.value.field == "kind"

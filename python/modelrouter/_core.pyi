@@ -482,6 +482,9 @@ class Router:
         latency_ms: float,
         success: bool = True,
         agent_id: str | None = None,
+        *,
+        outcome: _OutcomeKind | None = None,
+        retry_after_s: float | None = None,
     ) -> None: ...
     def load(self, model_id: str) -> ModelLoad: ...
     def health(self) -> dict[str, _ModelHealth]: ...

@@ -408,7 +408,15 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             return field_error("latency_ms", "latency_ms is required without a request_id")
         else:
             latency_ms = body.latency_ms
-            state.router.record(body.model_id, latency_ms, body.success, body.agent_id)
+            retry = body.retry_after_s if body.outcome == "rate_limited" else None
+            state.router.record(
+                body.model_id,
+                latency_ms,
+                body.success,
+                body.agent_id,
+                outcome=body.outcome,  # type: ignore[arg-type]
+                retry_after_s=retry,
+            )
         if state.store is not None:
             state.store.record_feedback(
                 body.model_id, latency_ms, body.success, body.agent_id, outcome=outcome

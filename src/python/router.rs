@@ -19,7 +19,7 @@ use crate::capability::AgentProfile;
 use crate::load::LoadTracker;
 use crate::redis_backend::TrackerSettings;
 use crate::router::{legacy_keyword_warning, Assignment, AssignmentResult, Feeds, Guard};
-use crate::router::{Router, RouterConfig};
+use crate::router::{Outcome, Router, RouterConfig};
 use crate::strategy::Strategy;
 
 /// One agent's placement.
@@ -385,17 +385,25 @@ impl PyRouter {
         Ok(PyInFlight(self.core.guard(model_id, agent_id)?))
     }
 
-    /// Records one finished request observed outside `track`.
-    #[pyo3(signature = (model_id, latency_ms, success=true, agent_id=None))]
+    /// Records one finished request observed outside `track`; `outcome` (one of `OUTCOMES`,
+    /// with `retry_after_s` for `rate_limited`) says how it failed, when it did.
+    #[pyo3(signature = (model_id, latency_ms, success=true, agent_id=None, *, outcome=None,
+                        retry_after_s=None))]
     fn record(
         &self,
         model_id: &str,
         latency_ms: f64,
         success: bool,
         agent_id: Option<&str>,
+        outcome: Option<&str>,
+        retry_after_s: Option<f64>,
     ) -> PyResult<()> {
         let j = self.core.model_index(model_id)?;
-        Ok(self.core.record(j, agent_id, latency_ms, success)?)
+        let outcome = match outcome {
+            None => Outcome::from_success(success),
+            Some(kind) => Outcome::parse(kind, retry_after_s)?,
+        };
+        Ok(self.core.record_outcome(j, agent_id, latency_ms, outcome)?)
     }
 
     /// The model's live load (stale or not); KeyError for an unknown id.

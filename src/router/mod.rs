@@ -217,12 +217,31 @@ impl Router {
         latency_ms: f64,
         success: bool,
     ) -> Result<()> {
+        self.record_outcome(model, agent, latency_ms, Outcome::from_success(success))
+    }
+
+    /// `record` with what the request's outcome was: the caller's errors (`ClientError`,
+    /// `ContextLength`) leave the model's statistics alone; every outcome informs its health.
+    pub fn record_outcome(
+        &self,
+        model: usize,
+        agent: Option<&str>,
+        latency_ms: f64,
+        outcome: Outcome,
+    ) -> Result<()> {
         let now = self.tracker.now();
-        self.performance
-            .record_at(&self.models[model].id, agent, latency_ms, success, now)?;
-        self.states[model].record_latency(latency_ms, now);
-        let verdict = Outcome::from_success(success).verdict();
-        self.health.observe(model, verdict, now);
+        crate::perf::check_latency(latency_ms)?;
+        if !outcome.is_callers() {
+            self.performance.record_at(
+                &self.models[model].id,
+                agent,
+                latency_ms,
+                outcome.is_success(),
+                now,
+            )?;
+            self.states[model].record_latency(latency_ms, now);
+        }
+        self.health.observe(model, outcome.verdict(), now);
         Ok(())
     }
 

@@ -15,6 +15,7 @@ import json
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -99,7 +100,7 @@ class SQLiteStore(SharedQueries, BaseStore):
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
         if not self._memory:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
@@ -153,3 +154,20 @@ class SQLiteStore(SharedQueries, BaseStore):
             stats["mean_ms"] = mean
             out.append(stats)
         return out
+
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout_s: float = 30.0) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: switching needs a moment alone with the file, and
+    SQLite does not wait for it (its busy timeout does not cover this pragma), so several
+    services opening one new database at once would otherwise fail with "database is locked"."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
