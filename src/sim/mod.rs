@@ -27,9 +27,11 @@ mod scenario;
 mod tests;
 
 pub use report::{
-    escape_html, percentile, thousands, PolicyResult, PolicySummary, SimulationReport,
+    escape_html, percentile, run_name, thousands, PolicyResult, PolicySummary, SimulationReport,
 };
-pub use scenario::{Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS};
+pub use scenario::{
+    Fault, FaultKind, Handling, Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS,
+};
 
 /// Reports progress at most once per whole percent and carries a cancellation request back to
 /// the runs.
@@ -170,16 +172,20 @@ pub fn simulate_with_progress(
         scores,
         cumulative,
     };
+    let runs: Vec<(Policy, Handling)> = unique
+        .iter()
+        .flat_map(|&p| scenario.failure_handling.iter().map(move |&h| (p, h)))
+        .collect();
     let ticker = Ticker {
-        total: scenario.requests.saturating_mul(unique.len() as u64),
+        total: scenario.requests.saturating_mul(runs.len() as u64),
         done: AtomicU64::new(0),
         last_percent: Mutex::new(0),
         cancelled: AtomicBool::new(false),
         callback: progress,
     };
-    let results = unique
+    let results = runs
         .par_iter()
-        .map(|&p| engine::run(&prep, p, &ticker))
+        .map(|&(p, h)| engine::run(&prep, p, h, &ticker))
         .collect();
     let report = SimulationReport {
         description: scenario.description.clone(),

@@ -253,7 +253,7 @@ fn report_serializes_as_the_python_dict_without_latencies() {
     let report = simulate(&sc, &[Policy::Weighted, Policy::LeastLoaded]).unwrap();
     let text = serde_json::to_string(&report).unwrap();
     assert!(
-        text.starts_with(r#"{"description":"","requests":50,"seed":11,"model_ids":["m1","m2"],"results":{"weighted":{"policy":"weighted","p50_ms":"#),
+        text.starts_with(r#"{"description":"","requests":50,"seed":11,"model_ids":["m1","m2"],"results":{"weighted":{"policy":"weighted","handling":"none","p50_ms":"#),
         "{text}"
     );
     assert!(!text.contains("latencies"));
@@ -266,7 +266,7 @@ fn report_serializes_as_the_python_dict_without_latencies() {
         weighted["per_model_utilization"]["m2"],
         r.per_model_utilization[1]
     );
-    assert_eq!(weighted.as_object().unwrap().len(), 15);
+    assert_eq!(weighted.as_object().unwrap().len(), 20);
     let policies: Vec<&String> = value["results"].as_object().unwrap().keys().collect();
     assert_eq!(policies, ["least_loaded", "weighted"]); // serde_json's map is sorted
     let summary = r.summary(&report.model_ids);
@@ -358,4 +358,19 @@ fn progress_reaches_the_calling_thread_and_its_error_cancels_the_runs() {
     });
     assert!(matches!(stopped, Err(Stopped::Caller("stop"))));
     assert_eq!(calls, 1);
+}
+
+#[test]
+#[ignore = "prints the shipped outage scenario's table"]
+fn print_outage() {
+    let path = std::env::var("OUTAGE_JSON").map_or_else(
+        |_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("python/modelrouter/scenarios/outage.json")
+        },
+        std::path::PathBuf::from,
+    );
+    let sc = Scenario::from_file(&path).unwrap();
+    let report = simulate(&sc, &Policy::ALL).unwrap();
+    println!("{}", report.table());
 }
