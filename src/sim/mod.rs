@@ -29,7 +29,8 @@
 //!   Retry-After); before each choice, models it does not make available get
 //!   `Candidate.accepting = false`, as in the live router, and the chosen one's probe is
 //!   claimed. A failed call still fails its request.
-//! - `eject_retry`: also, a failed call is retried at once on another model (the failed one is
+//! - `eject_retry`: also, a call failed by an injected fault (not an overload failure, which
+//!   the router's own load rules cause) is retried at once on another model (the failed one is
 //!   passed over unless no other feasible model accepts) while the request has retries left
 //!   (`max_retries`, shared with no-capacity retries) and the core
 //!   [`crate::health::RetryBudget`] (20 % of the requests + 10 per second over 10 s), which
