@@ -363,3 +363,92 @@ def test_identical_deployments_share_the_traffic(policy, rate):
     # after its estimate has faded (half-life 60 s), so its spread is looser by design.
     floor = 0.15 if policy == "predictive" else 0.18
     assert shares.min() > floor, dict(zip(r.per_model_utilization, shares.round(3)))
+
+
+MODES = ["none", "eject", "eject_retry"]
+
+
+def test_outage_scenario_meets_the_targets_and_is_deterministic():
+    report = mr.simulate("outage", "predictive")
+    runs = ["predictive", "predictive+eject", "predictive+eject_retry"]
+    assert list(report.results) == runs
+    none, eject, retry = (report.results[name] for name in runs)
+    assert [r.handling for r in (none, eject, retry)] == MODES
+    assert [r.name for r in (none, eject, retry)] == runs
+    assert {r.policy for r in (none, eject, retry)} == {"predictive"}
+    assert none.success_rate < 0.99 < eject.success_rate
+    assert retry.success_rate >= 0.999
+    assert none.failure_retries == eject.failure_retries == 0
+    # Extra load from retries within the core budget: 20 % of requests + 10 per second.
+    assert retry.failure_retries <= 0.2 * retry.requests + 10.0 * retry.duration_s
+    assert retry.p99_ms <= none.p99_ms
+    for r in (none, eject, retry):
+        assert r.completed + r.failed + r.overload_failures + r.rejected == r.requests
+        assert r.success_rate == r.completed / r.requests
+        assert r.wasted_calls == r.failed + r.failure_retries + r.overload_failures
+        d = r.to_dict()
+        assert (d["handling"], d["success_rate"], d["wasted_calls"]) == (
+            r.handling,
+            r.success_rate,
+            r.wasted_calls,
+        )
+    again = mr.simulate("outage", "predictive")
+    assert again.to_dict() == report.to_dict()
+    other = mr.simulate("outage", "predictive", seed=43)
+    assert other.to_dict() != report.to_dict()
+    assert "handling='eject_retry'" not in repr(none)
+    assert 'handling="eject_retry"' in repr(retry)
+
+
+def test_failure_handling_modes_can_be_chosen_and_faults_outside_the_window_do_nothing():
+    sc = one_model({"distribution": "deterministic", "ms": 10}, servers=4, rate=50, requests=500)
+    sc["models"][0]["faults"] = [{"kind": "outage", "from_s": 1000, "to_s": 2000}]
+    report = mr.simulate(sc, "weighted")
+    assert list(report.results) == ["weighted", "weighted+eject", "weighted+eject_retry"]
+    base = mr.simulate(
+        {k: v for k, v in sc.items()}
+        | {"models": [{k: v for k, v in sc["models"][0].items() if k != "faults"}]},
+        "weighted",
+    )
+    assert list(base.results) == ["weighted"]
+    for r in report.results.values():
+        np.testing.assert_array_equal(r.latencies_ms, base.results["weighted"].latencies_ms)
+        assert (r.success_rate, r.wasted_calls) == (1.0, 0)
+    sc["failure_handling"] = ["eject_retry"]
+    assert list(mr.simulate(sc, "weighted").results) == ["weighted+eject_retry"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "field"),
+    [
+        ({"kind": "errors", "from_s": 0, "to_s": 1}, "models[0].faults[0].error_rate"),
+        (
+            {"kind": "errors", "from_s": 0, "to_s": 1, "error_rate": 2},
+            "models[0].faults[0].error_rate",
+        ),
+        ({"kind": "outage", "from_s": 3, "to_s": 1}, "models[0].faults[0].to_s"),
+        ({"kind": "slowdown", "from_s": 0, "to_s": 1, "factor": 0}, "models[0].faults[0].factor"),
+        (
+            {"kind": "outage", "from_s": 0, "to_s": 1, "retry_after_s": 1},
+            "models[0].faults[0].retry_after_s",
+        ),
+        ({"kind": "bogus", "from_s": 0, "to_s": 1}, "models[0].faults[0].kind"),
+    ],
+)
+def test_bad_fault_fields_name_the_json_path(fault, field):
+    sc = one_model({"distribution": "deterministic", "ms": 10}, rate=5, requests=10)
+    sc["models"][0]["faults"] = [fault]
+    with pytest.raises(mr.InvalidInputError) as e:
+        mr.simulate(sc)
+    assert e.value.field == field
+    assert f"scenario: {field}: " in str(e.value)
+
+
+def test_cli_simulate_outage_prints_the_failure_handling(capsys):
+    argv = ["simulate", "--scenario", "outage", "--policies", "predictive", "--no-plot"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for name in ["predictive", "predictive+eject", "predictive+eject_retry"]:
+        assert f"\n{name} " in out
+    line = next(x for x in out.splitlines() if x.startswith("predictive: success"))
+    assert "with ejection + retries" in line and "retries (" in line

@@ -90,7 +90,7 @@ def _policies(requested: Sequence[str] | None) -> list[str]:
 
 def p99_sentence(report: SimulationReport) -> str:
     """The P99 change of the best load-aware policy against capability-only routing."""
-    results = report.results
+    results = {name: r for name, r in report.results.items() if r.handling == "none"}
     base = results[BASELINE]
     aware = [r for name, r in results.items() if name != BASELINE and r.completed > 0]
     if not aware:
@@ -104,6 +104,28 @@ def p99_sentence(report: SimulationReport) -> str:
         f"{best.overload_failures:,} with {best.policy} (load-aware policies never send a request "
         "to a full model, so theirs count only a scenario's hidden fail_above limits)"
     )
+
+
+def failure_sentences(report: SimulationReport) -> list[str]:
+    """Per policy with failure handling: success rate without handling, with ejection and with
+    ejection + retries; the retries' extra load; the P99 of successful requests."""
+    lines = []
+    by_policy: dict[str, dict[str, Any]] = {}
+    for r in report.results.values():
+        by_policy.setdefault(r.policy, {})[r.handling] = r
+    for policy, modes in by_policy.items():
+        if set(modes) == {"none"}:
+            continue
+        labels = {"none": "no handling", "eject": "ejection", "eject_retry": "ejection + retries"}
+        parts = [f"{modes[h].success_rate:.3%} with {labels[h]}" for h in labels if h in modes]
+        line = f"{policy}: success {', '.join(parts)}"
+        if "eject_retry" in modes:
+            r = modes["eject_retry"]
+            extra = r.failure_retries / max(r.requests, 1)
+            line += f"; {r.failure_retries:,} retries ({extra:.2%} extra calls)"
+        p99 = ", ".join(f"{modes[h].p99_ms:,.0f}" for h in labels if h in modes)
+        lines.append(f"{line}; P99 of successful requests {p99} ms")
+    return lines
 
 
 def plot_latency(report: SimulationReport, path: Path) -> bool:
@@ -167,6 +189,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(report.table())
     print()
     print(p99_sentence(report))
+    failures = failure_sentences(report)
+    if failures:
+        print("\nFailed calls (retries drawn from a budget of 20 % of requests + 10 per s):")
+        print("\n".join(failures))
     if not args.no_plot:
         if plot_latency(report, Path(args.plot)):
             print(f"latency plot written to {args.plot}")

@@ -12,7 +12,8 @@ use pyo3::types::{PyDict, PyString};
 use super::arrays::{levels_to_py, pymethods_with_getters, renamed, to_py};
 use super::errors::invalid;
 use crate::sim::{
-    parse_policies, simulate_reporting, PolicySummary, Scenario, SimulationReport, Stopped,
+    parse_policies, run_name, simulate_reporting, PolicySummary, Scenario, SimulationReport,
+    Stopped,
 };
 
 /// One policy's measurements over the scenario's request stream.
@@ -27,10 +28,22 @@ pymethods_with_getters! {
         p50_ms: f64, p95_ms: f64, p99_ms: f64, mean_ms: f64, avg_utilization: f64,
         duration_s: f64, throughput_per_s: f64, requests: u64, completed: u64,
         overload_failures: u64, rejected: u64, retries: u64, max_queue_length: u64,
+        success_rate: f64, failed: u64, failure_retries: u64, wasted_calls: u64,
     }
     #[getter]
     fn policy(&self) -> &'static str {
         self.r.policy.name()
+    }
+    /// How failed calls were handled: "none", "eject" or "eject_retry".
+    #[getter]
+    fn handling(&self) -> &'static str {
+        self.r.handling.name()
+    }
+    /// The key of this run in `SimulationReport.results`: the policy, plus `+handling` unless
+    /// that is "none".
+    #[getter]
+    fn name(&self) -> String {
+        run_name(self.r.policy, self.r.handling)
     }
     /// End-to-end latency of every completed request in ms (read-only float64 array).
     #[getter]
@@ -51,7 +64,8 @@ pymethods_with_getters! {
     }
 }
 
-/// Every policy's result on one scenario; `results` maps policy name → `PolicyResult`.
+/// Every policy's result on one scenario; `results` maps the run name (the policy, then
+/// `+eject` or `+eject_retry` for runs with failure handling) → `PolicyResult`.
 /// `report` keeps everything but the latency samples, which the results own.
 #[pyclass(frozen, module = "modelrouter", name = "SimulationReport")]
 pub struct PySimulationReport {
@@ -65,7 +79,7 @@ pymethods_with_getters! {
     fn results<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for r in &self.results {
-            d.set_item(r.get().policy(), r.clone_ref(py))?;
+            d.set_item(r.get().name(), r.clone_ref(py))?;
         }
         Ok(d)
     }
@@ -150,7 +164,10 @@ fn count(obj: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Option<u64>> {
 /// active_request_bias, default_latency_ms}, `weights` {required, preferred, context, cost};
 /// `models`: Model fields plus `service` {"distribution": "lognormal", "median_ms", "sigma"} |
 /// {"distribution": "exponential", "mean_ms"} | {"distribution": "deterministic", "ms"} and an
-/// optional hidden `fail_above`; `agents`: Agent fields plus a mix `weight` (1).
+/// optional hidden `fail_above` and `faults` [{"kind": "outage" | "errors" | "rate_limit" |
+/// "slowdown", "from_s", "to_s", ...}]; `failure_handling` (a list of "none", "eject",
+/// "eject_retry"; all three when a model has faults); `agents`: Agent fields plus a mix
+/// `weight` (1). Shipped: also "outage".
 /// `policies` (a name or a list; `strategies` is its deprecated alias) defaults to every
 /// policy; `seed` and `requests` override the scenario's; `progress(fraction)` is called on
 /// the calling thread at most about a hundred times.

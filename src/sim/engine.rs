@@ -1,6 +1,8 @@
-//! One policy's run: an event loop over a min-heap of completions and client retries, with
-//! arrivals generated lazily in time order. Every request is routed by `balancer::choose` on
-//! the live state, so what is measured is what the router does.
+//! One policy's run under one failure-handling mode: an event loop over a min-heap of call
+//! ends and client retries, with arrivals generated lazily in time order. Every request is
+//! routed by `balancer::choose` on the live state, so what is measured is what the router
+//! does. With failure handling, the run owns one core `Health` (fed by every call's end, read
+//! before each choice as the live router does) and, with retries, one core `RetryBudget`.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -8,9 +10,10 @@ use std::collections::{BinaryHeap, VecDeque};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 use super::report::PolicyResult;
-use super::scenario::{Scenario, ServiceTime};
+use super::scenario::{FaultKind, Handling, Scenario, ServiceTime};
 use super::Ticker;
 use crate::balancer::{choose, Candidate, Decision, Policy};
+use crate::health::{Health, HealthConfig, RetryBudget, RetryBudgetConfig, Verdict};
 
 /// A client waits at least this long before retrying, so a zero hint cannot spin.
 const MIN_RETRY_MS: f64 = 1.0;
@@ -33,15 +36,26 @@ struct Request {
     z: f64,
 }
 
+/// One call of a request to one model: the attempt number and its service time there.
+#[derive(Clone, Copy)]
+struct Call {
+    request: Request,
+    attempts: u32,
+    service_ms: f64,
+}
+
 enum Kind {
+    /// A call ends: `failure` is None when it succeeded.
     Done {
         model: u32,
-        arrival_ms: f64,
-        service_ms: f64,
+        call: Call,
+        failure: Option<Verdict>,
     },
+    /// A client retry; `avoid` is the model whose call just failed.
     Retry {
         request: Request,
         attempts: u32,
+        avoid: Option<u32>,
     },
 }
 
@@ -123,8 +137,8 @@ impl Arrivals {
 
 struct ModelState {
     active: u64,
-    /// Waiting requests: (arrival time, service time on this model).
-    queue: VecDeque<(f64, f64)>,
+    /// Waiting calls, first in first out.
+    queue: VecDeque<Call>,
     /// Observed service latency (EWMA), NaN until the first completion.
     latency_ms: f64,
     /// Simulated time of that observation.
@@ -137,6 +151,12 @@ struct Sim<'a> {
     prep: &'a Prepared<'a>,
     policy: Policy,
     rng: SmallRng,
+    /// Draws whether a call inside an error or 429 window fails.
+    fault_rng: SmallRng,
+    /// Outlier ejection (modes other than `None`).
+    health: Option<Health>,
+    /// Retries after failed calls (`EjectRetry` only).
+    budget: Option<RetryBudget>,
     models: Vec<ModelState>,
     cands: Vec<Candidate>,
     heap: BinaryHeap<Event>,
@@ -146,6 +166,12 @@ struct Sim<'a> {
     rejected: u64,
     retries: u64,
     max_queue: u64,
+    /// Requests whose last call failed from an injected fault.
+    failed: u64,
+    /// Retries after a failed call.
+    failure_retries: u64,
+    /// Calls that failed (injected faults and overload failures).
+    wasted_calls: u64,
 }
 
 impl Sim<'_> {
@@ -170,45 +196,95 @@ impl Sim<'_> {
         law.sample(r.u, r.z)
     }
 
-    /// Starts a request now, unless the deployment breaks above its hidden limit.
-    fn start(&mut self, j: usize, now: f64, arrival_ms: f64, service_ms: f64) {
-        if let Some(limit) = self.prep.scenario.models[j].fail_above {
+    /// Starts a call now, unless the deployment breaks above its hidden limit. The faults
+    /// active now decide how it ends: slowdowns stretch it, then the first failing fault (in
+    /// scenario order) makes it fail after that fault's time.
+    fn start(&mut self, j: usize, now: f64, mut call: Call) {
+        let spec = &self.prep.scenario.models[j];
+        if let Some(limit) = spec.fail_above {
             if self.models[j].active >= limit {
                 self.overload_failures += 1;
+                self.wasted_calls += 1;
                 return;
+            }
+        }
+        let mut failure = None;
+        let mut took_ms = call.service_ms;
+        if !spec.faults.is_empty() {
+            for f in spec.faults.iter().filter(|f| f.active(now)) {
+                if let FaultKind::Slowdown { factor } = f.kind {
+                    call.service_ms *= factor;
+                }
+            }
+            took_ms = call.service_ms;
+            for f in spec.faults.iter().filter(|f| f.active(now)) {
+                let (rate, verdict, after) = match f.kind {
+                    FaultKind::Slowdown { .. } => continue,
+                    FaultKind::Outage { fail_after_ms } => {
+                        (1.0, Verdict::ServerError, fail_after_ms)
+                    }
+                    FaultKind::Errors {
+                        error_rate,
+                        fail_after_ms,
+                    } => (
+                        error_rate,
+                        Verdict::ServerError,
+                        fail_after_ms.unwrap_or(call.service_ms),
+                    ),
+                    FaultKind::RateLimit {
+                        error_rate,
+                        retry_after_s,
+                        fail_after_ms,
+                    } => (
+                        error_rate,
+                        Verdict::RateLimited { retry_after_s },
+                        fail_after_ms,
+                    ),
+                };
+                if rate >= 1.0 || self.fault_rng.random::<f64>() < rate {
+                    failure = Some(verdict);
+                    took_ms = after;
+                    break;
+                }
             }
         }
         self.set_active(j, now, 1);
         let done = Kind::Done {
             model: j as u32,
-            arrival_ms,
-            service_ms,
+            call,
+            failure,
         };
-        self.push(now + service_ms, done);
+        self.push(now + took_ms, done);
     }
 
     /// A request sent to model `j`: it runs on a free slot, else waits in the FIFO queue,
     /// else it is an overload failure.
-    fn admit(&mut self, j: usize, now: f64, r: &Request) {
-        let service_ms = self.service(j, r);
+    fn admit(&mut self, j: usize, now: f64, r: &Request, attempts: u32) {
+        let call = Call {
+            request: *r,
+            attempts,
+            service_ms: self.service(j, r),
+        };
         let profile = &self.prep.scenario.models[j].profile;
         let state = &mut self.models[j];
         if state.active < profile.max_concurrent && state.queue.is_empty() {
-            self.start(j, now, r.arrival_ms, service_ms);
+            self.start(j, now, call);
         } else if (state.queue.len() as u64) < profile.max_queue {
-            state.queue.push_back((r.arrival_ms, service_ms));
+            state.queue.push_back(call);
             self.max_queue = self.max_queue.max(state.queue.len() as u64);
         } else {
             self.overload_failures += 1;
+            self.wasted_calls += 1;
         }
     }
 
-    fn route(&mut self, r: Request, attempts: u32, now: f64) {
+    fn route(&mut self, r: Request, attempts: u32, now: f64, avoid: Option<u32>) {
         let n = self.models.len();
         let row = &self.prep.scores[r.agent as usize * n..][..n];
         for (j, c) in self.cands.iter_mut().enumerate() {
             let m = &self.models[j];
             c.score = row[j];
+            c.accepting = true;
             c.active = m.active;
             c.queued = m.queue.len() as u64;
             c.latency_ms = m.latency_ms;
@@ -218,15 +294,37 @@ impl Sim<'_> {
                 now - m.latency_at
             };
         }
+        // As the live router: models its health takes out do not accept new work.
+        if let Some(health) = self.health.as_ref().filter(|h| !h.all_healthy()) {
+            for (c, open) in self.cands.iter_mut().zip(health.available(now / 1000.0)) {
+                c.accepting &= open;
+            }
+        }
+        // A retry goes elsewhere, unless no other model could take it.
+        if let Some(a) = avoid.map(|a| a as usize) {
+            let other =
+                (0..n).any(|k| k != a && self.cands[k].is_feasible() && self.cands[k].accepting);
+            if other {
+                self.cands[a].accepting = false;
+            }
+        }
         let scenario = self.prep.scenario;
         match choose(self.policy, &self.cands, &scenario.balancer, &mut self.rng) {
-            Decision::Run(j) | Decision::Queue(j) => self.admit(j, now, &r),
+            Decision::Run(j) | Decision::Queue(j) => {
+                if let Some(health) = &self.health {
+                    // Takes a probing model's one probe (single-threaded: never contended,
+                    // except in panic, when health is ignored anyway).
+                    health.claim(j, now / 1000.0);
+                }
+                self.admit(j, now, &r, attempts)
+            }
             Decision::NoCapacity { retry_after_s } if attempts < scenario.max_retries => {
                 self.retries += 1;
                 let wait = (retry_after_s * 1000.0).max(MIN_RETRY_MS);
                 let kind = Kind::Retry {
                     request: r,
                     attempts: attempts + 1,
+                    avoid: None,
                 };
                 self.push(now + wait, kind);
             }
@@ -234,30 +332,65 @@ impl Sim<'_> {
         }
     }
 
-    fn complete(&mut self, j: usize, now: f64, arrival_ms: f64, service_ms: f64) {
+    /// A call ends: a success is measured and feeds the observed latency; a failure is a
+    /// wasted call, retried elsewhere when the mode and the budget allow, else its request
+    /// fails. Either way the model's health hears of it, and the freed slot starts the queue.
+    fn complete(&mut self, j: usize, now: f64, call: Call, failure: Option<Verdict>) {
         self.set_active(j, now, -1);
-        self.latencies.push(now - arrival_ms);
-        let alpha = self.prep.scenario.latency_ewma_alpha;
-        let m = &mut self.models[j];
-        m.latency_ms = if m.latency_ms.is_nan() {
-            service_ms
-        } else {
-            alpha * service_ms + (1.0 - alpha) * m.latency_ms
-        };
-        m.latency_at = now;
+        let now_s = now / 1000.0;
+        match failure {
+            None => {
+                self.latencies.push(now - call.request.arrival_ms);
+                let alpha = self.prep.scenario.latency_ewma_alpha;
+                let m = &mut self.models[j];
+                m.latency_ms = if m.latency_ms.is_nan() {
+                    call.service_ms
+                } else {
+                    alpha * call.service_ms + (1.0 - alpha) * m.latency_ms
+                };
+                m.latency_at = now;
+                if let Some(health) = &self.health {
+                    health.observe(j, Verdict::Ok, now_s);
+                }
+            }
+            Some(verdict) => {
+                self.wasted_calls += 1;
+                if let Some(health) = &self.health {
+                    health.observe(j, verdict, now_s);
+                }
+                let retry = call.attempts < self.prep.scenario.max_retries
+                    && self.budget.as_ref().is_some_and(|b| b.try_retry(now_s));
+                if retry {
+                    self.failure_retries += 1;
+                    let kind = Kind::Retry {
+                        request: call.request,
+                        attempts: call.attempts + 1,
+                        avoid: Some(j as u32),
+                    };
+                    self.push(now, kind);
+                } else {
+                    self.failed += 1;
+                }
+            }
+        }
         let max_concurrent = self.prep.scenario.models[j].profile.max_concurrent;
         while self.models[j].active < max_concurrent {
-            let Some((arrival, service)) = self.models[j].queue.pop_front() else {
+            let Some(next) = self.models[j].queue.pop_front() else {
                 break;
             };
-            self.start(j, now, arrival, service);
+            self.start(j, now, next);
         }
     }
 }
 
 /// Runs the whole request stream under one policy. Stops early (partial result) when the
 /// ticker reports cancellation.
-pub(super) fn run(prep: &Prepared<'_>, policy: Policy, ticker: &Ticker<'_>) -> PolicyResult {
+pub(super) fn run(
+    prep: &Prepared<'_>,
+    policy: Policy,
+    handling: Handling,
+    ticker: &Ticker<'_>,
+) -> PolicyResult {
     let sc = prep.scenario;
     let n_requests = sc.requests;
     let models = sc.models.iter().map(|m| ModelState {
@@ -279,10 +412,21 @@ pub(super) fn run(prep: &Prepared<'_>, policy: Policy, ticker: &Ticker<'_>) -> P
         latency_age_ms: 0.0,
         accepting: true,
     });
+    let health = (handling != Handling::None).then(|| {
+        Health::new(sc.models.len(), HealthConfig::default(), 0.0)
+            .expect("the default health settings are valid")
+    });
+    let budget = (handling == Handling::EjectRetry).then(|| {
+        RetryBudget::new(RetryBudgetConfig::default()).expect("the default retry budget is valid")
+    });
     let mut sim = Sim {
         prep,
         policy,
+        // Every mode of a policy draws the same numbers: modes differ only in their handling.
         rng: SmallRng::seed_from_u64(stream_seed(sc.seed, 2 + policy as u64)),
+        fault_rng: SmallRng::seed_from_u64(stream_seed(sc.seed, 64 + policy as u64)),
+        health,
+        budget,
         models: models.collect(),
         cands: cands.collect(),
         heap: BinaryHeap::with_capacity(1024),
@@ -292,6 +436,9 @@ pub(super) fn run(prep: &Prepared<'_>, policy: Policy, ticker: &Ticker<'_>) -> P
         rejected: 0,
         retries: 0,
         max_queue: 0,
+        failed: 0,
+        failure_retries: 0,
+        wasted_calls: 0,
     };
     let mut arrivals = Arrivals {
         rng: SmallRng::seed_from_u64(stream_seed(sc.seed, 1)),
@@ -314,16 +461,23 @@ pub(super) fn run(prep: &Prepared<'_>, policy: Policy, ticker: &Ticker<'_>) -> P
             match event.kind {
                 Kind::Done {
                     model,
-                    arrival_ms,
-                    service_ms,
-                } => sim.complete(model as usize, now, arrival_ms, service_ms),
-                Kind::Retry { request, attempts } => sim.route(request, attempts, now),
+                    call,
+                    failure,
+                } => sim.complete(model as usize, now, call, failure),
+                Kind::Retry {
+                    request,
+                    attempts,
+                    avoid,
+                } => sim.route(request, attempts, now, avoid),
             }
             continue;
         }
         now = next_arrival;
         let request = arrivals.request(now, &prep.cumulative);
-        sim.route(request, 0, now);
+        if let Some(budget) = &sim.budget {
+            budget.record_request(now / 1000.0);
+        }
+        sim.route(request, 0, now, None);
         issued += 1;
         next_arrival = now + arrivals.gap();
         if issued - reported >= chunk {
@@ -339,6 +493,7 @@ pub(super) fn run(prep: &Prepared<'_>, policy: Policy, ticker: &Ticker<'_>) -> P
     }
     PolicyResult::new(
         policy,
+        handling,
         sim.latencies,
         sim.models.iter().zip(&sc.models).map(|(m, spec)| {
             let slots = spec.profile.max_concurrent as f64;
@@ -355,6 +510,7 @@ pub(super) fn run(prep: &Prepared<'_>, policy: Policy, ticker: &Ticker<'_>) -> P
             sim.retries,
             sim.max_queue,
         ],
+        [sim.failed, sim.failure_retries, sim.wasted_calls],
         now / 1000.0,
     )
 }

@@ -6,9 +6,40 @@
 //! where they send work.
 //!
 //! Outcomes of a request: completed, an *overload failure* (sent to a model with neither a free
-//! slot nor queue room, or started above the model's hidden `fail_above` limit), or *rejected*
-//! (no eligible model, or still no capacity after `max_retries` retries). The three add up to
-//! the request count.
+//! slot nor queue room, or started above the model's hidden `fail_above` limit), *rejected*
+//! (no eligible model, or still no capacity after `max_retries` retries), or *failed* (its last
+//! call failed from an injected fault). The four add up to the request count.
+//!
+//! **Faults.** A model may list `faults`, each over a window `[from_s, to_s)` of simulated time
+//! and judged when a call *starts* (a queued call meets the faults of its start time):
+//! `outage` (every call fails after `fail_after_ms`, default 0: refused; longer: a time-out),
+//! `errors` (a call fails with probability `error_rate`, after `fail_after_ms` or by default its
+//! own service time), `rate_limit` (a call is answered 429 with probability `error_rate`,
+//! default 1, after `fail_after_ms`, default 0, with an optional `retry_after_s`), `slowdown`
+//! (service times × `factor` ≥ 1). Slowdowns apply first; then the first failing fault in
+//! scenario order decides. A failed call holds its slot until it fails and does not feed the
+//! observed latency.
+//!
+//! **Failure handling** (`failure_handling`; by default all three when any model has faults,
+//! else only `none`), one run per policy and mode, keyed `policy` / `policy+eject` /
+//! `policy+eject_retry`:
+//! - `none`: a failed call fails its request.
+//! - `eject`: one core [`crate::health::Health`] per run (default settings; its clock in
+//!   seconds = simulated ms / 1000) hears every call's end (ok, server error, 429 with its
+//!   Retry-After); before each choice, models it does not make available get
+//!   `Candidate.accepting = false`, as in the live router, and the chosen one's probe is
+//!   claimed. A failed call still fails its request.
+//! - `eject_retry`: also, a call failed by an injected fault (not an overload failure, which
+//!   the router's own load rules cause) is retried at once on another model (the failed one is
+//!   passed over unless no other feasible model accepts) while the request has retries left
+//!   (`max_retries`, shared with no-capacity retries) and the core
+//!   [`crate::health::RetryBudget`] (20 % of the requests + 10 per second over 10 s), which
+//!   hears every arrival, allows it. The request's latency includes its failed calls.
+//!
+//! *Wasted calls* are the calls that failed (injected faults, retried or not, and overload
+//! failures); `failure_retries` the retries after failed calls; `success_rate` completed /
+//! requests. Every mode of a policy draws the same random numbers, and faults draw from their
+//! own stream, so a fault outside its window changes nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -27,9 +58,11 @@ mod scenario;
 mod tests;
 
 pub use report::{
-    escape_html, percentile, thousands, PolicyResult, PolicySummary, SimulationReport,
+    escape_html, percentile, run_name, thousands, PolicyResult, PolicySummary, SimulationReport,
 };
-pub use scenario::{Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS};
+pub use scenario::{
+    Fault, FaultKind, Handling, Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS,
+};
 
 /// Reports progress at most once per whole percent and carries a cancellation request back to
 /// the runs.
@@ -170,16 +203,20 @@ pub fn simulate_with_progress(
         scores,
         cumulative,
     };
+    let runs: Vec<(Policy, Handling)> = unique
+        .iter()
+        .flat_map(|&p| scenario.failure_handling.iter().map(move |&h| (p, h)))
+        .collect();
     let ticker = Ticker {
-        total: scenario.requests.saturating_mul(unique.len() as u64),
+        total: scenario.requests.saturating_mul(runs.len() as u64),
         done: AtomicU64::new(0),
         last_percent: Mutex::new(0),
         cancelled: AtomicBool::new(false),
         callback: progress,
     };
-    let results = unique
+    let results = runs
         .par_iter()
-        .map(|&p| engine::run(&prep, p, &ticker))
+        .map(|&(p, h)| engine::run(&prep, p, h, &ticker))
         .collect();
     let report = SimulationReport {
         description: scenario.description.clone(),

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::scenario::{Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS};
+use super::scenario::{
+    Fault, FaultKind, Handling, Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS,
+};
 use crate::balancer::BalancerConfig;
 use crate::capability::{AgentProfile, ModelProfile, ScoreWeights, MODEL_DEFAULTS};
 use crate::error::{Error, Result};
@@ -53,6 +55,15 @@ struct RawScenario {
     weights: Option<RawWeights>,
     models: Vec<RawModel>,
     agents: Vec<RawAgent>,
+    failure_handling: Option<Vec<RawHandling>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RawHandling {
+    None,
+    Eject,
+    EjectRetry,
 }
 
 fn default_retries() -> u32 {
@@ -99,6 +110,30 @@ struct RawModel {
     cost_per_1k_tokens: f64,
     service: RawService,
     fail_above: Option<u64>,
+    #[serde(default)]
+    faults: Vec<RawFault>,
+}
+
+/// Flat like [`RawService`], so that a missing or misplaced parameter is named.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    kind: RawFaultKind,
+    from_s: f64,
+    to_s: f64,
+    error_rate: Option<f64>,
+    retry_after_s: Option<f64>,
+    factor: Option<f64>,
+    fail_after_ms: Option<f64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RawFaultKind {
+    Outage,
+    Errors,
+    RateLimit,
+    Slowdown,
 }
 
 fn default_context() -> u64 {
@@ -201,6 +236,12 @@ pub const MAX_SERVICE_MS: f64 = 1e9;
 pub const MAX_SIGMA: f64 = 5.0;
 pub const ARRIVAL_RATE_RANGE: (f64, f64) = (1e-6, 1e9);
 pub const MAX_RETRIES: u32 = 100;
+/// Faults: windows end by 10⁷ s (about 116 days), at most this many per model, a slowdown
+/// multiplies by at most 1000 and a Retry-After is at most an hour.
+pub const MAX_FAULT_S: f64 = 1e7;
+pub const MAX_FAULTS: usize = 1000;
+pub const MAX_SLOWDOWN: f64 = 1000.0;
+pub const MAX_RETRY_AFTER_S: f64 = 3600.0;
 
 fn within(source: &str, field: &str, value: f64, (lo, hi): (f64, f64)) -> Result<()> {
     check(
@@ -273,6 +314,90 @@ impl RawService {
             ));
         }
         Ok(service)
+    }
+}
+
+impl RawFault {
+    fn build(self, source: &str, at: &str) -> Result<Fault> {
+        let field = |name: &str| format!("{at}.{name}");
+        within(source, &field("from_s"), self.from_s, (0.0, MAX_FAULT_S))?;
+        within(source, &field("to_s"), self.to_s, (0.0, MAX_FAULT_S))?;
+        check(
+            source,
+            &field("to_s"),
+            self.to_s > self.from_s,
+            &format!("must be after from_s ({})", self.from_s),
+            self.to_s,
+        )?;
+        let rate = |value: Option<f64>, default: Option<f64>| -> Result<f64> {
+            let value = value
+                .or(default)
+                .ok_or_else(|| bad(source, field("error_rate"), "missing field"))?;
+            within(source, &field("error_rate"), value, (0.0, 1.0))?;
+            Ok(value)
+        };
+        let fail_after = |value: Option<f64>| -> Result<Option<f64>> {
+            if let Some(v) = value {
+                within(source, &field("fail_after_ms"), v, (0.0, MAX_SERVICE_MS))?;
+            }
+            Ok(value)
+        };
+        let (kind, used): (FaultKind, &[&str]) = match self.kind {
+            RawFaultKind::Outage => (
+                FaultKind::Outage {
+                    fail_after_ms: fail_after(self.fail_after_ms)?.unwrap_or(0.0),
+                },
+                &["fail_after_ms"],
+            ),
+            RawFaultKind::Errors => (
+                FaultKind::Errors {
+                    error_rate: rate(self.error_rate, None)?,
+                    fail_after_ms: fail_after(self.fail_after_ms)?,
+                },
+                &["error_rate", "fail_after_ms"],
+            ),
+            RawFaultKind::RateLimit => {
+                if let Some(v) = self.retry_after_s {
+                    within(source, &field("retry_after_s"), v, (0.0, MAX_RETRY_AFTER_S))?;
+                }
+                (
+                    FaultKind::RateLimit {
+                        error_rate: rate(self.error_rate, Some(1.0))?,
+                        retry_after_s: self.retry_after_s,
+                        fail_after_ms: fail_after(self.fail_after_ms)?.unwrap_or(0.0),
+                    },
+                    &["error_rate", "retry_after_s", "fail_after_ms"],
+                )
+            }
+            RawFaultKind::Slowdown => {
+                let factor = self
+                    .factor
+                    .ok_or_else(|| bad(source, field("factor"), "missing field"))?;
+                within(source, &field("factor"), factor, (1.0, MAX_SLOWDOWN))?;
+                (FaultKind::Slowdown { factor }, &["factor"])
+            }
+        };
+        let given = [
+            ("error_rate", self.error_rate.is_some()),
+            ("retry_after_s", self.retry_after_s.is_some()),
+            ("factor", self.factor.is_some()),
+            ("fail_after_ms", self.fail_after_ms.is_some()),
+        ];
+        if let Some((name, _)) = given.iter().find(|(n, g)| *g && !used.contains(n)) {
+            return Err(bad(
+                source,
+                field(name),
+                format!(
+                    "not a parameter of this kind of fault (it takes {})",
+                    used.join(", ")
+                ),
+            ));
+        }
+        Ok(Fault {
+            kind,
+            from_ms: self.from_s * 1000.0,
+            to_ms: self.to_s * 1000.0,
+        })
     }
 }
 
@@ -367,10 +492,21 @@ impl RawScenario {
             if m.fail_above == Some(0) {
                 return Err(bad(source, format!("{at}.fail_above"), "must be >= 1"));
             }
+            if m.faults.len() > MAX_FAULTS {
+                let reason = format!("at most {MAX_FAULTS} faults, got {}", m.faults.len());
+                return Err(bad(source, format!("{at}.faults"), reason));
+            }
+            let faults = m
+                .faults
+                .into_iter()
+                .enumerate()
+                .map(|(k, f)| f.build(source, &format!("{at}.faults[{k}]")))
+                .collect::<Result<Vec<_>>>()?;
             models.push(SimModel {
                 profile,
                 service,
                 fail_above: m.fail_above,
+                faults,
             });
         }
         let mut agents = Vec::with_capacity(self.agents.len());
@@ -389,6 +525,31 @@ impl RawScenario {
                 weight: a.weight,
             });
         }
+        let failure_handling = match self.failure_handling {
+            None if models.iter().any(|m| !m.faults.is_empty()) => Handling::ALL.to_vec(),
+            None => vec![Handling::None],
+            Some(modes) if modes.is_empty() => {
+                return Err(bad(
+                    source,
+                    "failure_handling",
+                    "must name at least one mode",
+                ));
+            }
+            Some(modes) => {
+                let mut unique = Vec::new();
+                for m in modes {
+                    let h = match m {
+                        RawHandling::None => Handling::None,
+                        RawHandling::Eject => Handling::Eject,
+                        RawHandling::EjectRetry => Handling::EjectRetry,
+                    };
+                    if !unique.contains(&h) {
+                        unique.push(h);
+                    }
+                }
+                unique
+            }
+        };
         Ok(Scenario {
             description: self.description,
             requests: self.requests,
@@ -400,6 +561,7 @@ impl RawScenario {
             weights,
             models,
             agents,
+            failure_handling,
         })
     }
 }

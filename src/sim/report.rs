@@ -6,6 +6,7 @@ use std::fmt;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
+use super::scenario::Handling;
 use crate::balancer::Policy;
 use crate::capability::pairs_as_map;
 
@@ -13,8 +14,10 @@ use crate::capability::pairs_as_map;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyResult {
     pub policy: Policy,
-    /// End-to-end latency of each completed request (retry waits + queue wait + service), in
-    /// completion order.
+    /// How failed calls were handled in this run.
+    pub handling: Handling,
+    /// End-to-end latency of each completed request (retry waits, failed calls before a
+    /// successful retry, queue wait and service), in completion order.
     pub latencies_ms: Vec<f64>,
     pub p50_ms: f64,
     pub p95_ms: f64,
@@ -38,6 +41,14 @@ pub struct PolicyResult {
     pub duration_s: f64,
     /// Completed requests per simulated second.
     pub throughput_per_s: f64,
+    /// Requests whose last call failed from an injected fault (not retried).
+    pub failed: u64,
+    /// Retries after a failed call (mode `eject_retry`), each drawn from the retry budget.
+    pub failure_retries: u64,
+    /// Calls that failed: injected faults (retried or not) and overload failures.
+    pub wasted_calls: u64,
+    /// completed / requests.
+    pub success_rate: f64,
 }
 
 /// Percentile `q` (0..=100) of sorted samples, interpolated linearly like numpy's default.
@@ -62,13 +73,17 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 impl PolicyResult {
-    /// `counts` = [overload failures, rejected, retries, max queue length].
+    /// `counts` = [overload failures, rejected, retries, max queue length]; `faults` =
+    /// [failed, failure retries, wasted calls].
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         policy: Policy,
+        handling: Handling,
         latencies_ms: Vec<f64>,
         utilization: impl Iterator<Item = f64>,
         requests: u64,
         counts: [u64; 4],
+        faults: [u64; 3],
         duration_s: f64,
     ) -> Self {
         let mut sorted = latencies_ms.clone();
@@ -83,8 +98,18 @@ impl PolicyResult {
         let avg_utilization =
             per_model_utilization.iter().sum::<f64>() / per_model_utilization.len().max(1) as f64;
         let [overload_failures, rejected, retries, max_queue_length] = counts;
+        let [failed, failure_retries, wasted_calls] = faults;
         PolicyResult {
             policy,
+            handling,
+            failed,
+            failure_retries,
+            wasted_calls,
+            success_rate: if requests == 0 {
+                f64::NAN
+            } else {
+                n as f64 / requests as f64
+            },
             p50_ms: percentile(&sorted, 50.0),
             p95_ms: percentile(&sorted, 95.0),
             p99_ms: percentile(&sorted, 99.0),
@@ -108,7 +133,23 @@ impl PolicyResult {
     }
 }
 
-/// Every policy's result on one scenario.
+/// `policy`, or `policy+mode` when failed calls were handled (`predictive+eject_retry`): the
+/// key of a run in `SimulationReport.results` and the first cell of its table row.
+pub fn run_name(policy: Policy, handling: Handling) -> String {
+    match handling {
+        Handling::None => policy.name().to_string(),
+        other => format!("{}+{}", policy.name(), other.name()),
+    }
+}
+
+impl PolicyResult {
+    /// This run's key: see [`run_name`].
+    pub fn name(&self) -> String {
+        run_name(self.policy, self.handling)
+    }
+}
+
+/// Every policy's result on one scenario (one per policy and failure-handling mode).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimulationReport {
     pub description: String,
@@ -123,6 +164,7 @@ pub struct SimulationReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicySummary {
     pub policy: Policy,
+    pub handling: Handling,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
@@ -136,6 +178,10 @@ pub struct PolicySummary {
     pub rejected: u64,
     pub retries: u64,
     pub max_queue_length: u64,
+    pub success_rate: f64,
+    pub failed: u64,
+    pub failure_retries: u64,
+    pub wasted_calls: u64,
     /// Model id → time-averaged busy slots / max_concurrent, in scenario model order.
     #[serde(serialize_with = "pairs_as_map")]
     pub per_model_utilization: Vec<(String, f64)>,
@@ -146,6 +192,11 @@ impl PolicyResult {
     pub fn summary(&self, model_ids: &[String]) -> PolicySummary {
         PolicySummary {
             policy: self.policy,
+            handling: self.handling,
+            success_rate: self.success_rate,
+            failed: self.failed,
+            failure_retries: self.failure_retries,
+            wasted_calls: self.wasted_calls,
             p50_ms: self.p50_ms,
             p95_ms: self.p95_ms,
             p99_ms: self.p99_ms,
@@ -180,14 +231,25 @@ impl fmt::Display for PolicySummary {
             self.completed,
             self.overload_failures,
             self.rejected
-        )
+        )?;
+        if self.handling != Handling::None {
+            write!(
+                f,
+                " [handling={:?}, success_rate={:.5}, failure_retries={}, wasted_calls={}]",
+                self.handling.name(),
+                self.success_rate,
+                self.failure_retries,
+                self.wasted_calls
+            )?;
+        }
+        Ok(())
     }
 }
 
 /// `SimulationReport(requests=…, seed=…, policies=[…])`: the Python repr.
 impl fmt::Display for SimulationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.results.iter().map(|r| r.policy.name()).collect();
+        let names: Vec<String> = self.results.iter().map(PolicyResult::name).collect();
         write!(
             f,
             "SimulationReport(requests={}, seed={}, policies={:?})",
@@ -208,7 +270,7 @@ impl Serialize for SimulationReport {
             ) -> std::result::Result<S::Ok, S::Error> {
                 let mut map = serializer.serialize_map(Some(self.0.results.len()))?;
                 for r in &self.0.results {
-                    map.serialize_entry(r.policy.name(), &r.summary(&self.0.model_ids))?;
+                    map.serialize_entry(&r.name(), &r.summary(&self.0.model_ids))?;
                 }
                 map.end()
             }
@@ -257,7 +319,7 @@ pub fn thousands(value: f64, decimals: usize) -> String {
 }
 
 impl SimulationReport {
-    pub const HEADERS: [&'static str; 11] = [
+    pub const HEADERS: [&'static str; 15] = [
         "policy",
         "P50 ms",
         "P95 ms",
@@ -269,15 +331,19 @@ impl SimulationReport {
         "avg util",
         "max queue",
         "req/s",
+        "success",
+        "failed",
+        "fail retries",
+        "wasted calls",
     ];
 
     /// One row of cells per policy, in `HEADERS` order.
-    pub fn rows(&self) -> Vec<[String; 11]> {
+    pub fn rows(&self) -> Vec<[String; 15]> {
         self.results
             .iter()
             .map(|r| {
                 [
-                    r.policy.name().to_string(),
+                    r.name(),
                     thousands(r.p50_ms, 0),
                     thousands(r.p95_ms, 0),
                     thousands(r.p99_ms, 0),
@@ -288,6 +354,10 @@ impl SimulationReport {
                     format!("{:.1}%", 100.0 * r.avg_utilization),
                     thousands(r.max_queue_length as f64, 0),
                     thousands(r.throughput_per_s, 1),
+                    format!("{:.3}%", 100.0 * r.success_rate),
+                    thousands(r.failed as f64, 0),
+                    thousands(r.failure_retries as f64, 0),
+                    thousands(r.wasted_calls as f64, 0),
                 ]
             })
             .collect()

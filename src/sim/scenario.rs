@@ -52,6 +52,71 @@ pub struct SimModel {
     /// The deployment's real limit when lower than it advertises; hidden from the router. A
     /// request started while this many are active fails.
     pub fail_above: Option<u64>,
+    /// Injected faults, each active over its own window of simulated time.
+    pub faults: Vec<Fault>,
+}
+
+/// What an injected fault does to the calls that start inside its window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FaultKind {
+    /// Every call fails (a server error) after `fail_after_ms`: 0 is a refused connection, a
+    /// longer time a call that hangs until the client's time-out.
+    Outage { fail_after_ms: f64 },
+    /// Each call fails with probability `error_rate`, after `fail_after_ms` (None: after its
+    /// own service time, a 5xx at the end of the work).
+    Errors {
+        error_rate: f64,
+        fail_after_ms: Option<f64>,
+    },
+    /// Each call is answered 429 with probability `error_rate`, after `fail_after_ms`, with a
+    /// `Retry-After` of `retry_after_s` (None: no header).
+    RateLimit {
+        error_rate: f64,
+        retry_after_s: Option<f64>,
+        fail_after_ms: f64,
+    },
+    /// Service times are multiplied by `factor` (>= 1).
+    Slowdown { factor: f64 },
+}
+
+/// A fault of one model from `from_ms` (inclusive) to `to_ms` (exclusive), simulated time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub from_ms: f64,
+    pub to_ms: f64,
+}
+
+impl Fault {
+    pub fn active(&self, now_ms: f64) -> bool {
+        self.from_ms <= now_ms && now_ms < self.to_ms
+    }
+}
+
+/// How the simulated client and router deal with failed calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handling {
+    /// A failed call fails its request; health is not tracked.
+    None,
+    /// The core `Health` (outlier ejection, 429 cooldowns, half-open probes) takes models out
+    /// of routing; a failed call still fails its request.
+    Eject,
+    /// Ejection, and a failed call is retried at once on another model while the core
+    /// `RetryBudget` allows it.
+    EjectRetry,
+}
+
+impl Handling {
+    pub const ALL: [Handling; 3] = [Handling::None, Handling::Eject, Handling::EjectRetry];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Handling::None => "none",
+            Handling::Eject => "eject",
+            Handling::EjectRetry => "eject_retry",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +141,9 @@ pub struct Scenario {
     pub weights: ScoreWeights,
     pub models: Vec<SimModel>,
     pub agents: Vec<SimAgent>,
+    /// Failure-handling modes each policy runs under (by default all three when any model has
+    /// a fault, else only `None`).
+    pub failure_handling: Vec<Handling>,
 }
 
 impl Scenario {

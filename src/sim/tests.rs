@@ -253,7 +253,7 @@ fn report_serializes_as_the_python_dict_without_latencies() {
     let report = simulate(&sc, &[Policy::Weighted, Policy::LeastLoaded]).unwrap();
     let text = serde_json::to_string(&report).unwrap();
     assert!(
-        text.starts_with(r#"{"description":"","requests":50,"seed":11,"model_ids":["m1","m2"],"results":{"weighted":{"policy":"weighted","p50_ms":"#),
+        text.starts_with(r#"{"description":"","requests":50,"seed":11,"model_ids":["m1","m2"],"results":{"weighted":{"policy":"weighted","handling":"none","p50_ms":"#),
         "{text}"
     );
     assert!(!text.contains("latencies"));
@@ -266,7 +266,7 @@ fn report_serializes_as_the_python_dict_without_latencies() {
         weighted["per_model_utilization"]["m2"],
         r.per_model_utilization[1]
     );
-    assert_eq!(weighted.as_object().unwrap().len(), 15);
+    assert_eq!(weighted.as_object().unwrap().len(), 20);
     let policies: Vec<&String> = value["results"].as_object().unwrap().keys().collect();
     assert_eq!(policies, ["least_loaded", "weighted"]); // serde_json's map is sorted
     let summary = r.summary(&report.model_ids);
@@ -358,4 +358,241 @@ fn progress_reaches_the_calling_thread_and_its_error_cancels_the_runs() {
     });
     assert!(matches!(stopped, Err(Stopped::Caller("stop"))));
     assert_eq!(calls, 1);
+}
+
+fn shipped_outage() -> Scenario {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python/modelrouter/scenarios/outage.json");
+    Scenario::from_file(&path).unwrap()
+}
+
+fn by_mode(report: &SimulationReport, handling: Handling) -> &PolicyResult {
+    report
+        .results
+        .iter()
+        .find(|r| r.handling == handling)
+        .unwrap()
+}
+
+const FAULTY_MODELS: &str = r#"
+    {"id": "bad", "capabilities": {"code": 0.9}, "max_concurrent": 8, "max_queue": 8,
+     "service": {"distribution": "deterministic", "ms": 100}, "faults": [FAULTS]},
+    {"id": "good", "capabilities": {"code": 0.8}, "max_concurrent": 8, "max_queue": 8,
+     "service": {"distribution": "deterministic", "ms": 100}}"#;
+
+fn faulty(faults: &str, requests: u64) -> Scenario {
+    scenario(&FAULTY_MODELS.replace("FAULTS", faults), requests, 20.0)
+}
+
+#[test]
+fn faults_outside_their_window_change_nothing() {
+    let clean = run(&fleet(3000, 40.0), Policy::Predictive);
+    let mut sc = fleet(3000, 40.0);
+    sc.models[0].faults = Scenario::from_json(
+        &format!(
+            r#"{{"requests": 1, "arrival_rate_per_s": 1, "agents": [{{"id": "a"}}], "models": [{}]}}"#,
+            FAULTY_MODELS.replace(
+                "FAULTS",
+                r#"{"kind": "outage", "from_s": 100000, "to_s": 200000},
+                   {"kind": "slowdown", "from_s": 100000, "to_s": 200000, "factor": 5}"#
+            )
+        ),
+        "t",
+    )
+    .unwrap()
+    .models[0]
+        .faults
+        .clone();
+    sc.failure_handling = Handling::ALL.to_vec();
+    let report = simulate(&sc, &[Policy::Predictive]).unwrap();
+    assert_eq!(report.results.len(), 3);
+    for r in &report.results {
+        assert_eq!(r.latencies_ms, clean.latencies_ms, "{}", r.name());
+        assert_eq!((r.failed, r.failure_retries, r.wasted_calls), (0, 0, 0));
+        assert_eq!(r.success_rate, 1.0);
+    }
+}
+
+#[test]
+fn an_outage_fails_calls_until_ejected_and_retries_recover_them() {
+    // "bad" is the better model and is down from 10 s to 40 s of a 100 s stream.
+    let sc = faulty(
+        r#"{"kind": "outage", "from_s": 10, "to_s": 40, "fail_after_ms": 50}"#,
+        2000,
+    );
+    assert_eq!(sc.failure_handling, Handling::ALL.to_vec());
+    let report = simulate(&sc, &[Policy::Weighted]).unwrap();
+    let none = by_mode(&report, Handling::None);
+    let eject = by_mode(&report, Handling::Eject);
+    let retry = by_mode(&report, Handling::EjectRetry);
+    // Without handling every request sent to "bad" in the window fails.
+    assert!(none.failed > 100, "{}", none.failed);
+    assert_eq!(none.wasted_calls, none.failed);
+    // Ejection after 5 consecutive errors, then one probe per ejection end (30 s, then 60 s).
+    assert!(eject.failed <= 10, "{}", eject.failed);
+    assert_eq!(retry.failed, 0);
+    assert_eq!(retry.completed, 2000);
+    assert_eq!(retry.failure_retries, retry.wasted_calls);
+    for r in [none, eject, retry] {
+        assert_eq!(
+            r.completed + r.failed + r.overload_failures + r.rejected,
+            2000,
+            "{}",
+            r.name()
+        );
+    }
+    // A retried request's latency includes its failed call.
+    assert!(retry.latencies_ms.iter().any(|&l| (l - 150.0).abs() < 1e-9));
+}
+
+#[test]
+fn error_rates_rate_limits_and_slowdowns_act_inside_their_window() {
+    let sc = faulty(
+        r#"{"kind": "errors", "from_s": 0, "to_s": 1000, "error_rate": 0.25, "fail_after_ms": 10}"#,
+        1000,
+    );
+    let mut only_none = sc.clone();
+    only_none.failure_handling = vec![Handling::None];
+    let r = run(&only_none, Policy::CapabilityOnly);
+    // Capability-only sends everything to "bad": about a quarter fails.
+    assert!(
+        (r.failed as f64 / 1000.0 - 0.25).abs() < 0.05,
+        "{}",
+        r.failed
+    );
+    let sc = faulty(
+        r#"{"kind": "rate_limit", "from_s": 0, "to_s": 1000, "retry_after_s": 5}"#,
+        1000,
+    );
+    let report = simulate(&sc, &[Policy::CapabilityOnly]).unwrap();
+    // Without handling every call to "bad" is a 429; with it, each 429 cools "bad" down for
+    // 5 s, so only one probe per 5 s is wasted (50 s of traffic: about 10).
+    assert_eq!(by_mode(&report, Handling::None).failed, 1000);
+    let eject = by_mode(&report, Handling::Eject);
+    assert!(eject.failed <= 12, "{}", eject.failed);
+    assert_eq!(by_mode(&report, Handling::EjectRetry).completed, 1000);
+    let mut sc = faulty(
+        r#"{"kind": "slowdown", "from_s": 0, "to_s": 1000, "factor": 3}"#,
+        100,
+    );
+    sc.failure_handling = vec![Handling::None];
+    let r = run(&sc, Policy::CapabilityOnly);
+    assert_eq!(r.p50_ms, 300.0);
+}
+
+#[test]
+fn shipped_outage_scenario_meets_the_targets() {
+    let sc = shipped_outage();
+    assert_eq!(sc.models.len(), 16);
+    let report = simulate(&sc, &[Policy::Predictive]).unwrap();
+    let none = by_mode(&report, Handling::None);
+    let retry = by_mode(&report, Handling::EjectRetry);
+    assert!(none.success_rate < 0.99, "{}", none.success_rate);
+    assert!(retry.success_rate >= 0.999, "{}", retry.success_rate);
+    // The budget: 20 % of the requests plus 10 per second over the run.
+    let budget = 0.2 * retry.requests as f64 + 10.0 * retry.duration_s;
+    assert!((retry.failure_retries as f64) <= budget);
+    assert!(
+        retry.p99_ms <= none.p99_ms,
+        "{} vs {}",
+        retry.p99_ms,
+        none.p99_ms
+    );
+    let again = simulate(&sc, &[Policy::Predictive]).unwrap();
+    assert_eq!(report, again);
+}
+
+#[test]
+fn bad_fault_fields_name_their_path() {
+    let cases = [
+        (
+            r#"{"kind": "errors", "from_s": 0, "to_s": 1}"#,
+            "faults[0].error_rate",
+            "missing field",
+        ),
+        (
+            r#"{"kind": "errors", "from_s": 0, "to_s": 1, "error_rate": 1.5}"#,
+            "faults[0].error_rate",
+            "between 0 and 1",
+        ),
+        (
+            r#"{"kind": "outage", "from_s": 5, "to_s": 1}"#,
+            "faults[0].to_s",
+            "after from_s",
+        ),
+        (
+            r#"{"kind": "outage", "from_s": -1, "to_s": 1}"#,
+            "faults[0].from_s",
+            "between",
+        ),
+        (
+            r#"{"kind": "outage", "from_s": 0, "to_s": 1, "factor": 2}"#,
+            "faults[0].factor",
+            "not a parameter",
+        ),
+        (
+            r#"{"kind": "slowdown", "from_s": 0, "to_s": 1}"#,
+            "faults[0].factor",
+            "missing field",
+        ),
+        (
+            r#"{"kind": "slowdown", "from_s": 0, "to_s": 1, "factor": 0.5}"#,
+            "faults[0].factor",
+            "between 1 and 1000",
+        ),
+        (
+            r#"{"kind": "rate_limit", "from_s": 0, "to_s": 1, "retry_after_s": 7200}"#,
+            "faults[0].retry_after_s",
+            "between 0 and 3600",
+        ),
+        (
+            r#"{"kind": "meltdown", "from_s": 0, "to_s": 1}"#,
+            "faults[0].kind",
+            "unknown variant",
+        ),
+        (
+            r#"{"kind": "outage", "from_s": 0}"#,
+            "faults[0].to_s",
+            "missing field",
+        ),
+    ];
+    for (fault, field, reason) in cases {
+        let text = format!(
+            r#"{{"requests": 1, "arrival_rate_per_s": 1, "agents": [{{"id": "a"}}], "models": [{}]}}"#,
+            FAULTY_MODELS.replace("FAULTS", fault)
+        );
+        match Scenario::from_json(&text, "x.json") {
+            Err(Error::InvalidInput { field: f, message }) => {
+                assert_eq!(f, format!("models[0].{field}"), "{message}");
+                assert!(
+                    message.starts_with(&format!("x.json: models[0].{field}: ")),
+                    "{message}"
+                );
+                assert!(message.contains(reason), "{message}");
+            }
+            other => panic!("{fault}: {other:?}"),
+        }
+    }
+    let text = r#"{"requests": 1, "arrival_rate_per_s": 1, "agents": [{"id": "a"}],
+        "models": [{"id": "m", "service": {"distribution": "deterministic", "ms": 1}}],
+        "failure_handling": ["eject", "panic"]}"#;
+    match Scenario::from_json(text, "x.json") {
+        Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "failure_handling[1]"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "prints the shipped outage scenario's table"]
+fn print_outage() {
+    let path = std::env::var("OUTAGE_JSON").map_or_else(
+        |_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("python/modelrouter/scenarios/outage.json")
+        },
+        std::path::PathBuf::from,
+    );
+    let sc = Scenario::from_file(&path).unwrap();
+    let report = simulate(&sc, &Policy::ALL).unwrap();
+    println!("{}", report.table());
 }
