@@ -4,8 +4,7 @@
 :class:`Outcome`. ``with router.request(...)``, the openai SDK integration and the gateway take
 any :data:`Classifier`, so a caller with its own client plugs its own in; :data:`default_classifier`
 knows the openai, anthropic, httpx (and httpx2), aiohttp, requests and urllib exceptions **by
-duck typing**: this module imports none of them, nor anything else of modelrouter, so it loads
-without the compiled extension.
+duck typing**: this module imports none of them; the list of kinds comes from the core.
 
 The kinds, in :data:`OUTCOME_KINDS` order (a request ends with exactly one):
 
@@ -65,6 +64,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Optional
 
+from ._core import OUTCOMES as _CORE_OUTCOMES
+
 __all__ = [
     "CONTEXT_LENGTH_MARKERS",
     "OUTCOME_KINDS",
@@ -77,18 +78,8 @@ __all__ = [
     "retry_after_from_headers",
 ]
 
-# The outcome kinds, in this order. The Rust core will hold the authoritative list (and the
-# bindings export it); until then this tuple is it, and the core's must match it.
-OUTCOME_KINDS: tuple[str, ...] = (
-    "ok",
-    "rate_limited",
-    "server_error",
-    "timeout",
-    "context_length",
-    "client_error",
-    "cancelled",
-    "failed",
-)
+# The outcome kinds, in the core's order: one list, held by the Rust core.
+OUTCOME_KINDS: tuple[str, ...] = tuple(_CORE_OUTCOMES)
 
 # The kinds after which the same model may succeed later: only these carry ``retry_after_s``.
 RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limited", "server_error", "timeout"})
