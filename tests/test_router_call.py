@@ -102,6 +102,8 @@ def test_the_retry_budget_stops_retries_when_spent():
         with pytest.raises(mr.CallFailedError):
             r.call(AGENT, down, retries=2)
     assert calls <= 100 + 100 * 0.2 + 10 * 10
+    stats = r.retry_stats()
+    assert stats["granted"] == calls - 100 and stats["refused"] > 0
 
 
 def test_acall_retries_coroutines():

@@ -198,4 +198,5 @@ def test_agent_statistics_are_capped_and_their_evictions_exported():
         assert stats["evicted_agents"] == perf.evicted_agents == 0
         text = c.get("/metrics").text
     assert "modelrouter_agents_tracked 3" in text
+    assert 'modelrouter_retries_total{budget="granted"} 0' in text
     assert "modelrouter_agents_evicted_total 0" in text

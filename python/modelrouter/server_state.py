@@ -342,6 +342,11 @@ class ServiceState:
         _family(out, name, "counter", "Times the model was ejected (outlier detection).")
         for m in stats["models"]:
             out.append(_line(name, {"model": m["model_id"]}, m["health"]["ejections"]))
+        retries = self.router.retry_stats()
+        name = "modelrouter_retries_total"
+        _family(out, name, "counter", "Retries of router.call by outcome of the retry budget.")
+        out.append(_line(name, {"budget": "granted"}, retries["granted"]))
+        out.append(_line(name, {"budget": "refused"}, retries["refused"]))
         perf = stats["performance"]
         _family(out, "modelrouter_agents_tracked", "gauge", "Agent ids with statistics.")
         out.append(_line("modelrouter_agents_tracked", {}, perf["agents_tracked"]))

@@ -2,6 +2,7 @@
 //! plus a small floor of `min_per_s` retries per second, so an outage can never multiply the
 //! load on a fleet. "Recent" is a sliding window of `ttl_s` seconds in one-second bins.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -40,6 +41,8 @@ struct Bin {
 pub struct RetryBudget {
     config: RetryBudgetConfig,
     bins: Mutex<Vec<Bin>>,
+    granted: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl RetryBudget {
@@ -69,6 +72,8 @@ impl RetryBudget {
                 };
                 n
             ]),
+            granted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -115,8 +120,27 @@ impl RetryBudget {
         })
     }
 
+    /// Retries granted and refused (the budget was spent) since the start, for metrics.
+    pub fn totals_since_start(&self) -> (u64, u64) {
+        (
+            self.granted.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+
     /// Takes one retry from the budget; false (nothing taken) when it is spent.
     pub fn try_retry(&self, now: f64) -> bool {
+        let granted = self.withdraw(now);
+        let counter = if granted {
+            &self.granted
+        } else {
+            &self.refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        granted
+    }
+
+    fn withdraw(&self, now: f64) -> bool {
         self.with_bin(now, |bins, i| {
             let (requests, retries) = Self::totals(bins, now);
             let allowed =

@@ -282,6 +282,7 @@ fn retries_are_at_most_the_share_of_recent_requests_plus_the_floor() {
     assert_eq!(b.balance(0.5), 30.0);
     let granted = (0..50).filter(|_| b.try_retry(0.5)).count();
     assert_eq!(granted, 30);
+    assert_eq!(b.totals_since_start(), (30, 20));
     assert_eq!(b.balance(0.5), 0.0);
     // The deposits and withdrawals of second 0 leave the window at second 10.
     assert_eq!(b.balance(9.9), 0.0);

@@ -356,6 +356,16 @@ impl PyRouter {
         self.core.deposit();
     }
 
+    /// Retries of `call`/`acall` since the start: `{"granted": n, "refused": n}` (refused: the
+    /// retry budget was spent).
+    fn retry_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (granted, refused) = self.core.retry_budget().totals_since_start();
+        let d = PyDict::new(py);
+        d.set_item("granted", granted)?;
+        d.set_item("refused", refused)?;
+        Ok(d)
+    }
+
     /// For `call`: takes one retry from the budget; False when it is spent.
     fn _try_retry(&self) -> bool {
         self.core.try_retry()
