@@ -7,7 +7,8 @@ and reported to the router's health), and the retry budget (retries add at most 
 calls plus a small floor, so an outage never multiplies the load). A retry never goes to the
 model that just failed unless it is the only one; after a ``context_length`` error it goes to
 a model with a larger context window; ``fallbacks`` (model ids in order, or a callable) choose
-the models of the retries instead.
+the models of the retries instead. With a ``store``, every attempt is recorded there as a
+feedback row (latency, outcome kind) under one call id, attempt 0, 1, ... in order.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
@@ -23,6 +25,7 @@ from .outcomes import Outcome, classify
 
 if TYPE_CHECKING:
     from ._core import Agent, InFlight, Router
+    from .store import DecisionStore
 
 T = TypeVar("T")
 # Outcomes worth another attempt, on another model.
@@ -30,7 +33,9 @@ RETRYABLE = frozenset({"rate_limited", "server_error", "timeout", "context_lengt
 Fallbacks = Union[Sequence[str], Callable[[str, str], Union[str, None]], None]
 
 
-def _check(retries: int, fallbacks: Any, timeout_s: Any) -> float | None:
+def _check(retries: int, fallbacks: Any, timeout_s: Any, store: Any) -> float | None:
+    if store is not None and not callable(getattr(store, "record_feedback", None)):
+        raise InvalidInputError("store must be a DecisionStore (modelrouter.open_store)", "store")
     if retries < 0 or retries > 100:
         raise InvalidInputError(f"retries must be between 0 and 100, got {retries}", "retries")
     if fallbacks is not None and not callable(fallbacks):
@@ -50,12 +55,17 @@ def _check(retries: int, fallbacks: Any, timeout_s: Any) -> float | None:
 class _Attempts:
     """The state of one call's attempts: what failed where, and where to go next."""
 
-    def __init__(self, router: Router, agent: Agent, fallbacks: Fallbacks) -> None:
-        self.router, self.agent, self.fallbacks = router, agent, fallbacks
+    def __init__(
+        self, router: Router, agent: Agent, fallbacks: Fallbacks, store: DecisionStore | None
+    ) -> None:
+        self.router, self.agent, self.fallbacks, self.store = router, agent, fallbacks, store
         self.tried: list[tuple[str, str, BaseException]] = []
         self.context_above: int | None = None
+        self.call_id = uuid.uuid4().hex if store is not None else None
+        self.started = 0.0
 
     def admit(self, attempt: int) -> InFlight:
+        self.started = time.perf_counter()
         if attempt == 0:
             return self.router.request(self.agent)
         last_model, last_kind, _ = self.tried[-1]
@@ -80,14 +90,30 @@ class _Attempts:
 
     def failed(self, flight: InFlight, exc: BaseException) -> Outcome:
         outcome = classify(exc)
-        retry = outcome.retry_after_s if outcome.kind == "rate_limited" else None
-        flight.fail(outcome.kind, retry)  # type: ignore[arg-type]
+        flight._fail_classified(outcome.kind, outcome.retry_after_s)  # type: ignore[attr-defined]
+        self.record(flight, outcome.kind)
         self.tried.append((flight.model_id, outcome.kind, exc))
         return outcome
 
+    def record(self, flight: InFlight, kind: str) -> None:
+        """The attempt into the store, if the call has one."""
+        if self.store is None:
+            return
+        latency_ms = (time.perf_counter() - self.started) * 1e3
+        self.store.record_feedback(
+            flight.model_id,
+            latency_ms,
+            kind == "ok",
+            self.agent.id,
+            outcome=kind,
+            call_id=self.call_id,
+            attempt=len(self.tried),
+        )
+
     def give_up(self, why: str) -> CallFailedError:
         summary = ", ".join(f"{m}: {k}" for m, k, _ in self.tried)
-        return CallFailedError(f"{why} after {len(self.tried)} attempt(s) ({summary})", self.tried)
+        message = f"{why} after {len(self.tried)} attempt(s) ({summary})"
+        return CallFailedError(message, self.tried, self.call_id)
 
 
 def _may_retry(
@@ -112,19 +138,26 @@ def call(
     retries: int = 2,
     fallbacks: Fallbacks = None,
     timeout_s: float | None = None,
+    store: DecisionStore | None = None,
 ) -> T:
-    """``router.call(agent, fn, retries=2, fallbacks=None, timeout_s=None)``: fn's value, or
-    ``CallFailedError`` carrying every attempt (model id, outcome kind, exception)."""
-    deadline = _check(retries, fallbacks, timeout_s)
-    state = _Attempts(router, agent, fallbacks)
+    """``router.call(agent, fn, retries=2, fallbacks=None, timeout_s=None, store=None)``: fn's
+    value, or ``CallFailedError`` carrying every attempt (model id, outcome kind, exception)."""
+    deadline = _check(retries, fallbacks, timeout_s, store)
+    state = _Attempts(router, agent, fallbacks, store)
     router._deposit()
     for attempt in range(retries + 1):
         flight = state.admit(attempt)
         with flight:
             try:
-                return fn(flight.model_id)
+                value = fn(flight.model_id)
             except Exception as exc:
                 outcome = state.failed(flight, exc)
+            except BaseException:  # interrupted: __exit__ gives the slot back
+                state.record(flight, "cancelled")
+                raise
+            else:
+                state.record(flight, "ok")
+                return value
         why = _may_retry(router, outcome, attempt, retries, deadline)
         if why is not None:
             raise state.give_up(why) from state.tried[-1][2]
@@ -138,11 +171,12 @@ async def acall(
     retries: int = 2,
     fallbacks: Fallbacks = None,
     timeout_s: float | None = None,
+    store: DecisionStore | None = None,
 ) -> T:
     """``await router.acall(...)``: :func:`call` for a coroutine function; admissions through
     a shared backend run on a worker thread, so the event loop never waits on Redis."""
-    deadline = _check(retries, fallbacks, timeout_s)
-    state = _Attempts(router, agent, fallbacks)
+    deadline = _check(retries, fallbacks, timeout_s, store)
+    state = _Attempts(router, agent, fallbacks, store)
     offload = router.load_tracker.backend is not None
     loop = asyncio.get_running_loop()
     router._deposit()
@@ -158,9 +192,11 @@ async def acall(
             flight.release(False)
         except BaseException:  # cancelled: the slot goes back, the error goes on
             flight.fail("cancelled")
+            state.record(flight, "cancelled")
             flight.release(False)
             raise
         else:
+            state.record(flight, "ok")
             flight.release(True)
             return value
         why = _may_retry(router, outcome, attempt, retries, deadline)

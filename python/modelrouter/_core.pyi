@@ -9,6 +9,7 @@ import numpy.typing as npt
 from typing_extensions import Unpack, deprecated
 
 from ._aio import Acquisition
+from .store import DecisionStore
 
 __all__ = [
     "__version__",
@@ -465,6 +466,7 @@ class Router:
         retries: int = 2,
         fallbacks: Sequence[str] | Callable[[str, str], str | None] | None = None,
         timeout_s: float | None = None,
+        store: DecisionStore | None = None,
     ) -> _T: ...
     async def acall(
         self,
@@ -474,6 +476,7 @@ class Router:
         retries: int = 2,
         fallbacks: Sequence[str] | Callable[[str, str], str | None] | None = None,
         timeout_s: float | None = None,
+        store: DecisionStore | None = None,
     ) -> _T: ...
     def track(self, model_id: str, agent_id: str | None = None) -> InFlight: ...
     def record(

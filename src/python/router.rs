@@ -291,8 +291,8 @@ impl PyRouter {
 
     /// `fn(model_id)` under admission, with retries on another model and fallbacks: see
     /// `modelrouter._calls.call` (the retry loop is glue around the core's admission, health
-    /// and retry budget).
-    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None))]
+    /// and retry budget). With `store`, every attempt is recorded there.
+    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None, store=None))]
     fn call<'py>(
         slf: &Bound<'py, Self>,
         agent: &Bound<'py, PyAny>,
@@ -300,13 +300,16 @@ impl PyRouter {
         #[pyo3(from_py_with = int::retries)] retries: i64,
         fallbacks: Option<&Bound<'py, PyAny>>,
         timeout_s: Option<&Bound<'py, PyAny>>,
+        store: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let calls = slf.py().import("modelrouter._calls")?;
-        calls.call_method1("call", (slf, agent, r#fn, retries, fallbacks, timeout_s))
+        let args = (slf, agent, r#fn, retries, fallbacks, timeout_s, store);
+        slf.py()
+            .import("modelrouter._calls")?
+            .call_method1("call", args)
     }
 
     /// `await router.acall(agent, fn, ...)`: `call` for a coroutine function.
-    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None))]
+    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None, store=None))]
     fn acall<'py>(
         slf: &Bound<'py, Self>,
         agent: &Bound<'py, PyAny>,
@@ -314,9 +317,12 @@ impl PyRouter {
         #[pyo3(from_py_with = int::retries)] retries: i64,
         fallbacks: Option<&Bound<'py, PyAny>>,
         timeout_s: Option<&Bound<'py, PyAny>>,
+        store: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let calls = slf.py().import("modelrouter._calls")?;
-        calls.call_method1("acall", (slf, agent, r#fn, retries, fallbacks, timeout_s))
+        let args = (slf, agent, r#fn, retries, fallbacks, timeout_s, store);
+        slf.py()
+            .import("modelrouter._calls")?
+            .call_method1("acall", args)
     }
 
     /// For `call`: admission avoiding the models in `avoid` and, after a context-length error,
