@@ -2,11 +2,12 @@
 
 Four OpenAI-compatible fake upstreams on loopback (modelrouter.testing.fake_upstream, one
 process, 50 ± 10 ms per answer); 64 asyncio callers, each calling in a loop for DURATION_S
-through the real `openai` AsyncOpenAI client (SDK retries off). Three cases, each router the
-same way: all healthy; one deployment always answering 500; one answering 429 with
-`Retry-After: 2`. modelrouter runs with its defaults (outlier ejection after 5 consecutive
-errors, half-open single probe, 429 → cooldown until Retry-After, 2 retries from the retry
-budget); LiteLLM with `allowed_fails=3, cooldown_time=5, num_retries=2` (simple-shuffle).
+through the real `openai` AsyncOpenAI client (SDK retries off), the cases taking turns in four
+slices. Three cases, each router the same way: all healthy; one deployment always answering
+500; one answering 429 with `Retry-After: 2`. modelrouter runs with its defaults (outlier
+ejection after 5 consecutive errors, half-open single probe, 429 → cooldown until Retry-After,
+2 retries from the retry budget); LiteLLM with `allowed_fails=3, cooldown_time=5,
+num_retries=2` (simple-shuffle).
 
 Per run: success rate, successful calls per second and the loss against the same router's
 healthy run, P50/P99 of the caller's latency (retries included), the requests the sick
@@ -17,7 +18,9 @@ the first 2 s (a half-open probe is 1; a cooldown ending for every caller at onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
 import statistics
 import sys
@@ -33,6 +36,7 @@ from modelrouter.testing.fake_upstream import FakeUpstreams  # noqa: E402
 
 DURATION_S = float(os.environ.get("BENCH_FAILOVER_S", "20"))
 CALLERS = 64
+ROUNDS = 4  # the cases take turns, DURATION_S / ROUNDS each time
 NAMES = ["u0", "u1", "u2", "u3"]
 SICK = "u3"
 CASES = {
@@ -43,10 +47,12 @@ CASES = {
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
-async def drive(call: Callable[[], Awaitable[object]]) -> tuple[int, int, list[float]]:
+async def drive(
+    call: Callable[[], Awaitable[object]], seconds: float
+) -> tuple[int, int, list[float]]:
     ok = failed = 0
     latencies: list[float] = []
-    stop = time.monotonic() + DURATION_S
+    stop = time.monotonic() + seconds
 
     async def caller() -> None:
         nonlocal ok, failed
@@ -132,26 +138,35 @@ def smallest_gap(times: list[float], after: float) -> float:
 
 
 async def run(make: Callable[[FakeUpstreams], tuple[Call, Close]]) -> list[dict]:
-    """Every case for one router, in one event loop (its HTTP clients live in it)."""
-    rows = []
-    with FakeUpstreams({n: {} for n in NAMES}) as up:
+    """Every case for one router, in one event loop (its HTTP clients live in it). Each case
+    has its own upstreams and router for the whole run; the cases take turns in ROUNDS
+    slices, so a drift in the machine's other load falls on every case alike."""
+    with contextlib.ExitStack() as stack:
+        ups = {c: stack.enter_context(FakeUpstreams({n: {} for n in NAMES})) for c in CASES}
         for case, sick in CASES.items():
-            for n in NAMES:
-                up.set(n, mode="ok")
             if sick:
-                up.set(SICK, **sick)
-            call, close = make(up)  # a fresh router per case: no health carried over
-            up.reset()
-            start = time.time()
-            ok, failed, lat = await drive(call)
-            await close()
-            arrivals = up.arrivals(SICK)
-            q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
+                ups[case].set(SICK, **sick)
+        calls = {case: make(ups[case]) for case in CASES}
+        ok = dict.fromkeys(CASES, 0)
+        failed = dict.fromkeys(CASES, 0)
+        lat: dict[str, list[float]] = {case: [] for case in CASES}
+        start = time.time()
+        for _ in range(ROUNDS):
+            for case in CASES:
+                o, f, latencies = await drive(calls[case][0], DURATION_S / ROUNDS)
+                ok[case] += o
+                failed[case] += f
+                lat[case] += latencies
+        rows = []
+        for case in CASES:
+            await calls[case][1]()
+            arrivals = ups[case].arrivals(SICK)
+            q = statistics.quantiles(lat[case], n=100) if len(lat[case]) > 1 else [math.nan] * 99
             rows.append(
                 {
                     "case": case,
-                    "success": ok / max(1, ok + failed),
-                    "rate": ok / DURATION_S,
+                    "success": ok[case] / max(1, ok[case] + failed[case]),
+                    "rate": ok[case] / DURATION_S,
                     "p50": q[49],
                     "p99": q[98],
                     "sick": len(arrivals),
@@ -161,7 +176,7 @@ async def run(make: Callable[[FakeUpstreams], tuple[Call, Close]]) -> list[dict]
             )
     base = rows[0]["rate"]
     for r in rows:
-        r["change"] = r["rate"] / base - 1 if base else float("nan")
+        r["change"] = r["rate"] / base - 1 if base else math.nan
     return rows
 
 
@@ -177,7 +192,8 @@ def main() -> int:
         "## Failover: a sick deployment among four (modelrouter vs LiteLLM)",
         "",
         f"4 fake OpenAI-compatible upstreams on loopback (50 ± 10 ms), {CALLERS} asyncio callers "
-        f"for {DURATION_S:g} s per row through the real `openai` AsyncOpenAI client. modelrouter: "
+        f"for {DURATION_S:g} s per row ({ROUNDS} slices, the rows of a router taking turns) "
+        "through the real `openai` AsyncOpenAI client. modelrouter: "
         "`Router.acall(..., retries=2)` with default health settings; LiteLLM: `Router("
         "allowed_fails=3, cooldown_time=5, num_retries=2)`. *Sent to sick*: requests the sick "
         "deployment got; *burst*: the most it got within any 100 ms after the first 2 s "
