@@ -56,9 +56,15 @@ class _Attempts:
     """The state of one call's attempts: what failed where, and where to go next."""
 
     def __init__(
-        self, router: Router, agent: Agent, fallbacks: Fallbacks, store: DecisionStore | None
+        self,
+        router: Router,
+        agent: Agent,
+        fallbacks: Fallbacks,
+        store: DecisionStore | None,
+        pinned: str | None = None,
     ) -> None:
         self.router, self.agent, self.fallbacks, self.store = router, agent, fallbacks, store
+        self.pinned = pinned
         self.tried: list[tuple[str, str, BaseException]] = []
         self.context_above: int | None = None
         self.call_id = uuid.uuid4().hex if store is not None else None
@@ -66,6 +72,8 @@ class _Attempts:
 
     def admit(self, attempt: int) -> InFlight:
         self.started = time.perf_counter()
+        if self.pinned is not None:
+            return self.router._admit_on(self.agent, self.pinned)
         if attempt == 0:
             return self.router.request(self.agent)
         last_model, last_kind, _ = self.tried[-1]
@@ -131,6 +139,112 @@ def _may_retry(
     return None
 
 
+class Held:
+    """A successful attempt whose request stays open (a stream being read): ``end(kind)``
+    records it in the store and gives the slot back, exactly once."""
+
+    def __init__(self, value: Any, flight: InFlight, state: _Attempts) -> None:
+        self.value, self.flight, self._state = value, flight, state
+
+    def end(self, kind: str = "ok", exc: BaseException | None = None) -> None:
+        if kind != "ok":
+            if exc is not None:
+                self._state.failed(self.flight, exc)
+            else:
+                self.flight.fail(kind)  # type: ignore[arg-type]
+                self._state.record(self.flight, kind)
+        else:
+            self._state.record(self.flight, "ok")
+        self.flight.release(kind == "ok")
+
+
+def run(
+    router: Router,
+    agent: Agent,
+    fn: Callable[[InFlight], T],
+    retries: int = 2,
+    fallbacks: Fallbacks = None,
+    timeout_s: float | None = None,
+    store: DecisionStore | None = None,
+    *,
+    pinned: str | None = None,
+    hold: bool = False,
+) -> Any:
+    """The attempt loop: ``fn(flight)`` per attempt. Returns fn's value, or with ``hold`` a
+    :class:`Held` whose request the caller ends. ``pinned`` admits only on that model."""
+    deadline = _check(retries, fallbacks, timeout_s, store)
+    state = _Attempts(router, agent, fallbacks, store, pinned)
+    router._deposit()
+    for attempt in range(retries + 1):
+        flight = state.admit(attempt)
+        try:
+            value = fn(flight)
+        except Exception as exc:
+            outcome = state.failed(flight, exc)
+            flight.release(False)
+        except BaseException:  # interrupted: the slot goes back, the error goes on
+            flight.fail("cancelled")
+            state.record(flight, "cancelled")
+            flight.release(False)
+            raise
+        else:
+            if hold:
+                return Held(value, flight, state)
+            state.record(flight, "ok")
+            flight.release(True)
+            return value
+        why = _may_retry(router, outcome, attempt, retries, deadline)
+        if why is not None:
+            raise state.give_up(why) from state.tried[-1][2]
+    raise state.give_up("no retries left")
+
+
+async def arun(
+    router: Router,
+    agent: Agent,
+    fn: Callable[[InFlight], Awaitable[T]],
+    retries: int = 2,
+    fallbacks: Fallbacks = None,
+    timeout_s: float | None = None,
+    store: DecisionStore | None = None,
+    *,
+    pinned: str | None = None,
+    hold: bool = False,
+) -> Any:
+    """:func:`run` for a coroutine function; admissions through a shared backend run on a
+    worker thread, so the event loop never waits on Redis."""
+    deadline = _check(retries, fallbacks, timeout_s, store)
+    state = _Attempts(router, agent, fallbacks, store, pinned)
+    offload = router.load_tracker.backend is not None
+    loop = asyncio.get_running_loop()
+    router._deposit()
+    for attempt in range(retries + 1):
+        if offload:
+            flight = await loop.run_in_executor(None, state.admit, attempt)
+        else:
+            flight = state.admit(attempt)
+        try:
+            value = await fn(flight)
+        except Exception as exc:
+            outcome = state.failed(flight, exc)
+            flight.release(False)
+        except BaseException:  # cancelled: the slot goes back, the error goes on
+            flight.fail("cancelled")
+            state.record(flight, "cancelled")
+            flight.release(False)
+            raise
+        else:
+            if hold:
+                return Held(value, flight, state)
+            state.record(flight, "ok")
+            flight.release(True)
+            return value
+        why = _may_retry(router, outcome, attempt, retries, deadline)
+        if why is not None:
+            raise state.give_up(why) from state.tried[-1][2]
+    raise state.give_up("no retries left")
+
+
 def call(
     router: Router,
     agent: Agent,
@@ -142,26 +256,7 @@ def call(
 ) -> T:
     """``router.call(agent, fn, retries=2, fallbacks=None, timeout_s=None, store=None)``: fn's
     value, or ``CallFailedError`` carrying every attempt (model id, outcome kind, exception)."""
-    deadline = _check(retries, fallbacks, timeout_s, store)
-    state = _Attempts(router, agent, fallbacks, store)
-    router._deposit()
-    for attempt in range(retries + 1):
-        flight = state.admit(attempt)
-        with flight:
-            try:
-                value = fn(flight.model_id)
-            except Exception as exc:
-                outcome = state.failed(flight, exc)
-            except BaseException:  # interrupted: __exit__ gives the slot back
-                state.record(flight, "cancelled")
-                raise
-            else:
-                state.record(flight, "ok")
-                return value
-        why = _may_retry(router, outcome, attempt, retries, deadline)
-        if why is not None:
-            raise state.give_up(why) from state.tried[-1][2]
-    raise state.give_up("no retries left")
+    return run(router, agent, lambda f: fn(f.model_id), retries, fallbacks, timeout_s, store)  # type: ignore[no-any-return]
 
 
 async def acall(
@@ -173,33 +268,7 @@ async def acall(
     timeout_s: float | None = None,
     store: DecisionStore | None = None,
 ) -> T:
-    """``await router.acall(...)``: :func:`call` for a coroutine function; admissions through
-    a shared backend run on a worker thread, so the event loop never waits on Redis."""
-    deadline = _check(retries, fallbacks, timeout_s, store)
-    state = _Attempts(router, agent, fallbacks, store)
-    offload = router.load_tracker.backend is not None
-    loop = asyncio.get_running_loop()
-    router._deposit()
-    for attempt in range(retries + 1):
-        if offload:
-            flight = await loop.run_in_executor(None, state.admit, attempt)
-        else:
-            flight = state.admit(attempt)
-        try:
-            value = await fn(flight.model_id)
-        except Exception as exc:
-            outcome = state.failed(flight, exc)
-            flight.release(False)
-        except BaseException:  # cancelled: the slot goes back, the error goes on
-            flight.fail("cancelled")
-            state.record(flight, "cancelled")
-            flight.release(False)
-            raise
-        else:
-            state.record(flight, "ok")
-            flight.release(True)
-            return value
-        why = _may_retry(router, outcome, attempt, retries, deadline)
-        if why is not None:
-            raise state.give_up(why) from state.tried[-1][2]
-    raise state.give_up("no retries left")
+    """``await router.acall(...)``: :func:`call` for a coroutine function."""
+    return await arun(  # type: ignore[no-any-return]
+        router, agent, lambda f: fn(f.model_id), retries, fallbacks, timeout_s, store
+    )
