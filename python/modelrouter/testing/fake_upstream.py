@@ -2,12 +2,13 @@
 
 One server process holds several deployments, each under its own base URL
 (``http://127.0.0.1:PORT/u/NAME/v1``) and with its own behaviour, which a test can change while
-it runs: answer after ``latency_ms`` ± ``jitter_ms``; ``"error"`` (500), ``"rate_limit"``
-(429 with ``Retry-After: retry_after_s``), ``"context_length"`` (400, the openai error code)
-or ``"hang"`` (never answers). Chat completions, completions (both streamed as server-sent
-events when asked), embeddings and the model list are served; usage counts are fixed per
-deployment. Every request's arrival time (``time.time()``) is kept per deployment, so a test
-can count what a sick deployment was sent and in what bursts.
+it runs: answer after ``latency_ms`` ± ``jitter_ms``; ``"error"`` (500), ``"rate_limit"`` (429
+with ``Retry-After: retry_after_s``), ``"context_length"`` (400, the openai error code) or
+``"hang"`` (never answers). Chat completions, completions (both streamed as server-sent events
+when asked, ``stream_chunks`` chunks ``chunk_delay_ms`` apart), embeddings and the model list
+are served; usage counts are fixed per deployment. Every request's arrival time
+(``time.time()``) is kept per deployment, so a test can count what a sick deployment was sent
+and in what bursts.
 
 It runs in its own process (the caller's event loop and GIL stay the caller's) and speaks
 just enough HTTP/1.1 with keep-alive for the openai/httpx and aiohttp clients::
@@ -38,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "prompt_tokens": 20,
     "completion_tokens": 10,
     "stream_chunks": 5,
+    "chunk_delay_ms": 0.0,
 }
 MODES = ("ok", "error", "rate_limit", "context_length", "hang")
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
@@ -138,6 +140,8 @@ class _Server:
         w.write((head + "\r\n\r\n").encode())
         chat = endpoint == "chat/completions"
         for i in range(d["stream_chunks"]):
+            if i and d["chunk_delay_ms"]:
+                await asyncio.sleep(d["chunk_delay_ms"] / 1e3)
             piece = {"index": 0, "finish_reason": None}
             piece.update({"delta": {"content": f"t{i} "}} if chat else {"text": f"t{i} "})
             event = {

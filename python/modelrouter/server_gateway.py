@@ -1,0 +1,274 @@
+"""The OpenAI-compatible gateway: ``POST /v1/chat/completions``, ``/v1/completions``,
+``/v1/embeddings`` and ``GET /v1/models``, in front of the upstream deployments of
+``modelrouter serve --upstreams FILE``.
+
+Each call is routed by its agent: the ``X-Modelrouter-Agent`` header (the name of an agent of
+the upstreams file), or an ``agent`` field in the body (a name, or an object as in POST route),
+which is taken out before forwarding; else the file's ``default_agent``. ``model: "auto"``
+lets the router choose; a deployment id pins the call. The body goes upstream as it came
+(only ``model`` rewritten to the deployment's), through one pooled async HTTP client; a
+stream passes through byte for byte and holds its slot until it ends or the client goes away.
+Outcomes (429 + Retry-After, 5xx, timeouts, context length) feed the router's health, and
+retryable ones move to another deployment within the retry budget (as ``Router.acall``);
+every attempt goes to the decision store. The upstreams file::
+
+    {"deployments": {"llama3-70b": {"base_url": "http://10.0.0.5:8000/v1", "api_key": "...",
+                                     "model": "meta-llama/Meta-Llama-3-70B-Instruct"}},
+     "agents": {"coder": {"required": {"code": 0.8}, "min_context": 8192}},
+     "default_agent": "coder", "retries": 2, "timeout_s": 60}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from . import _calls
+from .errors import CallFailedError, InvalidInputError, NoCapacityError, RouterError
+from .server_schemas import AgentBody
+from .server_state import ServiceState
+
+AGENT_HEADER = "x-modelrouter-agent"
+_ENDPOINTS = ("chat/completions", "completions", "embeddings")
+_DEPLOYMENT_KEYS = frozenset({"base_url", "api_key", "model", "timeout_s"})
+# Hop-by-hop and length headers are the proxy's own; the rest of an upstream answer passes.
+_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "server",
+        "date",
+        "content-encoding",
+    }
+)
+
+
+class UpstreamStatusError(Exception):
+    """An upstream answered 4xx/5xx: ``status_code``, ``headers`` and ``body`` let
+    :func:`modelrouter.outcomes.classify` read its kind and Retry-After."""
+
+    def __init__(self, status_code: int, headers: httpx.Headers, body: bytes) -> None:
+        super().__init__(
+            f"upstream answered {status_code}: {body[:500].decode('utf-8', 'replace')}"
+        )
+        self.status_code, self.headers, self.body = status_code, headers, body
+
+
+class Upstreams:
+    """The parsed upstreams file. API keys stay here: never in a response, log or repr."""
+
+    def __init__(self, spec: Mapping[str, Any], known_models: set[str]) -> None:
+        deployments = spec.get("deployments")
+        if not isinstance(deployments, Mapping) or not deployments:
+            raise InvalidInputError("upstreams: 'deployments' must map model ids", "deployments")
+        self.deployments: dict[str, dict[str, Any]] = {}
+        for model_id, d in deployments.items():
+            if model_id not in known_models:
+                raise InvalidInputError(
+                    f"upstreams: {model_id!r} is not a fleet model", "deployments"
+                )
+            if not isinstance(d, Mapping) or not isinstance(d.get("base_url"), str):
+                raise InvalidInputError(f"upstreams: {model_id!r} needs a base_url", "deployments")
+            unknown = set(d) - _DEPLOYMENT_KEYS
+            if unknown:
+                raise InvalidInputError(
+                    f"upstreams: {model_id!r} has unknown keys {sorted(unknown)}", "deployments"
+                )
+            self.deployments[model_id] = {
+                "url": d["base_url"].rstrip("/"),
+                "model": d.get("model", model_id),
+                "headers": {"authorization": f"Bearer {d['api_key']}"} if d.get("api_key") else {},
+                "timeout_s": float(d.get("timeout_s", spec.get("timeout_s", 60.0))),
+            }
+        self.agents = {
+            name: AgentBody.model_validate({"id": name, **a})
+            for name, a in (spec.get("agents") or {}).items()
+        }
+        self.default_agent = spec.get("default_agent")
+        if self.default_agent is not None and self.default_agent not in self.agents:
+            raise InvalidInputError(
+                "upstreams: default_agent is not one of agents", "default_agent"
+            )
+        self.retries = int(spec.get("retries", 2))
+
+    @classmethod
+    def from_file(cls, path: str | Path, known_models: set[str]) -> Upstreams:
+        try:
+            spec = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(
+                f"cannot read the upstreams file {path}: {exc}", "upstreams"
+            ) from exc
+        if not isinstance(spec, Mapping):
+            raise InvalidInputError("upstreams: the file must hold a JSON object", "upstreams")
+        return cls(spec, known_models)
+
+    def __repr__(self) -> str:
+        return f"Upstreams({sorted(self.deployments)})"
+
+
+def _openai_error(
+    status: int, message: str, code: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": code, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+class Gateway:
+    """The pooled HTTP client to the upstreams, opened and closed with the app's lifespan."""
+
+    def __init__(self) -> None:
+        self.client: httpx.AsyncClient | None = None
+
+    def open(self) -> None:
+        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
+        self.client = httpx.AsyncClient(limits=limits)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+
+def add_gateway(app: FastAPI, state: ServiceState, upstreams: Upstreams) -> Gateway:
+    gateway = Gateway()
+
+    def agent_of(request: Request, body: dict[str, Any]) -> Any:
+        raw = body.pop("agent", None)
+        if raw is None:
+            raw = request.headers.get(AGENT_HEADER) or upstreams.default_agent
+        if raw is None:
+            raise InvalidInputError(
+                f"no agent: send the {AGENT_HEADER} header or an agent field", "agent"
+            )
+        if isinstance(raw, str):
+            if raw not in upstreams.agents:
+                raise InvalidInputError(f"unknown agent {raw!r}", "agent")
+            spec = upstreams.agents[raw]
+        else:
+            spec = AgentBody.model_validate(raw)
+        return state.agent_for(spec.id, spec.required, spec.preferred, spec.min_context)
+
+    async def forward(request: Request, endpoint: str) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _openai_error(400, "the body is not JSON", "invalid_request_error")
+        if not isinstance(body, dict):
+            return _openai_error(400, "the body must be a JSON object", "invalid_request_error")
+        try:
+            agent = agent_of(request, body)
+        except (InvalidInputError, ValidationError) as exc:
+            return _openai_error(400, str(exc), "invalid_request_error")
+        model = body.get("model", "auto")
+        pinned = None if model == "auto" else model
+        if pinned is not None and pinned not in upstreams.deployments:
+            return _openai_error(404, f"unknown model {model!r}", "model_not_found")
+        stream = bool(body.get("stream"))
+
+        client = gateway.client
+        if client is None:
+            return _openai_error(503, "the gateway is not running", "unavailable")
+
+        async def attempt(flight: Any) -> httpx.Response:
+            d = upstreams.deployments[flight.model_id]
+            payload = json.dumps({**body, "model": d["model"]}).encode()
+            req = client.build_request(
+                "POST",
+                f"{d['url']}/{endpoint}",
+                content=payload,
+                headers={"content-type": "application/json", **d["headers"]},
+                timeout=d["timeout_s"],
+            )
+            resp = await client.send(req, stream=True)
+            if resp.status_code >= 400:
+                data = await resp.aread()
+                await resp.aclose()
+                raise UpstreamStatusError(resp.status_code, resp.headers, data)
+            if not stream:
+                await resp.aread()
+                await resp.aclose()
+            return resp
+
+        try:
+            held = await _calls.arun(
+                state.router,
+                agent,
+                attempt,
+                0 if pinned else upstreams.retries,
+                None,
+                None,
+                state.store,
+                pinned=pinned,
+                hold=True,
+            )
+        except CallFailedError as exc:
+            last = exc.attempts[-1][2] if exc.attempts else None
+            if isinstance(last, UpstreamStatusError):
+                return Response(
+                    last.body, status_code=last.status_code, headers=_passed(last.headers)
+                )
+            return _openai_error(502, f"every attempt failed: {exc}", "upstream_error")
+        except NoCapacityError as exc:
+            retry = f"{max(1, round(exc.retry_after_s))}"
+            return _openai_error(503, str(exc), "no_capacity", {"retry-after": retry})
+        except RouterError as exc:
+            return _openai_error(400, str(exc), "invalid_request_error")
+        resp: httpx.Response = held.value
+        headers = {**_passed(resp.headers), "x-modelrouter-model": held.flight.model_id}
+        if not stream:
+            held.end("ok")
+            return Response(resp.content, status_code=resp.status_code, headers=headers)
+        return StreamingResponse(_relay(resp, held), status_code=resp.status_code, headers=headers)
+
+    for endpoint in _ENDPOINTS:
+
+        async def handler(request: Request, endpoint: str = endpoint) -> Response:
+            return await forward(request, endpoint)
+
+        app.add_api_route(
+            f"/v1/{endpoint}",
+            handler,
+            methods=["POST"],
+            tags=["gateway"],
+            name=f"gateway {endpoint}",
+        )
+
+    @app.get("/v1/models", tags=["gateway"])
+    async def models() -> dict[str, Any]:
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "modelrouter"}
+            for m in ["auto", *upstreams.deployments]
+        ]
+        return {"object": "list", "data": data}
+
+    return gateway
+
+
+def _passed(headers: httpx.Headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _DROP}
+
+
+async def _relay(resp: httpx.Response, held: _calls.Held) -> AsyncIterator[bytes]:
+    """The upstream stream as it comes; the request ends with it (ok), with its error
+    (classified), or as cancelled when the client goes away first."""
+    kind, error = "cancelled", None
+    try:
+        async for chunk in resp.aiter_raw():
+            yield chunk
+        kind = "ok"
+    except Exception as exc:
+        kind, error = "failed", exc
+        raise
+    finally:
+        await resp.aclose()
+        held.end(kind, error)
