@@ -152,9 +152,13 @@ def test_bad_calls_get_openai_style_errors_and_no_secret_leaks(gateway, upstream
             assert SECRET not in r.text and "error" in r.json()
         r = c.post("/v1/chat/completions", content=b"{not json")
         seen.append((r.status_code, None))
+        service.draining = True  # after SIGTERM: refused before anything is called
+        r = c.post("/v1/chat/completions", json={"model": "auto", "messages": MESSAGES})
+        seen.append((r.status_code, r.headers.get("retry-after")))
+        service.draining = False
         for path in ("/v1/models", "/api/v1/model-router/stats", "/metrics", "/openapi.json"):
             assert SECRET not in c.get(path).text
-    assert seen == [(404, None), (400, None), (429, "4"), (400, None)]
+    assert seen == [(404, None), (400, None), (429, "4"), (400, None), (503, "1")]
     assert SECRET not in repr(service) and SECRET not in repr(service.router)
     assert service.router.health_of("u0")["state"] == "cooling_down"
 

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from . import _calls
 from .errors import CallFailedError, InvalidInputError, NoCapacityError, RouterError
 from .server_schemas import AgentBody
-from .server_state import ServiceState
+from .server_state import ServiceState, ServiceUnavailableError
 
 AGENT_HEADER = "x-modelrouter-agent"
 _ENDPOINTS = ("chat/completions", "completions", "embeddings")
@@ -169,6 +169,10 @@ def add_gateway(app: FastAPI, state: ServiceState, upstreams: Upstreams) -> Gate
             agent = agent_of(request, body)
         except (InvalidInputError, ValidationError) as exc:
             return _openai_error(400, str(exc), "invalid_request_error")
+        try:  # draining, or a store that cannot keep the attempts: refuse before calling
+            state.check_can_decide(1 + upstreams.retries)
+        except ServiceUnavailableError as exc:
+            return _openai_error(503, str(exc), "unavailable", {"retry-after": "1"})
         model = body.get("model", "auto")
         pinned = None if model == "auto" else model
         if pinned is not None and pinned not in upstreams.deployments:
