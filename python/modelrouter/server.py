@@ -260,13 +260,12 @@ def create_app(
         load_backend=load_backend,
     )
 
-    # Read before the app exists, so a bad file fails create_app, not the first call.
-    gateway_spec = None
+    gateway = None  # read before the app exists: a bad file fails create_app, not a call
     if upstreams is not None:
-        from .server_gateway import Upstreams
+        from .server_gateway import Gateway, Upstreams
 
-        gateway_spec = Upstreams.from_file(upstreams, {m.id for m in state.router.models})
-    gateway: Any = None
+        known = {m.id for m in state.router.models}
+        gateway = Gateway(state, Upstreams.from_file(upstreams, known))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -302,12 +301,13 @@ def create_app(
     app.state.service = state
     _install_error_handlers(app, state)
     app.add_middleware(FastRoute, state=state, path=f"{PREFIX}/route")
+    if gateway is not None:
+        from .server_gateway import GatewayFastPath, add_gateway
+
+        app.add_middleware(GatewayFastPath, gateway=gateway)
+        add_gateway(app, gateway)
     app.add_middleware(BodyLimit, limit=max_body_bytes)  # added last: the outermost
     app.state.max_body_bytes = max_body_bytes
-    if gateway_spec is not None:
-        from .server_gateway import add_gateway
-
-        gateway = add_gateway(app, state, gateway_spec)
     _add_api(app, state)
     _document_auto_assign_body(app)
     _add_ops(app, state)
