@@ -48,7 +48,7 @@ test: lint rust-test py-test
 
 # Peers that only the benchmarks compare against (not test or runtime dependencies).
 $(VENV)/.bench-stamp: $(VENV)/.dev-stamp
-	$(PIP) install -q "uvicorn[standard]>=0.29"
+	$(PIP) install -q "uvicorn[standard]>=0.29" "litellm[proxy]>=1.40"
 	@touch $@
 
 bench: build dev-deps $(VENV)/.bench-stamp

@@ -8,8 +8,9 @@ gateway (`modelrouter serve --upstreams`) against calling the upstream directly.
 - Gateway: uvicorn (1 worker, the default uvloop/httptools when installed, store off) in its
   own process in front of 4 deployments of the same fake upstream server (50 ± 10 ms); wrk
   POSTs a chat completion at a paced ~1,000 req/s (64 connections, each pausing between
-  requests) to the gateway and, in the same run, straight to the upstream; P50/P99 of each
-  and the added time. Everything shares the 2 cores, the load generator included.
+  requests) to the gateway and, in the same run, straight to the upstream and through
+  LiteLLM's proxy (`litellm --config`, 1 worker, same deployments); P50/P99 of each and the
+  added time. Everything shares the 2 cores, the load generator included.
 """
 
 from __future__ import annotations
@@ -111,6 +112,32 @@ def start_gateway(upstreams_file: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the gateway did not start")
 
 
+def start_litellm_proxy(up: FakeUpstreams, tmp: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+    """LiteLLM's proxy (`litellm --config`, 1 worker) over the same 4 deployments under the
+    model name "auto", so the same body works; its required master key is generated."""
+    config = "model_list:\n" + "".join(
+        f"  - model_name: auto\n    litellm_params:\n      model: openai/fake\n"
+        f"      api_base: {up.base_url(n)}\n      api_key: x\n"
+        for n in NAMES
+    )
+    (tmp / "litellm.yaml").write_text(config + "litellm_settings:\n  telemetry: false\n")
+    key = "sk-" + os.urandom(24).hex()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": key}
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("litellm")), "--config", str(tmp / "litellm.yaml")]
+    cmd += ["--port", str(port), "--num_workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health/liveliness", timeout=1)
+            return proc, port, key
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("LiteLLM's proxy did not start")
+
+
 def gateway_overhead(up: FakeUpstreams, wrk: str) -> list[tuple[str, dict[str, float]]]:
     spec = {
         "deployments": {n: {"base_url": up.base_url(n), "api_key": "x"} for n in NAMES},
@@ -121,20 +148,34 @@ def gateway_overhead(up: FakeUpstreams, wrk: str) -> list[tuple[str, dict[str, f
         path = Path(tmp) / "upstreams.json"
         path.write_text(json.dumps(spec))
         port = free_port()
-        proc = start_gateway(path, port)
-        try:
-            rows = []
+        procs = [start_gateway(path, port)]
+        rows = []
+
+        def measure(name: str, url: str, headers: dict[str, str]) -> None:
             # Paced: 64 connections, each pausing 14 ms between requests (~1,000 req/s at 50 ms).
-            for name, url in (
-                ("upstream directly", f"{up.base_url('u0')}/chat/completions"),
-                ("through the gateway", f"http://127.0.0.1:{port}/v1/chat/completions"),
-            ):
-                run_wrk(wrk, url, 2, 64, delay_ms=14, body=BODY)  # warm-up
-                rows.append((name, run_wrk(wrk, url, SECONDS, 64, delay_ms=14, body=BODY)))
+            run_wrk(wrk, url, 2, 64, delay_ms=14, body=BODY, headers=headers)  # warm-up
+            r = run_wrk(wrk, url, SECONDS, 64, delay_ms=14, body=BODY, headers=headers)
+            rows.append((name, r))
+
+        try:
+            measure("upstream directly", f"{up.base_url('u0')}/chat/completions", {})
+            measure("through the gateway", f"http://127.0.0.1:{port}/v1/chat/completions", {})
+            procs[0].terminate()  # the proxy is measured alone
+            procs[0].wait(timeout=30)
+            try:
+                proxy, proxy_port, key = start_litellm_proxy(up, Path(tmp))
+            except (OSError, RuntimeError) as exc:
+                print(f"LiteLLM's proxy left out: {exc}", file=sys.stderr)
+            else:
+                procs.append(proxy)
+                url = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
+                measure("through LiteLLM's proxy", url, {"Authorization": f"Bearer {key}"})
             return rows
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
 
 
 def main() -> int:
@@ -163,7 +204,8 @@ def main() -> int:
             "",
             f"Gateway: wrk, 64 connections paced to about 1,000 req/s, {SECONDS} s per row, "
             "POST /v1/chat/completions (`model: auto`) against the fake upstream (50 ± 10 ms) "
-            "directly and through the gateway (1 uvicorn worker, store off), same run. "
+            "directly, through the gateway (1 uvicorn worker, store off) and through LiteLLM's "
+            "proxy (1 worker, same 4 deployments), same run. "
             "*Added*: the gateway's percentile minus the direct one.",
             "",
             "| target | req/s | P50 ms | P99 ms | added P50 ms | added P99 ms | errors |",
