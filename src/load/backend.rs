@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{Capacity, Slot};
 use crate::error::Result;
+use crate::limits::Reservation;
 
 /// What a replica does when the shared backend cannot be reached. Serializes as its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -114,16 +115,32 @@ pub trait LoadBackend: Send + Sync + fmt::Debug {
     fn status(&self) -> BackendStatus;
 }
 
-/// What an admitted request holds: its counter and, with a shared backend, its lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an admitted request holds: its counter, with a shared backend its lease, and its
+/// tokens in the model's limiter.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ticket {
     pub slot: Slot,
     pub lease: Option<String>,
+    pub reservation: Option<Reservation>,
 }
 
 impl Ticket {
     pub fn local(slot: Slot) -> Self {
-        Ticket { slot, lease: None }
+        Ticket {
+            slot,
+            lease: None,
+            reservation: None,
+        }
+    }
+
+    /// The ticket holding `reservation` in its model's limiter (none when it holds nothing:
+    /// no tokens and no window entry).
+    pub fn reserving(self, reservation: Reservation) -> Self {
+        let holds = reservation.tokens > 0 || reservation.seq > 0;
+        Ticket {
+            reservation: holds.then_some(reservation),
+            ..self
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use super::scenario::{FaultKind, Handling, Scenario, ServiceTime};
 use super::Ticker;
 use crate::balancer::{choose, Candidate, Decision, Policy};
 use crate::health::{Health, HealthConfig, RetryBudget, RetryBudgetConfig, Verdict};
+use crate::load::{Limits, TokenLoad};
 
 /// A client waits at least this long before retrying, so a zero hint cannot spin.
 const MIN_RETRY_MS: f64 = 1.0;
@@ -411,6 +412,9 @@ pub(super) fn run(
         latency_ms: f64::NAN,
         latency_age_ms: 0.0,
         accepting: true,
+        limits: Limits::NONE,
+        tokens: TokenLoad::default(),
+        limit_wait_s: 0.0,
     });
     let health = (handling != Handling::None).then(|| {
         Health::new(sc.models.len(), HealthConfig::default(), 0.0)
