@@ -35,6 +35,10 @@ pub struct ModelDefaults {
     pub max_queue: u64,
     pub target_utilization: f64,
     pub cost_per_1k_tokens: f64,
+    /// Token-aware limits (`crate::limits`): None = unlimited.
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_tokens_in_flight: Option<u64>,
 }
 
 pub const MODEL_DEFAULTS: ModelDefaults = ModelDefaults {
@@ -43,6 +47,9 @@ pub const MODEL_DEFAULTS: ModelDefaults = ModelDefaults {
     max_queue: 0,
     target_utilization: 0.8,
     cost_per_1k_tokens: 0.0,
+    rpm: None,
+    tpm: None,
+    max_tokens_in_flight: None,
 };
 
 /// Relative weights of the score's terms. Validated finite and non-negative.

@@ -98,6 +98,8 @@ pub struct ModelState {
     backend: Option<SharedBackend>,
     /// RPM/TPM windows and tokens in flight (this process's; see `crate::limits`).
     limiter: Limiter,
+    /// The tracker's clock, so a reading sees the windows as of now.
+    clock: Option<SharedClock>,
 }
 
 /// A consistent-enough reading of one model (each field is read atomically).
@@ -219,7 +221,21 @@ impl ModelState {
             last_updated: AtomicF64::new(now),
             backend: None,
             limiter: Limiter::new(capacity.limits),
+            clock: None,
         }
+    }
+
+    /// A model whose readings take the time from `clock` (its tracker's).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Now on the tracker's clock; the last update without one.
+    fn now(&self) -> f64 {
+        self.clock
+            .as_ref()
+            .map_or_else(|| self.last_updated(), |c| c.now())
     }
 
     /// RPM/TPM windows and tokens in flight of this model.
@@ -518,7 +534,7 @@ impl ModelState {
             avg_latency_ms: self.latency_ms(),
             last_updated: self.last_updated(),
             capacity: self.capacity(),
-            tokens: self.limiter.load(self.last_updated()),
+            tokens: self.limiter.load(self.now()),
         }
     }
 }
@@ -612,6 +628,7 @@ impl LoadTracker {
             .and_modify(|s| s.set_capacity(capacity, now))
             .or_insert_with(|| {
                 let state = ModelState::new(id.to_string(), capacity, now);
+                let state = state.with_clock(self.clock.clone());
                 Arc::new(state.with_backend(self.backend.clone()))
             })
             .clone()
