@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::error::{parse_choice, Error, Result};
+use crate::limits::Demand;
 use crate::load::{Capacity, Limits, LoadTracker, ModelState, TokenLoad};
 
 /// How one request picks among the models able to serve it.
@@ -84,17 +85,21 @@ pub struct Candidate {
     /// Seconds until this request fits the model's token limits: 0 when it fits now, NaN
     /// when tokens in flight block it (they free as requests end).
     pub limit_wait_s: f64,
+    /// This request's expected service time on the model (TTFT + output tokens × per-token
+    /// time, as learned); NaN when unknown, and `predictive` uses the latency EWMA.
+    pub service_ms: f64,
 }
 
 impl Candidate {
     /// A live model as one request sees it now (shared counts when a backend answers).
     pub fn from_state(state: &ModelState, score: f64, now: f64) -> Self {
-        Self::for_tokens(state, score, now, 0)
+        Self::for_demand(state, score, now, Demand::default())
     }
 
     /// `from_state` for a request of `tokens`: whether the model's token limits take it now.
     /// `now` may be NaN (no clock read) only for a model without limits.
-    pub fn for_tokens(state: &ModelState, score: f64, now: f64, tokens: u64) -> Self {
+    pub fn for_demand(state: &ModelState, score: f64, now: f64, demand: Demand) -> Self {
+        let tokens = demand.tokens;
         let cap = state.capacity();
         let (active, queued) = state.counts();
         let limiter = state.limiter();
@@ -111,6 +116,7 @@ impl Candidate {
             )
         };
         Candidate {
+            service_ms: state.service_ms(demand.output_tokens),
             limits: cap.limits,
             tokens: tokens_load,
             limit_wait_s,
@@ -370,11 +376,17 @@ impl BalancerConfig {
             return self.default_latency_ms;
         }
         let prior = OPTIMISTIC_PRIOR * fleet.best;
-        if !c.latency_ms.is_finite() {
+        // This request's own service time when the model's per-token timing is known.
+        let own = if c.service_ms.is_finite() {
+            c.service_ms
+        } else {
+            c.latency_ms
+        };
+        if !own.is_finite() {
             return prior;
         }
         let fade = (-c.latency_age_ms / self.stale_latency_half_life_ms).exp2();
-        prior + (c.latency_ms - prior) * fade
+        prior + (own - prior) * fade
     }
 
     /// Expected ms until this request finishes: it waits for the requests ahead of it to

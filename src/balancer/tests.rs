@@ -15,6 +15,7 @@ fn cand(score: f64, active: u64, max_concurrent: u64) -> Candidate {
         limits: Limits::NONE,
         tokens: TokenLoad::default(),
         limit_wait_s: 0.0,
+        service_ms: f64::NAN,
     }
 }
 

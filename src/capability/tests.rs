@@ -93,7 +93,7 @@ fn json(value: &impl Serialize) -> String {
 fn model_defaults_are_the_documented_values() {
     assert_eq!(
         json(&MODEL_DEFAULTS),
-        r#"{"context_window":8192,"max_concurrent":10,"max_queue":0,"target_utilization":0.8,"cost_per_1k_tokens":0.0}"#
+        r#"{"context_window":8192,"max_concurrent":10,"max_queue":0,"target_utilization":0.8,"cost_per_1k_tokens":0.0,"rpm":null,"tpm":null,"max_tokens_in_flight":null}"#
     );
     // Every default is itself a valid model.
     let d = MODEL_DEFAULTS;

@@ -19,7 +19,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::load::AtomicF64;
 
+pub mod timing;
 pub mod window;
+pub use timing::TokenTiming;
 pub use window::{Window, MERGE_S, WINDOW_S};
 
 /// A model's token-aware limits; None = unlimited.
@@ -84,6 +86,23 @@ impl Limits {
         part(load.in_flight, self.max_tokens_in_flight)
             .max(part(load.requests_in_window, self.rpm))
             .max(part(load.tokens_in_window, self.tpm))
+    }
+}
+
+/// The size of one request: `tokens` reserved (prompt + max output) and the output tokens
+/// expected (what `predictive` prices with the model's per-token time; 0 = unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Demand {
+    pub tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl Demand {
+    pub fn tokens(tokens: u64) -> Self {
+        Demand {
+            tokens,
+            output_tokens: 0,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::error::{non_negative, Error, Result};
-use crate::limits::{Limiter, Refusal};
+use crate::limits::{Limiter, Refusal, TokenTiming};
 
 mod backend;
 mod clock;
@@ -100,6 +100,11 @@ pub struct ModelState {
     limiter: Limiter,
     /// The tracker's clock, so a reading sees the windows as of now.
     clock: Option<SharedClock>,
+    /// Latency against output tokens, learned from finished requests with usage.
+    timing: std::sync::Mutex<TokenTiming>,
+    /// Its fit (TTFT ms, ms per output token), NaN until learned: read lock-free by routing.
+    ttft_ms: AtomicF64,
+    per_token_ms: AtomicF64,
 }
 
 /// A consistent-enough reading of one model (each field is read atomically).
@@ -222,7 +227,34 @@ impl ModelState {
             backend: None,
             limiter: Limiter::new(capacity.limits),
             clock: None,
+            timing: std::sync::Mutex::new(TokenTiming::default()),
+            ttft_ms: AtomicF64::new(f64::NAN),
+            per_token_ms: AtomicF64::new(f64::NAN),
         }
+    }
+
+    /// Learns from one finished request: `output_tokens` generated in `latency_ms`.
+    pub fn record_usage(&self, output_tokens: u64, latency_ms: f64) {
+        let mut timing = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+        timing.observe(output_tokens, latency_ms);
+        if let Some((ttft, per_token)) = timing.fit() {
+            self.ttft_ms.store(ttft);
+            self.per_token_ms.store(per_token);
+        }
+    }
+
+    /// (TTFT ms, ms per output token) as learned; NaN before.
+    pub fn token_timing(&self) -> (f64, f64) {
+        (self.ttft_ms.load(), self.per_token_ms.load())
+    }
+
+    /// Expected service time of a request generating `output_tokens`: TTFT + output × per-token
+    /// time; NaN while unknown (no output length given, or not learned yet).
+    pub fn service_ms(&self, output_tokens: u64) -> f64 {
+        if output_tokens == 0 {
+            return f64::NAN;
+        }
+        self.ttft_ms.load() + output_tokens as f64 * self.per_token_ms.load()
     }
 
     /// A model whose readings take the time from `clock` (its tracker's).

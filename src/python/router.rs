@@ -16,6 +16,7 @@ use super::load::{clock_from, PyInFlight, PyLoadTracker, PyManualClock, PyModelL
 use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
+use crate::limits::Demand;
 use crate::load::LoadTracker;
 use crate::redis_backend::TrackerSettings;
 use crate::router::{legacy_keyword_warning, Assignment, AssignmentResult, Feeds, Guard};
@@ -271,7 +272,8 @@ impl PyRouter {
         #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
     ) -> PyResult<String> {
         let agent = &agent_from(agent)?.get().0;
-        let route = py.detach(|| self.core.route_tokens(agent, tokens))?;
+        let demand = Demand::tokens(tokens);
+        let route = py.detach(|| self.core.route_tokens(agent, demand))?;
         Ok(self.core.models[route.model].id.clone())
     }
 
@@ -289,8 +291,11 @@ impl PyRouter {
         #[pyo3(from_py_with = tokens::max_output_tokens)] max_output_tokens: u64,
     ) -> PyResult<PyInFlight> {
         let agent = &agent_from(agent)?.get().0;
-        let total = tokens.saturating_add(max_output_tokens);
-        let (_, flight) = py.detach(|| self.core.admit_tokens(agent, total))?;
+        let demand = Demand {
+            tokens: tokens.saturating_add(max_output_tokens),
+            output_tokens: max_output_tokens,
+        };
+        let (_, flight) = py.detach(|| self.core.admit_tokens(agent, demand))?;
         Ok(PyInFlight(Guard::flying(flight)))
     }
 

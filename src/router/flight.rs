@@ -363,6 +363,9 @@ impl Flight {
         if !outcome.is_callers() {
             self.state.record_latency(latency_ms, now);
         }
+        if let (Some((_, completion)), true) = (self.usage, outcome.is_success()) {
+            self.state.record_usage(completion, latency_ms);
+        }
         if let Some(feedback) = &self.feedback {
             feedback.record(&self.state.id, latency_ms, outcome, now);
         }

@@ -12,6 +12,7 @@ use crate::capability::{
 use crate::capacity::{ActionKind, CapacityManager, RuleClocks};
 use crate::error::{Error, Result};
 use crate::health::{Health, HealthConfig, RetryBudget, RetryBudgetConfig};
+use crate::limits::Demand;
 use crate::load::{Admit, LoadTracker, ModelState};
 use crate::perf::{PerfConfig, PerformanceTracker, SeriesHandle};
 use crate::strategy::Strategy;
@@ -314,7 +315,7 @@ impl Router {
 
     /// Applies the capacity rules: reject_new refuses the model; redistribute lets it accept
     /// only when no other model is open (handled by marking it last in line).
-    fn candidates(&self, scores: &[f64], policy: Policy, tokens: u64) -> Vec<Candidate> {
+    fn candidates(&self, scores: &[f64], policy: Policy, demand: Demand) -> Vec<Candidate> {
         // Only `predictive` and token limits read the clock: the others skip it.
         let limited = self.states.iter().any(|s| s.limiter().is_limited());
         let now = if policy == Policy::Predictive || limited {
@@ -326,7 +327,7 @@ impl Router {
             .states
             .iter()
             .zip(scores)
-            .map(|(state, &score)| Candidate::for_tokens(state, score, now, tokens))
+            .map(|(state, &score)| Candidate::for_demand(state, score, now, demand))
             .collect();
         if !self.health.all_healthy() {
             let open = self.health.available(self.tracker.now());
@@ -361,15 +362,15 @@ impl Router {
     /// Picks one model for one request of `agent` under live load (capability only when load
     /// balancing is off). Nothing is reserved: pair with tracking, or use `admit`.
     pub fn route(&self, agent: &AgentProfile) -> Result<Route> {
-        self.route_tokens(agent, 0)
+        self.route_tokens(agent, Demand::default())
     }
 
     /// `route` for a request of `tokens` (prompt + expected output): models whose RPM, TPM or
     /// tokens in flight cannot take it now are passed over, and models it can never fit
     /// (bigger than their TPM or token capacity) cannot serve it.
-    pub fn route_tokens(&self, agent: &AgentProfile, tokens: u64) -> Result<Route> {
-        let scores = self.sized_scores(agent, tokens)?;
-        self.decide(agent, &scores, tokens)
+    pub fn route_tokens(&self, agent: &AgentProfile, demand: Demand) -> Result<Route> {
+        let scores = self.sized_scores(agent, demand.tokens)?;
+        self.decide(agent, &scores, demand)
     }
 
     fn routing_scores(&self, agent: &AgentProfile) -> Result<Arc<[f64]>> {
@@ -415,13 +416,14 @@ impl Router {
         }
     }
 
-    fn decide(&self, agent: &AgentProfile, scores: &[f64], tokens: u64) -> Result<Route> {
+    fn decide(&self, agent: &AgentProfile, scores: &[f64], demand: Demand) -> Result<Route> {
+        let tokens = demand.tokens;
         let policy = if self.config.load_balancing {
             self.config.policy
         } else {
             Policy::CapabilityOnly
         };
-        let cands = self.candidates(scores, policy, tokens);
+        let cands = self.candidates(scores, policy, demand);
         let decision = choose_here(policy, &cands, &self.balancer);
         let who = || {
             // Name the token limits that refuse the request, so the caller knows which.
@@ -469,14 +471,14 @@ impl Router {
     /// balancing off the request goes to the best-scoring model or is refused when that model
     /// and its queue are full.
     pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Flight)> {
-        self.admit_tokens(agent, 0)
+        self.admit_tokens(agent, Demand::default())
     }
 
     /// `admit` of a request of `tokens` (prompt + max output): one atomic decision over
     /// concurrency, queue, RPM, TPM and tokens in flight on the chosen model.
-    pub fn admit_tokens(&self, agent: &AgentProfile, tokens: u64) -> Result<(Route, Flight)> {
-        let scores = self.sized_scores(agent, tokens)?;
-        self.admit_scored(agent, &scores, tokens)
+    pub fn admit_tokens(&self, agent: &AgentProfile, demand: Demand) -> Result<(Route, Flight)> {
+        let scores = self.sized_scores(agent, demand.tokens)?;
+        self.admit_scored(agent, &scores, demand)
     }
 
     /// `admit` for a retry: passes over the models in `avoid` (unless nothing else could serve
@@ -511,14 +513,14 @@ impl Router {
                 scores[j] = f64::NEG_INFINITY;
             }
         }
-        self.admit_scored(agent, &scores, 0)
+        self.admit_scored(agent, &scores, Demand::default())
     }
 
     /// Admits on one given model (a fallback named by the caller), within its limits.
     pub fn admit_on(&self, agent: &AgentProfile, model: usize) -> Result<(Route, Flight)> {
         let mut scores = vec![f64::NEG_INFINITY; self.models.len()];
         scores[model] = self.routing_scores(agent)?[model].max(0.0);
-        self.admit_scored(agent, &scores, 0)
+        self.admit_scored(agent, &scores, Demand::default())
     }
 
     /// Counts one first attempt of a call in the retry budget.
@@ -539,8 +541,9 @@ impl Router {
         &self,
         agent: &AgentProfile,
         scores: &[f64],
-        tokens: u64,
+        demand: Demand,
     ) -> Result<(Route, Flight)> {
+        let tokens = demand.tokens;
         // Each retry follows a lost race for the last slot; the fleet is finite, so a few
         // attempts settle it, and the last answer is reported honestly. Capability-only routing
         // has one candidate, so one refusal is final.
@@ -548,14 +551,14 @@ impl Router {
         let mut last = None;
         let mut limited: Option<crate::limits::Refusal> = None;
         for round in 0..rounds {
-            let route = match self.decide(agent, scores, tokens) {
+            let route = match self.decide(agent, scores, demand) {
                 // Shared counts are cached for a few ms: before refusing on them, read the
                 // backend's own once (another replica may have just released).
                 Err(Error::NoCapacity { .. }) if round == 0 && self.tracker.backend().is_some() => {
                     if let Some(backend) = self.tracker.backend() {
                         backend.refresh_counts();
                     }
-                    self.decide(agent, scores, tokens)?
+                    self.decide(agent, scores, demand)?
                 }
                 other => other?,
             };

@@ -1,4 +1,5 @@
 use super::*;
+use crate::limits::Demand;
 
 fn model(id: &str, code: f64, cap: u64) -> ModelProfile {
     ModelProfile::new(
@@ -639,13 +640,13 @@ fn token_limits_steer_admission_and_refuse_with_the_window_hint() {
         Limits::new(None, Some(1000), None).unwrap(),
         Limits::new(None, Some(500), None).unwrap(),
     ]);
-    let (route, f1) = r.admit_tokens(&coder(), 900).unwrap();
+    let (route, f1) = r.admit_tokens(&coder(), Demand::tokens(900)).unwrap();
     assert_eq!(route.model, 0);
     // 200 more fit only on b; 400 more after that fit nowhere.
-    let (route, _f2) = r.admit_tokens(&coder(), 200).unwrap();
+    let (route, _f2) = r.admit_tokens(&coder(), Demand::tokens(200)).unwrap();
     assert_eq!(route.model, 1);
     clock.advance(20.0);
-    match r.admit_tokens(&coder(), 400) {
+    match r.admit_tokens(&coder(), Demand::tokens(400)) {
         Err(Error::NoCapacity {
             retry_after_s,
             message,
@@ -656,16 +657,19 @@ fn token_limits_steer_admission_and_refuse_with_the_window_hint() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        r.route_tokens(&coder(), 400),
+        r.route_tokens(&coder(), Demand::tokens(400)),
         Err(Error::NoCapacity { .. })
     ));
     // Reported usage frees the window: the 900 were really 300.
     let mut f1 = f1;
     f1.set_usage(250, 50);
     assert_eq!(r.state(0).token_load(20.0).tokens_in_window, 300);
-    assert_eq!(r.route_tokens(&coder(), 400).unwrap().model, 0);
+    assert_eq!(
+        r.route_tokens(&coder(), Demand::tokens(400)).unwrap().model,
+        0
+    );
     // Bigger than every model's TPM: an input error naming the limit, never a wait.
-    let err = r.admit_tokens(&coder(), 1001).unwrap_err();
+    let err = r.admit_tokens(&coder(), Demand::tokens(1001)).unwrap_err();
     assert!(
         matches!(&err, Error::InvalidInput { field, .. } if field == "tokens"),
         "{err}"
@@ -673,7 +677,13 @@ fn token_limits_steer_admission_and_refuse_with_the_window_hint() {
     assert!(err.to_string().contains("tpm of 1000"), "{err}");
     // Bigger than b's only: a goes on serving it once its window frees.
     clock.advance(40.0);
-    assert_eq!(r.admit_tokens(&coder(), 600).unwrap().0.model, 0);
+    assert_eq!(
+        r.admit_tokens(&coder(), Demand::tokens(600))
+            .unwrap()
+            .0
+            .model,
+        0
+    );
 }
 
 #[test]
@@ -683,7 +693,7 @@ fn tokens_in_flight_go_back_at_the_end_and_utilization_reads_them() {
         Limits::new(None, None, Some(1000)).unwrap(),
         Limits::new(None, None, Some(1000)).unwrap(),
     ]);
-    let (_, f) = r.admit_tokens(&coder(), 800).unwrap();
+    let (_, f) = r.admit_tokens(&coder(), Demand::tokens(800)).unwrap();
     let loads = r.loads();
     assert_eq!(
         loads[f.state().id.ends_with('b') as usize].tokens.in_flight,
@@ -692,17 +702,56 @@ fn tokens_in_flight_go_back_at_the_end_and_utilization_reads_them() {
     let j = r.model_index(f.model_id()).unwrap();
     assert!((r.utilization(j, &loads[j]) - 0.8).abs() < 1e-12);
     // The other model takes the next 800; a third fits nowhere (but would after an end).
-    let (_, g) = r.admit_tokens(&coder(), 800).unwrap();
+    let (_, g) = r.admit_tokens(&coder(), Demand::tokens(800)).unwrap();
     assert_ne!(f.model_id(), g.model_id());
     assert!(matches!(
-        r.admit_tokens(&coder(), 800),
+        r.admit_tokens(&coder(), Demand::tokens(800)),
         Err(Error::NoCapacity { .. })
     ));
     f.end(Outcome::Ok);
-    assert!(r.admit_tokens(&coder(), 800).is_ok());
+    assert!(r.admit_tokens(&coder(), Demand::tokens(800)).is_ok());
     drop(g);
     assert_eq!(
         r.state(1).limiter().in_flight() + r.state(0).limiter().in_flight(),
         0
     );
+}
+
+#[test]
+fn predictive_prices_a_request_by_its_output_tokens() {
+    let clock = Arc::new(crate::load::ManualClock::new(0.0));
+    let t = Arc::new(LoadTracker::new(60.0, clock.clone()).unwrap());
+    let models = vec![model("fast_ttft", 0.9, 100), model("fast_tokens", 0.9, 100)];
+    let cfg = RouterConfig {
+        policy: Policy::Predictive,
+        ..config(Strategy::Greedy, true)
+    };
+    let r = Router::new(models, cfg, Feeds::with_load(t)).unwrap();
+    // fast_ttft: 100 ms + 20 ms/token; fast_tokens: 1000 ms + 2 ms/token.
+    let timing = [(100.0, 20.0), (1000.0, 2.0)];
+    for (j, (ttft, per_token)) in timing.into_iter().enumerate() {
+        for out in [10u64, 200, 50, 400] {
+            let mut f = r.track(j, None).unwrap();
+            f.set_usage(30, out);
+            clock.advance((ttft + per_token * out as f64) / 1000.0);
+            f.end(Outcome::Ok);
+        }
+        let (a, b) = r.state(j).token_timing();
+        assert!(
+            (a - ttft).abs() < 1e-6 && (b - per_token).abs() < 1e-9,
+            "{a} {b}"
+        );
+    }
+    let short = Demand {
+        tokens: 40,
+        output_tokens: 10,
+    };
+    let long = Demand {
+        tokens: 530,
+        output_tokens: 500,
+    };
+    for _ in 0..20 {
+        assert_eq!(r.route_tokens(&coder(), short).unwrap().model, 0);
+        assert_eq!(r.route_tokens(&coder(), long).unwrap().model, 1);
+    }
 }

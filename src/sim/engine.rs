@@ -415,6 +415,7 @@ pub(super) fn run(
         limits: Limits::NONE,
         tokens: TokenLoad::default(),
         limit_wait_s: 0.0,
+        service_ms: f64::NAN,
     });
     let health = (handling != Handling::None).then(|| {
         Health::new(sc.models.len(), HealthConfig::default(), 0.0)
