@@ -322,6 +322,17 @@ impl Limiter {
         Ok(Some((slot, Reservation { tokens, seq, at })))
     }
 
+    /// Holds `tokens` in flight for a request admitted elsewhere (a shared backend that
+    /// enforces the windows itself).
+    pub fn hold(&self, tokens: u64, now: f64) -> Reservation {
+        self.in_flight.fetch_add(tokens, Ordering::AcqRel);
+        Reservation {
+            tokens,
+            seq: 0,
+            at: now,
+        }
+    }
+
     /// Usage reported for an admitted request: the TPM window counts `used` instead of what
     /// was reserved, and the tokens in flight become `used`. Returns the new reservation.
     pub fn reconcile(&self, r: Reservation, used: u64, now: f64) -> Reservation {

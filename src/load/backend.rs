@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{Capacity, Slot};
 use crate::error::Result;
-use crate::limits::Reservation;
+use crate::limits::{Refusal, Reservation};
 
 /// What a replica does when the shared backend cannot be reached. Serializes as its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,6 +44,18 @@ pub enum Admission {
     Leased(Slot, String),
     /// The model and its queue are full across every replica.
     Refused,
+    /// The backend is unreachable and the fail mode is open: admit locally.
+    FallBack,
+}
+
+/// The answer of a shared token-aware admission (`LoadBackend::acquire_tokens`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenAdmission {
+    Leased(Slot, String),
+    /// The model and its queue are full across every replica.
+    Refused,
+    /// A shared RPM, TPM or tokens-in-flight limit refuses it now.
+    Limited(Refusal),
     /// The backend is unreachable and the fail mode is open: admit locally.
     FallBack,
 }
@@ -107,6 +119,25 @@ pub trait LoadBackend: Send + Sync + fmt::Debug {
         for (slot, lease) in leases {
             self.release(model, *slot, lease);
         }
+    }
+    /// Admits one request of `tokens` atomically across replicas under the model's RPM, TPM
+    /// and tokens-in-flight limits (`capacity.limits`) as well. None: this backend does not
+    /// share token limits (the caller then enforces them in-process).
+    fn acquire_tokens(
+        &self,
+        _model: &str,
+        _capacity: Capacity,
+        _bounded: bool,
+        _tokens: u64,
+    ) -> Result<Option<TokenAdmission>> {
+        Ok(None)
+    }
+    /// Counts `used` tokens for the request under `lease` in the shared TPM window and tokens
+    /// in flight (best effort).
+    fn reconcile(&self, _model: &str, _lease: &str, _used: u64) {}
+    /// (requests in window, tokens in window, tokens in flight) across replicas, when shared.
+    fn token_counts(&self, _model: &str) -> Option<(u64, u64, u64)> {
+        None
     }
     /// (active, queued) across replicas; None when the backend is unreachable.
     fn counts(&self, model: &str) -> Option<(u64, u64)>;

@@ -16,7 +16,7 @@ use crate::limits::{Limiter, Refusal, TokenTiming};
 mod backend;
 mod clock;
 pub use crate::limits::{Limits, TokenLoad};
-pub use backend::{Admission, BackendStatus, FailMode, LoadBackend, Ticket};
+pub use backend::{Admission, BackendStatus, FailMode, LoadBackend, Ticket, TokenAdmission};
 
 pub use clock::{system_clock, AtomicF64, Clock, ManualClock, SharedClock, SystemClock};
 
@@ -275,9 +275,23 @@ impl ModelState {
         &self.limiter
     }
 
-    /// Token-side load now.
+    /// Token-side load now (this process's; see `snapshot` for the shared one).
     pub fn token_load(&self, now: f64) -> TokenLoad {
         self.limiter.load(now)
+    }
+
+    /// The windows and tokens in flight across replicas, when a backend shares them.
+    fn shared_token_load(&self) -> Option<TokenLoad> {
+        let backend = self
+            .backend
+            .as_ref()
+            .filter(|_| self.limiter.is_limited())?;
+        let (requests, tokens, in_flight) = backend.token_counts(&self.id)?;
+        Some(TokenLoad {
+            in_flight,
+            requests_in_window: requests,
+            tokens_in_window: tokens,
+        })
     }
 
     /// A model whose in-flight counts are shared through `backend`.
@@ -441,7 +455,27 @@ impl ModelState {
                 return Err(too_big(&format!("{:?}", self.id), tokens, name, limit));
             }
         }
-        if self.backend.is_some() {
+        if let Some(backend) = &self.backend {
+            if self.limiter.is_limited() {
+                let capacity = self.capacity();
+                match backend.acquire_tokens(&self.id, capacity, bounded, tokens)? {
+                    Some(TokenAdmission::Leased(slot, lease)) => {
+                        self.counter(slot).fetch_add(1, Ordering::AcqRel);
+                        self.last_updated.store(now);
+                        let ticket = Ticket {
+                            slot,
+                            lease: Some(lease),
+                            reservation: None,
+                        };
+                        return Ok(Admit::Granted(
+                            ticket.reserving(self.limiter.hold(tokens, now)),
+                        ));
+                    }
+                    Some(TokenAdmission::Refused) => return Ok(Admit::Full),
+                    Some(TokenAdmission::Limited(r)) => return Ok(Admit::Limited(r)),
+                    Some(TokenAdmission::FallBack) | None => {}
+                }
+            }
             return self.acquire_tokens_shared(bounded, tokens, now);
         }
         if !bounded {
@@ -566,7 +600,9 @@ impl ModelState {
             avg_latency_ms: self.latency_ms(),
             last_updated: self.last_updated(),
             capacity: self.capacity(),
-            tokens: self.limiter.load(self.now()),
+            tokens: self
+                .shared_token_load()
+                .unwrap_or_else(|| self.limiter.load(self.now())),
         }
     }
 }

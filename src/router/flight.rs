@@ -320,6 +320,11 @@ impl Flight {
                 at: self.started,
             });
         self.ticket.reservation = Some(self.state.limiter().reconcile(held, used, now));
+        if let (Some(backend), Some(lease)) = (self.state.backend(), &self.ticket.lease) {
+            if self.state.limiter().is_limited() {
+                backend.reconcile(&self.state.id, lease, used);
+            }
+        }
         self.usage = Some((prompt, completion));
     }
 

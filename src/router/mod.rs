@@ -550,15 +550,19 @@ impl Router {
         let rounds = if self.config.load_balancing { 8 } else { 1 };
         let mut last = None;
         let mut limited: Option<crate::limits::Refusal> = None;
+        // A model whose limits refused the request (e.g. a shared window this replica had not
+        // seen fill) is passed over in the next rounds while another can serve it.
+        let mut passed_over: Option<Vec<f64>> = None;
         for round in 0..rounds {
-            let route = match self.decide(agent, scores, demand) {
+            let scores_now = passed_over.as_deref().unwrap_or(scores);
+            let route = match self.decide(agent, scores_now, demand) {
                 // Shared counts are cached for a few ms: before refusing on them, read the
                 // backend's own once (another replica may have just released).
                 Err(Error::NoCapacity { .. }) if round == 0 && self.tracker.backend().is_some() => {
                     if let Some(backend) = self.tracker.backend() {
                         backend.refresh_counts();
                     }
-                    self.decide(agent, scores, demand)?
+                    self.decide(agent, scores_now, demand)?
                 }
                 other => other?,
             };
@@ -569,6 +573,12 @@ impl Router {
                 Admit::Full => None,
                 Admit::Limited(refusal) => {
                     limited = Some(refusal);
+                    let own = passed_over.get_or_insert_with(|| scores.to_vec());
+                    let others =
+                        (0..own.len()).any(|j| j != route.model && own[j] > f64::NEG_INFINITY);
+                    if others {
+                        own[route.model] = f64::NEG_INFINITY;
+                    }
                     None
                 }
             };
