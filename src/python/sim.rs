@@ -29,6 +29,8 @@ pymethods_with_getters! {
         duration_s: f64, throughput_per_s: f64, requests: u64, completed: u64,
         overload_failures: u64, rejected: u64, retries: u64, max_queue_length: u64,
         success_rate: f64, failed: u64, failure_retries: u64, wasted_calls: u64,
+        ttft_p50_ms: f64, ttft_p95_ms: f64, ttft_p99_ms: f64, tokens_per_s: f64,
+        quota_rejections: u64,
     }
     #[getter]
     fn policy(&self) -> &'static str {
