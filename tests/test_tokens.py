@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -276,3 +277,48 @@ def test_acquire_never_waits_for_a_request_too_big() -> None:
             await router.acquire(agent, tokens=60, timeout_s=0.0)
 
     asyncio.run(main())
+
+
+# --- simulator: token quotas, trace replay ------------------------------------------------
+
+AZURE = Path(__file__).resolve().parents[2] / "shared/data/azure-llm-inference-2023/conv.csv"
+
+
+def test_the_azure_replay_keeps_every_provider_within_its_quota() -> None:
+    policies = ["least_loaded", "predictive"]
+    tokens = mr.simulate("azure_quota", policies, admission="tokens")
+    counted = mr.simulate("azure_quota", policies, admission="requests")
+    for name in policies:
+        t, c = tokens.results[name], counted.results[name]
+        assert t.quota_rejections == 0
+        assert c.quota_rejections > 0
+        assert t.completed > c.completed
+        assert t.tokens_per_s > c.tokens_per_s
+        assert t.ttft_p50_ms <= t.ttft_p99_ms <= t.p99_ms
+        assert t.to_dict()["quota_rejections"] == 0
+
+
+def test_a_trace_replays_through_the_api_scaled_in_rate(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    rows = [f"2023-11-16 18:00:{s:02d}.0,{100 * (s + 1)},{10 + s}" for s in range(40)]
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    slow = mr.simulate("azure_quota", "least_loaded", trace=trace)
+    fast = mr.simulate("azure_quota", "least_loaded", trace=trace, trace_rate_scale=4.0)
+    assert slow.requests == fast.requests == 40
+    assert slow.results["least_loaded"].duration_s > 3 * fast.results["least_loaded"].duration_s
+    served = sum(100 * (s + 1) + 10 + s for s in range(40))
+    r = slow.results["least_loaded"]
+    assert r.tokens_per_s * r.duration_s == pytest.approx(served)
+    with pytest.raises(ValueError, match="^trace: .*no ContextTokens column"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("TIMESTAMP,Prompt\n")
+        mr.simulate("azure_quota", "least_loaded", trace=bad)
+    with pytest.raises(ValueError, match="^admission: "):
+        mr.simulate("azure_quota", "least_loaded", admission="sometimes")
+
+
+@pytest.mark.skipif(not AZURE.exists(), reason="the shared Azure trace is not on this machine")
+def test_the_whole_azure_conversation_trace_replays() -> None:
+    r = mr.simulate("azure_quota", "least_loaded", trace=AZURE, requests=19_366)
+    assert r.requests == 19_366
+    assert r.results["least_loaded"].quota_rejections == 0
