@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
 use super::arrays::pymethods_with_getters;
+use super::errors::tokens;
 use crate::router::{Guard, Outcome};
 
 /// One in-flight request: holds an active slot (or queue place) from enter until exit,
@@ -40,6 +41,23 @@ pymethods_with_getters! {
         /// The lease held in the shared backend; None for in-process counts (or fail-open).
         lease_id: Option<String>,
         released: bool,
+    }
+
+    /// Tokens the request holds in flight: its reservation, or its usage once reported.
+    #[getter]
+    fn tokens(&self) -> u64 {
+        self.0.tokens()
+    }
+
+    /// The request's actual usage as the provider counts it: the model's TPM window counts
+    /// `prompt_tokens + completion_tokens` instead of the reservation (freeing what was not
+    /// used), and so do its tokens in flight until the request ends.
+    fn set_usage(
+        &self,
+        #[pyo3(from_py_with = tokens::prompt_tokens)] prompt_tokens: u64,
+        #[pyo3(from_py_with = tokens::completion_tokens)] completion_tokens: u64,
+    ) {
+        self.0.set_usage(prompt_tokens, completion_tokens);
     }
 
     /// Marks the request failed without raising (e.g. the model returned an error body).
