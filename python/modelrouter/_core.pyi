@@ -502,6 +502,8 @@ class Router:
         fallbacks: Sequence[str] | Callable[[str, str], str | None] | None = None,
         timeout_s: float | None = None,
         store: DecisionStore | None = None,
+        tokens: int = 0,
+        max_output_tokens: int = 0,
     ) -> _T: ...
     async def acall(
         self,
@@ -512,6 +514,8 @@ class Router:
         fallbacks: Sequence[str] | Callable[[str, str], str | None] | None = None,
         timeout_s: float | None = None,
         store: DecisionStore | None = None,
+        tokens: int = 0,
+        max_output_tokens: int = 0,
     ) -> _T: ...
     def track(self, model_id: str, agent_id: str | None = None, *, tokens: int = 0) -> InFlight: ...
     def record(

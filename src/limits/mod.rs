@@ -98,6 +98,14 @@ pub struct Demand {
 }
 
 impl Demand {
+    /// A request of `prompt_tokens` that may write `max_output_tokens`: both are reserved.
+    pub fn request(prompt_tokens: u64, max_output_tokens: u64) -> Self {
+        Demand {
+            tokens: prompt_tokens.saturating_add(max_output_tokens),
+            output_tokens: max_output_tokens,
+        }
+    }
+
     pub fn tokens(tokens: u64) -> Self {
         Demand {
             tokens,
