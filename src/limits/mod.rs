@@ -19,8 +19,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::load::AtomicF64;
 
+pub mod quota;
 pub mod timing;
 pub mod window;
+pub use quota::{Quota, Spend};
 pub use timing::TokenTiming;
 pub use window::{Window, MERGE_S, WINDOW_S};
 
