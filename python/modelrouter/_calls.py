@@ -123,6 +123,29 @@ class _Attempts:
             attempt=len(self.tried),
         )
 
+    def succeeded(self, flight: InFlight, value: Any, hold: bool) -> Any:
+        if hold:
+            return Held(value, flight, self)
+        self.record(flight, "ok")
+        flight.release(True)
+        return value
+
+    def interrupted(self, flight: InFlight) -> None:
+        """Cancelled or interrupted: the slot goes back, the error goes on."""
+        flight.fail("cancelled")
+        self.record(flight, "cancelled")
+        flight.release(False)
+
+    def after_failure(
+        self, flight: InFlight, exc: Exception, attempt: int, retries: int, deadline: float | None
+    ) -> None:
+        """Ends a failed attempt; raises ``CallFailedError`` unless another may go."""
+        outcome = self.failed(flight, exc)
+        flight.release(False)
+        why = _may_retry(self.router, outcome, attempt, retries, deadline)
+        if why is not None:
+            raise self.give_up(why) from exc
+
     def give_up(self, why: str) -> CallFailedError:
         summary = ", ".join(f"{m}: {k}" for m, k, _ in self.tried)
         message = f"{why} after {len(self.tried)} attempt(s) ({summary})"
@@ -187,22 +210,12 @@ def run(
         try:
             value = fn(flight)
         except Exception as exc:
-            outcome = state.failed(flight, exc)
-            flight.release(False)
-        except BaseException:  # interrupted: the slot goes back, the error goes on
-            flight.fail("cancelled")
-            state.record(flight, "cancelled")
-            flight.release(False)
+            state.after_failure(flight, exc, attempt, retries, deadline)
+            continue
+        except BaseException:
+            state.interrupted(flight)
             raise
-        else:
-            if hold:
-                return Held(value, flight, state)
-            state.record(flight, "ok")
-            flight.release(True)
-            return value
-        why = _may_retry(router, outcome, attempt, retries, deadline)
-        if why is not None:
-            raise state.give_up(why) from state.tried[-1][2]
+        return state.succeeded(flight, value, hold)
     raise state.give_up("no retries left")
 
 
@@ -234,22 +247,12 @@ async def arun(
         try:
             value = await fn(flight)
         except Exception as exc:
-            outcome = state.failed(flight, exc)
-            flight.release(False)
-        except BaseException:  # cancelled: the slot goes back, the error goes on
-            flight.fail("cancelled")
-            state.record(flight, "cancelled")
-            flight.release(False)
+            state.after_failure(flight, exc, attempt, retries, deadline)
+            continue
+        except BaseException:
+            state.interrupted(flight)
             raise
-        else:
-            if hold:
-                return Held(value, flight, state)
-            state.record(flight, "ok")
-            flight.release(True)
-            return value
-        why = _may_retry(router, outcome, attempt, retries, deadline)
-        if why is not None:
-            raise state.give_up(why) from state.tried[-1][2]
+        return state.succeeded(flight, value, hold)
     raise state.give_up("no retries left")
 
 

@@ -257,12 +257,12 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
     async def async_log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        self._ended(kwargs, None, response_obj)
+        self.log_success_event(kwargs, response_obj, start_time, end_time)
 
     async def async_log_failure_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        self._ended(kwargs, kwargs.get("exception") or RuntimeError("LiteLLM call failed"))
+        self.log_failure_event(kwargs, response_obj, start_time, end_time)
 
     def open_requests(self) -> int:
         """Picks admitted and not yet reported back."""

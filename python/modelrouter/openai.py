@@ -136,58 +136,41 @@ class _Endpoint:
 
     def create(self, *, agent: Agent | None = None, model: str = "auto", **kwargs: Any) -> Any:
         owner = self._owner
+        plan = owner._plan(agent, model)
         if isinstance(owner, AsyncOpenAI):
-            return self._acreate(agent, model, kwargs)
-        agent, pinned = owner._plan(agent, model)
-        stream = bool(kwargs.get("stream"))
-        size = _usage.estimate(kwargs)
+            return self._acreate(plan, kwargs)
 
         def attempt(flight: InFlight) -> Any:
             resource, name = owner._target(flight, self._endpoint)
             return resource.create(model=name, **kwargs)
 
-        held = _calls.run(
-            owner.router,
-            agent,
-            attempt,
-            0 if pinned else owner.retries,
-            None,
-            owner.timeout_s,
-            owner.store,
-            size,
-            pinned=pinned,
-            hold=True,
-        )
-        if stream:
-            return RoutedStream(held)
-        _usage.report(held.flight, _usage.usage_of(held.value))
-        held.end("ok")
-        return held.value
+        held = _calls.run(*self._loop_args(plan, attempt, kwargs), pinned=plan[1], hold=True)
+        return self._answer(held, kwargs, RoutedStream)
 
-    async def _acreate(self, agent: Agent | None, model: str, kwargs: dict[str, Any]) -> Any:
+    async def _acreate(self, plan: tuple[Agent, str | None], kwargs: dict[str, Any]) -> Any:
         owner = self._owner
-        agent, pinned = owner._plan(agent, model)
-        stream = bool(kwargs.get("stream"))
-        size = _usage.estimate(kwargs)
 
         async def attempt(flight: InFlight) -> Any:
             resource, name = owner._target(flight, self._endpoint)
             return await resource.create(model=name, **kwargs)
 
-        held = await _calls.arun(
-            owner.router,
-            agent,
-            attempt,
-            0 if pinned else owner.retries,
-            None,
-            owner.timeout_s,
-            owner.store,
-            size,
-            pinned=pinned,
-            hold=True,
-        )
-        if stream:
-            return RoutedAsyncStream(held)
+        args = self._loop_args(plan, attempt, kwargs)
+        held = await _calls.arun(*args, pinned=plan[1], hold=True)
+        return self._answer(held, kwargs, RoutedAsyncStream)
+
+    def _loop_args(self, plan: tuple[Agent, str | None], attempt: Any, kwargs: Any) -> tuple:
+        """The attempt loop's arguments: a pinned call is not moved (no retries); the request
+        is sized from its body for the token limits."""
+        owner, (agent, pinned) = self._owner, plan
+        retries = 0 if pinned else owner.retries
+        size = _usage.estimate(kwargs)
+        return (owner.router, agent, attempt, retries, None, owner.timeout_s, owner.store, size)
+
+    @staticmethod
+    def _answer(held: _calls.Held, kwargs: Mapping[str, Any], stream_class: type) -> Any:
+        """A stream holds its request until read; an answer ends it now, with its usage."""
+        if kwargs.get("stream"):
+            return stream_class(held)
         _usage.report(held.flight, _usage.usage_of(held.value))
         held.end("ok")
         return held.value

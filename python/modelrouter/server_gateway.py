@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from . import _calls, _usage
 from .errors import CallFailedError, InvalidInputError, NoCapacityError, RouterError
+from .server_fast import read_body
 from .server_schemas import AgentBody
 from .server_state import ServiceState, ServiceUnavailableError
 
@@ -283,15 +284,10 @@ class GatewayFastPath:
         for key, value in scope["headers"]:
             if key == b"x-modelrouter-agent":
                 agent_header = value.decode("latin-1")
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        reply = await self.gateway.forward(endpoint, agent_header, b"".join(chunks))
+        raw = await read_body(receive)
+        if raw is None:
+            return
+        reply = await self.gateway.forward(endpoint, agent_header, raw)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
         if reply.chunks is None:
             headers.append((b"content-length", str(len(reply.body)).encode()))
