@@ -6,8 +6,6 @@ no upstream key in anything it answers."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 
 import modelrouter as mr
 from modelrouter.store import open_store
+from modelrouter.testing.asgi_server import serving
 from modelrouter.testing.fake_upstream import FakeUpstreams
 
 uvicorn = pytest.importorskip("uvicorn", reason="the server extra is a dev dependency")
@@ -25,12 +24,6 @@ from modelrouter.server import create_app  # noqa: E402
 NAMES = ["u0", "u1", "u2"]
 SECRET = "sk-upstream-planted-secret-42"
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +55,8 @@ def gateway(upstreams, tmp_path):
     ]
     store = open_store(f"sqlite:///{tmp_path / 'gw.db'}")
     app = create_app(models, store=store, upstreams=path)
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{config.port}", app.state.service, store
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base, app.state.service, store
 
 
 def idle(service) -> bool:
