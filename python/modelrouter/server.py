@@ -27,13 +27,22 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from . import __version__, server_batch
 from ._core import AlertRule, Model
 from .errors import InvalidInputError, RouterError
+from .server_auth import (
+    PAGE_HEADERS,
+    SECURITY_SCHEMES,
+    ApiKeyAuth,
+    ApiKeys,
+    api_keys_from_env,
+    load_api_keys,
+    requires,
+)
 from .server_errors import error_body, error_response, field_error, too_large, validation_error
 from .server_fast import FastRoute, route_decision
 from .server_schemas import (
@@ -204,7 +213,9 @@ def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory modelrouter.server:app_from_env`` (one app per worker):
     MODELROUTER_FLEET, MODELROUTER_STORE (a store URL, or empty for none), MODELROUTER_POLICY,
     MODELROUTER_STRATEGY, MODELROUTER_LOAD_BACKEND (``redis://...`` or ``redis+cluster://...``,
-    shared by the workers), MODELROUTER_MAX_BODY_BYTES (default 16 MiB)."""
+    shared by the workers), MODELROUTER_MAX_BODY_BYTES (default 16 MiB), MODELROUTER_API_KEYS
+    or MODELROUTER_API_KEYS_FILE (see ``modelrouter.server_auth``; unset: no authentication),
+    MODELROUTER_PUBLIC_METRICS=1 (``/metrics`` without a key)."""
     env = os.environ
     return create_app(
         fleet=env.get("MODELROUTER_FLEET") or None,
@@ -213,6 +224,8 @@ def app_from_env() -> FastAPI:
         strategy=env.get("MODELROUTER_STRATEGY", "optimal"),
         load_backend=env.get("MODELROUTER_LOAD_BACKEND") or None,
         max_body_bytes=body_limit_from_env(),
+        api_keys=api_keys_from_env(),
+        public_metrics=env.get("MODELROUTER_PUBLIC_METRICS", "") in ("1", "true", "yes"),
     )
 
 
@@ -231,14 +244,23 @@ def create_app(
     reservation_ttl_s: float = 300.0,
     load_backend: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    api_keys: ApiKeys | str | os.PathLike[str] | None = None,
+    public_metrics: bool = False,
 ) -> FastAPI:
     """The ASGI app. ``models`` (or the ``fleet`` file, default the shipped ``seed_assign``
     scenario) is the fleet POST route/feedback use; ``store`` (or ``store_url``, opened with
     :func:`modelrouter.store.open_store`) records every decision and is closed on shutdown.
     ``load_backend`` (``redis://...`` or ``redis+cluster://...``) shares the active/queued
     counts, and so the limits, with every other process given the same URL (uvicorn workers,
-    replicas). A request body over ``max_body_bytes`` is answered 413."""
+    replicas). A request body over ``max_body_bytes`` is answered 413.
+
+    ``api_keys`` (``ApiKeys`` or a key file path, see ``modelrouter.server_auth``) turns on
+    authentication: every endpoint but ``/health`` (and ``/metrics`` with ``public_metrics``)
+    needs a key with the route's role. Without keys the service is open, as it must then only
+    listen on loopback (``modelrouter serve`` enforces that)."""
     max_body_bytes = check_body_limit(max_body_bytes)
+    if api_keys is not None and not isinstance(api_keys, ApiKeys):
+        api_keys = load_api_keys(api_keys)
     if models is None:
         models = load_fleet(fleet or "seed_assign")[1]
     if store is None and store_url is not None:
@@ -285,10 +307,18 @@ def create_app(
     app.state.service = state
     _install_error_handlers(app, state)
     app.add_middleware(FastRoute, state=state, path=f"{PREFIX}/route")
-    app.add_middleware(BodyLimit, limit=max_body_bytes)  # added last: the outermost
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    if api_keys is not None:
+        # Added last, so the outermost: no body is read for a request refused 401/403.
+        public = ("/health", "/metrics") if public_metrics else ("/health",)
+        app.add_middleware(
+            ApiKeyAuth, keys=api_keys, routes=lambda: app.routes, public=public,
+            login_page=_login_page,
+        )  # fmt: skip
+    app.state.api_keys = api_keys
     app.state.max_body_bytes = max_body_bytes
     _add_api(app, state)
-    _document_auto_assign_body(app)
+    _document_auto_assign_body(app, authenticated=api_keys is not None)
     _add_ops(app, state)
     return app
 
@@ -308,9 +338,19 @@ def _auto_assign(state: ServiceState, raw: bytes) -> tuple[JSONResponse, dict[st
     return JSONResponse(result), {"ts": ts, **server_batch.summary(body, result, len(raw))}
 
 
-def _document_auto_assign_body(app: FastAPI) -> None:
+def _login_page(failed: bool) -> HTMLResponse:
+    html = (DASHBOARD_DIR / "login.html").read_text(encoding="utf-8")
+    if failed:
+        html = html.replace(
+            "<!--failed-->", '<p class="failed">That key is unknown or not an admin key.</p>'
+        )
+    return HTMLResponse(html, headers=PAGE_HEADERS)
+
+
+def _document_auto_assign_body(app: FastAPI, authenticated: bool = False) -> None:
     """auto-assign-all reads its body itself (so that FastAPI does not decode it on the event
-    loop); its OpenAPI request body still names ``AutoAssignRequest``."""
+    loop); its OpenAPI request body still names ``AutoAssignRequest``. With authentication the
+    document declares the key schemes; without, the operations' ``security`` is dropped."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -321,6 +361,12 @@ def _document_auto_assign_body(app: FastAPI) -> None:
             for name, schema in body.pop("$defs", {}).items():
                 schemas.setdefault(name, schema)
             schemas["AutoAssignRequest"] = body
+            if authenticated:
+                spec["components"]["securitySchemes"] = SECURITY_SCHEMES
+            else:
+                for ops in spec.get("paths", {}).values():
+                    for op in ops.values():
+                        op.pop("security", None)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -345,7 +391,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             422: {"description": "Invalid body"},
             503: {"model": ErrorResponse, "description": "Shutting down or store full"},
         },
-        openapi_extra=_AUTO_ASSIGN_BODY,
+        openapi_extra={**_AUTO_ASSIGN_BODY, **requires("admin")},
         tags=["assignment"],
     )
     async def auto_assign_all(request: Request) -> Any:
@@ -360,7 +406,12 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             state.recent_assignments.appendleft(kept)
         return response
 
-    @app.get(f"{PREFIX}/assignments", response_model=AssignmentsResponse, tags=["assignment"])
+    @app.get(
+        f"{PREFIX}/assignments",
+        response_model=AssignmentsResponse,
+        tags=["assignment"],
+        openapi_extra=requires("admin"),
+    )
     async def assignments(limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
         """Most recent POST auto-assign-all calls first (from the store when there is one)."""
         store = state.store
@@ -375,7 +426,13 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             rows = list(state.recent_assignments)[:limit]
         return {"assignments": rows}
 
-    @app.post(f"{PREFIX}/route", response_model=RouteResponse, responses=_ERRORS, tags=["routing"])
+    @app.post(
+        f"{PREFIX}/route",
+        response_model=RouteResponse,
+        responses=_ERRORS,
+        tags=["routing"],
+        openapi_extra=requires("route"),
+    )
     async def route(body: RouteRequest) -> Any:
         """Picks a model of the configured fleet for one request of the agent. With
         ``reserve`` the request takes a slot (or a queue place) until its feedback."""
@@ -386,6 +443,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
         response_model=FeedbackResponse,
         responses={404: _ERRORS[404]},
         tags=["routing"],
+        openapi_extra=requires("report"),
     )
     async def feedback(body: FeedbackRequest) -> Any:
         """Reports a finished request: its latency and how it ended (``outcome``, or
@@ -431,12 +489,21 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
 
 
 def _add_ops(app: FastAPI, state: ServiceState) -> None:
-    @app.get(f"{PREFIX}/stats", response_model=StatsResponse, tags=["observability"])
+    admin = requires("admin")
+
+    @app.get(
+        f"{PREFIX}/stats", response_model=StatsResponse, tags=["observability"], openapi_extra=admin
+    )
     async def stats() -> dict[str, Any]:
         """Counters, per-model load and latency statistics of the configured fleet."""
         return state.stats()
 
-    @app.get(f"{PREFIX}/alerts", response_model=AlertsResponse, tags=["observability"])
+    @app.get(
+        f"{PREFIX}/alerts",
+        response_model=AlertsResponse,
+        tags=["observability"],
+        openapi_extra=admin,
+    )
     async def alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         """Firing alerts and the most recent notifications (newest last)."""
         return {
@@ -444,12 +511,22 @@ def _add_ops(app: FastAPI, state: ServiceState) -> None:
             "history": alert_dicts(state.alerts.history(limit=limit), state.now()),
         }
 
-    @app.get(f"{PREFIX}/history", response_model=HistoryResponse, tags=["observability"])
+    @app.get(
+        f"{PREFIX}/history",
+        response_model=HistoryResponse,
+        tags=["observability"],
+        openapi_extra=admin,
+    )
     async def history(limit: int = Query(180, ge=1, le=10000)) -> dict[str, Any]:
         """The sampler's recent points (routes so far, latency percentiles, utilization)."""
         return {"samples": list(state.history)[-limit:]}
 
-    @app.get(f"{PREFIX}/health", response_model=ModelsHealthResponse, tags=["observability"])
+    @app.get(
+        f"{PREFIX}/health",
+        response_model=ModelsHealthResponse,
+        tags=["observability"],
+        openapi_extra=admin,
+    )
     async def models_health() -> dict[str, Any]:
         """Each model's health: healthy, ejected (outlier detection), cooling down (rate
         limited until its Retry-After) or probing (one trial request at a time)."""
@@ -465,13 +542,15 @@ def _add_ops(app: FastAPI, state: ServiceState) -> None:
             "store": state.store is not None,
         }
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["observability"])
+    @app.get(
+        "/metrics", response_class=PlainTextResponse, tags=["observability"], openapi_extra=admin
+    )
     async def metrics() -> PlainTextResponse:
         """Prometheus text exposition format."""
         return PlainTextResponse(state.metrics(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, openapi_extra=admin)
     async def dashboard() -> FileResponse:
-        return FileResponse(DASHBOARD_DIR / "index.html")
+        return FileResponse(DASHBOARD_DIR / "index.html", headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="static")
