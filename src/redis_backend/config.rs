@@ -7,8 +7,8 @@ use super::RedisBackend;
 use crate::error::{Error, Result};
 use crate::load::{FailMode, LoadTracker, SharedBackend, SharedClock};
 
-/// Settings of a Redis backend, validated.
-#[derive(Debug, Clone)]
+/// Settings of a Redis backend, validated. Its `Debug` shows the URL with the password masked.
+#[derive(Clone)]
 pub struct RedisConfig {
     pub url: String,
     pub lease_ttl_s: f64,
@@ -18,8 +18,9 @@ pub struct RedisConfig {
 }
 
 /// Everything that builds a `LoadTracker`, validated as a whole — the lease and timeout
-/// settings too when no backend is named, so a typo never passes silently.
-#[derive(Debug, Clone)]
+/// settings too when no backend is named, so a typo never passes silently. Its `Debug` shows
+/// the backend URL with the password masked.
+#[derive(Clone)]
 pub struct TrackerSettings {
     pub stale_after_s: f64,
     /// `redis://…` or `redis+cluster://…`; None counts in process.
@@ -27,6 +28,29 @@ pub struct TrackerSettings {
     pub lease_ttl_s: f64,
     pub fail_mode: FailMode,
     pub timeout_s: f64,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact(&self.url))
+            .field("lease_ttl_s", &self.lease_ttl_s)
+            .field("fail_mode", &self.fail_mode)
+            .field("timeout_s", &self.timeout_s)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TrackerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackerSettings")
+            .field("stale_after_s", &self.stale_after_s)
+            .field("backend", &self.backend.as_deref().map(redact))
+            .field("lease_ttl_s", &self.lease_ttl_s)
+            .field("fail_mode", &self.fail_mode)
+            .field("timeout_s", &self.timeout_s)
+            .finish()
+    }
 }
 
 impl Default for TrackerSettings {
@@ -100,13 +124,13 @@ impl RedisConfig {
                     format!("bad cluster URL {shown:?}: {e}"),
                 ));
             }
-        } else if !url.starts_with("redis://") {
+        } else if !url.starts_with("redis://") && !url.starts_with("rediss://") {
             let scheme = url.split("://").next().unwrap_or(url);
             return Err(Error::invalid(
                 "backend",
                 format!(
-                    "unsupported URL scheme {scheme:?}; expected redis://host:port/db or \
-                     {CLUSTER_SCHEME}host:port[,host:port...]"
+                    "unsupported URL scheme {scheme:?}; expected redis://host:port/db, \
+                     rediss://host:port/db (TLS) or {CLUSTER_SCHEME}host:port[,host:port...]"
                 ),
             ));
         }
