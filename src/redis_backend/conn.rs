@@ -69,7 +69,8 @@ impl Client {
                 .map_err(|e| bad(e.to_string()))?;
             Ok(Client::Cluster(client))
         } else {
-            let client = redis::Client::open(url).map_err(|e| bad(e.to_string()))?;
+            let (url, tls) = super::tls::split_options(url).map_err(bad)?;
+            let client = super::tls::client(&url, &tls).map_err(bad)?;
             Ok(Client::Single(client))
         }
     }

@@ -22,6 +22,7 @@ mod config;
 mod conn;
 mod renew;
 mod scripts;
+mod tls;
 
 use config::redact;
 pub use config::{RedisConfig, TrackerSettings};

@@ -103,6 +103,37 @@ fn cluster_urls_list_their_nodes_and_bad_ones_name_the_backend() {
 fn passwords_are_redacted() {
     assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
     assert_eq!(redact("redis://h:1/0"), "redis://h:1/0");
+    assert_eq!(redact("rediss://:secret@h:1/0"), "rediss://:***@h:1/0");
+    // Debug of every settings struct and of the backend masks it too.
+    let url = "rediss://acl-user:secret@127.0.0.1:1/0?ssl_cert_reqs=none";
+    let config = RedisConfig::new(url, 5.0, FailMode::Open, 0.2).unwrap();
+    let settings = TrackerSettings::new(60.0, Some(url), 5.0, "open", 0.2).unwrap();
+    let backend = RedisBackend::new(config.clone()).unwrap();
+    for shown in [
+        format!("{config:?}"),
+        format!("{settings:?}"),
+        format!("{backend:?}"),
+        backend.status().backend,
+    ] {
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("acl-user:***@"), "{shown}");
+    }
+    // A TLS option the URL gets wrong is named, the password is not.
+    let err = RedisBackend::new(
+        RedisConfig::new(
+            "rediss://u:secret@h:1/0?ssl_ca_certs=/nonexistent.pem",
+            5.0,
+            FailMode::Open,
+            0.2,
+        )
+        .unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("ssl_ca_certs") && !err.contains("secret"),
+        "{err}"
+    );
 }
 
 #[test]
