@@ -372,3 +372,15 @@ def test_serve_bad_key_file_is_a_clear_error(served, capsys, tmp_path):
     assert str(path) in err and "16 to" in err and "tooshort" not in err
     assert cli.main(["serve", "--no-store", "--api-keys", str(tmp_path / "none")]) == 2
     assert "cannot read the api key file" in capsys.readouterr().err
+
+
+def test_the_readme_key_file_example_parses():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("# keys.txt:", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    keys = parse_api_keys(block, "README")
+    assert [sorted(k.roles) for k in keys.keys] == [["admin"], ["report", "route"]]
+    doc = server_auth.__doc__ or ""
+    example = doc.split("key (or sha256:<hex digest of the key>)", 1)[1].split("\n\n", 1)[0]
+    assert len(parse_api_keys(example, "docstring")) == 2
