@@ -12,7 +12,7 @@ or ``;``; ``$MODELROUTER_API_KEYS_FILE`` names a file), one key per line, ``#`` 
 comment::
 
     # id   roles         key (or sha256:<hex digest of the key>)
-    ops    admin         sha256:5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+    ops    admin         sha256:a748c335b9f4d69c5ecc31bb27ca7f77c516dbb8f2aa3137ea38183e4ae51ff2
     svc-a  route,report  mr_3f9c0a1e2b7d4c5f8e6a9b0c1d2e3f40
 
 A key given in clear must be at least 16 characters; ``sha256:`` keeps the key itself out of
