@@ -16,35 +16,15 @@ from urllib.parse import quote
 import pytest
 
 import modelrouter as mr
+from modelrouter.testing.certs import OPENSSL, make_certs
 from modelrouter.testing.redis_server import CLI, REDIS, free_ports
 
-OPENSSL = shutil.which("openssl")
 USER, PASSWORD = "mr-acl", "tls-Secret-pw-4417"
 
 pytestmark = pytest.mark.skipif(
     REDIS is None or CLI is None or OPENSSL is None,
     reason="redis-server, redis-cli and openssl are needed",
 )
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    assert OPENSSL is not None
-    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_certs(d: Path) -> None:
-    """A self-signed CA and a server certificate it signs, valid for 127.0.0.1/localhost."""
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.pem", "-days", "2", "-subj", "/CN=modelrouter-test-ca", cwd=d)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-             "server.csr", "-subj", "/CN=localhost", cwd=d)  # fmt: skip
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
-             cwd=d)  # fmt: skip
-    # Another CA, which did not sign the server's certificate.
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out",
-             "other.pem", "-days", "2", "-subj", "/CN=someone-else", cwd=d)  # fmt: skip
 
 
 class TlsRedis:

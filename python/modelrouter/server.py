@@ -310,7 +310,8 @@ def create_app(
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     if api_keys is not None:
         # Added last, so the outermost: no body is read for a request refused 401/403.
-        public = ("/health", "/metrics") if public_metrics else ("/health",)
+        public = ("/health", "/static/login.css")  # the login form's style too
+        public += ("/metrics",) if public_metrics else ()
         app.add_middleware(
             ApiKeyAuth, keys=api_keys, routes=lambda: app.routes, public=public,
             login_page=_login_page,
