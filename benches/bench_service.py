@@ -60,9 +60,9 @@ def ensure_wrk() -> str | None:
 
 
 def start_server(
-    port: int, db: Path | None, workers: int
+    port: int, db: Path | None, workers: int, env_extra: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], list[str]]:
-    """uvicorn with the SQLite store at `db` (None: no store)."""
+    """uvicorn with the SQLite store at `db` (None: no store), `env_extra` in its environment."""
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "modelrouter.server:app_from_env"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     cmd += ["--log-level", "warning", "--no-access-log"]
@@ -73,7 +73,7 @@ def start_server(
     if importlib.util.find_spec("uvloop"):
         cmd += ["--loop", "uvloop"]
         extras.append("uvloop")
-    env = {**os.environ, "MODELROUTER_STORE": f"sqlite:///{db}" if db else ""}
+    env = {**os.environ, "MODELROUTER_STORE": f"sqlite:///{db}" if db else "", **(env_extra or {})}
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + 30
     while True:
@@ -99,7 +99,12 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_wrk(
-    wrk: str, url: str, seconds: int, connections: int, delay_ms: float = 0.0
+    wrk: str,
+    url: str,
+    seconds: int,
+    connections: int,
+    delay_ms: float = 0.0,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         if delay_ms > 0:  # paced: each connection pauses this long between requests
@@ -107,6 +112,8 @@ def run_wrk(
         f.write('wrk.method = "POST"\n')
         f.write(f"wrk.body = {json.dumps(json.dumps(BODY))}\n")
         f.write('wrk.headers["Content-Type"] = "application/json"\n')
+        for name, value in (headers or {}).items():
+            f.write(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n")
     cmd = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT_S}s"]
     cmd += ["--latency", "-s", f.name, url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -134,7 +141,9 @@ def run_wrk(
     }
 
 
-def run_httpx(url: str, seconds: int, connections: int) -> dict[str, float]:
+def run_httpx(
+    url: str, seconds: int, connections: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     import httpx
 
     latencies: list[float] = []
@@ -157,7 +166,9 @@ def run_httpx(url: str, seconds: int, connections: int) -> dict[str, float]:
 
     async def main() -> float:
         limits = httpx.Limits(max_connections=connections)
-        async with httpx.AsyncClient(limits=limits, timeout=TIMEOUT_S) as client:
+        async with httpx.AsyncClient(
+            limits=limits, timeout=TIMEOUT_S, headers=headers or {}
+        ) as client:
             start = time.perf_counter()
             until = start + seconds
             await asyncio.gather(*(worker(client, until) for _ in range(connections)))
@@ -283,6 +294,68 @@ def bench_workers(
     return rows, extras, answered, stored_routes(db)
 
 
+# Authentication overhead: the same POST route on two servers started side by side, one open
+# (no keys, loopback) and one with API keys, loaded in alternation so that both see the same
+# machine; no store, so the route itself is as cheap as it gets and the overhead shows fully.
+AUTH_KEYS = "; ".join(
+    [f"client-{i} route {'k' * 8}-{i:04d}-{'x' * 24}" for i in range(4)]
+    + ["ops admin bench-admin-key-0123456789abcdef"]
+)
+AUTH_HEADER = {"Authorization": f"Bearer {'k' * 8}-0003-{'x' * 24}"}
+
+
+def bench_auth(args: argparse.Namespace, wrk: str | None) -> str:
+    """Median requests/s and P50 over `args.auth_rounds` alternating runs of each server."""
+    servers = {}
+    results: dict[str, list[dict[str, float]]] = {"without keys": [], "with keys": []}
+    try:
+        for label, env in (
+            ("without keys", {}),
+            ("with keys", {"MODELROUTER_API_KEYS": AUTH_KEYS}),
+        ):
+            port = free_port()
+            servers[label] = (start_server(port, None, 1, env)[0], port)
+        for round_ in range(args.auth_rounds + 1):
+            for label, (_, port) in servers.items():
+                url = f"http://127.0.0.1:{port}{ROUTE}"
+                headers = AUTH_HEADER if label == "with keys" else None
+                seconds = 2 if round_ == 0 else args.auth_seconds  # round 0: warm-up
+                r = (
+                    run_wrk(wrk, url, seconds, args.auth_connections, headers=headers)
+                    if wrk
+                    else run_httpx(url, seconds, args.auth_connections, headers)
+                )
+                if r["non2xx"] or r["socket_errors"] or r["timeouts"]:
+                    raise RuntimeError(f"{label}: not every request answered 2xx: {r}")
+                if round_:
+                    results[label].append(r)
+    finally:
+        for proc, _ in servers.values():
+            stop_server(proc)
+
+    def median(label: str, key: str) -> float:
+        values = sorted(r[key] for r in results[label])
+        return values[len(values) // 2]
+
+    rps = {label: median(label, "rps") for label in results}
+    p50 = {label: median(label, "p50") for label in results}
+    overhead = 100.0 * (rps["without keys"] / rps["with keys"] - 1.0)
+    lines = [
+        "## REST service: authentication overhead",
+        "",
+        f"POST `{ROUTE}`, 1 uvicorn worker each, no store, {args.auth_connections} connections"
+        f" closed-loop, {args.auth_rounds} alternating runs of {args.auth_seconds} s per server"
+        " (medians); the keyed server has 5 keys and the client presents the 4th route key.",
+        "",
+        "| server | requests/s | P50 ms |",
+        "|---|---:|---:|",
+    ]
+    for label in results:
+        lines.append(f"| {label} | {rps[label]:,.0f} | {p50[label]:.3f} |")
+    lines += ["", f"Time per request with keys: {overhead:+.1f} % (target ≤ 5 %)."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -296,10 +369,18 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--readme", action="store_true", help="write the section into README")
+    parser.add_argument("--auth-rounds", type=int, default=5)
+    parser.add_argument("--auth-seconds", type=int, default=4)
+    parser.add_argument("--auth-connections", type=int, default=4)
+    parser.add_argument("--auth-only", action="store_true", help="only the auth overhead runs")
+    parser.add_argument("--no-auth", action="store_true", help="skip the auth overhead runs")
     args = parser.parse_args()
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds must be in [1, 120]")
     wrk = ensure_wrk()
+    if args.auth_only:
+        print(bench_auth(args, wrk))
+        return 0
     load_before = f"{os.getloadavg()[0]:.1f}"
     rows: list[tuple[int, str, dict[str, float]]] = []
     stores: list[tuple[int, int, int]] = []
@@ -318,6 +399,8 @@ def main() -> int:
     }
     text = section(rows, stores, info)
     print(text)
+    if not args.no_auth:
+        print(bench_auth(args, wrk))  # printed only: its figure goes into README by hand
     if args.readme:
         write_readme(text)
     return 0
