@@ -384,3 +384,18 @@ def test_the_readme_key_file_example_parses():
     doc = server_auth.__doc__ or ""
     example = doc.split("key (or sha256:<hex digest of the key>)", 1)[1].split("\n\n", 1)[0]
     assert len(parse_api_keys(example, "docstring")) == 2
+
+
+def test_app_from_env_reads_the_keys(monkeypatch):
+    from modelrouter.server import app_from_env
+
+    monkeypatch.setenv("MODELROUTER_API_KEYS", f"svc route {KEY['route']}")
+    monkeypatch.setenv("MODELROUTER_STORE", "")
+    monkeypatch.setenv("MODELROUTER_PUBLIC_METRICS", "1")
+    with TestClient(app_from_env()) as c:
+        route = {"agent": CODER}
+        assert c.post(f"{PREFIX}/route", json=route).status_code == 401
+        ok = c.post(f"{PREFIX}/route", json=route, headers={"X-API-Key": KEY["route"]})
+        assert ok.status_code == 200
+        assert c.get("/metrics").status_code == 200
+        assert c.get(f"{PREFIX}/stats", headers={"X-API-Key": KEY["route"]}).status_code == 403
