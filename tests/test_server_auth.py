@@ -399,3 +399,30 @@ def test_app_from_env_reads_the_keys(monkeypatch):
         assert ok.status_code == 200
         assert c.get("/metrics").status_code == 200
         assert c.get(f"{PREFIX}/stats", headers={"X-API-Key": KEY["route"]}).status_code == 403
+
+
+def test_roles_are_per_method_and_path():
+    """Two routes on one path keep their own roles (whatever their order), and a route with a
+    path parameter declares its role like any other."""
+    app = make_app()
+
+    @app.get("/thing", openapi_extra=server_auth.requires("admin"))
+    async def read_thing() -> dict:
+        return {}
+
+    @app.post("/thing", openapi_extra=server_auth.requires("route"))
+    async def make_thing() -> dict:
+        return {}
+
+    @app.get("/things/{name}", openapi_extra=server_auth.requires("report"))
+    async def named(name: str) -> dict:
+        return {"name": name}
+
+    with TestClient(app) as c:
+        route, report = {"X-API-Key": KEY["route"]}, {"X-API-Key": KEY["report"]}
+        assert c.post("/thing", headers=route).status_code == 200
+        assert c.get("/thing", headers=route).status_code == 403
+        assert c.get("/thing", headers={"X-API-Key": KEY["admin"]}).status_code == 200
+        assert c.put("/thing", headers=route).status_code == 403  # no such route: admin's 405
+        assert c.get("/things/x", headers=report).json() == {"name": "x"}
+        assert c.get("/things/x", headers=route).status_code == 403

@@ -276,27 +276,29 @@ class ApiKeyAuth:
         self.app, self.keys, self._routes = app, keys, routes
         self.public = frozenset(public) | {"/login"}
         self.login_page = login_page
-        self._roles: dict[str, str] | None = None
+        self._roles: dict[tuple[str, str], str] | None = None
 
-    def roles(self) -> dict[str, str]:
-        """Path → role of every parameter-free route (the table is complete by the first
-        request: FastAPI builds the middleware stack then)."""
+    def roles(self) -> dict[tuple[str, str], str]:
+        """(method, path) → role of every parameter-free route (the table is complete by the
+        first request: FastAPI builds the middleware stack then). By method too, so that two
+        routes on one path never lend each other their role."""
         if self._roles is None:
             self._roles = {
-                r.path: route_role(r) or DEFAULT_ROLE
+                (method, r.path): route_role(r) or DEFAULT_ROLE
                 for r in self._routes()
                 if hasattr(r, "path") and "{" not in r.path and hasattr(r, "endpoint")
+                for method in getattr(r, "methods", None) or ()
             }
         return self._roles
 
     def role_for(self, scope: dict[str, Any]) -> str:
-        role = self.roles().get(scope["path"])
+        role = self.roles().get((scope["method"], scope["path"]))
         if role is not None:
             return role
         for r in self._routes():  # paths with parameters, mounts
-            if hasattr(r, "matches") and r.matches(scope)[0] != Match.NONE:
+            if hasattr(r, "matches") and r.matches(scope)[0] == Match.FULL:
                 return route_role(r) or DEFAULT_ROLE
-        return DEFAULT_ROLE  # unknown paths: a 404 for admins only
+        return DEFAULT_ROLE  # unknown paths and methods: a 404/405 for admins only
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
