@@ -8,7 +8,8 @@ GET ``assignments``, ``stats``, ``health`` (per model: ejected, cooling down...)
 subclasses mapped by kind, 422 bodies naming the field, 413 for a body over the limit) or 503
 with ``Retry-After``; unexpected exceptions are logged, answered 500 and counted in
 ``app.state.service.unexpected_errors``. Heavy work (a batch body's decoding, validation and
-solve) runs in the thread pool, never on the event loop.
+solve) runs in the thread pool, never on the event loop. With API keys (``create_app(api_keys=
+...)``, ``modelrouter.server_auth``) every route but ``/health`` needs a key with its role.
 """
 
 from __future__ import annotations
