@@ -27,10 +27,18 @@ from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, server_batch
 from ._core import AlertRule, Model
@@ -87,6 +95,15 @@ def _install_error_handlers(app: FastAPI, state: ServiceState) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_error(exc.errors())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI turns a body nested beyond json's recursion limit into a bare 400; answer it
+        # like every other undecodable body (auto-assign-all, the fast route path): a 422.
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            error = {"loc": (), "msg": "Invalid JSON: nested too deeply", "type": "json_invalid"}
+            return validation_error([error], prefix=("body",))
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def any_error(request: Request, exc: Exception) -> JSONResponse:
