@@ -426,3 +426,16 @@ def test_roles_are_per_method_and_path():
         assert c.put("/thing", headers=route).status_code == 403  # no such route: admin's 405
         assert c.get("/things/x", headers=report).json() == {"name": "x"}
         assert c.get("/things/x", headers=route).status_code == 403
+
+
+def test_refusals_are_counted_in_metrics():
+    with TestClient(make_app()) as c:
+        for _ in range(3):
+            c.get(f"{PREFIX}/stats")
+        c.get(f"{PREFIX}/stats", headers={"X-API-Key": KEY["route"]})
+        text = c.get("/metrics", headers={"X-API-Key": KEY["admin"]}).text
+        assert 'modelrouter_auth_refused_total{status="401"} 3' in text
+        assert 'modelrouter_auth_refused_total{status="403"} 1' in text
+        assert "# TYPE modelrouter_auth_refused_total counter" in text
+    with TestClient(create_app(sample_interval_s=3600)) as c:
+        assert "auth_refused" not in c.get("/metrics").text  # open service: no such family

@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -50,6 +51,7 @@ from .server_auth import (
     ApiKeys,
     api_keys_from_env,
     load_api_keys,
+    refused_metrics,
     requires,
 )
 from .server_errors import error_body, error_response, field_error, too_large, validation_error
@@ -326,13 +328,14 @@ def create_app(
     _install_error_handlers(app, state)
     app.add_middleware(FastRoute, state=state, path=f"{PREFIX}/route")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.state.auth_refused = Counter()  # 401s and 403s, for /metrics
     if api_keys is not None:
         # Added last, so the outermost: no body is read for a request refused 401/403.
         public = ("/health", "/static/login.css")  # the login form's style too
         public += ("/metrics",) if public_metrics else ()
         app.add_middleware(
             ApiKeyAuth, keys=api_keys, routes=lambda: app.routes, public=public,
-            login_page=_login_page,
+            login_page=_login_page, refused=app.state.auth_refused,
         )  # fmt: skip
     app.state.api_keys = api_keys
     app.state.max_body_bytes = max_body_bytes
@@ -566,7 +569,10 @@ def _add_ops(app: FastAPI, state: ServiceState) -> None:
     )
     async def metrics() -> PlainTextResponse:
         """Prometheus text exposition format."""
-        return PlainTextResponse(state.metrics(), media_type="text/plain; version=0.0.4")
+        text = state.metrics()
+        if app.state.api_keys is not None:
+            text += refused_metrics(app.state.auth_refused)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     @app.get("/", include_in_schema=False, openapi_extra=admin)
     async def dashboard() -> FileResponse:

@@ -42,6 +42,7 @@ import hmac
 import ipaddress
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,8 +273,11 @@ class ApiKeyAuth:
         routes: Callable[[], Sequence[Any]],
         public: Iterable[str] = ("/health",),
         login_page: Callable[[bool], Response] | None = None,
+        refused: Counter[str] | None = None,
     ) -> None:
         self.app, self.keys, self._routes = app, keys, routes
+        # Requests refused, by status ("401", "403"): exported by /metrics (``refused_metrics``).
+        self.refused = Counter() if refused is None else refused
         self.public = frozenset(public) | {"/login"}
         self.login_page = login_page
         self._roles: dict[tuple[str, str], str] | None = None
@@ -316,6 +320,7 @@ class ApiKeyAuth:
             presented = _cookie_key(cookie)
         key = self.keys.authenticate(presented)
         if key is None:
+            self.refused["401"] += 1
             if path == "/" and scope["method"] == "GET":
                 response: Response = RedirectResponse("/login", status_code=303)
             else:
@@ -323,6 +328,7 @@ class ApiKeyAuth:
             await response(scope, receive, send)
             return
         if not key.allows(self.role_for(scope)):
+            self.refused["403"] += 1
             await JSONResponse(FORBIDDEN, 403)(scope, receive, send)
             return
         state = scope.setdefault("state", {})
@@ -364,6 +370,19 @@ class ApiKeyAuth:
                 path="/",
             )
         await response(scope, receive, send)
+
+
+def refused_metrics(refused: Mapping[str, int]) -> str:
+    """``modelrouter_auth_refused_total{status}`` in the Prometheus text format: a rising 401
+    count is someone guessing keys (or a client whose key was revoked)."""
+    name = "modelrouter_auth_refused_total"
+    lines = [
+        f"# HELP {name} Requests refused for a missing or unknown key (401) or a missing role"
+        " (403).",
+        f"# TYPE {name} counter",
+    ]
+    lines += [f'{name}{{status="{status}"}} {refused.get(status, 0)}' for status in ("401", "403")]
+    return "\n".join(lines) + "\n"
 
 
 def request_key_id(request: Any) -> str | None:
