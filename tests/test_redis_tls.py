@@ -74,6 +74,73 @@ def tls_redis() -> Iterator[TlsRedis]:
         shutil.rmtree(d, ignore_errors=True)
 
 
+class TlsCluster:
+    """Three TLS-only masters (`tls-cluster yes`: the bus and the announced ports are TLS too),
+    the same ACL user on each, created with `redis-cli --tls --cluster create`."""
+
+    def __init__(self, d: Path) -> None:
+        self.dir, self.ports = d, free_ports(3)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        assert REDIS is not None
+        try:
+            for p in self.ports:
+                cmd = [REDIS, "--port", "0", "--tls-port", str(p), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no", "--dir", str(d),
+                       "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{p}.conf",
+                       "--tls-cluster", "yes", "--tls-replication", "yes",
+                       "--tls-cert-file", str(d / "server.pem"),
+                       "--tls-key-file", str(d / "server.key"),
+                       "--tls-ca-cert-file", str(d / "ca.pem"), "--tls-auth-clients", "no",
+                       "--masteruser", USER, "--masterauth", PASSWORD,
+                       "--user", "default", "off",
+                       "--user", USER, "on", f">{PASSWORD}", "~*", "&*", "+@all"]  # fmt: skip
+                self.procs.append(
+                    subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                )
+            self._wait(lambda: all(self.cli("PING", port=p) == "PONG" for p in self.ports))
+            nodes = [f"127.0.0.1:{p}" for p in self.ports]
+            create = self._cli_base(self.ports[0])[:-2] + ["--cluster", "create", *nodes,
+                                                           "--cluster-replicas", "0",
+                                                           "--cluster-yes"]  # fmt: skip
+            subprocess.run(create, capture_output=True, timeout=60, check=True)
+            self._wait(
+                lambda: all(
+                    "cluster_state:ok" in self.cli("CLUSTER", "INFO", port=p) for p in self.ports
+                )  # fmt: skip
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    @staticmethod
+    def _wait(condition: object, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():  # type: ignore[operator]
+            assert time.monotonic() < deadline, "the TLS cluster did not come up"
+            time.sleep(0.1)
+
+    def _cli_base(self, port: int) -> list[str]:
+        assert CLI is not None
+        return [CLI, "--tls", "--cacert", str(self.dir / "ca.pem"), "--user", USER, "--pass",
+                PASSWORD, "--no-auth-warning", "-p", str(port)]  # fmt: skip
+
+    def cli(self, *args: str, port: int, follow: bool = True) -> str:
+        cmd = [*self._cli_base(port), *(["-c"] if follow else []), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports[:2])
+        ca = quote(str(self.dir / "ca.pem"))
+        return f"rediss+cluster://{USER}:{PASSWORD}@{hosts}?ssl_ca_certs={ca}"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(10)
+        self.procs = []
+
+
 def fleet() -> list[mr.Model]:
     return [mr.Model("m-tls", {"code": 0.9}, max_concurrent=2, max_queue=0)]
 
@@ -138,3 +205,34 @@ def test_tls_options_are_checked() -> None:
         with pytest.raises(mr.InvalidInputError, match=needle) as info:
             mr.LoadTracker(backend=url)
         assert PASSWORD not in str(info.value) and info.value.field == "backend"
+
+
+def test_tls_cluster_with_acl_user(tls_redis: TlsRedis) -> None:
+    """A Redis Cluster over TLS (`rediss+cluster://`): models spread over the three nodes,
+    each admission one atomic script on its node, every link encrypted."""
+    d = tls_redis.dir / "cluster"
+    d.mkdir()
+    for name in ("ca.pem", "server.pem", "server.key"):
+        (d / name).write_bytes((tls_redis.dir / name).read_bytes())
+    cluster = TlsCluster(d)
+    try:
+        models = [mr.Model(f"tls-c-{i}", {"code": 0.9}, max_concurrent=1) for i in range(12)]
+        tracker = mr.LoadTracker(backend=cluster.url(), fail_mode="closed", timeout_s=2.0)
+        other = mr.LoadTracker(backend=cluster.url(), fail_mode="closed", timeout_s=2.0)
+        for m in models:
+            tracker.set_capacity(m.id, max_concurrent=1)
+            other.set_capacity(m.id, max_concurrent=1)
+        held = [tracker.track(m.id) for m in models]
+        for h in held:
+            h.__enter__()
+        for m in models:  # the other replica sees every slot taken, on whichever node
+            assert other.current_load(m.id).active_requests == 1  # type: ignore[union-attr]
+        # The leases sit on several nodes (each node's own keys, no redirection followed).
+        sizes = [int(cluster.cli("DBSIZE", port=p, follow=False) or 0) for p in cluster.ports]
+        assert sum(n > 0 for n in sizes) >= 2, sizes
+        for h in held:
+            h.release()
+        assert other.current_load(models[0].id).active_requests == 0  # type: ignore[union-attr]
+        assert PASSWORD not in str(tracker.backend) and "***" in str(tracker.backend)
+    finally:
+        cluster.stop()

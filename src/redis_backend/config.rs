@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::conn::{cluster_nodes, CLUSTER_SCHEME};
+use super::conn::{cluster_nodes, is_cluster, CLUSTER_SCHEME};
+use super::tls::split_options;
 use super::RedisBackend;
 use crate::error::{Error, Result};
 use crate::load::{FailMode, LoadTracker, SharedBackend, SharedClock};
@@ -116,8 +117,9 @@ fn check_timing(lease_ttl_s: f64, timeout_s: f64) -> Result<()> {
 
 impl RedisConfig {
     pub fn new(url: &str, lease_ttl_s: f64, fail_mode: FailMode, timeout_s: f64) -> Result<Self> {
-        if url.starts_with(CLUSTER_SCHEME) {
-            if let Err(e) = cluster_nodes(url) {
+        if is_cluster(url) {
+            let checked = split_options(url).and_then(|(base, _)| cluster_nodes(&base));
+            if let Err(e) = checked {
                 let shown = redact(url);
                 return Err(Error::invalid(
                     "backend",
@@ -130,7 +132,8 @@ impl RedisConfig {
                 "backend",
                 format!(
                     "unsupported URL scheme {scheme:?}; expected redis://host:port/db, \
-                     rediss://host:port/db (TLS) or {CLUSTER_SCHEME}host:port[,host:port...]"
+                     rediss://host:port/db (TLS), {CLUSTER_SCHEME}host:port[,host:port...] \
+                     or rediss+cluster://… (TLS)"
                 ),
             ));
         }

@@ -5,10 +5,12 @@
 //! - `ssl_cert_reqs=required` (default) or `none`: `none` skips verifying the server's
 //!   certificate (encrypted but not authenticated: for tests only).
 //!
+//! The same options go with `rediss+cluster://host:port,host:port` (every node over TLS).
 //! Without options a `rediss://` URL verifies the server against the system's CA store.
 //! ACL users and passwords go in the URL as always: `rediss://user:password@host:port/db`.
 
-use redis::{ClientTlsConfig, TlsCertificates};
+use redis::cluster::ClusterClientBuilder;
+use redis::{ClientTlsConfig, TlsCertificates, TlsMode};
 
 /// The URL without our options (what the redis crate parses) and the TLS material they name.
 #[derive(Debug, Default)]
@@ -62,8 +64,8 @@ pub(super) fn split_options(url: &str) -> Result<(String, TlsOptions), String> {
         return Err("ssl_certfile and ssl_keyfile go together".into());
     }
     let any = opts.any() || opts.keyfile.is_some();
-    if any && !url.starts_with("rediss://") {
-        return Err("ssl_* options need a rediss:// URL".into());
+    if any && !url.starts_with("rediss://") && !url.starts_with("rediss+cluster://") {
+        return Err("ssl_* options need a rediss:// or rediss+cluster:// URL".into());
     }
     let base = if kept.is_empty() {
         base.to_string()
@@ -92,6 +94,43 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The TLS material of `opts` as the redis crate takes it.
+fn certificates(opts: &TlsOptions) -> Result<TlsCertificates, String> {
+    let root_cert = match &opts.ca_certs {
+        Some(path) => Some(read("ssl_ca_certs", path)?),
+        None => None,
+    };
+    let client_tls = match (&opts.certfile, &opts.keyfile) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read("ssl_certfile", cert)?,
+            client_key: read("ssl_keyfile", key)?,
+        }),
+        _ => None,
+    };
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
+/// A `rediss+cluster://` client: every node over TLS, verified unless `ssl_cert_reqs=none`.
+pub(super) fn cluster(
+    builder: ClusterClientBuilder,
+    opts: &TlsOptions,
+) -> Result<ClusterClientBuilder, String> {
+    let mode = if opts.insecure {
+        TlsMode::Insecure
+    } else {
+        TlsMode::Secure
+    };
+    let builder = builder.tls(mode);
+    if opts.ca_certs.is_some() || opts.certfile.is_some() {
+        // (`certs` also sets TlsMode::Secure: set the mode after it)
+        return Ok(builder.certs(certificates(opts)?).tls(mode));
+    }
+    Ok(builder)
+}
+
 fn read(what: &str, path: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {what} {path:?}: {e}"))
 }
@@ -105,22 +144,7 @@ pub(super) fn client(url: &str, opts: &TlsOptions) -> Result<redis::Client, Stri
     if opts.insecure {
         url.push_str("#insecure"); // the redis crate's switch for skipping verification
     }
-    let root_cert = match &opts.ca_certs {
-        Some(path) => Some(read("ssl_ca_certs", path)?),
-        None => None,
-    };
-    let client_tls = match (&opts.certfile, &opts.keyfile) {
-        (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: read("ssl_certfile", cert)?,
-            client_key: read("ssl_keyfile", key)?,
-        }),
-        _ => None,
-    };
-    let certs = TlsCertificates {
-        client_tls,
-        root_cert,
-    };
-    redis::Client::build_with_tls(url.as_str(), certs).map_err(|e| e.to_string())
+    redis::Client::build_with_tls(url.as_str(), certificates(opts)?).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
