@@ -13,8 +13,9 @@ import pytest
 pytest.importorskip("fastapi", reason="the server extra (fastapi) is not installed")
 pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
 
-from fastapi import Request  # noqa: E402
+from fastapi import Request, WebSocket  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from modelrouter import cli, server_auth  # noqa: E402
 from modelrouter.errors import InvalidInputError  # noqa: E402
@@ -439,3 +440,22 @@ def test_refusals_are_counted_in_metrics():
         assert "# TYPE modelrouter_auth_refused_total counter" in text
     with TestClient(create_app(sample_interval_s=3600)) as c:
         assert "auth_refused" not in c.get("/metrics").text  # open service: no such family
+
+
+def test_websockets_need_a_key_too():
+    app = make_app()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"id": server_auth.request_key_id(websocket)})
+        await websocket.close()
+
+    with TestClient(app) as c:
+        for headers in ({}, {"X-API-Key": KEY["route"]}):  # no key; not admin (undeclared)
+            with pytest.raises(WebSocketDisconnect) as info:
+                with c.websocket_connect("/ws", headers=headers) as s:
+                    s.receive_json()
+            assert info.value.code == 1008
+        with c.websocket_connect("/ws", headers={"X-API-Key": KEY["admin"]}) as s:
+            assert s.receive_json() == {"id": "ops"}

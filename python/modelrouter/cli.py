@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--load-backend",
         metavar="URL",
         help="redis://host:port/db or redis+cluster://host:port,host:port: share live load "
-        "(and limits) with other replicas",
+        "(and limits) with other replicas; rediss:// and rediss+cluster:// over TLS "
+        "(?ssl_ca_certs=ca.pem)",
     )
     serve.add_argument(
         "--max-body-bytes",

@@ -305,7 +305,10 @@ class ApiKeyAuth:
         return DEFAULT_ROLE  # unknown paths and methods: a 404/405 for admins only
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":  # none today; any later one needs its key too
+            await self.websocket(scope, receive, send)
+            return
+        if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         path = scope["path"]
@@ -334,6 +337,19 @@ class ApiKeyAuth:
         state = scope.setdefault("state", {})
         state["api_key_id"] = key.id
         state["api_key_roles"] = key.roles
+        await self.app(scope, receive, send)
+
+    async def websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A WebSocket handshake with a key that has the route's role goes on; any other is
+        closed with 1008 (policy violation) before the app sees it."""
+        presented, _ = _header_key(scope["headers"])
+        key = self.keys.authenticate(presented)
+        if key is None or not key.allows(self.role_for({**scope, "method": "GET"})):
+            self.refused["401" if key is None else "403"] += 1
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        scope.setdefault("state", {}).update(api_key_id=key.id, api_key_roles=key.roles)
         await self.app(scope, receive, send)
 
     async def login(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
