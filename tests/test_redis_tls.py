@@ -20,6 +20,10 @@ from modelrouter.testing.certs import OPENSSL, make_certs
 from modelrouter.testing.redis_server import CLI, REDIS, free_ports
 
 USER, PASSWORD = "mr-acl", "tls-Secret-pw-4417"
+# The least the backend needs (README): its own keys, its scripts and the commands they call.
+BACKEND_ACL = ["resetchannels", "~{mr:*", "-@all", "+evalsha", "+eval", "+script|load",
+               "+ping", "+zrem", "+zadd", "+zcard", "+zscore", "+zremrangebyscore", "+exists",
+               "+pexpire", "+pttl", "+sadd", "+sismember", "+time"]  # fmt: skip
 
 pytestmark = pytest.mark.skipif(
     REDIS is None or CLI is None or OPENSSL is None,
@@ -37,7 +41,8 @@ class TlsRedis:
                "--tls-cert-file", str(d / "server.pem"), "--tls-key-file", str(d / "server.key"),
                "--tls-ca-cert-file", str(d / "ca.pem"), "--tls-auth-clients", "no",
                "--user", "default", "off",
-               "--user", USER, "on", f">{PASSWORD}", "~*", "&*", "+@all"]  # fmt: skip
+               "--user", USER, "on", f">{PASSWORD}", *BACKEND_ACL,
+               "--user", "tester", "on", f">{PASSWORD}", "~*", "&*", "+@all"]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while self.cli("PING") != "PONG":
@@ -48,7 +53,7 @@ class TlsRedis:
     def cli(self, *args: str) -> str:
         assert CLI is not None
         cmd = [CLI, "--tls", "--cacert", str(self.dir / "ca.pem"), "-p", str(self.port),
-               "--user", USER, "--pass", PASSWORD, "--no-auth-warning", *args]  # fmt: skip
+               "--user", "tester", "--pass", PASSWORD, "--no-auth-warning", *args]  # fmt: skip
         return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
 
     def url(self, password: str = PASSWORD, ca: str = "ca.pem", scheme: str = "rediss") -> str:
@@ -91,9 +96,11 @@ class TlsCluster:
                        "--tls-cert-file", str(d / "server.pem"),
                        "--tls-key-file", str(d / "server.key"),
                        "--tls-ca-cert-file", str(d / "ca.pem"), "--tls-auth-clients", "no",
-                       "--masteruser", USER, "--masterauth", PASSWORD,
                        "--user", "default", "off",
-                       "--user", USER, "on", f">{PASSWORD}", "~*", "&*", "+@all"]  # fmt: skip
+                       "--user", USER, "on", f">{PASSWORD}", *BACKEND_ACL,
+                       "+cluster|slots", "+cluster|shards",
+                       "--user", "tester", "on", f">{PASSWORD}", "~*", "&*",
+                       "+@all"]  # fmt: skip
                 self.procs.append(
                     subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 )
@@ -121,8 +128,8 @@ class TlsCluster:
 
     def _cli_base(self, port: int) -> list[str]:
         assert CLI is not None
-        return [CLI, "--tls", "--cacert", str(self.dir / "ca.pem"), "--user", USER, "--pass",
-                PASSWORD, "--no-auth-warning", "-p", str(port)]  # fmt: skip
+        return [CLI, "--tls", "--cacert", str(self.dir / "ca.pem"), "--user", "tester",
+                "--pass", PASSWORD, "--no-auth-warning", "-p", str(port)]  # fmt: skip
 
     def cli(self, *args: str, port: int, follow: bool = True) -> str:
         cmd = [*self._cli_base(port), *(["-c"] if follow else []), *args]
