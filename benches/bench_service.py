@@ -61,9 +61,9 @@ def ensure_wrk() -> str | None:
 
 
 def start_server(
-    port: int, db: Path | None, workers: int
+    port: int, db: Path | None, workers: int, env_extra: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], list[str]]:
-    """uvicorn with the SQLite store at `db` (None: no store)."""
+    """uvicorn with the SQLite store at `db` (None: no store), `env_extra` in its environment."""
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "modelrouter.server:app_from_env"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     cmd += ["--log-level", "warning", "--no-access-log"]
@@ -74,7 +74,7 @@ def start_server(
     if importlib.util.find_spec("uvloop"):
         cmd += ["--loop", "uvloop"]
         extras.append("uvloop")
-    env = {**os.environ, "MODELROUTER_STORE": f"sqlite:///{db}" if db else ""}
+    env = {**os.environ, "MODELROUTER_STORE": f"sqlite:///{db}" if db else "", **(env_extra or {})}
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + 30
     while True:
@@ -143,7 +143,9 @@ def run_wrk(
     }
 
 
-def run_httpx(url: str, seconds: int, connections: int) -> dict[str, float]:
+def run_httpx(
+    url: str, seconds: int, connections: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     import httpx
 
     latencies: list[float] = []
@@ -166,7 +168,9 @@ def run_httpx(url: str, seconds: int, connections: int) -> dict[str, float]:
 
     async def main() -> float:
         limits = httpx.Limits(max_connections=connections)
-        async with httpx.AsyncClient(limits=limits, timeout=TIMEOUT_S) as client:
+        async with httpx.AsyncClient(
+            limits=limits, timeout=TIMEOUT_S, headers=headers or {}
+        ) as client:
             start = time.perf_counter()
             until = start + seconds
             await asyncio.gather(*(worker(client, until) for _ in range(connections)))
@@ -292,6 +296,158 @@ def bench_workers(
     return rows, extras, answered, stored_routes(db)
 
 
+# Authentication overhead: the same POST route on two servers started side by side, one open
+# (no keys, loopback) and one with API keys, loaded in alternation so that both see the same
+# machine; no store, so the route itself is as cheap as it gets and the overhead shows fully.
+AUTH_KEYS = "; ".join(
+    [f"client-{i} route {'k' * 8}-{i:04d}-{'x' * 24}" for i in range(4)]
+    + ["ops admin bench-admin-key-0123456789abcdef"]
+)
+AUTH_HEADER = {"Authorization": f"Bearer {'k' * 8}-0003-{'x' * 24}"}
+
+
+def auth_micro(n: int = 50_000, rounds: int = 7) -> float:
+    """Microseconds ``ApiKeyAuth`` adds to one POST route request, in-process (5 keys, the
+    client presenting the 4th): the middleware in front of an empty ASGI app against the
+    empty app alone, in alternating blocks, median of the differences."""
+    from modelrouter.server_auth import ApiKeyAuth, parse_api_keys
+
+    class Route:
+        path, methods, endpoint, openapi_extra = ROUTE, {"POST"}, None, {"x-role": "route"}
+
+    async def bare(scope: dict, receive: object, send: object) -> None:
+        return None
+
+    auth = ApiKeyAuth(bare, keys=parse_api_keys(AUTH_KEYS), routes=lambda: [Route()])
+    headers = [(b"host", b"127.0.0.1"), (b"user-agent", b"wrk"),
+               (b"content-type", b"application/json"), (b"content-length", b"120"),
+               (b"authorization", AUTH_HEADER["Authorization"].encode())]  # fmt: skip
+
+    async def block(app: object) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            scope = {"type": "http", "path": ROUTE, "method": "POST", "headers": headers}
+            await app(scope, None, None)  # type: ignore[operator]
+        return (time.perf_counter() - t0) / n * 1e6
+
+    async def main() -> float:
+        diffs = []
+        for i in range(rounds + 1):
+            if i % 2:
+                a = await block(bare)
+                b = await block(auth)
+            else:  # the other order every other round
+                b = await block(auth)
+                a = await block(bare)
+            if i:  # block 0: warm-up
+                diffs.append(b - a)
+        return sorted(diffs)[len(diffs) // 2]
+
+    return asyncio.run(main())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far (Linux /proc): what a
+    server spends, whatever else the machine is running."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def bench_auth(args: argparse.Namespace, wrk: str | None) -> str:
+    """Paired runs: in each round both servers are loaded in turn (the order alternating, so a
+    drifting machine load favours neither); the overhead is the median of the rounds' ratios."""
+    servers = {}
+    results: dict[str, list[dict[str, float]]] = {"without keys": [], "with keys": []}
+    try:
+        for label, env in (
+            ("without keys", {}),
+            ("with keys", {"MODELROUTER_API_KEYS": AUTH_KEYS}),
+        ):
+            port = free_port()
+            servers[label] = (start_server(port, None, 1, env)[0], port)
+        labels = list(servers)
+        for round_ in range(args.auth_rounds + 1):
+            for label in labels if round_ % 2 == 0 else labels[::-1]:
+                proc, port = servers[label]
+                url = f"http://127.0.0.1:{port}{ROUTE}"
+                headers = AUTH_HEADER if label == "with keys" else None
+                seconds = 2 if round_ == 0 else args.auth_seconds  # round 0: warm-up
+                cpu0 = cpu_seconds(proc.pid)
+                r = (
+                    run_wrk(wrk, url, seconds, args.auth_connections, headers=headers)
+                    if wrk
+                    else run_httpx(url, seconds, args.auth_connections, headers)
+                )
+                r["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) / max(r["requests"], 1) * 1e6
+                if r["non2xx"] or r["socket_errors"] or r["timeouts"]:
+                    raise RuntimeError(f"{label}: not every request answered 2xx: {r}")
+                if round_:
+                    results[label].append(r)
+    finally:
+        for proc, _ in servers.values():
+            stop_server(proc)
+
+    def median(values: list[float]) -> float:
+        values = sorted(values)
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+    rps = {label: median([r["rps"] for r in rs]) for label, rs in results.items()}
+    p50 = {label: median([r["p50"] for r in rs]) for label, rs in results.items()}
+    ratios = [
+        100.0 * (a["rps"] / b["rps"] - 1.0)
+        for a, b in zip(results["without keys"], results["with keys"])
+    ]
+    cpu = {label: median([r["cpu_us"] for r in rs]) for label, rs in results.items()}
+    middleware_us = auth_micro()
+    lines = [
+        "## REST service: authentication overhead",
+        "",
+        f"POST `{ROUTE}`, the seed `coder` agent, no store; with keys the service has 5 and the"
+        " client presents the 4th (a `route` key) as `Authorization: Bearer`. In-process, the"
+        f" auth middleware adds {middleware_us:.2f} µs per request (one SHA-256, five"
+        " `compare_digest`, a dict lookup of the route's role; in front of an empty ASGI app,"
+        " median of alternating blocks).",
+        "",
+        f"Over HTTP (1 uvicorn worker each, `wrk`, {args.auth_connections} connections"
+        f" closed-loop, {args.auth_rounds} paired rounds of {args.auth_seconds} s, order"
+        " alternating):",
+        "",
+        "| server | server CPU µs per request | requests/s | P50 ms |",
+        "|---|---:|---:|---:|",
+    ]
+    for label in results:
+        lines.append(f"| {label} | {cpu[label]:.1f} | {rps[label]:,.0f} | {p50[label]:.3f} |")
+    cpu_ratios = [
+        100.0 * (b["cpu_us"] / a["cpu_us"] - 1.0)
+        for a, b in zip(results["without keys"], results["with keys"])
+    ]
+    expected = 100.0 * middleware_us / cpu["without keys"]
+    lines += [
+        "",
+        f"The middleware's {middleware_us:.2f} µs against the open server's"
+        f" {cpu['without keys']:.0f} µs of CPU per request: {expected:+.1f} % (target ≤ 5 %).",
+        "",
+        f"Measured, server CPU time per request with keys, median of the rounds' ratios:"
+        f" {median(cpu_ratios):+.1f} % (rounds: {', '.join(f'{x:+.1f}' for x in cpu_ratios)};"
+        " CPU time of the uvicorn process from /proc, which other load on the"
+        " machine moves less than throughput). Throughput, median of the rounds' ratios: "
+        f"{median(ratios):+.1f} % (rounds: {', '.join(f'{x:+.1f}' for x in ratios)}), at"
+        " the mercy of whatever else the shared machine runs.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -305,10 +461,18 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--readme", action="store_true", help="write the section into README")
+    parser.add_argument("--auth-rounds", type=int, default=10)
+    parser.add_argument("--auth-seconds", type=int, default=3)
+    parser.add_argument("--auth-connections", type=int, default=4)
+    parser.add_argument("--auth-only", action="store_true", help="only the auth overhead runs")
+    parser.add_argument("--no-auth", action="store_true", help="skip the auth overhead runs")
     args = parser.parse_args()
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds must be in [1, 120]")
     wrk = ensure_wrk()
+    if args.auth_only:
+        print(bench_auth(args, wrk))
+        return 0
     load_before = f"{os.getloadavg()[0]:.1f}"
     rows: list[tuple[int, str, dict[str, float]]] = []
     stores: list[tuple[int, int, int]] = []
@@ -327,6 +491,8 @@ def main() -> int:
     }
     text = section(rows, stores, info)
     print(text)
+    if not args.no_auth:
+        print(bench_auth(args, wrk))  # printed only: its figure goes into README by hand
     if args.readme:
         write_readme(text)
     return 0

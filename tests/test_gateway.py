@@ -154,3 +154,28 @@ def test_a_bad_upstreams_file_fails_at_start(tmp_path: Path):
         bad.write_text(text)
         with pytest.raises(mr.InvalidInputError):
             create_app(models, upstreams=bad)
+
+
+def test_gateway_calls_need_a_route_key(upstreams, tmp_path):
+    from modelrouter.server_auth import parse_api_keys
+
+    testclient = pytest.importorskip("fastapi.testclient")
+    upstreams.set("u0", mode="ok")
+    keys = parse_api_keys(
+        "caller route mr_route_key_0123456789\nfeeder report mr_report_key_0123456789"
+    )
+    spec = {"deployments": {"u0": {"base_url": upstreams.base_url("u0"), "api_key": SECRET}}}
+    path = tmp_path / "upstreams.json"
+    path.write_text(json.dumps({**spec, "agents": {"a": {}}, "default_agent": "a"}))
+    app = create_app([mr.Model("u0", {"chat": 0.9})], upstreams=path, api_keys=keys)
+    body = {"model": "auto", "messages": MESSAGES}
+    seen = []
+    with testclient.TestClient(app) as c:
+        for key in (None, "mr_report_key_0123456789", "mr_route_key_0123456789"):
+            headers = {"authorization": f"Bearer {key}"} if key else {}
+            for method, path_ in (("POST", "/v1/chat/completions"), ("GET", "/v1/models")):
+                r = c.request(method, path_, json=body if method == "POST" else None,
+                              headers=headers)  # fmt: skip
+                seen.append(r.status_code)
+                assert SECRET not in r.text
+    assert seen == [401, 401, 403, 403, 200, 200]

@@ -94,7 +94,8 @@ def check_page(server: str) -> None:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            # bypass_csp: the page's CSP forbids eval, which wait_for_function's predicates use.
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{server}/?refresh=500")
@@ -146,7 +147,8 @@ def test_dashboard_marks_models_that_are_out(server):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            # bypass_csp: the page's CSP forbids eval, which wait_for_function's predicates use.
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{server}/?refresh=500")

@@ -220,7 +220,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     from .server import body_limit_from_env, check_body_limit
+    from .server_auth import api_keys_from_env, is_loopback, load_api_keys
 
+    keys = load_api_keys(args.api_keys) if args.api_keys else api_keys_from_env()
+    if keys is None and not is_loopback(args.host) and not args.insecure:
+        print(
+            f"modelrouter: error: refusing to serve on {args.host} without API keys: anyone who"
+            " can reach the port could route, report and read everything. Give --api-keys FILE"
+            " (or $MODELROUTER_API_KEYS_FILE / $MODELROUTER_API_KEYS), bind 127.0.0.1, or pass"
+            " --insecure to serve unauthenticated anyway",
+            file=sys.stderr,
+        )
+        return 2
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        print("modelrouter: error: --ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+        return 2
     models = load_fleet(args.fleet)[1]
     store_url = None if args.no_store else args.store
     if args.max_body_bytes is None:
@@ -235,8 +249,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         load_backend=args.load_backend,
         max_body_bytes=limit,
         upstreams=args.upstreams,
+        api_keys=keys,
+        public_metrics=args.public_metrics,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
+    tls = {k: v for k, v in tls.items() if v}
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **tls)
     return 0
 
 
@@ -298,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--load-backend",
         metavar="URL",
         help="redis://host:port/db or redis+cluster://host:port,host:port: share live load "
-        "(and limits) with other replicas",
+        "(and limits) with other replicas; rediss:// and rediss+cluster:// over TLS "
+        "(?ssl_ca_certs=ca.pem)",
     )
     serve.add_argument(
         "--max-body-bytes",
@@ -311,6 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSON file of upstream deployments: adds the OpenAI-compatible gateway (/v1/...)",
     )
+    serve.add_argument(
+        "--api-keys",
+        metavar="FILE",
+        help="API keys with roles route/report/admin, one '<id> <roles> <key>' a line (default:"
+        " $MODELROUTER_API_KEYS_FILE or $MODELROUTER_API_KEYS; none: no authentication, allowed"
+        " on loopback only)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve without API keys on a non-loopback --host (anyone reaching it is admin)",
+    )
+    serve.add_argument("--public-metrics", action="store_true", help="serve /metrics without a key")
+    serve.add_argument("--ssl-certfile", metavar="PEM", help="serve HTTPS with this certificate")
+    serve.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
     serve.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     serve.add_argument("--policy", choices=POLICIES, default="weighted")
     serve.add_argument("--log-level", default="info")

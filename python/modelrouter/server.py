@@ -8,7 +8,8 @@ GET ``assignments``, ``stats``, ``health`` (per model: ejected, cooling down...)
 subclasses mapped by kind, 422 bodies naming the field, 413 for a body over the limit) or 503
 with ``Retry-After``; unexpected exceptions are logged, answered 500 and counted in
 ``app.state.service.unexpected_errors``. Heavy work (a batch body's decoding, validation and
-solve) runs in the thread pool, never on the event loop.
+solve) runs in the thread pool, never on the event loop. With API keys (``create_app(api_keys=
+...)``, ``modelrouter.server_auth``) every route but ``/health`` needs a key with its role.
 """
 
 from __future__ import annotations
@@ -20,20 +21,39 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, server_batch
 from ._core import AlertRule, Model
 from .errors import InvalidInputError, RouterError
+from .server_auth import (
+    PAGE_HEADERS,
+    SECURITY_SCHEMES,
+    ApiKeyAuth,
+    ApiKeys,
+    api_keys_from_env,
+    load_api_keys,
+    refused_metrics,
+    requires,
+)
 from .server_errors import error_body, error_response, field_error, too_large, validation_error
 from .server_fast import FastRoute, route_decision
 from .server_schemas import (
@@ -77,6 +97,15 @@ def _install_error_handlers(app: FastAPI, state: ServiceState) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_error(exc.errors())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI turns a body nested beyond json's recursion limit into a bare 400; answer it
+        # like every other undecodable body (auto-assign-all, the fast route path): a 422.
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            error = {"loc": (), "msg": "Invalid JSON: nested too deeply", "type": "json_invalid"}
+            return validation_error([error], prefix=("body",))
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def any_error(request: Request, exc: Exception) -> JSONResponse:
@@ -204,8 +233,10 @@ def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory modelrouter.server:app_from_env`` (one app per worker):
     MODELROUTER_FLEET, MODELROUTER_STORE (a store URL, or empty for none), MODELROUTER_POLICY,
     MODELROUTER_STRATEGY, MODELROUTER_LOAD_BACKEND (``redis://...`` or ``redis+cluster://...``,
-    shared by the workers), MODELROUTER_MAX_BODY_BYTES (default 16 MiB), MODELROUTER_UPSTREAMS
-    (the gateway's upstreams file)."""
+    shared by the workers), MODELROUTER_MAX_BODY_BYTES (default 16 MiB), MODELROUTER_API_KEYS
+    or MODELROUTER_API_KEYS_FILE (see ``modelrouter.server_auth``; unset: no authentication),
+    MODELROUTER_PUBLIC_METRICS=1 (``/metrics`` without a key), MODELROUTER_UPSTREAMS (the
+    gateway's upstreams file)."""
     env = os.environ
     return create_app(
         fleet=env.get("MODELROUTER_FLEET") or None,
@@ -215,6 +246,8 @@ def app_from_env() -> FastAPI:
         load_backend=env.get("MODELROUTER_LOAD_BACKEND") or None,
         max_body_bytes=body_limit_from_env(),
         upstreams=env.get("MODELROUTER_UPSTREAMS") or None,
+        api_keys=api_keys_from_env(),
+        public_metrics=env.get("MODELROUTER_PUBLIC_METRICS", "") in ("1", "true", "yes"),
     )
 
 
@@ -234,16 +267,26 @@ def create_app(
     load_backend: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     upstreams: str | Path | None = None,
+    api_keys: ApiKeys | str | os.PathLike[str] | None = None,
+    public_metrics: bool = False,
 ) -> FastAPI:
     """The ASGI app. ``models`` (or the ``fleet`` file, default the shipped ``seed_assign``
     scenario) is the fleet POST route/feedback use; ``store`` (or ``store_url``, opened with
     :func:`modelrouter.store.open_store`) records every decision and is closed on shutdown.
     ``load_backend`` (``redis://...`` or ``redis+cluster://...``) shares the active/queued
     counts, and so the limits, with every other process given the same URL (uvicorn workers,
-    replicas). A request body over ``max_body_bytes`` is answered 413. ``upstreams`` (a JSON
-    file, see :mod:`modelrouter.server_gateway`) adds the OpenAI-compatible gateway under
-    ``/v1``."""
+    replicas). A request body over ``max_body_bytes`` is answered 413.
+
+    ``api_keys`` (``ApiKeys`` or a key file path, see ``modelrouter.server_auth``) turns on
+    authentication: every endpoint but ``/health`` (and ``/metrics`` with ``public_metrics``)
+    needs a key with the route's role. Without keys the service is open, as it must then only
+    listen on loopback (``modelrouter serve`` enforces that).
+
+    ``upstreams`` (a JSON file, see :mod:`modelrouter.server_gateway`) adds the
+    OpenAI-compatible gateway under ``/v1``: its calls need the ``route`` role."""
     max_body_bytes = check_body_limit(max_body_bytes)
+    if api_keys is not None and not isinstance(api_keys, ApiKeys):
+        api_keys = load_api_keys(api_keys)
     if models is None:
         models = load_fleet(fleet or "seed_assign")[1]
     if store is None and store_url is not None:
@@ -306,10 +349,20 @@ def create_app(
 
         app.add_middleware(GatewayFastPath, gateway=gateway)
         add_gateway(app, gateway)
-    app.add_middleware(BodyLimit, limit=max_body_bytes)  # added last: the outermost
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.state.auth_refused = Counter()  # 401s and 403s, for /metrics
+    if api_keys is not None:
+        # Added last, so the outermost: no body is read for a request refused 401/403.
+        public = ("/health", "/static/login.css")  # the login form's style too
+        public += ("/metrics",) if public_metrics else ()
+        app.add_middleware(
+            ApiKeyAuth, keys=api_keys, routes=lambda: app.routes, public=public,
+            login_page=_login_page, refused=app.state.auth_refused,
+        )  # fmt: skip
+    app.state.api_keys = api_keys
     app.state.max_body_bytes = max_body_bytes
     _add_api(app, state)
-    _document_auto_assign_body(app)
+    _document_auto_assign_body(app, authenticated=api_keys is not None)
     _add_ops(app, state)
     return app
 
@@ -329,9 +382,19 @@ def _auto_assign(state: ServiceState, raw: bytes) -> tuple[JSONResponse, dict[st
     return JSONResponse(result), {"ts": ts, **server_batch.summary(body, result, len(raw))}
 
 
-def _document_auto_assign_body(app: FastAPI) -> None:
+def _login_page(failed: bool) -> HTMLResponse:
+    html = (DASHBOARD_DIR / "login.html").read_text(encoding="utf-8")
+    if failed:
+        html = html.replace(
+            "<!--failed-->", '<p class="failed">That key is unknown or not an admin key.</p>'
+        )
+    return HTMLResponse(html, headers=PAGE_HEADERS)
+
+
+def _document_auto_assign_body(app: FastAPI, authenticated: bool = False) -> None:
     """auto-assign-all reads its body itself (so that FastAPI does not decode it on the event
-    loop); its OpenAPI request body still names ``AutoAssignRequest``."""
+    loop); its OpenAPI request body still names ``AutoAssignRequest``. With authentication the
+    document declares the key schemes; without, the operations' ``security`` is dropped."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -342,6 +405,12 @@ def _document_auto_assign_body(app: FastAPI) -> None:
             for name, schema in body.pop("$defs", {}).items():
                 schemas.setdefault(name, schema)
             schemas["AutoAssignRequest"] = body
+            if authenticated:
+                spec["components"]["securitySchemes"] = SECURITY_SCHEMES
+            else:
+                for ops in spec.get("paths", {}).values():
+                    for op in ops.values():
+                        op.pop("security", None)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -366,7 +435,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             422: {"description": "Invalid body"},
             503: {"model": ErrorResponse, "description": "Shutting down or store full"},
         },
-        openapi_extra=_AUTO_ASSIGN_BODY,
+        openapi_extra={**_AUTO_ASSIGN_BODY, **requires("admin")},
         tags=["assignment"],
     )
     async def auto_assign_all(request: Request) -> Any:
@@ -381,7 +450,12 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             state.recent_assignments.appendleft(kept)
         return response
 
-    @app.get(f"{PREFIX}/assignments", response_model=AssignmentsResponse, tags=["assignment"])
+    @app.get(
+        f"{PREFIX}/assignments",
+        response_model=AssignmentsResponse,
+        tags=["assignment"],
+        openapi_extra=requires("admin"),
+    )
     async def assignments(limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
         """Most recent POST auto-assign-all calls first (from the store when there is one)."""
         store = state.store
@@ -396,7 +470,13 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             rows = list(state.recent_assignments)[:limit]
         return {"assignments": rows}
 
-    @app.post(f"{PREFIX}/route", response_model=RouteResponse, responses=_ERRORS, tags=["routing"])
+    @app.post(
+        f"{PREFIX}/route",
+        response_model=RouteResponse,
+        responses=_ERRORS,
+        tags=["routing"],
+        openapi_extra=requires("route"),
+    )
     async def route(body: RouteRequest) -> Any:
         """Picks a model of the configured fleet for one request of the agent. With
         ``reserve`` the request takes a slot (or a queue place) until its feedback."""
@@ -407,6 +487,7 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
         response_model=FeedbackResponse,
         responses={404: _ERRORS[404]},
         tags=["routing"],
+        openapi_extra=requires("report"),
     )
     async def feedback(body: FeedbackRequest) -> Any:
         """Reports a finished request: its latency and how it ended (``outcome``, or
@@ -452,12 +533,21 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
 
 
 def _add_ops(app: FastAPI, state: ServiceState) -> None:
-    @app.get(f"{PREFIX}/stats", response_model=StatsResponse, tags=["observability"])
+    admin = requires("admin")
+
+    @app.get(
+        f"{PREFIX}/stats", response_model=StatsResponse, tags=["observability"], openapi_extra=admin
+    )
     async def stats() -> dict[str, Any]:
         """Counters, per-model load and latency statistics of the configured fleet."""
         return state.stats()
 
-    @app.get(f"{PREFIX}/alerts", response_model=AlertsResponse, tags=["observability"])
+    @app.get(
+        f"{PREFIX}/alerts",
+        response_model=AlertsResponse,
+        tags=["observability"],
+        openapi_extra=admin,
+    )
     async def alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         """Firing alerts and the most recent notifications (newest last)."""
         return {
@@ -465,12 +555,22 @@ def _add_ops(app: FastAPI, state: ServiceState) -> None:
             "history": alert_dicts(state.alerts.history(limit=limit), state.now()),
         }
 
-    @app.get(f"{PREFIX}/history", response_model=HistoryResponse, tags=["observability"])
+    @app.get(
+        f"{PREFIX}/history",
+        response_model=HistoryResponse,
+        tags=["observability"],
+        openapi_extra=admin,
+    )
     async def history(limit: int = Query(180, ge=1, le=10000)) -> dict[str, Any]:
         """The sampler's recent points (routes so far, latency percentiles, utilization)."""
         return {"samples": list(state.history)[-limit:]}
 
-    @app.get(f"{PREFIX}/health", response_model=ModelsHealthResponse, tags=["observability"])
+    @app.get(
+        f"{PREFIX}/health",
+        response_model=ModelsHealthResponse,
+        tags=["observability"],
+        openapi_extra=admin,
+    )
     async def models_health() -> dict[str, Any]:
         """Each model's health: healthy, ejected (outlier detection), cooling down (rate
         limited until its Retry-After) or probing (one trial request at a time)."""
@@ -486,13 +586,18 @@ def _add_ops(app: FastAPI, state: ServiceState) -> None:
             "store": state.store is not None,
         }
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["observability"])
+    @app.get(
+        "/metrics", response_class=PlainTextResponse, tags=["observability"], openapi_extra=admin
+    )
     async def metrics() -> PlainTextResponse:
         """Prometheus text exposition format."""
-        return PlainTextResponse(state.metrics(), media_type="text/plain; version=0.0.4")
+        text = state.metrics()
+        if app.state.api_keys is not None:
+            text += refused_metrics(app.state.auth_refused)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, openapi_extra=admin)
     async def dashboard() -> FileResponse:
-        return FileResponse(DASHBOARD_DIR / "index.html")
+        return FileResponse(DASHBOARD_DIR / "index.html", headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="static")

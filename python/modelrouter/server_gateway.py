@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from . import _calls, _usage
 from .errors import CallFailedError, InvalidInputError, NoCapacityError, RouterError
+from .server_auth import requires
 from .server_fast import read_body
 from .server_schemas import AgentBody
 from .server_state import ServiceState, ServiceUnavailableError
@@ -337,9 +338,10 @@ def add_gateway(app: FastAPI, gateway: Gateway) -> None:
             methods=["POST"],
             tags=["gateway"],
             name=f"gateway {endpoint}",
+            openapi_extra=requires("route"),
         )
 
-    @app.get("/v1/models", tags=["gateway"])
+    @app.get("/v1/models", tags=["gateway"], openapi_extra=requires("route"))
     async def models() -> dict[str, Any]:
         data = [
             {"id": m, "object": "model", "created": 0, "owned_by": "modelrouter"}

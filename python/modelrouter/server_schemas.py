@@ -6,6 +6,7 @@ here is accepted by ``Model``/``Agent`` (the core still re-checks and maps its o
 # ruff: noqa: UP045
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 from pydantic import (
@@ -20,17 +21,29 @@ from pydantic import (
 
 from ._core import MODEL_DEFAULTS, OUTCOMES, POLICIES, STRATEGIES
 
+# Control characters (C0 with NUL, DEL, C1), line/paragraph separators and lone surrogates.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
-def _no_nul(value: str) -> str:
-    # The decision store refuses NUL (PostgreSQL text and jsonb cannot hold it): refuse it here,
-    # before anything is reserved or solved, with the 422 naming the JSON path.
-    if "\x00" in value:
-        raise ValueError("must not contain a NUL character (\\u0000)")
+
+def _no_control(value: str) -> str:
+    # The decision store refuses NUL (PostgreSQL text and jsonb cannot hold it) and cannot
+    # encode a lone surrogate; a newline or escape in an id would forge log lines and metric
+    # labels. Refused here, before anything is reserved or solved, the 422 naming the path.
+    m = _UNSAFE.search(value)
+    if m is not None:
+        if m.group() == "\x00":
+            raise ValueError("must not contain a NUL character (\\u0000)")
+        raise ValueError(
+            f"must not contain control characters, line separators or lone surrogates"
+            f" (found \\u{ord(m.group()):04x})"
+        )
     return value
 
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)]
-CapName = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_nul)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_control)]
+CapName = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_control)
+]
 Level = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 RequiredLevel = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 Weight = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use super::conn::{cluster_nodes, CLUSTER_SCHEME};
+use super::conn::{cluster_nodes, is_cluster, CLUSTER_SCHEME};
+use super::tls::split_options;
 use super::RedisBackend;
 use crate::error::{Error, Result};
 use crate::load::{FailMode, LoadTracker, SharedBackend, SharedClock};
 
-/// Settings of a Redis backend, validated.
-#[derive(Debug, Clone)]
+/// Settings of a Redis backend, validated. Its `Debug` shows the URL with the password masked.
+#[derive(Clone)]
 pub struct RedisConfig {
     pub url: String,
     pub lease_ttl_s: f64,
@@ -18,8 +19,9 @@ pub struct RedisConfig {
 }
 
 /// Everything that builds a `LoadTracker`, validated as a whole — the lease and timeout
-/// settings too when no backend is named, so a typo never passes silently.
-#[derive(Debug, Clone)]
+/// settings too when no backend is named, so a typo never passes silently. Its `Debug` shows
+/// the backend URL with the password masked.
+#[derive(Clone)]
 pub struct TrackerSettings {
     pub stale_after_s: f64,
     /// `redis://…` or `redis+cluster://…`; None counts in process.
@@ -27,6 +29,29 @@ pub struct TrackerSettings {
     pub lease_ttl_s: f64,
     pub fail_mode: FailMode,
     pub timeout_s: f64,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact(&self.url))
+            .field("lease_ttl_s", &self.lease_ttl_s)
+            .field("fail_mode", &self.fail_mode)
+            .field("timeout_s", &self.timeout_s)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TrackerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackerSettings")
+            .field("stale_after_s", &self.stale_after_s)
+            .field("backend", &self.backend.as_deref().map(redact))
+            .field("lease_ttl_s", &self.lease_ttl_s)
+            .field("fail_mode", &self.fail_mode)
+            .field("timeout_s", &self.timeout_s)
+            .finish()
+    }
 }
 
 impl Default for TrackerSettings {
@@ -92,21 +117,23 @@ fn check_timing(lease_ttl_s: f64, timeout_s: f64) -> Result<()> {
 
 impl RedisConfig {
     pub fn new(url: &str, lease_ttl_s: f64, fail_mode: FailMode, timeout_s: f64) -> Result<Self> {
-        if url.starts_with(CLUSTER_SCHEME) {
-            if let Err(e) = cluster_nodes(url) {
+        if is_cluster(url) {
+            let checked = split_options(url).and_then(|(base, _)| cluster_nodes(&base));
+            if let Err(e) = checked {
                 let shown = redact(url);
                 return Err(Error::invalid(
                     "backend",
                     format!("bad cluster URL {shown:?}: {e}"),
                 ));
             }
-        } else if !url.starts_with("redis://") {
+        } else if !url.starts_with("redis://") && !url.starts_with("rediss://") {
             let scheme = url.split("://").next().unwrap_or(url);
             return Err(Error::invalid(
                 "backend",
                 format!(
-                    "unsupported URL scheme {scheme:?}; expected redis://host:port/db or \
-                     {CLUSTER_SCHEME}host:port[,host:port...]"
+                    "unsupported URL scheme {scheme:?}; expected redis://host:port/db, \
+                     rediss://host:port/db (TLS), {CLUSTER_SCHEME}host:port[,host:port...] \
+                     or rediss+cluster://… (TLS)"
                 ),
             ));
         }

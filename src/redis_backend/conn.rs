@@ -11,6 +11,13 @@ use crate::error::{Error, Result};
 
 /// Scheme of a Redis Cluster backend: `redis+cluster://[user:pass@]host:port[,host:port…]`.
 pub const CLUSTER_SCHEME: &str = "redis+cluster://";
+/// The same over TLS (`tls-cluster yes`): `rediss+cluster://…`, TLS options as for `rediss://`.
+pub const TLS_CLUSTER_SCHEME: &str = "rediss+cluster://";
+
+/// True for a `redis+cluster://` or `rediss+cluster://` URL.
+pub(super) fn is_cluster(url: &str) -> bool {
+    url.starts_with(CLUSTER_SCHEME) || url.starts_with(TLS_CLUSTER_SCHEME)
+}
 
 /// Redirections (MOVED/ASK), TRYAGAIN retries and reconnections a cluster call may take before
 /// it fails; each attempt is bounded by the timeout, so a call never hangs. A slot migration
@@ -28,11 +35,17 @@ pub(super) enum Conn {
     Cluster(Box<ClusterConnection>),
 }
 
-/// `redis+cluster://u:p@h1:1,h2:2` → `["redis://u:p@h1:1", "redis://u:p@h2:2"]`.
+/// `redis+cluster://u:p@h1:1,h2:2` → `["redis://u:p@h1:1", "redis://u:p@h2:2"]`
+/// (`rediss+cluster://` → `rediss://` nodes). TLS options must be split off first.
 pub(super) fn cluster_nodes(url: &str) -> std::result::Result<Vec<String>, String> {
-    let rest = url
-        .strip_prefix(CLUSTER_SCHEME)
-        .ok_or_else(|| format!("expected {CLUSTER_SCHEME}host:port[,host:port...]"))?;
+    let (rest, scheme) = match url.strip_prefix(TLS_CLUSTER_SCHEME) {
+        Some(rest) => (rest, "rediss://"),
+        None => (
+            url.strip_prefix(CLUSTER_SCHEME)
+                .ok_or_else(|| format!("expected {CLUSTER_SCHEME}host:port[,host:port...]"))?,
+            "redis://",
+        ),
+    };
     let (cred, hosts) = match rest.rfind('@') {
         Some(at) => (&rest[..=at], &rest[at + 1..]),
         None => ("", rest),
@@ -49,7 +62,7 @@ pub(super) fn cluster_nodes(url: &str) -> std::result::Result<Vec<String>, Strin
         if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
             return Err(format!("node {node:?} is not host:port"));
         }
-        nodes.push(format!("redis://{cred}{host}:{port}"));
+        nodes.push(format!("{scheme}{cred}{host}:{port}"));
     }
     Ok(nodes)
 }
@@ -59,17 +72,21 @@ impl Client {
     pub(super) fn open(url: &str, timeout: Duration, display_url: &str) -> Result<Self> {
         let bad =
             |e: String| Error::invalid("backend", format!("cannot parse {display_url:?}: {e}"));
-        if url.starts_with(CLUSTER_SCHEME) {
-            let nodes = cluster_nodes(url).map_err(bad)?;
-            let client = ClusterClient::builder(nodes)
+        if is_cluster(url) {
+            let (url, tls) = super::tls::split_options(url).map_err(bad)?;
+            let nodes = cluster_nodes(&url).map_err(bad)?;
+            let mut builder = ClusterClient::builder(nodes)
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
-                .retries(CLUSTER_RETRIES)
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
+                .retries(CLUSTER_RETRIES);
+            if url.starts_with(TLS_CLUSTER_SCHEME) {
+                builder = super::tls::cluster(builder, &tls).map_err(bad)?;
+            }
+            let client = builder.build().map_err(|e| bad(e.to_string()))?;
             Ok(Client::Cluster(client))
         } else {
-            let client = redis::Client::open(url).map_err(|e| bad(e.to_string()))?;
+            let (url, tls) = super::tls::split_options(url).map_err(bad)?;
+            let client = super::tls::client(&url, &tls).map_err(bad)?;
             Ok(Client::Single(client))
         }
     }

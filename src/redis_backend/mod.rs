@@ -7,6 +7,7 @@
 //! thread of the process that holds them, so a crashed replica's leases expire within the TTL
 //! and nothing else extends them. The hash tag keeps a model's keys on one Cluster slot, so
 //! every call (one model's keys) runs on one node of a Redis Cluster (`redis+cluster://`).
+//! `rediss://` and `rediss+cluster://` do the same over TLS (see `tls.rs` for the options).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -23,6 +24,7 @@ mod conn;
 mod limits;
 mod renew;
 mod scripts;
+mod tls;
 
 use config::redact;
 pub use config::{RedisConfig, TrackerSettings};

@@ -78,6 +78,18 @@ fn cluster_urls_list_their_nodes_and_bad_ones_name_the_backend() {
         conn::cluster_nodes("redis+cluster://u:p@h1:7000,10.0.0.2:7001/").unwrap(),
         ["redis://u:p@h1:7000", "redis://u:p@10.0.0.2:7001"]
     );
+    // Over TLS every node is a rediss:// one; the TLS options are split off before.
+    assert_eq!(
+        conn::cluster_nodes("rediss+cluster://u:p@h1:7000,h2:7001").unwrap(),
+        ["rediss://u:p@h1:7000", "rediss://u:p@h2:7001"]
+    );
+    assert!(RedisConfig::new(
+        "rediss+cluster://u:p@h1:7000,h2:7001?ssl_ca_certs=/ca.pem",
+        5.0,
+        FailMode::Open,
+        1.0
+    )
+    .is_ok());
     for bad in [
         "redis+cluster://",
         "redis+cluster://h1",
@@ -86,7 +98,9 @@ fn cluster_urls_list_their_nodes_and_bad_ones_name_the_backend() {
         "redis+cluster://h1:0",
         "redis+cluster://:7000",
         "redis+cluster://h1:7000/1",
-        "rediss+cluster://h1:7000",
+        "rediss+cluster://h1:7000/1",
+        "rediss+cluster://h1:7000?ssl_cert_reqs=maybe",
+        "redis+cluster://h1:7000?ssl_ca_certs=/ca.pem",
     ] {
         match RedisConfig::new(bad, 5.0, FailMode::Open, 1.0) {
             Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "backend", "{bad}"),
@@ -103,6 +117,37 @@ fn cluster_urls_list_their_nodes_and_bad_ones_name_the_backend() {
 fn passwords_are_redacted() {
     assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
     assert_eq!(redact("redis://h:1/0"), "redis://h:1/0");
+    assert_eq!(redact("rediss://:secret@h:1/0"), "rediss://:***@h:1/0");
+    // Debug of every settings struct and of the backend masks it too.
+    let url = "rediss://acl-user:secret@127.0.0.1:1/0?ssl_cert_reqs=none";
+    let config = RedisConfig::new(url, 5.0, FailMode::Open, 0.2).unwrap();
+    let settings = TrackerSettings::new(60.0, Some(url), 5.0, "open", 0.2).unwrap();
+    let backend = RedisBackend::new(config.clone()).unwrap();
+    for shown in [
+        format!("{config:?}"),
+        format!("{settings:?}"),
+        format!("{backend:?}"),
+        backend.status().backend,
+    ] {
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("acl-user:***@"), "{shown}");
+    }
+    // A TLS option the URL gets wrong is named, the password is not.
+    let err = RedisBackend::new(
+        RedisConfig::new(
+            "rediss://u:secret@h:1/0?ssl_ca_certs=/nonexistent.pem",
+            5.0,
+            FailMode::Open,
+            0.2,
+        )
+        .unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("ssl_ca_certs") && !err.contains("secret"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
+from .._redact import redact
 from ..errors import InvalidInputError
 from ._base import BaseStore
 from ._schema import SCHEMA_VERSION, StoreError
@@ -113,33 +114,37 @@ def open_store(url: str | None = None, **options: Any) -> DecisionStore:
     ``sqlite:////abs/x.db`` absolute. ``options`` go to the store: ``batch_size`` (500),
     ``flush_interval_s`` (0.05), ``max_queue`` (10,000 rows before callers block),
     ``put_timeout_s`` (30).
+
+    A PostgreSQL URL's options go to libpq unchanged (``?sslmode=verify-full&sslrootcert=...``
+    for TLS); its password is never shown: errors and reprs say ``***``.
     """
     if url is None:
         url = os.environ.get("MODELROUTER_STORE_URL") or DEFAULT_URL
     if not isinstance(url, str):
-        raise InvalidInputError(f"url must be a string, got {url!r}", "url")
+        raise InvalidInputError(f"url must be a string, got {type(url).__name__}", "url")
+    shown = redact(url)
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep:
-        raise InvalidInputError(f"url {url!r} has no scheme (sqlite:// or postgresql://)", "url")
+        raise InvalidInputError(f"url {shown!r} has no scheme (sqlite:// or postgresql://)", "url")
     if scheme == "sqlite":
         if rest in (":memory:", "/:memory:"):
             return SQLiteStore(":memory:", **options)
         if not rest.startswith("/") or len(rest) < 2:
             raise InvalidInputError(
-                f"url {url!r}: expected sqlite:///relative/path.db, sqlite:////absolute/path.db"
+                f"url {shown!r}: expected sqlite:///relative/path.db, sqlite:////absolute/path.db"
                 " or sqlite://:memory:",
                 "url",
             )
         return SQLiteStore(unquote(rest[1:]), **options)
     if scheme in ("postgresql", "postgres"):
         if not urlsplit(url).path.strip("/") and "dbname=" not in url:
-            raise InvalidInputError(f"url {url!r} names no database", "url")
+            raise InvalidInputError(f"url {shown!r} names no database", "url")
         from ._postgres import PostgresStore
 
         return PostgresStore(url, **options)
     raise InvalidInputError(
-        f"unsupported store url scheme {scheme!r} in {url!r}; use sqlite:// or postgresql://",
+        f"unsupported store url scheme {scheme!r} in {shown!r}; use sqlite:// or postgresql://",
         "url",
     )
 

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._redact import redact, scrub, url_password
 from ._base import BaseStore
 from ._queries import PERCENTILES, SharedQueries
 from ._schema import StoreError, migrate_postgres
@@ -56,10 +57,15 @@ class PostgresStore(SharedQueries, BaseStore):
     def __init__(self, url: str, **kw: Any) -> None:
         super().__init__(**kw)
         self._url = url
+        self.url = redact(url)  # as shown: password masked
         try:
             self._write_conn = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to the store database: {exc}") from exc
+            # libpq's words, with the password masked should it ever quote it; not chained,
+            # so no traceback carries the connection string either.
+            message = scrub(str(exc), url_password(url))
+            where = f"cannot connect to the store database {self.url}"
+            raise StoreError(f"{where}: {message}") from None
         try:
             migrate_postgres(self._write_conn)
         except BaseException:
@@ -68,6 +74,9 @@ class PostgresStore(SharedQueries, BaseStore):
         self._read_conn: Any = None
         self._read_lock = threading.Lock()
         self._start()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r})"
 
     def _write_batch(self, rows: dict[str, list[tuple[Any, ...]]]) -> None:
         if self._write_conn.closed:
