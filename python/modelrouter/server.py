@@ -56,6 +56,7 @@ from .server_auth import (
 )
 from .server_errors import error_body, error_response, field_error, too_large, validation_error
 from .server_fast import FastRoute, route_decision
+from .server_quotas import KeyQuotas
 from .server_schemas import (
     AlertsResponse,
     AssignmentsResponse,
@@ -351,13 +352,17 @@ def create_app(
         add_gateway(app, gateway)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.state.auth_refused = Counter()  # 401s and 403s, for /metrics
+    quotas = KeyQuotas(api_keys.keys) if api_keys is not None else None
+    app.state.key_quotas = quotas
+    if gateway is not None:
+        gateway.quotas = quotas
     if api_keys is not None:
         # Added last, so the outermost: no body is read for a request refused 401/403.
         public = ("/health", "/static/login.css")  # the login form's style too
         public += ("/metrics",) if public_metrics else ()
         app.add_middleware(
             ApiKeyAuth, keys=api_keys, routes=lambda: app.routes, public=public,
-            login_page=_login_page, refused=app.state.auth_refused,
+            login_page=_login_page, refused=app.state.auth_refused, quotas=quotas,
         )  # fmt: skip
     app.state.api_keys = api_keys
     app.state.max_body_bytes = max_body_bytes
@@ -593,7 +598,7 @@ def _add_ops(app: FastAPI, state: ServiceState) -> None:
         """Prometheus text exposition format."""
         text = state.metrics()
         if app.state.api_keys is not None:
-            text += refused_metrics(app.state.auth_refused)
+            text += refused_metrics(app.state.auth_refused) + app.state.key_quotas.metrics()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     @app.get("/", include_in_schema=False, openapi_extra=admin)

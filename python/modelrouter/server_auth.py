@@ -15,6 +15,9 @@ comment::
     ops    admin         sha256:a748c335b9f4d69c5ecc31bb27ca7f77c516dbb8f2aa3137ea38183e4ae51ff2
     svc-a  route,report  mr_3f9c0a1e2b7d4c5f8e6a9b0c1d2e3f40
 
+An entry may end with per-key limits, ``rpm=N`` (requests per minute on every endpoint) and
+``tpm=N`` (gateway tokens per minute): see ``modelrouter.server_quotas``.
+
 A key given in clear must be at least 16 characters; ``sha256:`` keeps the key itself out of
 the file (``modelrouter`` hashes what clients present the same way).
 
@@ -53,6 +56,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.routing import Match
 
 from .errors import InvalidInputError
+from .server_quotas import retry_after_header
 
 ROLES = ("route", "report", "admin")
 KEYS_ENV = "MODELROUTER_API_KEYS"
@@ -109,6 +113,9 @@ class ApiKey:
     id: str
     roles: frozenset[str]
     digest: bytes = field(repr=False)
+    # Per-key limits (``server_quotas``): requests and gateway tokens per minute.
+    rpm: int | None = None
+    tpm: int | None = None
 
     def allows(self, role: str) -> bool:
         return "admin" in self.roles or role in self.roles
@@ -157,12 +164,14 @@ def parse_api_keys(text: str, source: str = "api keys") -> ApiKeys:
             continue
         where = f"{source}, entry {n}"
         parts = line.split()
-        if len(parts) != 3:
+        if not 3 <= len(parts) <= 5:
             raise InvalidInputError(
-                f"{where}: expected '<id> <role>[,<role>...] <key>', got {len(parts)} fields",
+                f"{where}: expected '<id> <role>[,<role>...] <key> [rpm=N] [tpm=N]', got"
+                f" {len(parts)} fields",
                 "api_keys",
             )
-        key_id, roles_text, secret = parts
+        key_id, roles_text, secret = parts[:3]
+        limits = _limits(parts[3:], where)
         if not _ID.match(key_id):
             raise InvalidInputError(
                 f"{where}: the id must be 1-64 characters of A-Z a-z 0-9 . _ : @ -", "api_keys"
@@ -185,10 +194,23 @@ def parse_api_keys(text: str, source: str = "api keys") -> ApiKeys:
             )
         else:
             d = digest(secret)
-        out.append(ApiKey(key_id, roles, d))
+        out.append(ApiKey(key_id, roles, d, **limits))
     if not out:
         raise InvalidInputError(f"{source} holds no key", "api_keys")
     return ApiKeys(out)
+
+
+def _limits(fields: list[str], where: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in fields:
+        name, _, value = f.partition("=")
+        if name not in ("rpm", "tpm") or name in out or not value.isdigit() or int(value) < 1:
+            raise InvalidInputError(
+                f"{where}: after the key only rpm=N and tpm=N (N >= 1) may follow, got {f!r}",
+                "api_keys",
+            )
+        out[name] = int(value)
+    return out
 
 
 def load_api_keys(path: str | os.PathLike[str]) -> ApiKeys:
@@ -274,8 +296,10 @@ class ApiKeyAuth:
         public: Iterable[str] = ("/health",),
         login_page: Callable[[bool], Response] | None = None,
         refused: Counter[str] | None = None,
+        quotas: Any = None,
     ) -> None:
         self.app, self.keys, self._routes = app, keys, routes
+        self.quotas = quotas  # server_quotas.KeyQuotas: per-key RPM
         # Requests refused, by status ("401", "403"): exported by /metrics (``refused_metrics``).
         self.refused = Counter() if refused is None else refused
         self.public = frozenset(public) | {"/login"}
@@ -334,6 +358,13 @@ class ApiKeyAuth:
             self.refused["403"] += 1
             await JSONResponse(FORBIDDEN, 403)(scope, receive, send)
             return
+        if self.quotas is not None:
+            wait = self.quotas.admit_request(key.id)
+            if wait is not None:
+                retry = retry_after_header(wait)
+                body = {"detail": "this key's request rate limit (rpm) is reached"}
+                await JSONResponse(body, 429, headers={"Retry-After": retry})(scope, receive, send)
+                return
         state = scope.setdefault("state", {})
         state["api_key_id"] = key.id
         state["api_key_roles"] = key.roles

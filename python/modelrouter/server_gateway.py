@@ -37,6 +37,7 @@ from . import _calls, _usage
 from .errors import CallFailedError, InvalidInputError, NoCapacityError, RouterError
 from .server_auth import requires
 from .server_fast import read_body
+from .server_quotas import KeyQuotas, KeySpend, retry_after_header
 from .server_schemas import AgentBody
 from .server_state import ServiceState, ServiceUnavailableError
 
@@ -160,6 +161,7 @@ class Gateway:
     def __init__(self, state: ServiceState, upstreams: Upstreams) -> None:
         self.state, self.upstreams = state, upstreams
         self.client: aiohttp.ClientSession | None = None
+        self.quotas: KeyQuotas | None = None  # per-key token spend (tpm=), with API keys
 
     def open(self) -> None:
         connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0)
@@ -187,7 +189,9 @@ class Gateway:
             spec = AgentBody.model_validate(raw)
         return self.state.agent_for(spec.id, spec.required, spec.preferred, spec.min_context)
 
-    async def forward(self, endpoint: str, agent_header: str | None, raw: bytes) -> Reply:
+    async def forward(
+        self, endpoint: str, agent_header: str | None, raw: bytes, key_id: str | None = None
+    ) -> Reply:
         state, upstreams = self.state, self.upstreams
         try:
             body = json.loads(raw)
@@ -212,6 +216,35 @@ class Gateway:
         client = self.client
         if client is None:
             return _openai_error(503, "the gateway is not running", "unavailable")
+        spend = None
+        if self.quotas is not None:
+            try:  # the caller's own token quota first: a spent key costs the fleet nothing
+                spend = self.quotas.spend(key_id, size[0] + size[1])
+            except NoCapacityError as exc:
+                retry = {"retry-after": retry_after_header(exc.retry_after_s)}
+                return _openai_error(429, str(exc), "rate_limit_exceeded", retry)
+            except InvalidInputError as exc:
+                return _openai_error(400, str(exc), "invalid_request_error")
+        try:
+            return await self._call(endpoint, body, agent, pinned, stream, size, client, spend)
+        except BaseException:
+            if spend is not None:
+                spend.release()
+            raise
+
+    async def _call(
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        agent: Any,
+        pinned: str | None,
+        stream: bool,
+        size: tuple[int, int],
+        client: aiohttp.ClientSession,
+        spend: KeySpend | None,
+    ) -> Reply:
+        """The attempts (a Reply that ends the key's spend when the call or stream ends)."""
+        state, upstreams = self.state, self.upstreams
 
         async def attempt(flight: Any) -> tuple[aiohttp.ClientResponse, bytes]:
             d = upstreams.deployments[flight.model_id]
@@ -249,22 +282,27 @@ class Gateway:
                 hold=True,
             )
         except CallFailedError as exc:
+            _end_spend(spend)
             last = exc.attempts[-1][2] if exc.attempts else None
             if isinstance(last, UpstreamStatusError):
                 return Reply(last.status_code, _passed(last.headers), last.body)
             return _openai_error(502, f"every attempt failed: {exc}", "upstream_error")
         except NoCapacityError as exc:
-            retry = f"{max(1, round(exc.retry_after_s))}"
+            _end_spend(spend)
+            retry = retry_after_header(exc.retry_after_s)
             return _openai_error(503, str(exc), "no_capacity", {"retry-after": retry})
         except RouterError as exc:
+            _end_spend(spend)
             return _openai_error(400, str(exc), "invalid_request_error")
         resp, data = held.value
         headers = {**_passed(resp.headers), "x-modelrouter-model": held.flight.model_id}
         if not stream:
-            _usage.report(held.flight, _usage.usage_of(data))
+            usage = _usage.usage_of(data)
+            _usage.report(held.flight, usage)
+            _end_spend(spend, usage)
             held.end("ok")
             return Reply(resp.status, headers, data)
-        return Reply(resp.status, headers, chunks=_relay(resp, held))
+        return Reply(resp.status, headers, chunks=_relay(resp, held, spend))
 
 
 class GatewayFastPath:
@@ -288,7 +326,8 @@ class GatewayFastPath:
         raw = await read_body(receive)
         if raw is None:
             return
-        reply = await self.gateway.forward(endpoint, agent_header, raw)
+        key_id = scope.get("state", {}).get("api_key_id")
+        reply = await self.gateway.forward(endpoint, agent_header, raw, key_id)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
         if reply.chunks is None:
             headers.append((b"content-length", str(len(reply.body)).encode()))
@@ -329,7 +368,9 @@ def add_gateway(app: FastAPI, gateway: Gateway) -> None:
 
         async def handler(request: Request, endpoint: str = endpoint) -> Response:
             raw = await request.body()
-            reply = await gateway.forward(endpoint, request.headers.get(AGENT_HEADER), raw)
+            agent_header = request.headers.get(AGENT_HEADER)
+            key_id = getattr(request.state, "api_key_id", None)
+            reply = await gateway.forward(endpoint, agent_header, raw, key_id)
             return reply.response()
 
         app.add_api_route(
@@ -354,20 +395,30 @@ def _passed(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _DROP}
 
 
-async def _relay(resp: aiohttp.ClientResponse, held: _calls.Held) -> AsyncIterator[bytes]:
+def _end_spend(spend: KeySpend | None, usage: tuple[int, int] | None = None) -> None:
+    if spend is not None:
+        spend.set_usage(usage)
+        spend.release()
+
+
+async def _relay(
+    resp: aiohttp.ClientResponse, held: _calls.Held, spend: KeySpend | None
+) -> AsyncIterator[bytes]:
     """The upstream stream as it comes; the request ends with it (ok), with its error
     (classified), or as cancelled when the client goes away first."""
-    kind, error = "cancelled", None
+    kind, error, usage = "cancelled", None, None
     tail = b""  # the last bytes: where a usage chunk comes, if asked for
     try:
         async for chunk in resp.content.iter_any():
             tail = (tail + chunk)[-8192:]
             yield chunk
         kind = "ok"
-        _usage.report(held.flight, _usage.usage_in_stream_tail(tail))
+        usage = _usage.usage_in_stream_tail(tail)
+        _usage.report(held.flight, usage)
     except Exception as exc:
         kind, error = "failed", exc
         raise
     finally:
         resp.close()
+        _end_spend(spend, usage)
         held.end(kind, error)
