@@ -8,9 +8,15 @@ SOURCES := $(shell find src python -type f \( -name '*.rs' -o -name '*.py' -o -n
 
 .PHONY: run test bench lint fmt build dev-deps rust-test py-test clean
 
+# Every dependency list is pyproject.toml's (build-system, dependencies, extras), read by
+# .ci/requirements.py; none is repeated here.
+REQS := $(PY) .ci/requirements.py
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip "maturin>=1.9.4,<2" numpy "matplotlib>=3.7"
+	$(PIP) install -q --upgrade pip
+	$(REQS) build runtime plot > $(VENV)/requirements-base.txt
+	$(PIP) install -q -r $(VENV)/requirements-base.txt
 
 # Release build of the extension, installed into .venv (rebuilt when sources change).
 $(STAMP): $(VENV)/bin/python $(SOURCES)
@@ -23,9 +29,8 @@ run: build
 	$(VENV)/bin/modelrouter simulate
 
 $(VENV)/.dev-stamp: $(VENV)/bin/python pyproject.toml
-	$(PIP) install -q "pytest>=8" "hypothesis>=6.100" "scipy>=1.11" "ortools>=9.8" \
-		"mypy>=1.10" "ruff>=0.5" "lap>=0.5" "matplotlib>=3.7" \
-		"psycopg[binary]>=3.1" fastapi uvicorn httpx schemathesis playwright "openai>=1.40"
+	$(REQS) dev > $(VENV)/requirements-dev.txt
+	$(PIP) install -q -r $(VENV)/requirements-dev.txt
 	@touch $@
 
 dev-deps: $(VENV)/.dev-stamp
@@ -48,7 +53,8 @@ test: lint rust-test py-test
 
 # Peers that only the benchmarks compare against (not test or runtime dependencies).
 $(VENV)/.bench-stamp: $(VENV)/.dev-stamp
-	$(PIP) install -q "litellm>=1.40" "uvicorn[standard]>=0.29"
+	$(REQS) bench > $(VENV)/requirements-bench.txt
+	$(PIP) install -q -r $(VENV)/requirements-bench.txt
 	@touch $@
 
 bench: build dev-deps $(VENV)/.bench-stamp

@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod balancer;
 pub mod capability;
 pub mod capacity;
+pub mod display;
 pub mod error;
 pub mod flow;
 pub mod health;

@@ -65,10 +65,15 @@ pub struct Alert {
     pub message: String,
 }
 
-/// `Alert(id=3, <message>)`: the Python repr.
+/// `Alert(id=3, message='…')`: the Python repr.
 impl std::fmt::Display for Alert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Alert(id={}, {})", self.id, self.message)
+        write!(
+            f,
+            "Alert(id={}, message={})",
+            self.id,
+            crate::display::py_str(&self.message)
+        )
     }
 }
 
@@ -158,7 +163,7 @@ impl std::fmt::Display for AlertManager {
             f,
             "AlertManager(rules={}, cooldown_s={}, active={})",
             self.rules.len(),
-            self.cooldown_s,
+            crate::display::py_float(self.cooldown_s),
             self.active().len()
         )
     }

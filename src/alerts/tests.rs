@@ -258,7 +258,10 @@ fn alerts_serialize_as_the_python_dict_and_display_as_the_repr() {
     assert_eq!(keys.len(), 10);
     assert_eq!(
         fired.to_string(),
-        format!("Alert(id={}, {})", fired.id, fired.message)
+        format!(
+            "Alert(id={}, message='[error] high_latency on \"a\": p95 latency 900.0 ms > 500 ms')",
+            fired.id
+        )
     );
     // A value that disappeared is null, not NaN; a fleet-wide alert has a null model_id.
     let gone = Alert {
@@ -270,7 +273,7 @@ fn alerts_serialize_as_the_python_dict_and_display_as_the_repr() {
     assert!(value["value"].is_null() && value["model_id"].is_null());
     assert_eq!(
         m.to_string(),
-        "AlertManager(rules=1, cooldown_s=300, active=1)"
+        "AlertManager(rules=1, cooldown_s=300.0, active=1)"
     );
 }
 
@@ -279,10 +282,10 @@ fn rule_repr_spells_model_ids_the_python_way() {
     let mut rule = latency_rule(2.5);
     assert_eq!(
         rule.to_string(),
-        r#"AlertRule("high_latency", 500, severity="error", for_s=2.5, model_id=None)"#
+        "AlertRule('high_latency', 500.0, severity='error', for_s=2.5, model_id=None)"
     );
     rule.model_id = Some("m".into());
-    assert!(rule.to_string().ends_with(r#"model_id="m")"#));
+    assert!(rule.to_string().ends_with("model_id='m')"));
 }
 
 #[test]

@@ -75,6 +75,9 @@ pymethods_with_getters! {
     fn __repr__(&self) -> String {
         self.0.to_string()
     }
+    fn _repr_html_(&self) -> String {
+        self.0.html()
+    }
 }
 
 /// An agent's needs: required capabilities with minimum levels, weighted preferences, context.
@@ -119,6 +122,9 @@ pymethods_with_getters! {
     }
     fn __repr__(&self) -> String {
         self.0.to_string()
+    }
+    fn _repr_html_(&self) -> String {
+        self.0.html()
     }
 }
 
