@@ -335,11 +335,13 @@ impl AlertManager {
                 self.pending_or_fire(inner, &key, since, now, value)
             }
             (Some(Condition::Firing { mut alert }), true) => {
+                // The active alert reads the current value (its message too); the history
+                // keeps each notification as it was emitted.
                 alert.value = value.unwrap_or(f64::NAN);
+                alert.message = self.message(rule, &key.1, alert.value, false);
                 let repeat = now - alert.emitted_at >= self.cooldown_s;
                 if repeat {
                     alert.emitted_at = now;
-                    alert.message = self.message(rule, &key.1, alert.value, false);
                 }
                 let out = repeat.then(|| alert.clone());
                 (Some(Condition::Firing { alert }), out)

@@ -368,3 +368,24 @@ fn model_ejected_fires_while_out_and_resolves_when_healthy_again() {
     assert_eq!(resolved[0].state, AlertState::Resolved);
     assert_eq!(resolved[0].id, fired[0].id);
 }
+
+#[test]
+fn an_active_alert_reads_the_current_value_and_the_history_what_was_emitted() {
+    let f = fixture();
+    let rule = AlertRule::new(AlertKind::Overload, 0.5, Severity::Warning, 0.0, None, 1).unwrap();
+    let m = manager(&f, vec![rule], 300.0);
+    let s = f.load.set_capacity("m", Capacity::new(10, 0, 0.8).unwrap());
+    s.add_active(6, 0.0).unwrap();
+    let fired = m.evaluate(None);
+    assert_eq!(fired.len(), 1);
+    assert!(fired[0].message.ends_with("utilization 0.60 > 0.5"));
+    s.add_active(3, 0.0).unwrap();
+    f.clock.advance(1.0);
+    assert!(m.evaluate(None).is_empty()); // within the cooldown: no new notification
+    let active = m.active();
+    assert_eq!(active[0].value, 0.9);
+    assert!(active[0].message.ends_with("utilization 0.90 > 0.5"), "{}", active[0].message);
+    assert_eq!((active[0].started_at, active[0].emitted_at), (0.0, 0.0));
+    let history = m.history(&HistoryFilter::default());
+    assert!(history[0].message.ends_with("utilization 0.60 > 0.5"));
+}
