@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.build-stamp
 SOURCES := $(shell find src python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null) Cargo.toml pyproject.toml
 
-.PHONY: run test bench lint fmt build dev-deps rust-test py-test clean
+.PHONY: run test bench lint fmt build dev-deps rust-test py-test wheel-check clean
 
 # Every dependency list is pyproject.toml's (build-system, dependencies, extras), read by
 # .ci/requirements.py; none is repeated here.
@@ -49,7 +49,16 @@ lint: build dev-deps
 	$(VENV)/bin/ruff format --check python tests benches
 	cd /tmp && $(CURDIR)/$(PY) -m mypy.stubtest modelrouter._core --allowlist $(CURDIR)/python/stubtest-allowlist.txt
 
-test: lint rust-test py-test
+# The wheel a user installs: manylinux2014 (glibc 2.17, linked with zig from PyPI's ziglang),
+# license and URLs inside, installed into a fresh venv with numpy alone (.ci/wheel_check.py).
+# Cargo puts it under target/<triple>/, beside `make build`'s target/release/.
+wheel-check: dev-deps
+	rm -rf dist/wheel-check
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/maturin build \
+		--release --zig --compatibility manylinux2014 -q -o dist/wheel-check
+	$(PY) .ci/wheel_check.py dist/wheel-check
+
+test: lint rust-test py-test wheel-check
 
 # Peers that only the benchmarks compare against (not test or runtime dependencies).
 $(VENV)/.bench-stamp: $(VENV)/.dev-stamp
