@@ -384,7 +384,11 @@ fn an_active_alert_reads_the_current_value_and_the_history_what_was_emitted() {
     assert!(m.evaluate(None).is_empty()); // within the cooldown: no new notification
     let active = m.active();
     assert_eq!(active[0].value, 0.9);
-    assert!(active[0].message.ends_with("utilization 0.90 > 0.5"), "{}", active[0].message);
+    assert!(
+        active[0].message.ends_with("utilization 0.90 > 0.5"),
+        "{}",
+        active[0].message
+    );
     assert_eq!((active[0].started_at, active[0].emitted_at), (0.0, 0.0));
     let history = m.history(&HistoryFilter::default());
     assert!(history[0].message.ends_with("utilization 0.60 > 0.5"));

@@ -127,7 +127,11 @@ fn log_sink_error(py: Python<'_>, sink: &Py<PyAny>, alert: &Alert, err: Option<P
         let Some(err) = err else {
             logger.call_method1(
                 "info",
-                ("alert sink %r delivers again (on %s)", sink.bind(py), &alert.message),
+                (
+                    "alert sink %r delivers again (on %s)",
+                    sink.bind(py),
+                    &alert.message,
+                ),
             )?;
             return Ok(());
         };

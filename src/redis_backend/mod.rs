@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use redis::{RedisResult, Script};
 
 use crate::error::{Error, Result};
-use crate::LOG_TARGET;
 use crate::load::{Admission, BackendStatus, Capacity, FailMode, LoadBackend, Slot};
+use crate::LOG_TARGET;
 
 mod config;
 mod conn;

@@ -128,7 +128,10 @@ fn losing_the_backend_is_logged_once_not_per_call() {
     let open = dead(url, FailMode::Open);
     for _ in 0..3 {
         for _ in 0..5 {
-            assert_eq!(open.acquire("m", capacity(1, 0), true), Ok(Admission::FallBack));
+            assert_eq!(
+                open.acquire("m", capacity(1, 0), true),
+                Ok(Admission::FallBack)
+            );
         }
         // Past the fail-fast window: a real attempt that fails again, still no new record.
         std::thread::sleep(RETRY_AFTER + Duration::from_millis(20));
@@ -141,8 +144,14 @@ fn losing_the_backend_is_logged_once_not_per_call() {
         .collect();
     assert_eq!(mine.len(), 1, "{mine:?}");
     let (level, target, message) = &mine[0];
-    assert_eq!((*level, target.as_str()), (log::Level::Warn, crate::LOG_TARGET));
-    assert!(message.contains("fail_mode=open: limits now hold per replica"), "{message}");
+    assert_eq!(
+        (*level, target.as_str()),
+        (log::Level::Warn, crate::LOG_TARGET)
+    );
+    assert!(
+        message.contains("fail_mode=open: limits now hold per replica"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::Router;
 use crate::balancer::weighted_score;
-use crate::display::{html_table, py_bool, py_float, py_str, py_str_list};
 use crate::capability::{cost_matrix, score_of_cost, AgentProfile, ModelProfile};
+use crate::display::{html_table, py_bool, py_float, py_str, py_str_list};
 use crate::error::{Error, Result};
 use crate::load::Capacity;
 use crate::strategy::{assign, Strategy};
