@@ -20,6 +20,7 @@ pub mod error;
 pub mod flow;
 pub mod health;
 pub mod lap;
+pub mod limits;
 pub mod load;
 pub mod perf;
 #[cfg(feature = "redis-backend")]

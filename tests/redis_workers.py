@@ -94,3 +94,31 @@ def hold(url: str, models: list[str], n: int, ttl: float, ready: Any) -> None:
         g.__enter__()
     ready.set()
     time.sleep(600)
+
+
+def token_hammer(
+    url: str, model: str, limits: dict[str, int], threads: int, attempts: int, totals: Any
+) -> None:
+    """`attempts` token-sized requests per thread against one model with shared RPM/TPM
+    limits; `totals` (a shared array) sums [admitted requests, admitted tokens, errors]."""
+    catalog = [mr.Model(model, {"code": 0.9}, max_concurrent=1000, **limits)]
+    tracker = mr.LoadTracker(backend=url, fail_mode="closed")
+    router = mr.Router(catalog, load=tracker)
+    agent = mr.Agent("a", {"code": 0.5})
+
+    def work(k: int) -> None:
+        for i in range(attempts):
+            n = 1 + (k * 7919 + i * 104_729) % 900 if "tpm" in limits else 0
+            try:
+                with router.request(agent, tokens=n):
+                    with totals.get_lock():
+                        totals[0] += 1
+                        totals[1] += n
+            except mr.NoCapacityError:
+                pass
+            except Exception:
+                with totals.get_lock():
+                    totals[2] += 1
+                return
+
+    _run_threads(threads, work)

@@ -66,6 +66,9 @@ def test_model_defaults_are_read_from_the_core():
         "max_queue": 0,
         "target_utilization": 0.8,
         "cost_per_1k_tokens": 0.0,
+        "rpm": None,
+        "tpm": None,
+        "max_tokens_in_flight": None,
     }
     m = mr.Model("m")
     assert {k: getattr(m, k) for k in d} == d

@@ -29,9 +29,16 @@ class Acquisition:
     """``await router.acquire(agent, timeout_s=2.0)`` gives an admitted ``InFlight``;
     ``async with router.acquire(agent, timeout_s=2.0) as r:`` also gives it back on exit."""
 
-    __slots__ = ("_router", "_agent", "_timeout_s", "_flight")
+    __slots__ = ("_router", "_agent", "_timeout_s", "_flight", "_tokens", "_max_output_tokens")
 
-    def __init__(self, router: Router, agent: Agent, timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        agent: Agent,
+        timeout_s: float | None,
+        tokens: int = 0,
+        max_output_tokens: int = 0,
+    ) -> None:
         if timeout_s is not None and not (
             isinstance(timeout_s, (int, float))
             and not isinstance(timeout_s, bool)
@@ -42,6 +49,7 @@ class Acquisition:
                 f"timeout_s must be a finite number >= 0 or None, got {timeout_s!r}", "timeout_s"
             )
         self._router, self._agent, self._timeout_s = router, agent, timeout_s
+        self._tokens, self._max_output_tokens = tokens, max_output_tokens
         self._flight: InFlight | None = None
 
     def _offloaded(self) -> bool:
@@ -59,7 +67,7 @@ class Acquisition:
         waited = False
         while True:
             try:
-                return await self._run(self._router.request, self._agent)
+                return await self._run(self._request)
             except NoCapacityError as e:
                 remaining = 0.0 if deadline is None else deadline - loop.time()
                 if remaining <= 0:
@@ -72,6 +80,11 @@ class Acquisition:
                 hint = min(max(e.retry_after_s, MIN_PAUSE_S), MAX_PAUSE_S)
                 await asyncio.sleep(min(hint * random.uniform(0.5, 1.0), remaining))
                 waited = True
+
+    def _request(self) -> InFlight:
+        return self._router.request(
+            self._agent, tokens=self._tokens, max_output_tokens=self._max_output_tokens
+        )
 
     def __await__(self) -> Generator[Any, None, InFlight]:
         return self.admit().__await__()

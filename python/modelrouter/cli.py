@@ -181,6 +181,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         requests=args.requests,
         progress=_ProgressBar(),
+        admission=args.admission,
+        trace=args.trace,
+        trace_rate_scale=args.rate_scale,
     )
     n_models = len(report.model_ids)
     print(
@@ -232,6 +235,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store_url=store_url,
         load_backend=args.load_backend,
         max_body_bytes=limit,
+        upstreams=args.upstreams,
     )
     uvicorn.run(
         app,
@@ -269,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--strategies", nargs="+", metavar="POLICY", help=argparse.SUPPRESS)
     sim.add_argument("--seed", type=int, help="override the scenario's seed")
     sim.add_argument("--requests", type=int, help="override the scenario's request count")
+    sim.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="replay a CSV with the columns TIMESTAMP, ContextTokens, GeneratedTokens",
+    )
+    sim.add_argument(
+        "--rate-scale", type=float, default=1.0, help="replay the trace this many times as fast"
+    )
+    sim.add_argument(
+        "--admission",
+        choices=["tokens", "requests", "none"],
+        help="what the router enforces of the models' rpm/tpm quotas",
+    )
     sim.add_argument("--plot", default="out/latency.png", help="PNG path of the latency plot")
     sim.add_argument("--no-plot", action="store_true", help="skip the plot")
     sim.set_defaults(func=cmd_simulate)
@@ -297,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="largest request body accepted; bigger ones are answered 413 (default: "
         "$MODELROUTER_MAX_BODY_BYTES, else 16777216 = 16 MiB, room for a 10,000-agent batch)",
+    )
+    serve.add_argument(
+        "--upstreams",
+        metavar="FILE",
+        help="JSON file of upstream deployments: adds the OpenAI-compatible gateway (/v1/...)",
     )
     serve.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     serve.add_argument("--policy", choices=POLICIES, default="weighted")

@@ -65,6 +65,11 @@ class ModelBody(BaseModel):
     cost_per_1k_tokens: float = Field(
         MODEL_DEFAULTS["cost_per_1k_tokens"], ge=0.0, le=1e9, allow_inf_nan=False
     )
+    # Token-aware limits (None = unlimited): requests and tokens per sliding minute, and
+    # tokens held at once.
+    rpm: int | None = Field(MODEL_DEFAULTS["rpm"], ge=1, le=2**53)
+    tpm: int | None = Field(MODEL_DEFAULTS["tpm"], ge=1, le=2**53)
+    max_tokens_in_flight: int | None = Field(MODEL_DEFAULTS["max_tokens_in_flight"], ge=1, le=2**53)
 
 
 class AgentBody(BaseModel):

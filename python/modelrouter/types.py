@@ -50,6 +50,9 @@ class ModelSpec(TypedDict):
     max_queue: NotRequired[int]
     target_utilization: NotRequired[float]
     cost_per_1k_tokens: NotRequired[float]
+    rpm: NotRequired[int | None]
+    tpm: NotRequired[int | None]
+    max_tokens_in_flight: NotRequired[int | None]
 
 
 class AgentSpec(TypedDict):

@@ -10,7 +10,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::error::{parse_choice, Error, Result};
-use crate::load::{Capacity, LoadTracker, ModelState};
+use crate::limits::Demand;
+use crate::load::{Capacity, Limits, LoadTracker, ModelState, TokenLoad};
 
 /// How one request picks among the models able to serve it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -78,14 +79,47 @@ pub struct Candidate {
     pub latency_age_ms: f64,
     /// False when load-balancing rules exclude the model (e.g. a reject_new scaling action).
     pub accepting: bool,
+    /// RPM, TPM and tokens-in-flight limits, and what they hold now.
+    pub limits: Limits,
+    pub tokens: TokenLoad,
+    /// Seconds until this request fits the model's token limits: 0 when it fits now, NaN
+    /// when tokens in flight block it (they free as requests end).
+    pub limit_wait_s: f64,
+    /// This request's expected service time on the model (TTFT + output tokens × per-token
+    /// time, as learned); NaN when unknown, and `predictive` uses the latency EWMA.
+    pub service_ms: f64,
 }
 
 impl Candidate {
     /// A live model as one request sees it now (shared counts when a backend answers).
     pub fn from_state(state: &ModelState, score: f64, now: f64) -> Self {
+        Self::for_demand(state, score, now, Demand::default())
+    }
+
+    /// `from_state` for a request of `tokens`: whether the model's token limits take it now.
+    /// `now` may be NaN (no clock read) only for a model without limits.
+    pub fn for_demand(state: &ModelState, score: f64, now: f64, demand: Demand) -> Self {
+        let tokens = demand.tokens;
         let cap = state.capacity();
         let (active, queued) = state.counts();
+        let limiter = state.limiter();
+        let (tokens_load, limit_wait_s) = if limiter.is_limited() {
+            let refusal = limiter.check(tokens, now);
+            (limiter.load(now), refusal.map_or(0.0, |r| r.retry_after_s))
+        } else {
+            (
+                TokenLoad {
+                    in_flight: limiter.in_flight(),
+                    ..TokenLoad::default()
+                },
+                0.0,
+            )
+        };
         Candidate {
+            service_ms: state.service_ms(demand.output_tokens),
+            limits: cap.limits,
+            tokens: tokens_load,
+            limit_wait_s,
             score,
             active,
             queued,
@@ -103,19 +137,24 @@ impl Candidate {
             max_concurrent: self.max_concurrent,
             max_queue: self.max_queue,
             target_utilization: self.target_utilization,
+            limits: self.limits,
         }
     }
     pub fn utilization(&self) -> f64 {
-        self.capacity().utilization(self.active)
+        self.capacity().utilization(self.active, &self.tokens)
     }
     pub fn is_feasible(&self) -> bool {
         self.score > f64::NEG_INFINITY
     }
+    /// True when the request fits the model's RPM, TPM and tokens in flight now.
+    pub fn fits_limits(&self) -> bool {
+        self.limit_wait_s == 0.0
+    }
     pub fn has_free_slot(&self) -> bool {
-        self.active < self.max_concurrent
+        self.active < self.max_concurrent && self.fits_limits()
     }
     pub fn has_queue_room(&self) -> bool {
-        self.queued < self.max_queue
+        self.queued < self.max_queue && self.fits_limits()
     }
     pub fn is_overloaded(&self) -> bool {
         self.capacity().is_overloaded(self.active, self.queued)
@@ -337,11 +376,17 @@ impl BalancerConfig {
             return self.default_latency_ms;
         }
         let prior = OPTIMISTIC_PRIOR * fleet.best;
-        if !c.latency_ms.is_finite() {
+        // This request's own service time when the model's per-token timing is known.
+        let own = if c.service_ms.is_finite() {
+            c.service_ms
+        } else {
+            c.latency_ms
+        };
+        if !own.is_finite() {
             return prior;
         }
         let fade = (-c.latency_age_ms / self.stale_latency_half_life_ms).exp2();
-        prior + (c.latency_ms - prior) * fade
+        prior + (own - prior) * fade
     }
 
     /// Expected ms until this request finishes: it waits for the requests ahead of it to
@@ -464,7 +509,14 @@ pub fn choose<R: Rng + ?Sized>(
         .map(|j| {
             let c = &cands[j];
             let ahead = (c.active + c.queued + 1).saturating_sub(c.max_concurrent) as f64;
-            config.latency(c, &fleet) * ahead / c.max_concurrent as f64
+            let slot_ms = config.latency(c, &fleet) * ahead / c.max_concurrent as f64;
+            // A full window frees at a known time; tokens in flight free as requests end.
+            let limit_ms = if c.limit_wait_s.is_nan() {
+                config.latency(c, &fleet)
+            } else {
+                c.limit_wait_s * 1000.0
+            };
+            slot_ms.max(limit_ms)
         })
         .fold(f64::INFINITY, f64::min);
     let retry_after_s = if soonest_ms.is_finite() {

@@ -12,6 +12,10 @@ fn cand(score: f64, active: u64, max_concurrent: u64) -> Candidate {
         latency_ms: f64::NAN,
         latency_age_ms: 0.0,
         accepting: true,
+        limits: Limits::NONE,
+        tokens: TokenLoad::default(),
+        limit_wait_s: 0.0,
+        service_ms: f64::NAN,
     }
 }
 
@@ -297,7 +301,20 @@ fn one_weighted_score_formula() {
     assert!((weighted_score(0.8, 0.5, 0.5) - 0.6).abs() < 1e-15);
     assert_eq!(weighted_score(0.8, 0.0, 0.9), 0.8);
     let cap = Capacity::new(4, 2, 0.5).unwrap();
-    assert_eq!(cap.utilization(3), 0.75);
-    assert!(cap.is_over_target(3) && !cap.is_over_target(2));
+    let none = TokenLoad::default();
+    assert_eq!(cap.utilization(3, &none), 0.75);
+    assert!(cap.is_over_target(3, &none) && !cap.is_over_target(2, &none));
+    // With token limits, utilization is the highest fraction of any of them.
+    let limits = Limits::new(Some(100), Some(1000), Some(400)).unwrap();
+    let cap = cap.with_limits(limits);
+    let tokens = |in_flight, requests_in_window, tokens_in_window| TokenLoad {
+        in_flight,
+        requests_in_window,
+        tokens_in_window,
+    };
+    assert_eq!(cap.utilization(1, &tokens(300, 10, 100)), 0.75);
+    assert_eq!(cap.utilization(1, &tokens(0, 90, 100)), 0.9);
+    assert_eq!(cap.utilization(1, &tokens(0, 10, 950)), 0.95);
+    assert_eq!(cap.utilization(3, &tokens(0, 10, 100)), 0.75);
     assert!(cap.is_overloaded(5, 0) && cap.is_overloaded(4, 3) && !cap.is_overloaded(4, 2));
 }

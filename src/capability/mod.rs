@@ -23,6 +23,7 @@ use crate::display::{html_table, py_float, py_levels, py_str};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::load::Capacity;
 pub use crate::ser::pairs_as_map;
 
@@ -36,6 +37,10 @@ pub struct ModelDefaults {
     pub max_queue: u64,
     pub target_utilization: f64,
     pub cost_per_1k_tokens: f64,
+    /// Token-aware limits (`crate::limits`): None = unlimited.
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_tokens_in_flight: Option<u64>,
 }
 
 pub const MODEL_DEFAULTS: ModelDefaults = ModelDefaults {
@@ -44,6 +49,9 @@ pub const MODEL_DEFAULTS: ModelDefaults = ModelDefaults {
     max_queue: 0,
     target_utilization: 0.8,
     cost_per_1k_tokens: 0.0,
+    rpm: None,
+    tpm: None,
+    max_tokens_in_flight: None,
 };
 
 /// Relative weights of the score's terms. Validated finite and non-negative.
@@ -102,6 +110,9 @@ pub struct ModelProfile {
     pub max_queue: u64,
     pub target_utilization: f64,
     pub cost_per_1k_tokens: f64,
+    /// RPM, TPM and tokens in flight; unlimited by default.
+    #[serde(flatten)]
+    pub limits: Limits,
 }
 
 /// What an agent needs: minimum levels it cannot do without, weighted preferences, context.
@@ -291,7 +302,21 @@ impl ModelProfile {
             max_queue,
             target_utilization,
             cost_per_1k_tokens,
+            limits: Limits::NONE,
         })
+    }
+
+    /// The model with RPM, TPM and tokens-in-flight limits.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        ModelProfile { limits, ..self }
+    }
+
+    /// Its capacity, limits included: what the router registers with the load tracker.
+    pub fn capacity(&self) -> Result<Capacity> {
+        Ok(
+            Capacity::new(self.max_concurrent, self.max_queue, self.target_utilization)?
+                .with_limits(self.limits),
+        )
     }
 
     pub fn level(&self, capability: &str) -> f64 {

@@ -93,7 +93,7 @@ fn json(value: &impl Serialize) -> String {
 fn model_defaults_are_the_documented_values() {
     assert_eq!(
         json(&MODEL_DEFAULTS),
-        r#"{"context_window":8192,"max_concurrent":10,"max_queue":0,"target_utilization":0.8,"cost_per_1k_tokens":0.0}"#
+        r#"{"context_window":8192,"max_concurrent":10,"max_queue":0,"target_utilization":0.8,"cost_per_1k_tokens":0.0,"rpm":null,"tpm":null,"max_tokens_in_flight":null}"#
     );
     // Every default is itself a valid model.
     let d = MODEL_DEFAULTS;
@@ -114,7 +114,7 @@ fn profiles_serialize_as_the_python_dicts_with_levels_as_maps() {
     let m = model("m", &[("reasoning", 0.5), ("code", 0.9)], 4096, 0.25);
     assert_eq!(
         json(&m),
-        r#"{"id":"m","capabilities":{"code":0.9,"reasoning":0.5},"context_window":4096,"max_concurrent":10,"max_queue":5,"target_utilization":0.8,"cost_per_1k_tokens":0.25}"#
+        r#"{"id":"m","capabilities":{"code":0.9,"reasoning":0.5},"context_window":4096,"max_concurrent":10,"max_queue":5,"target_utilization":0.8,"cost_per_1k_tokens":0.25,"rpm":null,"tpm":null,"max_tokens_in_flight":null}"#
     );
     let a = agent("a", &[("code", 0.7)], &[("reasoning", 2.0)], 100);
     assert_eq!(

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{Capacity, Slot};
 use crate::error::Result;
+use crate::limits::{Refusal, Reservation};
 
 /// What a replica does when the shared backend cannot be reached. Serializes as its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,6 +44,18 @@ pub enum Admission {
     Leased(Slot, String),
     /// The model and its queue are full across every replica.
     Refused,
+    /// The backend is unreachable and the fail mode is open: admit locally.
+    FallBack,
+}
+
+/// The answer of a shared token-aware admission (`LoadBackend::acquire_tokens`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenAdmission {
+    Leased(Slot, String),
+    /// The model and its queue are full across every replica.
+    Refused,
+    /// A shared RPM, TPM or tokens-in-flight limit refuses it now.
+    Limited(Refusal),
     /// The backend is unreachable and the fail mode is open: admit locally.
     FallBack,
 }
@@ -107,6 +120,25 @@ pub trait LoadBackend: Send + Sync + fmt::Debug {
             self.release(model, *slot, lease);
         }
     }
+    /// Admits one request of `tokens` atomically across replicas under the model's RPM, TPM
+    /// and tokens-in-flight limits (`capacity.limits`) as well. None: this backend does not
+    /// share token limits (the caller then enforces them in-process).
+    fn acquire_tokens(
+        &self,
+        _model: &str,
+        _capacity: Capacity,
+        _bounded: bool,
+        _tokens: u64,
+    ) -> Result<Option<TokenAdmission>> {
+        Ok(None)
+    }
+    /// Counts `used` tokens for the request under `lease` in the shared TPM window and tokens
+    /// in flight (best effort).
+    fn reconcile(&self, _model: &str, _lease: &str, _used: u64) {}
+    /// (requests in window, tokens in window, tokens in flight) across replicas, when shared.
+    fn token_counts(&self, _model: &str) -> Option<(u64, u64, u64)> {
+        None
+    }
     /// (active, queued) across replicas; None when the backend is unreachable.
     fn counts(&self, model: &str) -> Option<(u64, u64)>;
     /// Drops any short-lived cache of `counts`, so the next reading is the backend's own.
@@ -114,16 +146,32 @@ pub trait LoadBackend: Send + Sync + fmt::Debug {
     fn status(&self) -> BackendStatus;
 }
 
-/// What an admitted request holds: its counter and, with a shared backend, its lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an admitted request holds: its counter, with a shared backend its lease, and its
+/// tokens in the model's limiter.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ticket {
     pub slot: Slot,
     pub lease: Option<String>,
+    pub reservation: Option<Reservation>,
 }
 
 impl Ticket {
     pub fn local(slot: Slot) -> Self {
-        Ticket { slot, lease: None }
+        Ticket {
+            slot,
+            lease: None,
+            reservation: None,
+        }
+    }
+
+    /// The ticket holding `reservation` in its model's limiter (none when it holds nothing:
+    /// no tokens and no window entry).
+    pub fn reserving(self, reservation: Reservation) -> Self {
+        let holds = reservation.tokens > 0 || reservation.seq > 0;
+        Ticket {
+            reservation: holds.then_some(reservation),
+            ..self
+        }
     }
 }
 

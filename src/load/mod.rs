@@ -11,10 +11,13 @@ use std::sync::{Arc, RwLock};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::error::{non_negative, Error, Result};
+use crate::limits::{Limiter, Refusal, TokenTiming};
 
 mod backend;
 mod clock;
-pub use backend::{Admission, BackendStatus, FailMode, LoadBackend, Ticket};
+pub use crate::limits::{Limits, TokenLoad};
+pub use backend::{Admission, BackendStatus, FailMode, LoadBackend, Ticket, TokenAdmission};
+
 pub use clock::{system_clock, AtomicF64, Clock, ManualClock, SharedClock, SystemClock};
 
 /// The shared backend a tracker's models count in, if any.
@@ -29,6 +32,8 @@ pub struct Capacity {
     pub max_concurrent: u64,
     pub max_queue: u64,
     pub target_utilization: f64,
+    /// RPM, TPM and tokens in flight (`crate::limits`); unlimited by default.
+    pub limits: Limits,
 }
 
 impl Capacity {
@@ -46,13 +51,21 @@ impl Capacity {
             max_concurrent,
             max_queue,
             target_utilization,
+            limits: Limits::NONE,
         })
     }
 
-    /// utilization = active / max_concurrent (may exceed 1). The one definition: the router,
-    /// the balancer, batch assignment, alerts and the simulator all read it from here.
-    pub fn utilization(&self, active: u64) -> f64 {
-        active as f64 / self.max_concurrent as f64
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Capacity { limits, ..self }
+    }
+
+    /// utilization = the highest of active / max_concurrent and the token-side fractions
+    /// (tokens in flight of max_tokens_in_flight, the RPM and TPM windows of their limits);
+    /// may exceed 1. The one definition: the router, the balancer, batch assignment, alerts
+    /// and the simulator all read it from here.
+    pub fn utilization(&self, active: u64, tokens: &TokenLoad) -> f64 {
+        let requests = active as f64 / self.max_concurrent as f64;
+        requests.max(self.limits.fraction(tokens))
     }
 
     /// Overloaded: more active requests than slots, or more queued than queue places.
@@ -61,8 +74,8 @@ impl Capacity {
     }
 
     /// Over target: utilization above `target_utilization`.
-    pub fn is_over_target(&self, active: u64) -> bool {
-        self.utilization(active) > self.target_utilization
+    pub fn is_over_target(&self, active: u64, tokens: &TokenLoad) -> bool {
+        self.utilization(active, tokens) > self.target_utilization
     }
 }
 
@@ -83,6 +96,15 @@ pub struct ModelState {
     /// With a backend the local atomics count this process's requests only (the fallback
     /// when the backend is away); readings come from the backend.
     backend: Option<SharedBackend>,
+    /// RPM/TPM windows and tokens in flight (this process's; see `crate::limits`).
+    limiter: Limiter,
+    /// The tracker's clock, so a reading sees the windows as of now.
+    clock: Option<SharedClock>,
+    /// Latency against output tokens, learned from finished requests with usage.
+    timing: std::sync::Mutex<TokenTiming>,
+    /// Its fit (TTFT ms, ms per output token), NaN until learned: read lock-free by routing.
+    ttft_ms: AtomicF64,
+    per_token_ms: AtomicF64,
 }
 
 /// A consistent-enough reading of one model (each field is read atomically).
@@ -94,18 +116,22 @@ pub struct ModelLoad {
     pub avg_latency_ms: f64,
     pub last_updated: f64,
     pub capacity: Capacity,
+    /// Tokens in flight and the RPM/TPM windows' contents.
+    pub tokens: TokenLoad,
 }
 
 impl ModelLoad {
     pub fn utilization(&self) -> f64 {
-        self.capacity.utilization(self.active_requests)
+        self.capacity
+            .utilization(self.active_requests, &self.tokens)
     }
     pub fn is_overloaded(&self) -> bool {
         self.capacity
             .is_overloaded(self.active_requests, self.queue_depth)
     }
     pub fn is_over_target(&self) -> bool {
-        self.capacity.is_over_target(self.active_requests)
+        self.capacity
+            .is_over_target(self.active_requests, &self.tokens)
     }
     /// EWMA of observed latencies; `None` before the first sample.
     pub fn latency(&self) -> Option<f64> {
@@ -118,7 +144,7 @@ impl ModelLoad {
 impl Serialize for ModelLoad {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let c = &self.capacity;
-        let mut s = serializer.serialize_struct("ModelLoad", 11)?;
+        let mut s = serializer.serialize_struct("ModelLoad", 17)?;
         s.serialize_field("model_id", &self.model_id)?;
         s.serialize_field("active_requests", &self.active_requests)?;
         s.serialize_field("queue_depth", &self.queue_depth)?;
@@ -130,6 +156,12 @@ impl Serialize for ModelLoad {
         s.serialize_field("target_utilization", &c.target_utilization)?;
         s.serialize_field("is_overloaded", &self.is_overloaded())?;
         s.serialize_field("is_over_target", &self.is_over_target())?;
+        s.serialize_field("rpm", &c.limits.rpm)?;
+        s.serialize_field("tpm", &c.limits.tpm)?;
+        s.serialize_field("max_tokens_in_flight", &c.limits.max_tokens_in_flight)?;
+        s.serialize_field("tokens_in_flight", &self.tokens.in_flight)?;
+        s.serialize_field("requests_in_window", &self.tokens.requests_in_window)?;
+        s.serialize_field("tokens_in_window", &self.tokens.tokens_in_window)?;
         s.end()
     }
 }
@@ -194,7 +226,73 @@ impl ModelState {
             latency_at: AtomicF64::new(f64::NAN),
             last_updated: AtomicF64::new(now),
             backend: None,
+            limiter: Limiter::new(capacity.limits),
+            clock: None,
+            timing: std::sync::Mutex::new(TokenTiming::default()),
+            ttft_ms: AtomicF64::new(f64::NAN),
+            per_token_ms: AtomicF64::new(f64::NAN),
         }
+    }
+
+    /// Learns from one finished request: `output_tokens` generated in `latency_ms`.
+    pub fn record_usage(&self, output_tokens: u64, latency_ms: f64) {
+        let mut timing = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+        timing.observe(output_tokens, latency_ms);
+        if let Some((ttft, per_token)) = timing.fit() {
+            self.ttft_ms.store(ttft);
+            self.per_token_ms.store(per_token);
+        }
+    }
+
+    /// (TTFT ms, ms per output token) as learned; NaN before.
+    pub fn token_timing(&self) -> (f64, f64) {
+        (self.ttft_ms.load(), self.per_token_ms.load())
+    }
+
+    /// Expected service time of a request generating `output_tokens`: TTFT + output × per-token
+    /// time; NaN while unknown (no output length given, or not learned yet).
+    pub fn service_ms(&self, output_tokens: u64) -> f64 {
+        if output_tokens == 0 {
+            return f64::NAN;
+        }
+        self.ttft_ms.load() + output_tokens as f64 * self.per_token_ms.load()
+    }
+
+    /// A model whose readings take the time from `clock` (its tracker's).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Now on the tracker's clock; the last update without one.
+    fn now(&self) -> f64 {
+        self.clock
+            .as_ref()
+            .map_or_else(|| self.last_updated(), |c| c.now())
+    }
+
+    /// RPM/TPM windows and tokens in flight of this model.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// Token-side load now (this process's; see `snapshot` for the shared one).
+    pub fn token_load(&self, now: f64) -> TokenLoad {
+        self.limiter.load(now)
+    }
+
+    /// The windows and tokens in flight across replicas, when a backend shares them.
+    fn shared_token_load(&self) -> Option<TokenLoad> {
+        let backend = self
+            .backend
+            .as_ref()
+            .filter(|_| self.limiter.is_limited())?;
+        let (requests, tokens, in_flight) = backend.token_counts(&self.id)?;
+        Some(TokenLoad {
+            in_flight,
+            requests_in_window: requests,
+            tokens_in_window: tokens,
+        })
     }
 
     /// A model whose in-flight counts are shared through `backend`.
@@ -229,10 +327,14 @@ impl ModelState {
             max_concurrent: self.max_concurrent.load(Ordering::Acquire),
             max_queue: self.max_queue.load(Ordering::Acquire),
             target_utilization: self.target_utilization.load(),
+            limits: self.limiter.limits(),
         }
     }
 
     pub fn set_capacity(&self, capacity: Capacity, now: f64) {
+        if capacity.limits != self.limiter.limits() {
+            self.limiter.set_limits(capacity.limits);
+        }
         self.max_concurrent
             .store(capacity.max_concurrent, Ordering::Release);
         self.max_queue.store(capacity.max_queue, Ordering::Release);
@@ -311,6 +413,19 @@ impl ModelState {
         Some(slot)
     }
 
+    /// `try_admit` of a request of `tokens` under the model's token limits too, in one atomic
+    /// decision (see `Limiter::admit`).
+    pub fn try_admit_tokens(&self, tokens: u64, now: f64) -> Admit {
+        match self
+            .limiter
+            .admit(tokens, true, now, || self.try_admit(now))
+        {
+            Ok(Some((slot, r))) => Admit::Granted(Ticket::local(slot).reserving(r)),
+            Ok(None) => Admit::Full,
+            Err(refusal) => Admit::Limited(refusal),
+        }
+    }
+
     /// Gives back what `try_admit` or a tracked request took. Saturates at zero so that an
     /// external `set_counts` reset can never make a release wrap.
     pub fn release(&self, slot: Slot, now: f64) {
@@ -326,12 +441,99 @@ impl ModelState {
     /// in the backend when there is one, else — or when it is away and fails open — locally.
     /// None when full; `Error::BackendUnavailable` when the backend is away and fails closed.
     pub fn acquire(&self, bounded: bool, now: f64) -> Result<Option<Ticket>> {
-        Ok(self.acquire_many(bounded, 1, now)?.pop())
+        Ok(match self.acquire_tokens(bounded, 0, now)? {
+            Admit::Granted(ticket) => Some(ticket),
+            Admit::Full | Admit::Limited(_) => None,
+        })
+    }
+
+    /// `acquire` of one request of `tokens` (prompt + max output): one atomic decision over
+    /// concurrency, queue, RPM, TPM and tokens in flight. A request bigger than the model's
+    /// TPM or token capacity is an input error naming the limit (it could never be admitted).
+    pub fn acquire_tokens(&self, bounded: bool, tokens: u64, now: f64) -> Result<Admit> {
+        if let Some((name, limit)) = self.capacity().limits.too_big(tokens) {
+            if bounded {
+                return Err(too_big(&format!("{:?}", self.id), tokens, name, limit));
+            }
+        }
+        if let Some(backend) = &self.backend {
+            if self.limiter.is_limited() {
+                let capacity = self.capacity();
+                match backend.acquire_tokens(&self.id, capacity, bounded, tokens)? {
+                    Some(TokenAdmission::Leased(slot, lease)) => {
+                        self.counter(slot).fetch_add(1, Ordering::AcqRel);
+                        self.last_updated.store(now);
+                        let ticket = Ticket {
+                            slot,
+                            lease: Some(lease),
+                            reservation: None,
+                        };
+                        return Ok(Admit::Granted(
+                            ticket.reserving(self.limiter.hold(tokens, now)),
+                        ));
+                    }
+                    Some(TokenAdmission::Refused) => return Ok(Admit::Full),
+                    Some(TokenAdmission::Limited(r)) => return Ok(Admit::Limited(r)),
+                    Some(TokenAdmission::FallBack) | None => {}
+                }
+            }
+            return self.acquire_tokens_shared(bounded, tokens, now);
+        }
+        if !bounded {
+            let granted = self.limiter.admit(tokens, false, now, || {
+                self.active.fetch_add(1, Ordering::AcqRel);
+                Some(Slot::Active)
+            });
+            self.last_updated.store(now);
+            return Ok(match granted {
+                Ok(Some((slot, r))) => Admit::Granted(Ticket::local(slot).reserving(r)),
+                _ => Admit::Full, // unreachable: unbounded admissions are never refused
+            });
+        }
+        Ok(self.try_admit_tokens(tokens, now))
+    }
+
+    /// Shared admission (the backend's limits) — token windows are counted in this process.
+    fn acquire_tokens_shared(&self, bounded: bool, tokens: u64, now: f64) -> Result<Admit> {
+        let admitted = self.limiter.admit(tokens, bounded, now, || {
+            self.acquire_slots(bounded, 1, now)
+                .map(|mut t| t.pop())
+                .transpose()
+        });
+        match admitted {
+            Ok(Some((Ok(ticket), r))) => Ok(Admit::Granted(ticket.reserving(r))),
+            Ok(Some((Err(e), r))) => {
+                self.limiter.release(&r);
+                Err(e)
+            }
+            Ok(None) => Ok(Admit::Full),
+            Err(refusal) => Ok(Admit::Limited(refusal)),
+        }
     }
 
     /// Up to `n` admissions at once (one round trip with a shared backend); fewer when the
     /// model and its queue fill up. Active slots come first, then queue places.
     pub fn acquire_many(&self, bounded: bool, n: usize, now: f64) -> Result<Vec<Ticket>> {
+        if !self.limiter.is_limited() {
+            return self.acquire_slots(bounded, n, now);
+        }
+        // Under RPM/TPM limits each request is one windowed decision.
+        let mut tickets = Vec::new();
+        for _ in 0..n {
+            match self.acquire_tokens(bounded, 0, now) {
+                Ok(Admit::Granted(t)) => tickets.push(t),
+                Ok(_) => break,
+                Err(e) => {
+                    self.release_tickets(&tickets, now);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(tickets)
+    }
+
+    /// Slots and queue places only (no token limits): `acquire_many` without limits.
+    fn acquire_slots(&self, bounded: bool, n: usize, now: f64) -> Result<Vec<Ticket>> {
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -344,6 +546,7 @@ impl ModelState {
                 let tickets = granted.into_iter().map(|(slot, lease)| Ticket {
                     slot,
                     lease: Some(lease),
+                    reservation: None,
                 });
                 return Ok(tickets.collect());
             }
@@ -367,6 +570,9 @@ impl ModelState {
     pub fn release_tickets(&self, tickets: &[Ticket], now: f64) {
         for ticket in tickets {
             self.release(ticket.slot, now);
+            if let Some(r) = &ticket.reservation {
+                self.limiter.release(r);
+            }
         }
         if let Some(backend) = &self.backend {
             let leases: Vec<(Slot, String)> = tickets
@@ -395,8 +601,32 @@ impl ModelState {
             avg_latency_ms: self.latency_ms(),
             last_updated: self.last_updated(),
             capacity: self.capacity(),
+            tokens: self
+                .shared_token_load()
+                .unwrap_or_else(|| self.limiter.load(self.now())),
         }
     }
+}
+
+/// What one admission decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admit {
+    Granted(Ticket),
+    /// No slot and no queue place.
+    Full,
+    /// A token limit (RPM, TPM, tokens in flight) refuses the request now.
+    Limited(Refusal),
+}
+
+/// The error for a request no window or capacity of the model can ever hold.
+pub fn too_big(model: &str, tokens: u64, limit: &str, value: u64) -> Error {
+    Error::invalid(
+        "tokens",
+        format!(
+            "a request of {tokens} tokens can never be admitted on {model}: it exceeds its \
+             {limit} of {value}"
+        ),
+    )
 }
 
 /// Load of every known model, with staleness.
@@ -467,6 +697,7 @@ impl LoadTracker {
             .and_modify(|s| s.set_capacity(capacity, now))
             .or_insert_with(|| {
                 let state = ModelState::new(id.to_string(), capacity, now);
+                let state = state.with_clock(self.clock.clone());
                 Arc::new(state.with_backend(self.backend.clone()))
             })
             .clone()

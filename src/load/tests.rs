@@ -143,7 +143,7 @@ fn a_load_reading_serializes_as_the_python_dict_and_displays_as_its_repr() {
     let load = t.current_load("m\"x").unwrap();
     assert_eq!(
         json(&load),
-        r#"{"model_id":"m\"x","active_requests":3,"queue_depth":0,"avg_latency_ms":null,"utilization":0.75,"last_updated":100.0,"max_concurrent":4,"max_queue":2,"target_utilization":0.5,"is_overloaded":false,"is_over_target":true}"#
+        r#"{"model_id":"m\"x","active_requests":3,"queue_depth":0,"avg_latency_ms":null,"utilization":0.75,"last_updated":100.0,"max_concurrent":4,"max_queue":2,"target_utilization":0.5,"is_overloaded":false,"is_over_target":true,"rpm":null,"tpm":null,"max_tokens_in_flight":null,"tokens_in_flight":0,"requests_in_window":0,"tokens_in_window":0}"#
     );
     assert_eq!(load.latency(), None);
     assert_eq!(

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 
-use super::errors::int;
+use super::errors::{int, tokens};
+use crate::limits::Limits;
 
 use super::arrays::{self, levels_to_py, pymethods_with_getters, to_py};
 use super::errors::invalid;
@@ -38,9 +39,12 @@ pymethods_with_getters! {
     #[pyo3(signature = (id, capabilities=None, *, context_window=D.context_window as i64,
                         max_concurrent=D.max_concurrent as i64, max_queue=D.max_queue as i64,
                         target_utilization=D.target_utilization,
-                        cost_per_1k_tokens=D.cost_per_1k_tokens),
+                        cost_per_1k_tokens=D.cost_per_1k_tokens, rpm=None, tpm=None,
+                        max_tokens_in_flight=None),
            text_signature = "(id, capabilities=None, *, context_window=8192, max_concurrent=10, \
-                             max_queue=0, target_utilization=0.8, cost_per_1k_tokens=0.0)")]
+                             max_queue=0, target_utilization=0.8, cost_per_1k_tokens=0.0, \
+                             rpm=None, tpm=None, max_tokens_in_flight=None)")]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         id: String,
         capabilities: Option<HashMap<String, f64>>,
@@ -49,7 +53,13 @@ pymethods_with_getters! {
         #[pyo3(from_py_with = int::max_queue)] max_queue: i64,
         target_utilization: f64,
         cost_per_1k_tokens: f64,
+        #[pyo3(from_py_with = tokens::limit::rpm)] rpm: Option<i64>,
+        #[pyo3(from_py_with = tokens::limit::tpm)] tpm: Option<i64>,
+        #[pyo3(from_py_with = tokens::limit::max_tokens_in_flight)] max_tokens_in_flight: Option<
+            i64,
+        >,
     ) -> PyResult<Self> {
+        let limits = Limits::new(rpm, tpm, max_tokens_in_flight)?;
         Ok(PyModel(ModelProfile::new(
             id,
             entries(capabilities),
@@ -58,12 +68,28 @@ pymethods_with_getters! {
             non_negative("max_queue", max_queue)?,
             target_utilization,
             cost_per_1k_tokens,
-        )?))
+        )?
+        .with_limits(limits)))
     }
 
     #[getter]
     fn id(&self) -> &str {
         &self.0.id
+    }
+    /// Requests per sliding minute; None = unlimited.
+    #[getter]
+    fn rpm(&self) -> Option<u64> {
+        self.0.limits.rpm
+    }
+    /// Tokens (prompt + output) per sliding minute; None = unlimited.
+    #[getter]
+    fn tpm(&self) -> Option<u64> {
+        self.0.limits.tpm
+    }
+    /// Tokens the deployment holds at once (its KV cache); None = unlimited.
+    #[getter]
+    fn max_tokens_in_flight(&self) -> Option<u64> {
+        self.0.limits.max_tokens_in_flight
     }
     #[getter]
     fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

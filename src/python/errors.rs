@@ -85,3 +85,47 @@ pub mod int {
     }
     fields!(active_requests, queue_depth, limit);
 }
+
+/// Token counts and token limits read through `#[pyo3(from_py_with = tokens::NAME)]`: only a
+/// Python int is a count; a float, a string or a negative number is an input error naming the
+/// field (a token count of 1.5 is a caller's bug, never rounded).
+pub mod tokens {
+    use pyo3::prelude::*;
+    use pyo3::types::{PyBool, PyInt};
+
+    fn count(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<i64> {
+        if !obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyBool>() {
+            let got = obj
+                .repr()
+                .map_or_else(|_| "?".to_string(), |r| r.to_string());
+            return Err(super::invalid(
+                field,
+                format!("must be an integer, got {got}"),
+            ));
+        }
+        obj.extract::<i64>()
+            .map_err(|_| super::invalid(field, format!("must be below 2**63, got {obj}")))
+    }
+
+    macro_rules! counts {
+        ($($name:ident),*) => {$(
+            pub fn $name(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+                Ok(crate::limits::tokens_arg(stringify!($name), count(obj, stringify!($name))?)?)
+            }
+        )*};
+    }
+    counts!(tokens, max_output_tokens, prompt_tokens, completion_tokens);
+
+    /// Limits: None (unlimited) or an integer (checked >= 1 by `Limits::new`).
+    pub mod limit {
+        use pyo3::prelude::*;
+        macro_rules! limits {
+            ($($name:ident),*) => {$(
+                pub fn $name(obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+                    if obj.is_none() { Ok(None) } else { super::count(obj, stringify!($name)).map(Some) }
+                }
+            )*};
+        }
+        limits!(rpm, tpm, max_tokens_in_flight);
+    }
+}

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
 use super::arrays::pymethods_with_getters;
+use super::errors::tokens;
 use crate::router::{Guard, Outcome};
 
 /// One in-flight request: holds an active slot (or queue place) from enter until exit,
@@ -42,6 +43,23 @@ pymethods_with_getters! {
         released: bool,
     }
 
+    /// Tokens the request holds in flight: its reservation, or its usage once reported.
+    #[getter]
+    fn tokens(&self) -> u64 {
+        self.0.tokens()
+    }
+
+    /// The request's actual usage as the provider counts it: the model's TPM window counts
+    /// `prompt_tokens + completion_tokens` instead of the reservation (freeing what was not
+    /// used), and so do its tokens in flight until the request ends.
+    fn set_usage(
+        &self,
+        #[pyo3(from_py_with = tokens::prompt_tokens)] prompt_tokens: u64,
+        #[pyo3(from_py_with = tokens::completion_tokens)] completion_tokens: u64,
+    ) {
+        self.0.set_usage(prompt_tokens, completion_tokens);
+    }
+
     /// Marks the request failed without raising (e.g. the model returned an error body).
     fn mark_failed(&self) {
         self.0.mark_failed();
@@ -53,6 +71,12 @@ pymethods_with_getters! {
     #[pyo3(signature = (kind, retry_after_s=None))]
     fn fail(&self, kind: &str, retry_after_s: Option<f64>) -> PyResult<()> {
         self.0.report(crate::router::Outcome::parse(kind, retry_after_s)?);
+        Ok(())
+    }
+
+    /// `fail` with a classifier's outcome (`Router.call`): see `Outcome::classified`.
+    fn _fail_classified(&self, kind: &str, retry_after_s: Option<f64>) -> PyResult<()> {
+        self.0.report(crate::router::Outcome::classified(kind, retry_after_s)?);
         Ok(())
     }
 
@@ -122,8 +146,7 @@ fn exit_outcome(exc_type: Option<&Bound<'_, PyAny>>, exc: Option<&Bound<'_, PyAn
             .call_method1("classify", (exc,))?;
         let kind: String = outcome.getattr("kind")?.extract()?;
         let retry: Option<f64> = outcome.getattr("retry_after_s")?.extract()?;
-        let retry = retry.filter(|_| kind == "rate_limited");
-        Ok(Outcome::parse(&kind, retry)?)
+        Ok(Outcome::classified(&kind, retry)?)
     })();
     classified.unwrap_or(Outcome::Failed)
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use super::errors::int;
+use super::errors::{int, tokens};
+use crate::limits::Limits;
 
 use super::arrays::{pymethods_with_getters, to_py};
 use super::capability::non_negative;
@@ -72,6 +73,33 @@ pymethods_with_getters! {
     fn target_utilization(&self) -> f64 {
         self.0.capacity.target_utilization
     }
+    #[getter]
+    fn rpm(&self) -> Option<u64> {
+        self.0.capacity.limits.rpm
+    }
+    #[getter]
+    fn tpm(&self) -> Option<u64> {
+        self.0.capacity.limits.tpm
+    }
+    #[getter]
+    fn max_tokens_in_flight(&self) -> Option<u64> {
+        self.0.capacity.limits.max_tokens_in_flight
+    }
+    /// Tokens held by requests in flight (reservations, or usage once reported).
+    #[getter]
+    fn tokens_in_flight(&self) -> u64 {
+        self.0.tokens.in_flight
+    }
+    /// Requests admitted in the last 60 s (counted when the model has an RPM or TPM limit).
+    #[getter]
+    fn requests_in_window(&self) -> u64 {
+        self.0.tokens.requests_in_window
+    }
+    /// Tokens admitted (reconciled to usage) in the last 60 s, as the TPM limit counts them.
+    #[getter]
+    fn tokens_in_window(&self) -> u64 {
+        self.0.tokens.tokens_in_window
+    }
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.0)
     }
@@ -120,19 +148,28 @@ pymethods_with_getters! {
         status.map(|s| to_py(py, &s)).transpose()
     }
 
-    #[pyo3(signature = (model_id, max_concurrent, max_queue=0, target_utilization=0.8))]
+    #[pyo3(signature = (model_id, max_concurrent, max_queue=0, target_utilization=0.8, *,
+                        rpm=None, tpm=None, max_tokens_in_flight=None))]
+    #[allow(clippy::too_many_arguments)]
     fn set_capacity(
         &self,
         model_id: &str,
         #[pyo3(from_py_with = int::max_concurrent)] max_concurrent: i64,
         #[pyo3(from_py_with = int::max_queue)] max_queue: i64,
         target_utilization: f64,
+        #[pyo3(from_py_with = tokens::limit::rpm)] rpm: Option<i64>,
+        #[pyo3(from_py_with = tokens::limit::tpm)] tpm: Option<i64>,
+        #[pyo3(from_py_with = tokens::limit::max_tokens_in_flight)] max_tokens_in_flight: Option<
+            i64,
+        >,
     ) -> PyResult<()> {
+        let limits = Limits::new(rpm, tpm, max_tokens_in_flight)?;
         let capacity = Capacity::new(
             non_negative("max_concurrent", max_concurrent)?,
             non_negative("max_queue", max_queue)?,
             target_utilization,
-        )?;
+        )?
+        .with_limits(limits);
         self.0.set_capacity(model_id, capacity);
         Ok(())
     }
@@ -196,9 +233,15 @@ pymethods_with_getters! {
         Ok(loads.into_iter().map(PyModelLoad).collect())
     }
 
-    /// `with tracker.track(model_id):` holds one active request for the block.
-    fn track(&self, model_id: &str) -> PyResult<PyInFlight> {
-        Ok(PyInFlight(Guard::track(&self.0, model_id)?))
+    /// `with tracker.track(model_id, tokens=n):` holds one active request (and its tokens in
+    /// flight, counted in the model's RPM/TPM windows) for the block.
+    #[pyo3(signature = (model_id, *, tokens=0))]
+    fn track(
+        &self,
+        model_id: &str,
+        #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
+    ) -> PyResult<PyInFlight> {
+        Ok(PyInFlight(Guard::track(&self.0, model_id, tokens)?))
     }
 
     /// Admits up to `n` requests of one model at once (one round trip with a shared backend),

@@ -11,11 +11,12 @@ use super::adaptive::PyAdaptiveScorer;
 use super::arrays::{deprecated, pymethods_with_getters, to_py};
 use super::capability::{weights_or_default, PyAgent, PyModel, PyScoreWeights};
 use super::capacity::PyCapacityManager;
-use super::errors::{int, invalid};
+use super::errors::{int, invalid, tokens};
 use super::load::{clock_from, PyInFlight, PyLoadTracker, PyManualClock, PyModelLoad};
 use super::perf::PyPerformanceTracker;
 use crate::balancer::Policy;
 use crate::capability::AgentProfile;
+use crate::limits::Demand;
 use crate::load::LoadTracker;
 use crate::redis_backend::TrackerSettings;
 use crate::router::{legacy_keyword_warning, Assignment, AssignmentResult, Feeds, Guard};
@@ -263,39 +264,65 @@ impl PyRouter {
     /// The model id for one request of `agent` under live load. Raises NoCapacityError (with
     /// `retry_after_s`) when every eligible model and its queue are full, InfeasibleError when
     /// no model meets the agent's requirements. Reserves nothing: see `request`.
-    fn route(&self, py: Python<'_>, agent: &Bound<'_, PyAny>) -> PyResult<String> {
+    /// `tokens` (prompt + expected output) passes over models whose RPM, TPM or tokens in
+    /// flight cannot take the request now; ValueError when it exceeds every able model's TPM
+    /// or token capacity.
+    #[pyo3(signature = (agent, *, tokens=0))]
+    fn route(
+        &self,
+        py: Python<'_>,
+        agent: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
+    ) -> PyResult<String> {
         let agent = &agent_from(agent)?.get().0;
-        let route = py.detach(|| self.core.route(agent))?;
+        let demand = Demand::tokens(tokens);
+        let route = py.detach(|| self.core.route_tokens(agent, demand))?;
         Ok(self.core.models[route.model].id.clone())
     }
 
     /// Routes and reserves atomically: `with router.request(agent) as r: call(r.model_id)`.
-    /// The slot (or queue place) is given back on exit, exception or cancellation.
-    fn request(&self, py: Python<'_>, agent: &Bound<'_, PyAny>) -> PyResult<PyInFlight> {
+    /// The slot (or queue place) is given back on exit, exception or cancellation. With
+    /// `tokens` (the prompt's) and `max_output_tokens`, their sum is admitted in one atomic
+    /// decision with concurrency and queue against the model's RPM, TPM and tokens in flight;
+    /// report the usage with `InFlight.set_usage` to reconcile the TPM window.
+    #[pyo3(signature = (agent, *, tokens=0, max_output_tokens=0))]
+    fn request(
+        &self,
+        py: Python<'_>,
+        agent: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
+        #[pyo3(from_py_with = tokens::max_output_tokens)] max_output_tokens: u64,
+    ) -> PyResult<PyInFlight> {
         let agent = &agent_from(agent)?.get().0;
-        let (_, flight) = py.detach(|| self.core.admit(agent))?;
+        let demand = Demand {
+            tokens: tokens.saturating_add(max_output_tokens),
+            output_tokens: max_output_tokens,
+        };
+        let (_, flight) = py.detach(|| self.core.admit_tokens(agent, demand))?;
         Ok(PyInFlight(Guard::flying(flight)))
     }
 
     /// For asyncio: `async with router.acquire(agent, timeout_s=2.0) as r:` (or `await`) admits
     /// like `request`, waiting for capacity up to `timeout_s` while yielding to the event loop,
     /// and runs shared-backend round trips on a worker thread (modelrouter/_aio.py).
-    #[pyo3(signature = (agent, *, timeout_s=None))]
+    #[pyo3(signature = (agent, *, timeout_s=None, tokens=0, max_output_tokens=0))]
     fn acquire<'py>(
         slf: &Bound<'py, Self>,
         agent: &Bound<'py, PyAny>,
         timeout_s: Option<&Bound<'py, PyAny>>,
+        #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
+        #[pyo3(from_py_with = tokens::max_output_tokens)] max_output_tokens: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
         agent_from(agent)?;
         let py = slf.py();
         let acquisition = py.import("modelrouter._aio")?.getattr("Acquisition")?;
-        acquisition.call1((slf, agent, timeout_s))
+        acquisition.call1((slf, agent, timeout_s, tokens, max_output_tokens))
     }
 
     /// `fn(model_id)` under admission, with retries on another model and fallbacks: see
     /// `modelrouter._calls.call` (the retry loop is glue around the core's admission, health
-    /// and retry budget).
-    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None))]
+    /// and retry budget). With `store`, every attempt is recorded there.
+    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None, store=None))]
     fn call<'py>(
         slf: &Bound<'py, Self>,
         agent: &Bound<'py, PyAny>,
@@ -303,13 +330,16 @@ impl PyRouter {
         #[pyo3(from_py_with = int::retries)] retries: i64,
         fallbacks: Option<&Bound<'py, PyAny>>,
         timeout_s: Option<&Bound<'py, PyAny>>,
+        store: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let calls = slf.py().import("modelrouter._calls")?;
-        calls.call_method1("call", (slf, agent, r#fn, retries, fallbacks, timeout_s))
+        let args = (slf, agent, r#fn, retries, fallbacks, timeout_s, store);
+        slf.py()
+            .import("modelrouter._calls")?
+            .call_method1("call", args)
     }
 
     /// `await router.acall(agent, fn, ...)`: `call` for a coroutine function.
-    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None))]
+    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None, store=None))]
     fn acall<'py>(
         slf: &Bound<'py, Self>,
         agent: &Bound<'py, PyAny>,
@@ -317,9 +347,12 @@ impl PyRouter {
         #[pyo3(from_py_with = int::retries)] retries: i64,
         fallbacks: Option<&Bound<'py, PyAny>>,
         timeout_s: Option<&Bound<'py, PyAny>>,
+        store: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let calls = slf.py().import("modelrouter._calls")?;
-        calls.call_method1("acall", (slf, agent, r#fn, retries, fallbacks, timeout_s))
+        let args = (slf, agent, r#fn, retries, fallbacks, timeout_s, store);
+        slf.py()
+            .import("modelrouter._calls")?
+            .call_method1("acall", args)
     }
 
     /// For `call`: admission avoiding the models in `avoid` and, after a context-length error,
@@ -393,9 +426,14 @@ impl PyRouter {
 
     /// `with router.track(model_id):` counts one active request on the model for the block
     /// and records its latency and outcome (failed when the block raises or `mark_failed()`).
-    #[pyo3(signature = (model_id, agent_id=None))]
-    fn track(&self, model_id: &str, agent_id: Option<&str>) -> PyResult<PyInFlight> {
-        Ok(PyInFlight(self.core.guard(model_id, agent_id)?))
+    #[pyo3(signature = (model_id, agent_id=None, *, tokens=0))]
+    fn track(
+        &self,
+        model_id: &str,
+        agent_id: Option<&str>,
+        #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
+    ) -> PyResult<PyInFlight> {
+        Ok(PyInFlight(self.core.guard(model_id, agent_id, tokens)?))
     }
 
     /// Records one finished request observed outside `track`; `outcome` (one of `OUTCOMES`,

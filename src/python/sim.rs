@@ -11,6 +11,7 @@ use pyo3::types::{PyDict, PyString};
 
 use super::arrays::{levels_to_py, pymethods_with_getters, renamed, to_py};
 use super::errors::invalid;
+use crate::sim::tokens::QuotaAdmission;
 use crate::sim::{
     parse_policies, run_name, simulate_reporting, PolicySummary, Scenario, SimulationReport,
     Stopped,
@@ -29,6 +30,8 @@ pymethods_with_getters! {
         duration_s: f64, throughput_per_s: f64, requests: u64, completed: u64,
         overload_failures: u64, rejected: u64, retries: u64, max_queue_length: u64,
         success_rate: f64, failed: u64, failure_retries: u64, wasted_calls: u64,
+        ttft_p50_ms: f64, ttft_p95_ms: f64, ttft_p99_ms: f64, tokens_per_s: f64,
+        quota_rejections: u64,
     }
     #[getter]
     fn policy(&self) -> &'static str {
@@ -169,11 +172,19 @@ fn count(obj: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Option<u64>> {
 /// "slowdown", "from_s", "to_s", ...}]; `failure_handling` (a list of "none", "eject",
 /// "eject_retry"; all three when a model has faults); `agents`: Agent fields plus a mix
 /// `weight` (1). Shipped: also "outage".
+/// Tokens: models take `rpm`, `tpm` (the provider's quota, answered 429 above it) and
+/// `ms_per_output_token`; agents `prompt_tokens` and `output_tokens` {"median", "sigma"}
+/// (lognormal); `admission` is what the router enforces of the quotas ("tokens": RPM and TPM,
+/// "requests": RPM only, "none"); `trace` {"file", "rate_scale"} replays a CSV with Azure's
+/// columns (TIMESTAMP, ContextTokens, GeneratedTokens).
 /// `policies` (a name or a list; `strategies` is its deprecated alias) defaults to every
-/// policy; `seed` and `requests` override the scenario's; `progress(fraction)` is called on
-/// the calling thread at most about a hundred times.
+/// policy; `seed`, `requests`, `admission` and `trace` (with `trace_rate_scale`) override the
+/// scenario's; `progress(fraction)` is called on the calling thread at most about a hundred
+/// times.
 #[pyfunction]
-#[pyo3(signature = (scenario, policies=None, *, seed=None, requests=None, progress=None, strategies=None))]
+#[pyo3(signature = (scenario, policies=None, *, seed=None, requests=None, progress=None,
+                    strategies=None, admission=None, trace=None, trace_rate_scale=1.0))]
+#[allow(clippy::too_many_arguments)]
 fn simulate(
     py: Python<'_>,
     scenario: &Bound<'_, PyAny>,
@@ -182,6 +193,9 @@ fn simulate(
     requests: Option<&Bound<'_, PyAny>>,
     progress: Option<Bound<'_, PyAny>>,
     strategies: Option<&Bound<'_, PyAny>>,
+    admission: Option<&str>,
+    trace: Option<PathBuf>,
+    trace_rate_scale: f64,
 ) -> PyResult<PySimulationReport> {
     let field = if strategies.is_some() {
         "strategies"
@@ -202,6 +216,18 @@ fn simulate(
     }
     if let Some(n) = count(requests, "requests")? {
         sc.set_requests(n)?;
+    }
+    if let Some(name) = admission {
+        sc.admission = crate::error::parse_choice(
+            "admission",
+            "admission",
+            name,
+            &QuotaAdmission::ALL,
+            QuotaAdmission::name,
+        )?;
+    }
+    if let Some(path) = trace {
+        sc.set_trace(&path, trace_rate_scale)?;
     }
     let callback = match progress {
         Some(p) if !p.is_callable() => return Err(invalid("progress", "must be callable")),

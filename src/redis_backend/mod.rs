@@ -21,6 +21,7 @@ use crate::LOG_TARGET;
 
 mod config;
 mod conn;
+mod limits;
 mod renew;
 mod scripts;
 
@@ -74,6 +75,9 @@ struct Inner {
     renew: Script,
     read: Script,
     forget: Script,
+    acquire_limited: Script,
+    reconcile: Script,
+    read_limited: Script,
 }
 
 impl std::fmt::Debug for Inner {
@@ -146,6 +150,9 @@ impl RedisBackend {
             renew: Script::new(scripts::RENEW),
             read: Script::new(scripts::READ),
             forget: Script::new(scripts::FORGET),
+            acquire_limited: Script::new(limits::ACQUIRE_LIMITED),
+            reconcile: Script::new(limits::RECONCILE),
+            read_limited: Script::new(limits::READ_LIMITED),
             config,
         };
         Ok(RedisBackend {
@@ -452,6 +459,31 @@ impl LoadBackend for RedisBackend {
             inner.defer_forget(model, leases.iter().map(|(_, id)| id.clone()).collect());
             self.ensure_renewer();
         }
+    }
+
+    fn acquire_tokens(
+        &self,
+        model: &str,
+        capacity: Capacity,
+        bounded: bool,
+        tokens: u64,
+    ) -> Result<Option<crate::load::TokenAdmission>> {
+        match self.lease_limited(model, capacity, bounded, tokens) {
+            Ok(a) => Ok(Some(limits::into_token_admission(a))),
+            Err(_) if self.inner.config.fail_mode == FailMode::Open => {
+                self.inner.fail_open_events.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(crate::load::TokenAdmission::FallBack))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn reconcile(&self, model: &str, lease: &str, used: u64) {
+        self.reconcile_usage(model, lease, used);
+    }
+
+    fn token_counts(&self, model: &str) -> Option<(u64, u64, u64)> {
+        RedisBackend::token_counts(self, model)
     }
 
     fn counts(&self, model: &str) -> Option<(u64, u64)> {

@@ -10,7 +10,7 @@ use crate::balancer::weighted_score;
 use crate::capability::{cost_matrix, score_of_cost, AgentProfile, ModelProfile};
 use crate::display::{html_table, py_bool, py_float, py_str, py_str_list};
 use crate::error::{Error, Result};
-use crate::load::Capacity;
+use crate::load::{Capacity, TokenLoad};
 use crate::strategy::{assign, Strategy};
 
 /// Live load of one model as the router sees it when it decides.
@@ -18,6 +18,8 @@ use crate::strategy::{assign, Strategy};
 pub struct LoadSnapshot {
     pub active: u64,
     pub queued: u64,
+    /// Tokens in flight and the RPM/TPM windows (all 0 for a model without limits).
+    pub tokens: TokenLoad,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -164,11 +166,13 @@ impl Router {
             max_concurrent: m.max_concurrent,
             max_queue: m.max_queue,
             target_utilization: m.target_utilization,
+            limits: m.limits,
         }
     }
 
     pub fn utilization(&self, model: usize, load: &LoadSnapshot) -> f64 {
-        self.profile_capacity(model).utilization(load.active)
+        self.profile_capacity(model)
+            .utilization(load.active, &load.tokens)
     }
 
     pub fn is_overloaded(&self, model: usize, load: &LoadSnapshot) -> bool {

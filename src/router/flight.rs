@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::health::{Health, Verdict};
-use crate::load::{ModelState, SharedClock, Slot, Ticket};
+use crate::load::{Admit, ModelState, SharedClock, Slot, Ticket};
 use crate::perf::{PerformanceTracker, SeriesHandle};
 
 /// How a request ended. `Cancelled` is what a dropped Flight records: its caller went away
@@ -93,6 +93,12 @@ impl Outcome {
                 return Err(Error::invalid("kind", reason));
             }
         })
+    }
+
+    /// A classifier's reading of a failed call: a Retry-After on another kind (a 503's) is
+    /// dropped, since only a rate limit takes a model out until then.
+    pub fn classified(kind: &str, retry_after_s: Option<f64>) -> crate::error::Result<Self> {
+        Self::parse(kind, retry_after_s.filter(|_| kind == "rate_limited"))
     }
 
     /// What the success rate counts: only `Ok` is a success.
@@ -188,6 +194,8 @@ pub struct Flight {
     started: f64,
     feedback: Option<Feedback>,
     ended: bool,
+    /// (prompt, completion) tokens, once reported.
+    usage: Option<(u64, u64)>,
 }
 
 /// What ending a Flight measured.
@@ -225,6 +233,7 @@ impl Flight {
             started,
             feedback,
             ended: false,
+            usage: None,
         }
     }
 
@@ -235,8 +244,22 @@ impl Flight {
         clock: SharedClock,
         feedback: Option<Feedback>,
     ) -> Result<Self> {
+        Self::begin_tokens(state, clock, feedback, 0)
+    }
+
+    /// `begin` of a request of `tokens`, counted in the model's windows and tokens in flight.
+    pub fn begin_tokens(
+        state: Arc<ModelState>,
+        clock: SharedClock,
+        feedback: Option<Feedback>,
+        tokens: u64,
+    ) -> Result<Self> {
         let now = clock.now();
-        let ticket = state.acquire(false, now)?.ok_or_else(|| {
+        let ticket = match state.acquire_tokens(false, tokens, now)? {
+            Admit::Granted(ticket) => Some(ticket),
+            Admit::Full | Admit::Limited(_) => None,
+        };
+        let ticket = ticket.ok_or_else(|| {
             // An unbounded acquire always admits; refusing is reported, never a panic.
             crate::error::Error::NoCapacity {
                 message: format!("{:?} refused an unbounded request", state.id),
@@ -283,6 +306,34 @@ impl Flight {
         self.started
     }
 
+    /// Tokens this request holds in flight (its reservation, or its usage once reported).
+    pub fn tokens(&self) -> u64 {
+        self.ticket.reservation.map_or(0, |r| r.tokens)
+    }
+
+    /// The request's actual usage, as the provider counts it: the model's TPM window counts
+    /// `prompt + completion` instead of the reservation, and so do its tokens in flight until
+    /// the end. Also teaches the model's per-token time (see `ModelState::record_usage`).
+    pub fn set_usage(&mut self, prompt: u64, completion: u64) {
+        let used = prompt.saturating_add(completion);
+        let now = self.clock.now();
+        let held = self
+            .ticket
+            .reservation
+            .unwrap_or(crate::limits::Reservation {
+                tokens: 0,
+                seq: 0,
+                at: self.started,
+            });
+        self.ticket.reservation = Some(self.state.limiter().reconcile(held, used, now));
+        if let (Some(backend), Some(lease)) = (self.state.backend(), &self.ticket.lease) {
+            if self.state.limiter().is_limited() {
+                backend.reconcile(&self.state.id, lease, used);
+            }
+        }
+        self.usage = Some((prompt, completion));
+    }
+
     /// Ends the request: gives the slot back and records latency and outcome.
     pub fn end(mut self, outcome: Outcome) -> Landing {
         let landing = self.land(outcome);
@@ -322,6 +373,9 @@ impl Flight {
         let latency_ms = ((now - self.started) * 1000.0).max(0.0);
         if !outcome.is_callers() {
             self.state.record_latency(latency_ms, now);
+        }
+        if let (Some((_, completion)), true) = (self.usage, outcome.is_success()) {
+            self.state.record_usage(completion, latency_ms);
         }
         if let Some(feedback) = &self.feedback {
             feedback.record(&self.state.id, latency_ms, outcome, now);

@@ -14,7 +14,8 @@ pub const MAX_BATCH: i64 = 10_000;
 
 /// Where a guard is in its life. A pending guard (from `track()`) takes its slot on enter.
 enum Phase {
-    Pending(Arc<ModelState>, SharedClock, Option<Feedback>),
+    /// The model, clock, feedback and tokens of a tracked request not yet entered.
+    Pending(Arc<ModelState>, SharedClock, Option<Feedback>, u64),
     Flying(Flight),
     Ended,
 }
@@ -34,8 +35,18 @@ pub struct Guard {
 impl Guard {
     /// Takes its slot on `enter`.
     pub fn pending(state: Arc<ModelState>, clock: SharedClock, feedback: Option<Feedback>) -> Self {
+        Self::pending_tokens(state, clock, feedback, 0)
+    }
+
+    /// `pending` for a request of `tokens` (counted in the model's windows on enter).
+    pub fn pending_tokens(
+        state: Arc<ModelState>,
+        clock: SharedClock,
+        feedback: Option<Feedback>,
+        tokens: u64,
+    ) -> Self {
         let model_id = state.id.clone();
-        Self::new(model_id, Phase::Pending(state, clock, feedback))
+        Self::new(model_id, Phase::Pending(state, clock, feedback, tokens))
     }
 
     /// Already admitted (by the router or a batch acquire).
@@ -48,9 +59,10 @@ impl Guard {
 
     /// A tracked request of one of the tracker's models, without feedback: takes an active
     /// slot on `enter`, whatever the limits.
-    pub fn track(tracker: &LoadTracker, model_id: &str) -> Result<Guard> {
+    pub fn track(tracker: &LoadTracker, model_id: &str, tokens: u64) -> Result<Guard> {
         let state = tracker.state(model_id)?;
-        Ok(Guard::pending(state, tracker.clock().clone(), None))
+        let clock = tracker.clock().clone();
+        Ok(Guard::pending_tokens(state, clock, None, tokens))
     }
 
     /// Up to `n` (at most [`MAX_BATCH`]) requests of one model admitted at once (one round
@@ -118,15 +130,32 @@ impl Guard {
         if !matches!(*phase, Phase::Pending(..)) {
             return Ok(());
         }
-        let Phase::Pending(state, clock, feedback) = std::mem::replace(&mut *phase, Phase::Ended)
+        let Phase::Pending(state, clock, feedback, tokens) =
+            std::mem::replace(&mut *phase, Phase::Ended)
         else {
             return Ok(());
         };
         // On error nothing is held: the guard stays ended, so finishing gives nothing back.
-        let flight = Flight::begin(state, clock, feedback)?;
+        let flight = Flight::begin_tokens(state, clock, feedback, tokens)?;
         self.note(&flight);
         *phase = Phase::Flying(flight);
         Ok(())
+    }
+
+    /// Reports the request's actual usage (see `Flight::set_usage`); a no-op once it ended
+    /// or before it entered.
+    pub fn set_usage(&self, prompt: u64, completion: u64) {
+        if let Phase::Flying(flight) = &mut *self.phase() {
+            flight.set_usage(prompt, completion);
+        }
+    }
+
+    /// Tokens the request holds in flight (0 once ended).
+    pub fn tokens(&self) -> u64 {
+        match &*self.phase() {
+            Phase::Flying(flight) => flight.tokens(),
+            _ => 0,
+        }
     }
 
     /// The flight, if still flying; the guard is ended from here on.
@@ -208,10 +237,15 @@ impl fmt::Display for Guard {
 impl Router {
     /// A tracked request of one of the router's models: takes an active slot on `enter`,
     /// whatever the limits, and records its latency and outcome (under `agent`, if any).
-    pub fn guard(&self, model_id: &str, agent: Option<&str>) -> Result<Guard> {
+    pub fn guard(&self, model_id: &str, agent: Option<&str>, tokens: u64) -> Result<Guard> {
         let j = self.model_index(model_id)?;
         let clock = self.tracker().clock().clone();
         let feedback = Some(self.feedback(j, agent));
-        Ok(Guard::pending(self.state(j).clone(), clock, feedback))
+        Ok(Guard::pending_tokens(
+            self.state(j).clone(),
+            clock,
+            feedback,
+            tokens,
+        ))
     }
 }

@@ -12,7 +12,8 @@ use crate::capability::{
 use crate::capacity::{ActionKind, CapacityManager, RuleClocks};
 use crate::error::{Error, Result};
 use crate::health::{Health, HealthConfig, RetryBudget, RetryBudgetConfig};
-use crate::load::{Capacity, LoadTracker, ModelState};
+use crate::limits::Demand;
+use crate::load::{Admit, LoadTracker, ModelState};
 use crate::perf::{PerfConfig, PerformanceTracker, SeriesHandle};
 use crate::strategy::Strategy;
 
@@ -159,10 +160,7 @@ impl Router {
         let balancer = BalancerConfig::new(config.load_weight, 1.0)?;
         let states = models
             .iter()
-            .map(|m| {
-                let cap = Capacity::new(m.max_concurrent, m.max_queue, m.target_utilization)?;
-                Ok(tracker.set_capacity(&m.id, cap))
-            })
+            .map(|m| Ok(tracker.set_capacity(&m.id, m.capacity()?)))
             .collect::<Result<Vec<_>>>()?;
         let capacity = capacity.map(|cm| {
             let clocks = models.iter().map(|m| cm.clocks_for(&m.id)).collect();
@@ -280,11 +278,17 @@ impl Router {
 
     /// Live load of every model, in model order.
     pub fn loads(&self) -> Vec<LoadSnapshot> {
+        let now = self.tracker.now();
         self.states
             .iter()
             .map(|s| {
                 let (active, queued) = s.counts();
-                LoadSnapshot { active, queued }
+                let tokens = s.token_load(now);
+                LoadSnapshot {
+                    active,
+                    queued,
+                    tokens,
+                }
             })
             .collect()
     }
@@ -311,9 +315,10 @@ impl Router {
 
     /// Applies the capacity rules: reject_new refuses the model; redistribute lets it accept
     /// only when no other model is open (handled by marking it last in line).
-    fn candidates(&self, scores: &[f64], policy: Policy) -> Vec<Candidate> {
-        // Only `predictive` reads how old a latency estimate is: the others skip the clock.
-        let now = if policy == Policy::Predictive {
+    fn candidates(&self, scores: &[f64], policy: Policy, demand: Demand) -> Vec<Candidate> {
+        // Only `predictive` and token limits read the clock: the others skip it.
+        let limited = self.states.iter().any(|s| s.limiter().is_limited());
+        let now = if policy == Policy::Predictive || limited {
             self.tracker.now()
         } else {
             f64::NAN
@@ -322,7 +327,7 @@ impl Router {
             .states
             .iter()
             .zip(scores)
-            .map(|(state, &score)| Candidate::from_state(state, score, now))
+            .map(|(state, &score)| Candidate::for_demand(state, score, now, demand))
             .collect();
         if !self.health.all_healthy() {
             let open = self.health.available(self.tracker.now());
@@ -357,8 +362,15 @@ impl Router {
     /// Picks one model for one request of `agent` under live load (capability only when load
     /// balancing is off). Nothing is reserved: pair with tracking, or use `admit`.
     pub fn route(&self, agent: &AgentProfile) -> Result<Route> {
-        let scores = self.routing_scores(agent)?;
-        self.decide(agent, &scores)
+        self.route_tokens(agent, Demand::default())
+    }
+
+    /// `route` for a request of `tokens` (prompt + expected output): models whose RPM, TPM or
+    /// tokens in flight cannot take it now are passed over, and models it can never fit
+    /// (bigger than their TPM or token capacity) cannot serve it.
+    pub fn route_tokens(&self, agent: &AgentProfile, demand: Demand) -> Result<Route> {
+        let scores = self.sized_scores(agent, demand.tokens)?;
+        self.decide(agent, &scores, demand)
     }
 
     fn routing_scores(&self, agent: &AgentProfile) -> Result<Arc<[f64]>> {
@@ -371,15 +383,66 @@ impl Router {
         Ok(adapted.into())
     }
 
-    fn decide(&self, agent: &AgentProfile, scores: &[f64]) -> Result<Route> {
+    /// `routing_scores` with the models a request of `tokens` can never fit ruled out; an
+    /// input error naming the limit when that leaves none of those able to serve the agent.
+    fn sized_scores(&self, agent: &AgentProfile, tokens: u64) -> Result<Arc<[f64]>> {
+        let scores = self.routing_scores(agent)?;
+        let too_big = |j: usize| self.models[j].limits.too_big(tokens);
+        if tokens == 0 || (0..scores.len()).all(|j| too_big(j).is_none()) {
+            return Ok(scores);
+        }
+        let mut sized = scores.to_vec();
+        // The largest limit refusing it: what the message names.
+        let mut refused: Option<(usize, &str, u64)> = None;
+        for (j, s) in sized.iter_mut().enumerate() {
+            if let Some((name, value)) = too_big(j).filter(|_| *s > f64::NEG_INFINITY) {
+                if refused.is_none_or(|(_, _, v)| value > v) {
+                    refused = Some((j, name, value));
+                }
+                *s = f64::NEG_INFINITY;
+            }
+        }
+        match refused {
+            Some((j, name, value)) if sized.iter().all(|s| *s == f64::NEG_INFINITY) => {
+                let reason = format!(
+                    "a request of {tokens} tokens can never be admitted: it exceeds a limit of \
+                     every model able to serve agent {:?} (the largest: {name} of {value} on \
+                     {:?})",
+                    agent.id, self.models[j].id
+                );
+                Err(Error::invalid("tokens", reason))
+            }
+            _ => Ok(sized.into()),
+        }
+    }
+
+    fn decide(&self, agent: &AgentProfile, scores: &[f64], demand: Demand) -> Result<Route> {
+        let tokens = demand.tokens;
         let policy = if self.config.load_balancing {
             self.config.policy
         } else {
             Policy::CapabilityOnly
         };
-        let cands = self.candidates(scores, policy);
+        let cands = self.candidates(scores, policy, demand);
         let decision = choose_here(policy, &cands, &self.balancer);
-        let (model, queued) = match decision.into_result(|| format!("agent {:?}", agent.id)) {
+        let who = || {
+            // Name the token limits that refuse the request, so the caller knows which.
+            let limited: Vec<String> = (0..cands.len())
+                .filter(|&j| cands[j].is_feasible() && !cands[j].fits_limits())
+                .map(|j| self.models[j].id.clone())
+                .collect();
+            if limited.is_empty() {
+                format!("agent {:?}", agent.id)
+            } else {
+                format!(
+                    "agent {:?} ({tokens} tokens; at their rpm/tpm/max_tokens_in_flight \
+                     limits: {})",
+                    agent.id,
+                    limited.join(", ")
+                )
+            }
+        };
+        let (model, queued) = match decision.into_result(who) {
             Err(Error::NoCapacity {
                 message,
                 retry_after_s,
@@ -408,8 +471,14 @@ impl Router {
     /// balancing off the request goes to the best-scoring model or is refused when that model
     /// and its queue are full.
     pub fn admit(&self, agent: &AgentProfile) -> Result<(Route, Flight)> {
-        let scores = self.routing_scores(agent)?;
-        self.admit_scored(agent, &scores)
+        self.admit_tokens(agent, Demand::default())
+    }
+
+    /// `admit` of a request of `tokens` (prompt + max output): one atomic decision over
+    /// concurrency, queue, RPM, TPM and tokens in flight on the chosen model.
+    pub fn admit_tokens(&self, agent: &AgentProfile, demand: Demand) -> Result<(Route, Flight)> {
+        let scores = self.sized_scores(agent, demand.tokens)?;
+        self.admit_scored(agent, &scores, demand)
     }
 
     /// `admit` for a retry: passes over the models in `avoid` (unless nothing else could serve
@@ -444,14 +513,14 @@ impl Router {
                 scores[j] = f64::NEG_INFINITY;
             }
         }
-        self.admit_scored(agent, &scores)
+        self.admit_scored(agent, &scores, Demand::default())
     }
 
     /// Admits on one given model (a fallback named by the caller), within its limits.
     pub fn admit_on(&self, agent: &AgentProfile, model: usize) -> Result<(Route, Flight)> {
         let mut scores = vec![f64::NEG_INFINITY; self.models.len()];
         scores[model] = self.routing_scores(agent)?[model].max(0.0);
-        self.admit_scored(agent, &scores)
+        self.admit_scored(agent, &scores, Demand::default())
     }
 
     /// Counts one first attempt of a call in the retry budget.
@@ -468,27 +537,52 @@ impl Router {
         &self.retry_budget
     }
 
-    fn admit_scored(&self, agent: &AgentProfile, scores: &[f64]) -> Result<(Route, Flight)> {
+    fn admit_scored(
+        &self,
+        agent: &AgentProfile,
+        scores: &[f64],
+        demand: Demand,
+    ) -> Result<(Route, Flight)> {
+        let tokens = demand.tokens;
         // Each retry follows a lost race for the last slot; the fleet is finite, so a few
         // attempts settle it, and the last answer is reported honestly. Capability-only routing
         // has one candidate, so one refusal is final.
         let rounds = if self.config.load_balancing { 8 } else { 1 };
         let mut last = None;
+        let mut limited: Option<crate::limits::Refusal> = None;
+        // A model whose limits refused the request (e.g. a shared window this replica had not
+        // seen fill) is passed over in the next rounds while another can serve it.
+        let mut passed_over: Option<Vec<f64>> = None;
         for round in 0..rounds {
-            let route = match self.decide(agent, scores) {
+            let scores_now = passed_over.as_deref().unwrap_or(scores);
+            let route = match self.decide(agent, scores_now, demand) {
                 // Shared counts are cached for a few ms: before refusing on them, read the
                 // backend's own once (another replica may have just released).
                 Err(Error::NoCapacity { .. }) if round == 0 && self.tracker.backend().is_some() => {
                     if let Some(backend) = self.tracker.backend() {
                         backend.refresh_counts();
                     }
-                    self.decide(agent, scores)?
+                    self.decide(agent, scores_now, demand)?
                 }
                 other => other?,
             };
             let now = self.tracker.now();
             let state = &self.states[route.model];
-            if let Some(ticket) = state.acquire(true, now)? {
+            let ticket = match state.acquire_tokens(true, tokens, now)? {
+                Admit::Granted(ticket) => Some(ticket),
+                Admit::Full => None,
+                Admit::Limited(refusal) => {
+                    limited = Some(refusal);
+                    let own = passed_over.get_or_insert_with(|| scores.to_vec());
+                    let others =
+                        (0..own.len()).any(|j| j != route.model && own[j] > f64::NEG_INFINITY);
+                    if others {
+                        own[route.model] = f64::NEG_INFINITY;
+                    }
+                    None
+                }
+            };
+            if let Some(ticket) = ticket {
                 if !self.health.all_healthy() && !self.health.claim(route.model, now) {
                     // Another request holds this model's one probe: a lost race, try again.
                     state.release_ticket(&ticket, now);
@@ -516,14 +610,22 @@ impl Router {
             scores[model],
             now,
         )];
-        let retry_after_s = match choose_here(Policy::Predictive, &cand, &self.balancer) {
+        let mut retry_after_s = match choose_here(Policy::Predictive, &cand, &self.balancer) {
             Decision::NoCapacity { retry_after_s } => retry_after_s,
             _ => 0.0,
         };
+        let what = match limited {
+            Some(refusal) => {
+                if refusal.retry_after_s.is_finite() {
+                    retry_after_s = retry_after_s.max(refusal.retry_after_s);
+                }
+                format!("is at its {} limit", refusal.limit)
+            }
+            None => "and its queue are full".to_string(),
+        };
         Err(Error::NoCapacity {
             message: format!(
-                "no capacity for agent {:?}: {:?} and its queue are full{}; retry after \
-                 {retry_after_s:.3} s",
+                "no capacity for agent {:?}: {:?} {what}{}; retry after {retry_after_s:.3} s",
                 agent.id,
                 self.models[model].id,
                 if rounds > 1 { " under contention" } else { "" },
@@ -535,11 +637,18 @@ impl Router {
     /// Starts a request on a model the caller chose (an active slot whatever the limits), fed
     /// back like an admitted one when it ends.
     pub fn track(&self, model: usize, agent: Option<&str>) -> Result<Flight> {
+        self.track_tokens(model, agent, 0)
+    }
+
+    /// `track` of a request of `tokens`: counted in the model's windows and tokens in flight
+    /// whatever the limits (the caller already chose to send it).
+    pub fn track_tokens(&self, model: usize, agent: Option<&str>, tokens: u64) -> Result<Flight> {
         let feedback = Some(self.feedback(model, agent));
-        Flight::begin(
+        Flight::begin_tokens(
             self.states[model].clone(),
             self.tracker.clock().clone(),
             feedback,
+            tokens,
         )
     }
 

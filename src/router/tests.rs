@@ -1,4 +1,5 @@
 use super::*;
+use crate::limits::Demand;
 
 fn model(id: &str, code: f64, cap: u64) -> ModelProfile {
     ModelProfile::new(
@@ -41,14 +42,17 @@ fn overloaded_models_are_filtered_and_busy_ones_weighted_down() {
         LoadSnapshot {
             active: 5,
             queued: 0,
+            ..LoadSnapshot::default()
         }, // overloaded: 5 > 4
         LoadSnapshot {
             active: 0,
             queued: 0,
+            ..LoadSnapshot::default()
         },
         LoadSnapshot {
             active: 3,
             queued: 0,
+            ..LoadSnapshot::default()
         }, // busy: score × (1 − 0.5 × 0.75)
     ];
     let out = router.assign_with(&[&agent], &loads).unwrap();
@@ -66,6 +70,7 @@ fn without_load_balancing_load_is_ignored() {
         LoadSnapshot {
             active: 9,
             queued: 9,
+            ..LoadSnapshot::default()
         },
         LoadSnapshot::default(),
     ];
@@ -388,12 +393,15 @@ fn an_assignment_outcome_by_ids_is_the_rest_body_and_the_reprs() {
 #[test]
 fn a_pending_guard_takes_its_slot_on_enter_and_ends_once() {
     let (r, clock) = manual_router(vec![model("a", 0.9, 1)]);
-    assert!(matches!(r.guard("zz", None), Err(Error::UnknownModel(_))));
     assert!(matches!(
-        Guard::track(r.tracker(), "zz"),
+        r.guard("zz", None, 0),
         Err(Error::UnknownModel(_))
     ));
-    let g = r.guard("a", Some("x")).unwrap();
+    assert!(matches!(
+        Guard::track(r.tracker(), "zz", 0),
+        Err(Error::UnknownModel(_))
+    ));
+    let g = r.guard("a", Some("x"), 0).unwrap();
     assert_eq!(g.to_string(), "InFlight('a', state='not entered')");
     assert!(!g.released() && !g.queued() && g.lease_id().is_none());
     assert_eq!(r.state(0).active(), 0);
@@ -413,14 +421,14 @@ fn a_pending_guard_takes_its_slot_on_enter_and_ends_once() {
     g.enter().unwrap(); // entering after the end holds nothing
     assert_eq!(r.state(0).active(), 0);
     // Released before it was entered: nothing was ever held.
-    let never = Guard::track(r.tracker(), "a").unwrap();
+    let never = Guard::track(r.tracker(), "a", 0).unwrap();
     never.finish(true);
     assert!(never.released());
     never.enter().unwrap();
     assert_eq!(r.state(0).active(), 0);
     // A tracker's guard counts whatever the limits, and feeds no statistics.
     let over: Vec<Guard> = (0..2)
-        .map(|_| Guard::track(r.tracker(), "a").unwrap())
+        .map(|_| Guard::track(r.tracker(), "a", 0).unwrap())
         .collect();
     for g in &over {
         g.enter().unwrap();
@@ -613,4 +621,138 @@ fn batch_assignment_passes_over_ejected_models() {
     let out = r.assign(&[&coder()]).unwrap();
     assert_eq!(out.models_filtered, 1);
     assert_eq!(out.placements[0].model, 1);
+}
+
+fn limited_router(limits: [crate::limits::Limits; 2]) -> (Router, Arc<crate::load::ManualClock>) {
+    let clock = Arc::new(crate::load::ManualClock::new(0.0));
+    let t = Arc::new(LoadTracker::new(60.0, clock.clone()).unwrap());
+    let models = vec![
+        model("a", 0.9, 100).with_limits(limits[0]),
+        model("b", 0.8, 100).with_limits(limits[1]),
+    ];
+    let r = Router::new(models, config(Strategy::Greedy, true), Feeds::with_load(t)).unwrap();
+    (r, clock)
+}
+
+#[test]
+fn token_limits_steer_admission_and_refuse_with_the_window_hint() {
+    use crate::limits::Limits;
+    let (r, clock) = limited_router([
+        Limits::new(None, Some(1000), None).unwrap(),
+        Limits::new(None, Some(500), None).unwrap(),
+    ]);
+    let (route, f1) = r.admit_tokens(&coder(), Demand::tokens(900)).unwrap();
+    assert_eq!(route.model, 0);
+    // 200 more fit only on b; 400 more after that fit nowhere.
+    let (route, _f2) = r.admit_tokens(&coder(), Demand::tokens(200)).unwrap();
+    assert_eq!(route.model, 1);
+    clock.advance(20.0);
+    match r.admit_tokens(&coder(), Demand::tokens(400)) {
+        Err(Error::NoCapacity {
+            retry_after_s,
+            message,
+        }) => {
+            assert!((retry_after_s - 40.0).abs() < 1e-9, "{retry_after_s}");
+            assert!(message.contains("tpm"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        r.route_tokens(&coder(), Demand::tokens(400)),
+        Err(Error::NoCapacity { .. })
+    ));
+    // Reported usage frees the window: the 900 were really 300.
+    let mut f1 = f1;
+    f1.set_usage(250, 50);
+    assert_eq!(r.state(0).token_load(20.0).tokens_in_window, 300);
+    assert_eq!(
+        r.route_tokens(&coder(), Demand::tokens(400)).unwrap().model,
+        0
+    );
+    // Bigger than every model's TPM: an input error naming the limit, never a wait.
+    let err = r.admit_tokens(&coder(), Demand::tokens(1001)).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { field, .. } if field == "tokens"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("tpm of 1000"), "{err}");
+    // Bigger than b's only: a goes on serving it once its window frees.
+    clock.advance(40.0);
+    assert_eq!(
+        r.admit_tokens(&coder(), Demand::tokens(600))
+            .unwrap()
+            .0
+            .model,
+        0
+    );
+}
+
+#[test]
+fn tokens_in_flight_go_back_at_the_end_and_utilization_reads_them() {
+    use crate::limits::Limits;
+    let (r, _clock) = limited_router([
+        Limits::new(None, None, Some(1000)).unwrap(),
+        Limits::new(None, None, Some(1000)).unwrap(),
+    ]);
+    let (_, f) = r.admit_tokens(&coder(), Demand::tokens(800)).unwrap();
+    let loads = r.loads();
+    assert_eq!(
+        loads[f.state().id.ends_with('b') as usize].tokens.in_flight,
+        800
+    );
+    let j = r.model_index(f.model_id()).unwrap();
+    assert!((r.utilization(j, &loads[j]) - 0.8).abs() < 1e-12);
+    // The other model takes the next 800; a third fits nowhere (but would after an end).
+    let (_, g) = r.admit_tokens(&coder(), Demand::tokens(800)).unwrap();
+    assert_ne!(f.model_id(), g.model_id());
+    assert!(matches!(
+        r.admit_tokens(&coder(), Demand::tokens(800)),
+        Err(Error::NoCapacity { .. })
+    ));
+    f.end(Outcome::Ok);
+    assert!(r.admit_tokens(&coder(), Demand::tokens(800)).is_ok());
+    drop(g);
+    assert_eq!(
+        r.state(1).limiter().in_flight() + r.state(0).limiter().in_flight(),
+        0
+    );
+}
+
+#[test]
+fn predictive_prices_a_request_by_its_output_tokens() {
+    let clock = Arc::new(crate::load::ManualClock::new(0.0));
+    let t = Arc::new(LoadTracker::new(60.0, clock.clone()).unwrap());
+    let models = vec![model("fast_ttft", 0.9, 100), model("fast_tokens", 0.9, 100)];
+    let cfg = RouterConfig {
+        policy: Policy::Predictive,
+        ..config(Strategy::Greedy, true)
+    };
+    let r = Router::new(models, cfg, Feeds::with_load(t)).unwrap();
+    // fast_ttft: 100 ms + 20 ms/token; fast_tokens: 1000 ms + 2 ms/token.
+    let timing = [(100.0, 20.0), (1000.0, 2.0)];
+    for (j, (ttft, per_token)) in timing.into_iter().enumerate() {
+        for out in [10u64, 200, 50, 400] {
+            let mut f = r.track(j, None).unwrap();
+            f.set_usage(30, out);
+            clock.advance((ttft + per_token * out as f64) / 1000.0);
+            f.end(Outcome::Ok);
+        }
+        let (a, b) = r.state(j).token_timing();
+        assert!(
+            (a - ttft).abs() < 1e-6 && (b - per_token).abs() < 1e-9,
+            "{a} {b}"
+        );
+    }
+    let short = Demand {
+        tokens: 40,
+        output_tokens: 10,
+    };
+    let long = Demand {
+        tokens: 530,
+        output_tokens: 500,
+    };
+    for _ in 0..20 {
+        assert_eq!(r.route_tokens(&coder(), short).unwrap().model, 0);
+        assert_eq!(r.route_tokens(&coder(), long).unwrap().model, 1);
+    }
 }

@@ -11,9 +11,15 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 use super::report::PolicyResult;
 use super::scenario::{FaultKind, Handling, Scenario, ServiceTime};
+use super::tokens::QuotaAdmission;
 use super::Ticker;
 use crate::balancer::{choose, Candidate, Decision, Policy};
 use crate::health::{Health, HealthConfig, RetryBudget, RetryBudgetConfig, Verdict};
+use crate::limits::Window;
+use crate::load::{Limits, TokenLoad};
+
+/// How long a provider takes to answer 429 to a call over its quota.
+const QUOTA_REFUSAL_MS: f64 = 20.0;
 
 /// A client waits at least this long before retrying, so a zero hint cannot spin.
 const MIN_RETRY_MS: f64 = 1.0;
@@ -34,6 +40,15 @@ struct Request {
     arrival_ms: f64,
     u: f64,
     z: f64,
+    /// Prompt and output tokens (0 when the scenario has no tokens).
+    prompt: u64,
+    output: u64,
+}
+
+impl Request {
+    fn tokens(&self) -> u64 {
+        self.prompt + self.output
+    }
 }
 
 /// One call of a request to one model: the attempt number and its service time there.
@@ -42,6 +57,10 @@ struct Call {
     request: Request,
     attempts: u32,
     service_ms: f64,
+    /// Time to first token (the service law's draw; the rest is output generation).
+    ttft_ms: f64,
+    /// When the call started on the model (NaN while queued).
+    started: f64,
 }
 
 enum Kind {
@@ -100,6 +119,8 @@ struct Arrivals {
     rng: SmallRng,
     mean_gap_ms: f64,
     spare_normal: Option<f64>,
+    /// Token lengths come from their own stream, so scenarios without tokens draw as before.
+    token_rng: SmallRng,
 }
 
 impl Arrivals {
@@ -118,6 +139,11 @@ impl Arrivals {
         r * theta.cos()
     }
 
+    fn token_normal(&mut self) -> f64 {
+        let r = (-2.0 * (1.0 - self.token_rng.random::<f64>()).ln()).sqrt();
+        r * (std::f64::consts::TAU * self.token_rng.random::<f64>()).cos()
+    }
+
     fn request(&mut self, arrival_ms: f64, cumulative: &[f64]) -> Request {
         let total = cumulative[cumulative.len() - 1];
         let x = self.rng.random::<f64>() * total;
@@ -131,6 +157,8 @@ impl Arrivals {
             arrival_ms,
             u,
             z,
+            prompt: 0,
+            output: 0,
         }
     }
 }
@@ -145,6 +173,10 @@ struct ModelState {
     latency_at: f64,
     busy_area: f64,
     last_change: f64,
+    /// What the router counted (at admission) and what the provider counted (at the call's
+    /// start) in the last 60 s: requests and tokens.
+    router_windows: [Window; 2],
+    provider_windows: [Window; 2],
 }
 
 struct Sim<'a> {
@@ -172,6 +204,12 @@ struct Sim<'a> {
     failure_retries: u64,
     /// Calls that failed (injected faults and overload failures).
     wasted_calls: u64,
+    /// Time to first token of each completed request (from its arrival).
+    ttfts: Vec<f64>,
+    /// Prompt + output tokens of the completed requests.
+    tokens_served: u64,
+    /// Calls a provider refused (429) for being over its RPM/TPM quota.
+    quota_rejections: u64,
 }
 
 impl Sim<'_> {
@@ -191,9 +229,59 @@ impl Sim<'_> {
         m.active = m.active.wrapping_add_signed(delta);
     }
 
-    fn service(&self, j: usize, r: &Request) -> f64 {
-        let law: ServiceTime = self.prep.scenario.models[j].service;
-        law.sample(r.u, r.z)
+    /// (time to first token, whole service time) of a request on model `j`.
+    fn service(&self, j: usize, r: &Request) -> (f64, f64) {
+        let spec = &self.prep.scenario.models[j];
+        let law: ServiceTime = spec.service;
+        let ttft = law.sample(r.u, r.z);
+        (ttft, ttft + r.output as f64 * spec.ms_per_output_token)
+    }
+
+    /// Whether the provider of model `j` takes the call now (under its RPM and TPM over the
+    /// last 60 s); records it when it does, else gives the seconds until it would.
+    fn provider_takes(&mut self, j: usize, now: f64, r: &Request) -> std::result::Result<(), f64> {
+        let limits = self.prep.scenario.models[j].profile.limits;
+        if limits.rpm.is_none() && limits.tpm.is_none() {
+            return Ok(());
+        }
+        let now_s = now / 1000.0;
+        let [req, tok] = &mut self.models[j].provider_windows;
+        req.purge(now_s);
+        tok.purge(now_s);
+        let mut wait = 0.0f64;
+        if let Some(rpm) = limits.rpm {
+            wait = wait.max(req.wait_s(1, rpm, now_s));
+        }
+        if let Some(tpm) = limits.tpm {
+            wait = wait.max(tok.wait_s(r.tokens(), tpm, now_s));
+        }
+        if wait > 0.0 {
+            return Err(wait);
+        }
+        req.record(1, now_s, 0);
+        tok.record(r.tokens(), now_s, 0);
+        Ok(())
+    }
+
+    /// Seconds until model `j` may admit request `r` under what the router enforces of its
+    /// quota (0 = now); records nothing.
+    fn router_wait_s(&mut self, j: usize, now: f64, r: &Request) -> f64 {
+        let limits = self.prep.scenario.models[j].profile.limits;
+        let admission = self.prep.scenario.admission;
+        if admission == QuotaAdmission::None || (limits.rpm.is_none() && limits.tpm.is_none()) {
+            return 0.0;
+        }
+        let now_s = now / 1000.0;
+        let [req, tok] = &mut self.models[j].router_windows;
+        req.purge(now_s);
+        tok.purge(now_s);
+        let mut wait = limits.rpm.map_or(0.0, |rpm| req.wait_s(1, rpm, now_s));
+        if admission == QuotaAdmission::Tokens {
+            if let Some(tpm) = limits.tpm {
+                wait = wait.max(tok.wait_s(r.tokens(), tpm, now_s));
+            }
+        }
+        wait
     }
 
     /// Starts a call now, unless the deployment breaks above its hidden limit. The faults
@@ -208,6 +296,23 @@ impl Sim<'_> {
                 return;
             }
         }
+        call.started = now;
+        if let Err(wait_s) = self.provider_takes(j, now, &call.request) {
+            // Over the provider's quota: a 429 with its Retry-After, answered at once.
+            self.quota_rejections += 1;
+            self.set_active(j, now, 1);
+            let failure = Some(Verdict::RateLimited {
+                retry_after_s: Some(wait_s),
+            });
+            let done = Kind::Done {
+                model: j as u32,
+                call,
+                failure,
+            };
+            self.push(now + QUOTA_REFUSAL_MS, done);
+            return;
+        }
+        let spec = &self.prep.scenario.models[j];
         let mut failure = None;
         let mut took_ms = call.service_ms;
         if !spec.faults.is_empty() {
@@ -260,11 +365,20 @@ impl Sim<'_> {
     /// A request sent to model `j`: it runs on a free slot, else waits in the FIFO queue,
     /// else it is an overload failure.
     fn admit(&mut self, j: usize, now: f64, r: &Request, attempts: u32) {
+        let (ttft_ms, service_ms) = self.service(j, r);
         let call = Call {
             request: *r,
             attempts,
-            service_ms: self.service(j, r),
+            service_ms,
+            ttft_ms,
+            started: f64::NAN,
         };
+        if self.prep.scenario.admission != QuotaAdmission::None {
+            let now_s = now / 1000.0;
+            let [req, tok] = &mut self.models[j].router_windows;
+            req.record(1, now_s, 0);
+            tok.record(r.tokens(), now_s, 0);
+        }
         let profile = &self.prep.scenario.models[j].profile;
         let state = &mut self.models[j];
         if state.active < profile.max_concurrent && state.queue.is_empty() {
@@ -292,6 +406,28 @@ impl Sim<'_> {
                 0.0
             } else {
                 now - m.latency_at
+            };
+        }
+        let admission = self.prep.scenario.admission;
+        for j in 0..n {
+            let wait = self.router_wait_s(j, now, &r);
+            let c = &mut self.cands[j];
+            c.limit_wait_s = wait;
+            // What the router enforces is what its utilization counts.
+            let limits = self.prep.scenario.models[j].profile.limits;
+            c.limits = match admission {
+                QuotaAdmission::Tokens => limits,
+                QuotaAdmission::Requests => Limits {
+                    rpm: limits.rpm,
+                    ..Limits::NONE
+                },
+                QuotaAdmission::None => Limits::NONE,
+            };
+            let [req, tok] = &self.models[j].router_windows;
+            c.tokens = TokenLoad {
+                in_flight: 0,
+                requests_in_window: req.sum(),
+                tokens_in_window: tok.sum(),
             };
         }
         // As the live router: models its health takes out do not accept new work.
@@ -341,6 +477,9 @@ impl Sim<'_> {
         match failure {
             None => {
                 self.latencies.push(now - call.request.arrival_ms);
+                self.ttfts
+                    .push(call.started + call.ttft_ms - call.request.arrival_ms);
+                self.tokens_served += call.request.tokens();
                 let alpha = self.prep.scenario.latency_ewma_alpha;
                 let m = &mut self.models[j];
                 m.latency_ms = if m.latency_ms.is_nan() {
@@ -400,6 +539,8 @@ pub(super) fn run(
         latency_at: 0.0,
         busy_area: 0.0,
         last_change: 0.0,
+        router_windows: Default::default(),
+        provider_windows: Default::default(),
     });
     let cands = sc.models.iter().map(|m| Candidate {
         score: f64::NEG_INFINITY,
@@ -411,6 +552,10 @@ pub(super) fn run(
         latency_ms: f64::NAN,
         latency_age_ms: 0.0,
         accepting: true,
+        limits: Limits::NONE,
+        tokens: TokenLoad::default(),
+        limit_wait_s: 0.0,
+        service_ms: f64::NAN,
     });
     let health = (handling != Handling::None).then(|| {
         Health::new(sc.models.len(), HealthConfig::default(), 0.0)
@@ -439,15 +584,23 @@ pub(super) fn run(
         failed: 0,
         failure_retries: 0,
         wasted_calls: 0,
+        ttfts: Vec::new(),
+        tokens_served: 0,
+        quota_rejections: 0,
     };
     let mut arrivals = Arrivals {
         rng: SmallRng::seed_from_u64(stream_seed(sc.seed, 1)),
         mean_gap_ms: 1000.0 / sc.arrival_rate_per_s,
         spare_normal: None,
+        token_rng: SmallRng::seed_from_u64(stream_seed(sc.seed, 3)),
     };
+    let trace = sc.trace.as_deref();
     let chunk = (n_requests / 200).max(1);
     let (mut issued, mut reported) = (0u64, 0u64);
-    let mut next_arrival = arrivals.gap();
+    let mut next_arrival = match trace {
+        Some(rows) => rows[0].arrival_ms,
+        None => arrivals.gap(),
+    };
     let mut now = 0.0;
     loop {
         let from_heap = match sim.heap.peek() {
@@ -473,13 +626,23 @@ pub(super) fn run(
             continue;
         }
         now = next_arrival;
-        let request = arrivals.request(now, &prep.cumulative);
+        let mut request = arrivals.request(now, &prep.cumulative);
+        if let Some(rows) = trace {
+            let row = rows[issued as usize];
+            (request.prompt, request.output) = (row.prompt, row.output);
+        } else if let Some(t) = &sc.agents[request.agent as usize].tokens {
+            request.prompt = t.prompt.sample(arrivals.token_normal());
+            request.output = t.output.sample(arrivals.token_normal());
+        }
         if let Some(budget) = &sim.budget {
             budget.record_request(now / 1000.0);
         }
         sim.route(request, 0, now, None);
         issued += 1;
-        next_arrival = now + arrivals.gap();
+        next_arrival = match trace {
+            Some(rows) => rows.get(issued as usize).map_or(now, |r| r.arrival_ms),
+            None => now + arrivals.gap(),
+        };
         if issued - reported >= chunk {
             if !ticker.advance(issued - reported) {
                 break;
@@ -513,4 +676,5 @@ pub(super) fn run(
         [sim.failed, sim.failure_retries, sim.wasted_calls],
         now / 1000.0,
     )
+    .with_tokens(sim.ttfts, sim.tokens_served, sim.quota_rejections)
 }

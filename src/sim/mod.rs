@@ -56,6 +56,7 @@ mod report;
 mod scenario;
 #[cfg(test)]
 mod tests;
+pub mod tokens;
 
 pub use report::{
     escape_html, percentile, run_name, thousands, PolicyResult, PolicySummary, SimulationReport,

@@ -8,9 +8,11 @@ use serde::Deserialize;
 use super::scenario::{
     Fault, FaultKind, Handling, Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS,
 };
+use super::tokens::{AgentTokens, QuotaAdmission, TokenLaw};
 use crate::balancer::BalancerConfig;
 use crate::capability::{AgentProfile, ModelProfile, ScoreWeights, MODEL_DEFAULTS};
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 
 /// Parses scenario JSON; `source` (a path, or the argument name) starts every error.
 pub(super) fn parse(text: &str, source: &str) -> Result<Scenario> {
@@ -56,6 +58,31 @@ struct RawScenario {
     models: Vec<RawModel>,
     agents: Vec<RawAgent>,
     failure_handling: Option<Vec<RawHandling>>,
+    #[serde(default)]
+    admission: RawAdmission,
+    trace: Option<RawTrace>,
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+enum RawAdmission {
+    #[default]
+    Tokens,
+    Requests,
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrace {
+    /// A CSV path, relative to the scenario file.
+    file: String,
+    #[serde(default = "default_scale")]
+    rate_scale: f64,
+}
+
+fn default_scale() -> f64 {
+    1.0
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -112,6 +139,12 @@ struct RawModel {
     fail_above: Option<u64>,
     #[serde(default)]
     faults: Vec<RawFault>,
+    /// The provider's quota: requests and tokens per sliding minute.
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    max_tokens_in_flight: Option<i64>,
+    #[serde(default)]
+    ms_per_output_token: f64,
 }
 
 /// Flat like [`RawService`], so that a missing or misplaced parameter is named.
@@ -183,6 +216,8 @@ struct RawAgent {
     min_context: u64,
     #[serde(default = "default_weight")]
     weight: f64,
+    prompt_tokens: Option<TokenLaw>,
+    output_tokens: Option<TokenLaw>,
 }
 
 fn default_weight() -> f64 {
@@ -487,8 +522,18 @@ impl RawScenario {
                 m.target_utilization,
                 m.cost_per_1k_tokens,
             )
-            .map_err(|e| nested(source, &at, e))?;
+            .map_err(|e| nested(source, &at, e))?
+            .with_limits(
+                Limits::new(m.rpm, m.tpm, m.max_tokens_in_flight)
+                    .map_err(|e| nested(source, &at, e))?,
+            );
             let service = m.service.build(source, &format!("{at}.service"))?;
+            within(
+                source,
+                &format!("{at}.ms_per_output_token"),
+                m.ms_per_output_token,
+                (0.0, 1e6),
+            )?;
             if m.fail_above == Some(0) {
                 return Err(bad(source, format!("{at}.fail_above"), "must be >= 1"));
             }
@@ -507,6 +552,7 @@ impl RawScenario {
                 service,
                 fail_above: m.fail_above,
                 faults,
+                ms_per_output_token: m.ms_per_output_token,
             });
         }
         let mut agents = Vec::with_capacity(self.agents.len());
@@ -520,9 +566,26 @@ impl RawScenario {
                 a.min_context,
             )
             .map_err(|e| nested(source, &at, e))?;
+            let tokens = match (a.prompt_tokens, a.output_tokens) {
+                (None, None) => None,
+                (Some(prompt), Some(output)) => {
+                    prompt.check(source, &format!("{at}.prompt_tokens"))?;
+                    output.check(source, &format!("{at}.output_tokens"))?;
+                    Some(AgentTokens { prompt, output })
+                }
+                (None, Some(_)) => {
+                    let field = format!("{at}.prompt_tokens");
+                    return Err(bad(source, field, "missing field (output_tokens is given)"));
+                }
+                (Some(_), None) => {
+                    let field = format!("{at}.output_tokens");
+                    return Err(bad(source, field, "missing field (prompt_tokens is given)"));
+                }
+            };
             agents.push(SimAgent {
                 profile,
                 weight: a.weight,
+                tokens,
             });
         }
         let failure_handling = match self.failure_handling {
@@ -550,7 +613,14 @@ impl RawScenario {
                 unique
             }
         };
-        Ok(Scenario {
+        let admission = match self.admission {
+            RawAdmission::Tokens => QuotaAdmission::Tokens,
+            RawAdmission::Requests => QuotaAdmission::Requests,
+            RawAdmission::None => QuotaAdmission::None,
+        };
+        let mut scenario = Scenario {
+            admission,
+            trace: None,
             description: self.description,
             requests: self.requests,
             arrival_rate_per_s: self.arrival_rate_per_s,
@@ -562,7 +632,16 @@ impl RawScenario {
             models,
             agents,
             failure_handling,
-        })
+        };
+        if let Some(trace) = self.trace {
+            // Relative to the scenario file when there is one.
+            let base = std::path::Path::new(source).parent().filter(|p| p.is_dir());
+            let path = base.map_or_else(|| trace.file.clone().into(), |b| b.join(&trace.file));
+            scenario
+                .set_trace(&path, trace.rate_scale)
+                .map_err(|e| nested(source, "trace", e))?;
+        }
+        Ok(scenario)
     }
 }
 

@@ -50,6 +50,14 @@ pub struct PolicyResult {
     pub wasted_calls: u64,
     /// completed / requests.
     pub success_rate: f64,
+    /// Time to first token of completed requests (from arrival), percentiles; NaN when none.
+    pub ttft_p50_ms: f64,
+    pub ttft_p95_ms: f64,
+    pub ttft_p99_ms: f64,
+    /// Prompt + output tokens of completed requests per simulated second.
+    pub tokens_per_s: f64,
+    /// Calls a provider refused (429) for being over its RPM/TPM quota.
+    pub quota_rejections: u64,
 }
 
 /// Percentile `q` (0..=100) of sorted samples, interpolated linearly like numpy's default.
@@ -130,7 +138,30 @@ impl PolicyResult {
             } else {
                 0.0
             },
+            ttft_p50_ms: f64::NAN,
+            ttft_p95_ms: f64::NAN,
+            ttft_p99_ms: f64::NAN,
+            tokens_per_s: 0.0,
+            quota_rejections: 0,
         }
+    }
+}
+
+impl PolicyResult {
+    /// Adds the token measurements: TTFT of each completed request, tokens served, and the
+    /// providers' quota refusals.
+    pub(super) fn with_tokens(mut self, mut ttfts: Vec<f64>, served: u64, refusals: u64) -> Self {
+        ttfts.sort_unstable_by(f64::total_cmp);
+        self.ttft_p50_ms = percentile(&ttfts, 50.0);
+        self.ttft_p95_ms = percentile(&ttfts, 95.0);
+        self.ttft_p99_ms = percentile(&ttfts, 99.0);
+        self.tokens_per_s = if self.duration_s > 0.0 {
+            served as f64 / self.duration_s
+        } else {
+            0.0
+        };
+        self.quota_rejections = refusals;
+        self
     }
 }
 
@@ -183,6 +214,11 @@ pub struct PolicySummary {
     pub failed: u64,
     pub failure_retries: u64,
     pub wasted_calls: u64,
+    pub ttft_p50_ms: f64,
+    pub ttft_p95_ms: f64,
+    pub ttft_p99_ms: f64,
+    pub tokens_per_s: f64,
+    pub quota_rejections: u64,
     /// Model id → time-averaged busy slots / max_concurrent, in scenario model order.
     #[serde(serialize_with = "pairs_as_map")]
     pub per_model_utilization: Vec<(String, f64)>,
@@ -211,6 +247,11 @@ impl PolicyResult {
             rejected: self.rejected,
             retries: self.retries,
             max_queue_length: self.max_queue_length,
+            ttft_p50_ms: self.ttft_p50_ms,
+            ttft_p95_ms: self.ttft_p95_ms,
+            ttft_p99_ms: self.ttft_p99_ms,
+            tokens_per_s: self.tokens_per_s,
+            quota_rejections: self.quota_rejections,
             per_model_utilization: model_ids
                 .iter()
                 .cloned()

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::raw;
+use super::tokens::{AgentTokens, QuotaAdmission, TraceRow};
 use crate::balancer::BalancerConfig;
 use crate::capability::{AgentProfile, ModelProfile, ScoreWeights};
 use crate::error::{Error, Result};
@@ -54,6 +55,9 @@ pub struct SimModel {
     pub fail_above: Option<u64>,
     /// Injected faults, each active over its own window of simulated time.
     pub faults: Vec<Fault>,
+    /// Generation time per output token: a call takes its service time (the time to first
+    /// token) plus output tokens × this.
+    pub ms_per_output_token: f64,
 }
 
 /// What an injected fault does to the calls that start inside its window.
@@ -124,6 +128,8 @@ pub struct SimAgent {
     pub profile: AgentProfile,
     /// Share of the request stream, relative to the other agents.
     pub weight: f64,
+    /// Prompt and output lengths of its requests; None = no tokens (unless a trace sizes them).
+    pub tokens: Option<AgentTokens>,
 }
 
 /// A validated scenario; build one with [`Scenario::from_json`] or field by field in tests.
@@ -144,6 +150,11 @@ pub struct Scenario {
     /// Failure-handling modes each policy runs under (by default all three when any model has
     /// a fault, else only `None`).
     pub failure_handling: Vec<Handling>,
+    /// What the router enforces of the models' `rpm`/`tpm` quotas (which their providers
+    /// enforce anyway, answering 429).
+    pub admission: QuotaAdmission,
+    /// Replayed arrivals and sizes (the first `requests` rows); None = Poisson arrivals.
+    pub trace: Option<Vec<TraceRow>>,
 }
 
 impl Scenario {
@@ -163,6 +174,15 @@ impl Scenario {
     /// Parses scenario JSON; `source` (a path, or the argument name) starts every error.
     pub fn from_json(text: &str, source: &str) -> Result<Scenario> {
         raw::parse(text, source)
+    }
+
+    /// Replays the trace CSV at `path` (Azure's columns), arrivals `rate_scale` times as fast;
+    /// the run covers its rows (at most `requests` of them).
+    pub fn set_trace(&mut self, path: &Path, rate_scale: f64) -> Result<()> {
+        let rows = super::tokens::read_trace(path, rate_scale)?;
+        self.requests = self.requests.min(rows.len() as u64).max(1);
+        self.trace = Some(rows);
+        Ok(())
     }
 
     /// Overrides the request count (the `requests=` argument); 0 or more than
