@@ -62,9 +62,11 @@ class _Attempts:
         fallbacks: Fallbacks,
         store: DecisionStore | None,
         pinned: str | None = None,
+        size: tuple[int, int] = (0, 0),
     ) -> None:
         self.router, self.agent, self.fallbacks, self.store = router, agent, fallbacks, store
         self.pinned = pinned
+        self.tokens, self.max_output_tokens = size
         self.tried: list[tuple[str, str, BaseException]] = []
         self.context_above: int | None = None
         self.call_id = uuid.uuid4().hex if store is not None else None
@@ -72,18 +74,21 @@ class _Attempts:
 
     def admit(self, attempt: int) -> InFlight:
         self.started = time.perf_counter()
+        size = (self.tokens, self.max_output_tokens)
         if self.pinned is not None:
-            return self.router._admit_on(self.agent, self.pinned)
+            return self.router._admit_on(self.agent, self.pinned, *size)
         if attempt == 0:
-            return self.router.request(self.agent)
+            return self.router.request(
+                self.agent, tokens=self.tokens, max_output_tokens=self.max_output_tokens
+            )
         last_model, last_kind, _ = self.tried[-1]
         if last_kind == "context_length":
             window = next(m.context_window for m in self.router.models if m.id == last_model)
             self.context_above = max(self.context_above or 0, window)
         fallback = self._fallback(attempt, last_model, last_kind)
         if fallback is not None:
-            return self.router._admit_on(self.agent, fallback)
-        return self.router._admit_avoiding(self.agent, [last_model], self.context_above)
+            return self.router._admit_on(self.agent, fallback, *size)
+        return self.router._admit_avoiding(self.agent, [last_model], self.context_above, *size)
 
     def _fallback(self, attempt: int, model: str, kind: str) -> str | None:
         if self.fallbacks is None:
@@ -166,14 +171,16 @@ def run(
     fallbacks: Fallbacks = None,
     timeout_s: float | None = None,
     store: DecisionStore | None = None,
+    size: tuple[int, int] = (0, 0),
     *,
     pinned: str | None = None,
     hold: bool = False,
 ) -> Any:
     """The attempt loop: ``fn(flight)`` per attempt. Returns fn's value, or with ``hold`` a
-    :class:`Held` whose request the caller ends. ``pinned`` admits only on that model."""
+    :class:`Held` whose request the caller ends. ``pinned`` admits only on that model; ``size``
+    is (prompt tokens, max output tokens), admitted against the token limits."""
     deadline = _check(retries, fallbacks, timeout_s, store)
-    state = _Attempts(router, agent, fallbacks, store, pinned)
+    state = _Attempts(router, agent, fallbacks, store, pinned, size)
     router._deposit()
     for attempt in range(retries + 1):
         flight = state.admit(attempt)
@@ -207,6 +214,7 @@ async def arun(
     fallbacks: Fallbacks = None,
     timeout_s: float | None = None,
     store: DecisionStore | None = None,
+    size: tuple[int, int] = (0, 0),
     *,
     pinned: str | None = None,
     hold: bool = False,
@@ -214,7 +222,7 @@ async def arun(
     """:func:`run` for a coroutine function; admissions through a shared backend run on a
     worker thread, so the event loop never waits on Redis."""
     deadline = _check(retries, fallbacks, timeout_s, store)
-    state = _Attempts(router, agent, fallbacks, store, pinned)
+    state = _Attempts(router, agent, fallbacks, store, pinned, size)
     offload = router.load_tracker.backend is not None
     loop = asyncio.get_running_loop()
     router._deposit()
@@ -253,10 +261,13 @@ def call(
     fallbacks: Fallbacks = None,
     timeout_s: float | None = None,
     store: DecisionStore | None = None,
+    size: tuple[int, int] = (0, 0),
 ) -> T:
-    """``router.call(agent, fn, retries=2, fallbacks=None, timeout_s=None, store=None)``: fn's
-    value, or ``CallFailedError`` carrying every attempt (model id, outcome kind, exception)."""
-    return run(router, agent, lambda f: fn(f.model_id), retries, fallbacks, timeout_s, store)  # type: ignore[no-any-return]
+    """``router.call(agent, fn, retries=2, fallbacks=None, timeout_s=None, store=None,
+    tokens=0, max_output_tokens=0)``: fn's value, or ``CallFailedError`` carrying every attempt
+    (model id, outcome kind, exception)."""
+    value = run(router, agent, lambda f: fn(f.model_id), retries, fallbacks, timeout_s, store, size)
+    return value  # type: ignore[no-any-return]
 
 
 async def acall(
@@ -267,8 +278,9 @@ async def acall(
     fallbacks: Fallbacks = None,
     timeout_s: float | None = None,
     store: DecisionStore | None = None,
+    size: tuple[int, int] = (0, 0),
 ) -> T:
     """``await router.acall(...)``: :func:`call` for a coroutine function."""
     return await arun(  # type: ignore[no-any-return]
-        router, agent, lambda f: fn(f.model_id), retries, fallbacks, timeout_s, store
+        router, agent, lambda f: fn(f.model_id), retries, fallbacks, timeout_s, store, size
     )

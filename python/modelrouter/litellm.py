@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.types.router import CustomRoutingStrategyBase
 
+from . import _usage
 from .errors import InvalidInputError, UnknownModelError
 from .outcomes import classify
 
@@ -120,15 +121,21 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
         return self.agent
 
     def _admit(
-        self, model: str, specific: bool | None, request_kwargs: Mapping[str, Any] | None
+        self,
+        model: str,
+        specific: bool | None,
+        request_kwargs: Mapping[str, Any] | None,
+        messages: Any = None,
+        input: Any = None,
     ) -> Mapping[str, Any]:
         agent = self._agent(request_kwargs)
+        size = _usage.estimate({**(request_kwargs or {}), "messages": messages, "input": input})
         trace = (request_kwargs or {}).get("litellm_trace_id")
         failed_before = self._end_previous(trace, request_kwargs)
         if specific or model in self._deployments and model not in self._groups:
             if model not in self._deployments:
                 raise UnknownModelError(model)
-            flight = self.router._admit_on(agent, model)  # type: ignore[attr-defined]
+            flight = self.router._admit_on(agent, model, *size)  # type: ignore[attr-defined]
         else:
             group = self._groups.get(model)
             if not group:
@@ -136,7 +143,7 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
             others = [m for m in self._deployments if m not in group]
             if not set(group) <= set(failed_before):  # a retry: never where it just failed
                 others += failed_before
-            flight = self.router._admit_avoiding(agent, others, None)  # type: ignore[attr-defined]
+            flight = self.router._admit_avoiding(agent, others, None, *size)  # type: ignore[attr-defined]
         now = time.monotonic()
         with self._lock:
             self._open.setdefault((trace, flight.model_id), []).append((now, flight))
@@ -192,7 +199,7 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
         specific_deployment: bool | None = False,
         request_kwargs: Any = None,
     ) -> Any:
-        return self._admit(model, specific_deployment, request_kwargs)
+        return self._admit(model, specific_deployment, request_kwargs, messages, input)
 
     def get_available_deployment(
         self,
@@ -202,7 +209,7 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
         specific_deployment: bool | None = False,
         request_kwargs: Any = None,
     ) -> Any:
-        return self._admit(model, specific_deployment, request_kwargs)
+        return self._admit(model, specific_deployment, request_kwargs, messages, input)
 
     # -- callbacks --------------------------------------------------------------------------
 
@@ -223,11 +230,14 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
                 del self._open[key]
         return flight
 
-    def _ended(self, kwargs: Mapping[str, Any], exc: BaseException | None) -> None:
+    def _ended(
+        self, kwargs: Mapping[str, Any], exc: BaseException | None, response: Any = None
+    ) -> None:
         flight = self._take(kwargs)
         if flight is None:
             return
         if exc is None:
+            _usage.report(flight, _usage.usage_of(response))
             flight.release(True)
             return
         outcome = classify(exc)
@@ -237,7 +247,7 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
     def log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        self._ended(kwargs, None)
+        self._ended(kwargs, None, response_obj)
 
     def log_failure_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
@@ -247,7 +257,7 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
     async def async_log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        self._ended(kwargs, None)
+        self._ended(kwargs, None, response_obj)
 
     async def async_log_failure_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai as _openai
 
-from . import _calls
+from . import _calls, _usage
 from .errors import InvalidInputError, UnknownModelError
 
 if TYPE_CHECKING:
@@ -123,10 +123,6 @@ class _Base:
         return resource, self._deployments[flight.model_id].model
 
 
-def _usage_of(value: Any) -> Any:
-    return getattr(value, "usage", None)
-
-
 class _Chat:
     def __init__(self, owner: _Base) -> None:
         self.completions = _Endpoint(owner, "chat")
@@ -144,6 +140,7 @@ class _Endpoint:
             return self._acreate(agent, model, kwargs)
         agent, pinned = owner._plan(agent, model)
         stream = bool(kwargs.get("stream"))
+        size = _usage.estimate(kwargs)
 
         def attempt(flight: InFlight) -> Any:
             resource, name = owner._target(flight, self._endpoint)
@@ -157,11 +154,13 @@ class _Endpoint:
             None,
             owner.timeout_s,
             owner.store,
+            size,
             pinned=pinned,
             hold=True,
         )
         if stream:
             return RoutedStream(held)
+        _usage.report(held.flight, _usage.usage_of(held.value))
         held.end("ok")
         return held.value
 
@@ -169,6 +168,7 @@ class _Endpoint:
         owner = self._owner
         agent, pinned = owner._plan(agent, model)
         stream = bool(kwargs.get("stream"))
+        size = _usage.estimate(kwargs)
 
         async def attempt(flight: InFlight) -> Any:
             resource, name = owner._target(flight, self._endpoint)
@@ -182,11 +182,13 @@ class _Endpoint:
             None,
             owner.timeout_s,
             owner.store,
+            size,
             pinned=pinned,
             hold=True,
         )
         if stream:
             return RoutedAsyncStream(held)
+        _usage.report(held.flight, _usage.usage_of(held.value))
         held.end("ok")
         return held.value
 
@@ -205,7 +207,7 @@ class _StreamEnd:
     def chunk(self, chunk: Any) -> None:
         if self.time_to_first_token_s is None:
             self.time_to_first_token_s = time.perf_counter() - self.started
-        usage = _usage_of(chunk)
+        usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = usage
 
@@ -214,6 +216,8 @@ class _StreamEnd:
             if self.ended:
                 return
             self.ended = True
+        if kind == "ok" and self.usage is not None:
+            _usage.report(self._held.flight, _usage.usage_of(self))
         self._held.end(kind, exc)
 
 

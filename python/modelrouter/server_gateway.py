@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
-from . import _calls
+from . import _calls, _usage
 from .errors import CallFailedError, InvalidInputError, NoCapacityError, RouterError
 from .server_schemas import AgentBody
 from .server_state import ServiceState, ServiceUnavailableError
@@ -206,6 +206,7 @@ class Gateway:
         if pinned is not None and pinned not in upstreams.deployments:
             return _openai_error(404, f"unknown model {model!r}", "model_not_found")
         stream = bool(body.get("stream"))
+        size = _usage.estimate(body)
         client = self.client
         if client is None:
             return _openai_error(503, "the gateway is not running", "unavailable")
@@ -241,6 +242,7 @@ class Gateway:
                 None,
                 None,
                 state.store,
+                size,
                 pinned=pinned,
                 hold=True,
             )
@@ -257,6 +259,7 @@ class Gateway:
         resp, data = held.value
         headers = {**_passed(resp.headers), "x-modelrouter-model": held.flight.model_id}
         if not stream:
+            _usage.report(held.flight, _usage.usage_of(data))
             held.end("ok")
             return Reply(resp.status, headers, data)
         return Reply(resp.status, headers, chunks=_relay(resp, held))
@@ -357,10 +360,13 @@ async def _relay(resp: aiohttp.ClientResponse, held: _calls.Held) -> AsyncIterat
     """The upstream stream as it comes; the request ends with it (ok), with its error
     (classified), or as cancelled when the client goes away first."""
     kind, error = "cancelled", None
+    tail = b""  # the last bytes: where a usage chunk comes, if asked for
     try:
         async for chunk in resp.content.iter_any():
+            tail = (tail + chunk)[-8192:]
             yield chunk
         kind = "ok"
+        _usage.report(held.flight, _usage.usage_in_stream_tail(tail))
     except Exception as exc:
         kind, error = "failed", exc
         raise

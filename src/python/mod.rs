@@ -15,6 +15,7 @@ mod lap;
 mod load;
 mod logging;
 mod perf;
+mod quota;
 mod router;
 mod sim;
 
@@ -52,5 +53,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     perf::register(m)?;
     adaptive::register(m)?;
     alerts::register(m)?;
+    quota::register(m)?;
     Ok(())
 }
