@@ -6,11 +6,17 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.build-stamp
 SOURCES := $(shell find src python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null) Cargo.toml pyproject.toml
 
-.PHONY: run test bench lint fmt build dev-deps rust-test py-test clean
+.PHONY: run test bench lint fmt build dev-deps rust-test py-test wheel-check clean
+
+# Every dependency list is pyproject.toml's (build-system, dependencies, extras), read by
+# .ci/requirements.py; none is repeated here.
+REQS := $(PY) .ci/requirements.py
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip "maturin>=1.9.4,<2" numpy "matplotlib>=3.7"
+	$(PIP) install -q --upgrade pip
+	$(REQS) build runtime plot > $(VENV)/requirements-base.txt
+	$(PIP) install -q -r $(VENV)/requirements-base.txt
 
 # Release build of the extension, installed into .venv (rebuilt when sources change).
 $(STAMP): $(VENV)/bin/python $(SOURCES)
@@ -23,9 +29,8 @@ run: build
 	$(VENV)/bin/modelrouter simulate
 
 $(VENV)/.dev-stamp: $(VENV)/bin/python pyproject.toml
-	$(PIP) install -q "pytest>=8" "hypothesis>=6.100" "scipy>=1.11" "ortools>=9.8" \
-		"mypy>=1.10" "ruff>=0.5" "lap>=0.5" "matplotlib>=3.7" \
-		"psycopg[binary]>=3.1" fastapi uvicorn httpx schemathesis playwright "openai>=1.40" "litellm>=1.40" "aiohttp>=3.9"
+	$(REQS) dev > $(VENV)/requirements-dev.txt
+	$(PIP) install -q -r $(VENV)/requirements-dev.txt
 	@touch $@
 
 dev-deps: $(VENV)/.dev-stamp
@@ -44,11 +49,21 @@ lint: build dev-deps
 	$(VENV)/bin/ruff format --check python tests benches
 	cd /tmp && $(CURDIR)/$(PY) -m mypy.stubtest modelrouter._core --allowlist $(CURDIR)/python/stubtest-allowlist.txt
 
-test: lint rust-test py-test
+# The wheel a user installs: manylinux2014 (glibc 2.17, linked with zig from PyPI's ziglang),
+# license and URLs inside, installed into a fresh venv with numpy alone (.ci/wheel_check.py).
+# Cargo puts it under target/<triple>/, beside `make build`'s target/release/.
+wheel-check: dev-deps
+	rm -rf dist/wheel-check
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/maturin build \
+		--release --zig --compatibility manylinux2014 -q -o dist/wheel-check
+	$(PY) .ci/wheel_check.py dist/wheel-check
+
+test: lint rust-test py-test wheel-check
 
 # Peers that only the benchmarks compare against (not test or runtime dependencies).
 $(VENV)/.bench-stamp: $(VENV)/.dev-stamp
-	$(PIP) install -q "uvicorn[standard]>=0.29" "litellm[proxy]>=1.40"
+	$(REQS) bench > $(VENV)/requirements-bench.txt
+	$(PIP) install -q -r $(VENV)/requirements-bench.txt
 	@touch $@
 
 bench: build dev-deps $(VENV)/.bench-stamp

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use crate::display::{py_float, py_str};
 use crate::error::{parse_choice, Error, Result};
 use crate::load::{AtomicF64, LoadTracker, ModelState, SharedClock};
 
@@ -104,10 +105,10 @@ impl fmt::Display for ScalingRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ScalingRule(threshold_utilization={}, threshold_duration_s={}, action={:?})",
-            self.threshold_utilization,
-            self.threshold_duration_s,
-            self.action.name()
+            "ScalingRule(threshold_utilization={}, threshold_duration_s={}, action={})",
+            py_float(self.threshold_utilization),
+            py_float(self.threshold_duration_s),
+            py_str(self.action.name())
         )
     }
 }
@@ -117,11 +118,11 @@ impl fmt::Display for ScalingAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ScalingAction({:?}, action={:?}, utilization={:.3}, since={})",
-            self.model_id,
-            self.action.name(),
-            self.utilization,
-            self.since
+            "ScalingAction({}, action={}, utilization={}, since={})",
+            py_str(&self.model_id),
+            py_str(self.action.name()),
+            py_float((self.utilization * 1e3).round() / 1e3),
+            py_float(self.since)
         )
     }
 }
@@ -352,7 +353,7 @@ mod tests {
         let rule = ScalingRule::new(0.9, 30.0, ActionKind::ScaleOut).unwrap();
         assert_eq!(
             rule.to_string(),
-            r#"ScalingRule(threshold_utilization=0.9, threshold_duration_s=30, action="scale_out")"#
+            "ScalingRule(threshold_utilization=0.9, threshold_duration_s=30.0, action='scale_out')"
         );
         let action = ScalingAction {
             model_id: "m".into(),
@@ -368,7 +369,7 @@ mod tests {
         );
         assert_eq!(
             action.to_string(),
-            r#"ScalingAction("m", action="scale_out", utilization=0.950, since=12)"#
+            "ScalingAction('m', action='scale_out', utilization=0.95, since=12.0)"
         );
     }
 

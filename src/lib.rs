@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod balancer;
 pub mod capability;
 pub mod capacity;
+pub mod display;
 pub mod error;
 pub mod flow;
 pub mod health;
@@ -31,6 +32,10 @@ pub mod strategy;
 
 #[cfg(feature = "python")]
 mod python;
+
+/// The `log` target of degradations (a shared backend lost or regained): the Python bindings
+/// forward these records to the `modelrouter` logger.
+pub const LOG_TARGET: &str = "modelrouter";
 
 pub use capability::{AgentProfile, DenseProfiles, ModelProfile, ScoreWeights};
 pub use error::{Error, Result};

@@ -3,6 +3,7 @@ driven by Playwright, cards checked after some routed requests, screenshot in ou
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import socket
@@ -66,6 +67,21 @@ def drive_traffic(base: str) -> None:
         for _ in range(2):
             r = c.post(f"{PREFIX}/route", json={"agent": agents[2], "reserve": True})
             assert r.json()["model_id"] == "model-B"
+        # Rejections: an agent no model can serve (409 infeasible).
+        for _ in range(3):
+            r = c.post(f"{PREFIX}/route", json={"agent": {"id": "x", "required": {"vision": 0.9}}})
+            assert r.status_code == 409
+
+
+def fill_model_b(base: str) -> None:
+    """model-B to 3/3 active and 2 queued, then two more refused (503 no capacity)."""
+    agent = {"id": "researcher", "required": {"reasoning": 0.8}, "min_context": 65536}
+    with httpx.Client(base_url=base) as c:
+        codes = [
+            c.post(f"{PREFIX}/route", json={"agent": agent, "reserve": True}).status_code
+            for _ in range(5)
+        ]
+    assert codes == [200, 200, 200, 503, 503]
 
 
 def keep_routing(base: str, stop: threading.Event) -> None:
@@ -112,7 +128,7 @@ def check_page(server: str) -> None:
             page.wait_for_timeout(2500)
             cards = {
                 name: page.inner_text(f"#card-{name}")
-                for name in ("rate", "p99", "success", "util", "alerts")
+                for name in ("rate", "rejected", "p99", "success", "util", "alerts")
             }
             for name, text in cards.items():
                 assert NUMBER.match(text), f"card {name} shows {text!r}"
@@ -120,6 +136,31 @@ def check_page(server: str) -> None:
             assert float(cards["p99"].replace(",", "")) >= 100.0
             assert float(cards["util"]) > 0.0
             assert "overload" in page.inner_text("#alerts")
+            # Rejections are shown: 3 infeasible so far, then 2 refused for lack of capacity.
+            assert page.inner_text("#card-rejected") == "3"
+            assert "infeasible 3" in page.inner_text("#card-rejected-unit")
+            assert "utilization 0.67 > 0.5" in page.inner_text("#alerts")
+            fill_model_b(server)
+            page.wait_for_function(
+                "document.getElementById('card-rejected').textContent === '5'", timeout=10000
+            )
+            unit = page.inner_text("#card-rejected-unit")
+            assert "no capacity 2, infeasible 3" in unit and unit.startswith("of ")
+            # The firing alert shows the utilization now (1.00), not the one it fired with.
+            page.wait_for_function(
+                "document.getElementById('alerts').textContent.includes('utilization 1.00')",
+                timeout=10000,
+            )
+            assert "since" in page.inner_text("#alerts")
+            # Axis ticks are round numbers: multiples of a 1, 2 or 5 × 10^k step from 0.
+            for chart in ("chart-latency", "chart-util"):
+                ticks = page.get_attribute(f"#{chart}", "data-ticks").replace(",", "").split()
+                values = [float(t) for t in ticks]
+                step = values[1] - values[0]
+                assert values[0] == 0 and len(values) >= 3, (chart, ticks)
+                mantissa = step / 10 ** math.floor(math.log10(step))
+                assert round(mantissa, 9) in (1, 2, 5), (chart, ticks)
+                assert values == pytest.approx([k * step for k in range(len(values))])
             assert page.locator("#models tbody tr").count() == 3
             assert "model-B" in page.inner_text("#legend-util")
             assert errors == []
@@ -127,6 +168,30 @@ def check_page(server: str) -> None:
             page.screenshot(path=str(OUT), full_page=True)
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_the_routing_rate_is_live_from_the_first_poll(server):
+    stop = threading.Event()
+    background = threading.Thread(target=keep_routing, args=(server, stop), daemon=True)
+    background.start()
+    try:
+        time.sleep(2.0)  # a few of the service's history samples (every 0.5 s) with traffic
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(f"{server}/?refresh=600000")  # one poll only
+                page.wait_for_function(
+                    "document.getElementById('status').textContent.startsWith('updated')"
+                )
+                rate = page.inner_text("#card-rate")
+                assert NUMBER.match(rate) and float(rate.replace(",", "")) > 0, rate
+            finally:
+                browser.close()
+    finally:
+        stop.set()
+        background.join(timeout=10)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")

@@ -449,12 +449,14 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "open_store(" in b)
     monkeypatch.chdir(tmp_path)
     previous = signal.getsignal(signal.SIGTERM)
+    namespace: dict = {}
     try:
-        exec(block, {})
+        exec(block, namespace)
     finally:
         signal.signal(signal.SIGTERM, previous)  # pytest's own process keeps its handler
     assert "'p50_ms': 42.0" in capsys.readouterr().out
-    with open_store(f"sqlite:///{tmp_path}/decisions.db") as s:
+    assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
+    with open_store(f"sqlite:///{namespace['directory']}/decisions.db") as s:
         assert s.counts() == {
             "assignments": 1,
             "routing_decisions": 1,

@@ -17,12 +17,13 @@ from typing import Any
 from . import _core
 from ._core import Router, SimulationReport, simulate
 from .errors import RouterError
-from .types import load_fleet
+from .types import load_fleet, shipped_scenarios
 
 # The core's name registry: one list for the CLI, the REST schema, the simulator and the stubs.
 STRATEGIES = tuple(_core.STRATEGIES)
 POLICIES = tuple(_core.POLICIES)
 BASELINE = "capability_only"
+SHIPPED = ", ".join(shipped_scenarios())
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -254,7 +255,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
     tls = {k: v for k, v in tls.items() if v}
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **tls)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        **tls,
+    )
     return 0
 
 
@@ -263,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     assign = sub.add_parser("assign", help="assign agents to models with each strategy")
     assign.add_argument(
-        "--scenario", default="seed_assign", help="JSON file or shipped scenario name"
+        "--scenario", default="seed_assign", help=f"JSON file or shipped scenario: {SHIPPED}"
     )
     assign.add_argument("--strategy", action="append", choices=STRATEGIES)
     assign.add_argument("--no-load-balancing", action="store_true")
@@ -271,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     assign.set_defaults(func=cmd_assign)
     sim = sub.add_parser("simulate", help="simulate a request stream under each routing policy")
     sim.add_argument(
-        "--scenario", default="heterogeneous", help="JSON file or shipped scenario name"
+        "--scenario", default="heterogeneous", help=f"JSON file or shipped scenario: {SHIPPED}"
     )
     sim.add_argument(
         "--policies",
@@ -304,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
-        "--fleet", default="seed_assign", help="JSON file or shipped scenario name of the fleet"
+        "--fleet",
+        default="seed_assign",
+        help=f"JSON file or shipped scenario of the fleet: {SHIPPED}",
     )
     serve.add_argument(
         "--store",
@@ -348,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     serve.add_argument("--policy", choices=POLICIES, default="weighted")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request (off by default: a line per request costs about a third of "
+        "the throughput)",
+    )
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -219,7 +219,8 @@ class ServiceState:
             if room is None or room >= len(util):  # never block the event loop for a sample
                 self.store.record_utilization(util, ts=point["ts"])
             else:
-                log.warning("decision store queue full: utilization sample not recorded")
+                # The store logs the queue filling up (once); a skipped sample is not news.
+                log.debug("decision store queue full: utilization sample not recorded")
         return point
 
     # -- views ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ into ``Model`` / ``Agent`` objects with errors naming the file and the field."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -17,6 +18,28 @@ except ImportError:  # pragma: no cover
     from typing_extensions import NotRequired
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
+
+
+def shipped_scenarios() -> list[str]:
+    """Names of the scenarios shipped with the package (``"heterogeneous"``, ...), sorted."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.json"))
+
+
+def scenario_path(scenario: str | os.PathLike[str]) -> Path:
+    """The file of a scenario: a path as given, or for a bare name (no suffix, not an existing
+    file) the shipped scenario of that name. An unknown name raises ``InvalidInputError``
+    (field ``scenario``) listing the shipped ones."""
+    path = Path(scenario)
+    if path.suffix or path.exists():
+        return path
+    shipped = SCENARIO_DIR / f"{path.name}.json"
+    if path.name == str(scenario) and shipped.exists():
+        return shipped
+    raise InvalidInputError(
+        f"unknown scenario {str(scenario)!r}: not a file, and not one of the shipped "
+        f"scenarios ({', '.join(shipped_scenarios())}); give a JSON file's path or one of those",
+        "scenario",
+    )
 
 
 class ModelSpec(TypedDict):
@@ -76,9 +99,7 @@ def agents_from_dicts(specs: Sequence[AgentSpec], where: str = "agents") -> list
 def load_fleet(path: str | Path) -> tuple[list[Agent], list[Model]]:
     """Agents and models from a JSON file with top-level ``agents`` and ``models`` lists.
     A bare name (``"seed_assign"``) refers to a scenario shipped with the package."""
-    path = Path(path)
-    if not path.suffix and not path.exists():
-        path = SCENARIO_DIR / f"{path.name}.json"
+    path = scenario_path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as e:
@@ -94,4 +115,12 @@ def load_fleet(path: str | Path) -> tuple[list[Agent], list[Model]]:
         raise InvalidInputError(f"{path}: {e}", e.field) from e
 
 
-__all__ = ["AgentSpec", "ModelSpec", "agents_from_dicts", "load_fleet", "models_from_dicts"]
+__all__ = [
+    "AgentSpec",
+    "ModelSpec",
+    "agents_from_dicts",
+    "load_fleet",
+    "models_from_dicts",
+    "scenario_path",
+    "shipped_scenarios",
+]

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::display::py_float;
 use crate::error::{Error, Result};
 use crate::load::{LoadTracker, SharedClock};
 use crate::perf::{PerfConfig, PerformanceTracker, Sample};
@@ -185,14 +186,17 @@ pub struct Breakdown {
     pub score: f64,
 }
 
-/// `AdaptiveScorer(weights=(0.500, 0.300, 0.200), half_life_s=30)`: the Python repr.
+/// `AdaptiveScorer(weights=(0.5, 0.3, 0.2), half_life_s=30.0)`: the Python repr.
 impl fmt::Display for AdaptiveScorer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = self.weights;
         write!(
             f,
-            "AdaptiveScorer(weights=({:.3}, {:.3}, {:.3}), half_life_s={})",
-            w.capability, w.performance, w.load, self.half_life_s
+            "AdaptiveScorer(weights=({}, {}, {}), half_life_s={})",
+            py_float(w.capability),
+            py_float(w.performance),
+            py_float(w.load),
+            py_float(self.half_life_s)
         )
     }
 }

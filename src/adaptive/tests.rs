@@ -178,7 +178,7 @@ fn breakdown_serializes_with_a_null_latency_while_cold_and_repr_shows_weights() 
     assert_eq!(warm["cold"], false);
     assert_eq!(
         scorer.to_string(),
-        "AdaptiveScorer(weights=(0.500, 0.300, 0.200), half_life_s=10)"
+        "AdaptiveScorer(weights=(0.5, 0.3, 0.2), half_life_s=10.0)"
     );
 }
 

@@ -65,10 +65,15 @@ pub struct Alert {
     pub message: String,
 }
 
-/// `Alert(id=3, <message>)`: the Python repr.
+/// `Alert(id=3, message='…')`: the Python repr.
 impl std::fmt::Display for Alert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Alert(id={}, {})", self.id, self.message)
+        write!(
+            f,
+            "Alert(id={}, message={})",
+            self.id,
+            crate::display::py_str(&self.message)
+        )
     }
 }
 
@@ -158,7 +163,7 @@ impl std::fmt::Display for AlertManager {
             f,
             "AlertManager(rules={}, cooldown_s={}, active={})",
             self.rules.len(),
-            self.cooldown_s,
+            crate::display::py_float(self.cooldown_s),
             self.active().len()
         )
     }
@@ -330,11 +335,13 @@ impl AlertManager {
                 self.pending_or_fire(inner, &key, since, now, value)
             }
             (Some(Condition::Firing { mut alert }), true) => {
+                // The active alert reads the current value (its message too); the history
+                // keeps each notification as it was emitted.
                 alert.value = value.unwrap_or(f64::NAN);
+                alert.message = self.message(rule, &key.1, alert.value, false);
                 let repeat = now - alert.emitted_at >= self.cooldown_s;
                 if repeat {
                     alert.emitted_at = now;
-                    alert.message = self.message(rule, &key.1, alert.value, false);
                 }
                 let out = repeat.then(|| alert.clone());
                 (Some(Condition::Firing { alert }), out)

@@ -201,17 +201,15 @@ pub struct AlertRule {
 /// `AlertRule("overload", 0.9, severity="warning", for_s=0, model_id=None)`: the Python repr.
 impl fmt::Display for AlertRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let model_id = self
-            .model_id
-            .as_deref()
-            .map_or("None".into(), |m| format!("{m:?}"));
+        use crate::display::{py_float, py_str};
+        let model_id = self.model_id.as_deref().map_or("None".into(), py_str);
         write!(
             f,
-            "AlertRule({:?}, {}, severity={:?}, for_s={}, model_id={model_id})",
-            self.kind.name(),
-            self.threshold,
-            self.severity.name(),
-            self.for_s,
+            "AlertRule({}, {}, severity={}, for_s={}, model_id={model_id})",
+            py_str(self.kind.name()),
+            py_float(self.threshold),
+            py_str(self.severity.name()),
+            py_float(self.for_s),
         )
     }
 }

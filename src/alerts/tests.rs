@@ -258,7 +258,10 @@ fn alerts_serialize_as_the_python_dict_and_display_as_the_repr() {
     assert_eq!(keys.len(), 10);
     assert_eq!(
         fired.to_string(),
-        format!("Alert(id={}, {})", fired.id, fired.message)
+        format!(
+            "Alert(id={}, message='[error] high_latency on \"a\": p95 latency 900.0 ms > 500 ms')",
+            fired.id
+        )
     );
     // A value that disappeared is null, not NaN; a fleet-wide alert has a null model_id.
     let gone = Alert {
@@ -270,7 +273,7 @@ fn alerts_serialize_as_the_python_dict_and_display_as_the_repr() {
     assert!(value["value"].is_null() && value["model_id"].is_null());
     assert_eq!(
         m.to_string(),
-        "AlertManager(rules=1, cooldown_s=300, active=1)"
+        "AlertManager(rules=1, cooldown_s=300.0, active=1)"
     );
 }
 
@@ -279,10 +282,10 @@ fn rule_repr_spells_model_ids_the_python_way() {
     let mut rule = latency_rule(2.5);
     assert_eq!(
         rule.to_string(),
-        r#"AlertRule("high_latency", 500, severity="error", for_s=2.5, model_id=None)"#
+        "AlertRule('high_latency', 500.0, severity='error', for_s=2.5, model_id=None)"
     );
     rule.model_id = Some("m".into());
-    assert!(rule.to_string().ends_with(r#"model_id="m")"#));
+    assert!(rule.to_string().ends_with("model_id='m')"));
 }
 
 #[test]
@@ -364,4 +367,29 @@ fn model_ejected_fires_while_out_and_resolves_when_healthy_again() {
     assert_eq!(resolved.len(), 1, "{resolved:?}");
     assert_eq!(resolved[0].state, AlertState::Resolved);
     assert_eq!(resolved[0].id, fired[0].id);
+}
+
+#[test]
+fn an_active_alert_reads_the_current_value_and_the_history_what_was_emitted() {
+    let f = fixture();
+    let rule = AlertRule::new(AlertKind::Overload, 0.5, Severity::Warning, 0.0, None, 1).unwrap();
+    let m = manager(&f, vec![rule], 300.0);
+    let s = f.load.set_capacity("m", Capacity::new(10, 0, 0.8).unwrap());
+    s.add_active(6, 0.0).unwrap();
+    let fired = m.evaluate(None);
+    assert_eq!(fired.len(), 1);
+    assert!(fired[0].message.ends_with("utilization 0.60 > 0.5"));
+    s.add_active(3, 0.0).unwrap();
+    f.clock.advance(1.0);
+    assert!(m.evaluate(None).is_empty()); // within the cooldown: no new notification
+    let active = m.active();
+    assert_eq!(active[0].value, 0.9);
+    assert!(
+        active[0].message.ends_with("utilization 0.90 > 0.5"),
+        "{}",
+        active[0].message
+    );
+    assert_eq!((active[0].started_at, active[0].emitted_at), (0.0, 0.0));
+    let history = m.history(&HistoryFilter::default());
+    assert!(history[0].message.ends_with("utilization 0.60 > 0.5"));
 }

@@ -18,6 +18,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use rayon::prelude::*;
+
+use crate::display::{html_table, py_float, py_levels, py_str};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -125,34 +127,104 @@ pub struct AgentProfile {
     pub min_context: u64,
 }
 
-/// `Model("id", capabilities=[...], ...)`: the Python repr.
+/// `Model('id', capabilities={'code': 0.9}, context_window=8192, ...)`: the Python repr, the
+/// call that builds the model.
 impl fmt::Display for ModelProfile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Model({:?}, capabilities={:?}, context_window={}, max_concurrent={}, max_queue={})",
-            self.id, self.capabilities, self.context_window, self.max_concurrent, self.max_queue
+            "Model({}, capabilities={}, context_window={}, max_concurrent={}, max_queue={}, \
+             target_utilization={}, cost_per_1k_tokens={})",
+            py_str(&self.id),
+            py_levels(&self.capabilities),
+            self.context_window,
+            self.max_concurrent,
+            self.max_queue,
+            py_float(self.target_utilization),
+            py_float(self.cost_per_1k_tokens)
         )
     }
 }
 
-/// `Agent("id", required=[...], ...)`: the Python repr.
+impl ModelProfile {
+    /// A one-row HTML table of the model's settings (the Python `Model._repr_html_()`).
+    pub fn html(&self) -> String {
+        html_table(
+            None,
+            &[
+                "model",
+                "capabilities",
+                "context window",
+                "max concurrent",
+                "max queue",
+                "target utilization",
+                "cost per 1k tokens",
+            ],
+            &[vec![
+                self.id.clone(),
+                levels_text(&self.capabilities),
+                self.context_window.to_string(),
+                self.max_concurrent.to_string(),
+                self.max_queue.to_string(),
+                py_float(self.target_utilization),
+                py_float(self.cost_per_1k_tokens),
+            ]],
+        )
+    }
+}
+
+/// `Agent('id', required={'code': 0.7}, preferred={}, min_context=0)`: the Python repr.
 impl fmt::Display for AgentProfile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Agent({:?}, required={:?}, preferred={:?}, min_context={})",
-            self.id, self.required, self.preferred, self.min_context
+            "Agent({}, required={}, preferred={}, min_context={})",
+            py_str(&self.id),
+            py_levels(&self.required),
+            py_levels(&self.preferred),
+            self.min_context
         )
     }
 }
 
+impl AgentProfile {
+    /// A one-row HTML table of the agent's needs (the Python `Agent._repr_html_()`).
+    pub fn html(&self) -> String {
+        html_table(
+            None,
+            &["agent", "required", "preferred", "min context"],
+            &[vec![
+                self.id.clone(),
+                levels_text(&self.required),
+                levels_text(&self.preferred),
+                self.min_context.to_string(),
+            ]],
+        )
+    }
+}
+
+/// `code 0.9, chat 0.5` (or an en dash when empty): levels in a table cell.
+fn levels_text(levels: &[(String, f64)]) -> String {
+    if levels.is_empty() {
+        return "–".into();
+    }
+    let parts: Vec<String> = levels
+        .iter()
+        .map(|(k, v)| format!("{k} {}", py_float(*v)))
+        .collect();
+    parts.join(", ")
+}
+
+/// `ScoreWeights(required=0.6, preferred=0.3, context=0.1, cost=0.0)`: the Python repr.
 impl fmt::Display for ScoreWeights {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "ScoreWeights(required={}, preferred={}, context={}, cost={})",
-            self.required, self.preferred, self.context, self.cost
+            py_float(self.required),
+            py_float(self.preferred),
+            py_float(self.context),
+            py_float(self.cost)
         )
     }
 }

@@ -128,16 +128,17 @@ fn reprs_come_from_display() {
     let m = model("m", &[("code", 0.9)], 4096, 0.0);
     assert_eq!(
         m.to_string(),
-        r#"Model("m", capabilities=[("code", 0.9)], context_window=4096, max_concurrent=10, max_queue=5)"#
+        "Model('m', capabilities={'code': 0.9}, context_window=4096, max_concurrent=10, \
+         max_queue=5, target_utilization=0.8, cost_per_1k_tokens=0.0)"
     );
     let a = agent("a", &[("code", 0.7)], &[], 0);
     assert_eq!(
         a.to_string(),
-        r#"Agent("a", required=[("code", 0.7)], preferred=[], min_context=0)"#
+        "Agent('a', required={'code': 0.7}, preferred={}, min_context=0)"
     );
     assert_eq!(
         ScoreWeights::default().to_string(),
-        "ScoreWeights(required=0.6, preferred=0.3, context=0.1, cost=0)"
+        "ScoreWeights(required=0.6, preferred=0.3, context=0.1, cost=0.0)"
     );
 }
 

@@ -166,16 +166,17 @@ impl Serialize for ModelLoad {
     }
 }
 
-/// `ModelLoad("id", active_requests=3, queue_depth=0, utilization=0.750)`: the Python repr.
+/// `ModelLoad('id', active_requests=3, queue_depth=0, utilization=0.75)`: the Python repr
+/// (utilization rounded to 3 decimals).
 impl fmt::Display for ModelLoad {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ModelLoad({:?}, active_requests={}, queue_depth={}, utilization={:.3})",
-            self.model_id,
+            "ModelLoad({}, active_requests={}, queue_depth={}, utilization={})",
+            crate::display::py_str(&self.model_id),
             self.active_requests,
             self.queue_depth,
-            self.utilization()
+            crate::display::py_float((self.utilization() * 1e3).round() / 1e3)
         )
     }
 }

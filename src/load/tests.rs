@@ -148,7 +148,7 @@ fn a_load_reading_serializes_as_the_python_dict_and_displays_as_its_repr() {
     assert_eq!(load.latency(), None);
     assert_eq!(
         load.to_string(),
-        r#"ModelLoad("m\"x", active_requests=3, queue_depth=0, utilization=0.750)"#
+        r#"ModelLoad('m"x', active_requests=3, queue_depth=0, utilization=0.75)"#
     );
     clock.advance(1.0);
     s.record_latency(12.5, clock.now());

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::{Kind, LatencyHistogram, PerformanceTracker, Stats};
+use crate::display::{escape_html, py_float, py_opt_float};
 use crate::ser::pairs_as_map;
 
 /// Every key's stats at one reading, sorted by id. Serializes as the Python
@@ -27,15 +28,16 @@ impl PerformanceTracker {
     }
 }
 
-/// `PerformanceTracker(models=2, agents=1, window_s=Some(30.0))`: the Python repr.
+/// `PerformanceTracker(models=2, agents=1, window_s=30.0)` (`window_s=None` without a
+/// window): the Python repr.
 impl fmt::Display for PerformanceTracker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "PerformanceTracker(models={}, agents={}, window_s={:?})",
+            "PerformanceTracker(models={}, agents={}, window_s={})",
             self.model_ids().len(),
             self.agent_ids().len(),
-            self.config().window_s
+            py_opt_float(self.config().window_s)
         )
     }
 }
@@ -45,17 +47,24 @@ fn cell(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
 }
 
-/// `Stats(count=3, success_rate=0.667, p50_ms=20.0, p95_ms=–, ...)`: the Python repr.
+/// A value rounded to `digits` decimals as a Python float, or `None`.
+fn rounded(v: Option<f64>, digits: i32) -> String {
+    let scale = 10f64.powi(digits);
+    py_opt_float(v.map(|v| (v * scale).round() / scale))
+}
+
+/// `Stats(count=3, success_rate=0.667, p50_ms=20.0, p95_ms=None, ...)`: the Python repr
+/// (rounded to 3 / 1 decimals; the attributes hold the exact values).
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "Stats(count={}, success_rate={}, p50_ms={}, p95_ms={}, p99_ms={})",
             self.count,
-            cell(self.success_rate, 3),
-            cell(self.p50_ms, 1),
-            cell(self.p95_ms, 1),
-            cell(self.p99_ms, 1)
+            rounded(self.success_rate, 3),
+            rounded(self.p50_ms, 1),
+            rounded(self.p95_ms, 1),
+            rounded(self.p99_ms, 1)
         )
     }
 }
@@ -63,26 +72,16 @@ impl fmt::Display for Stats {
 /// `LatencyHistogram(bounds_ms=[10.0], counts=[1], count=2, sum_ms=30.0)`: the Python repr.
 impl fmt::Display for LatencyHistogram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bounds: Vec<String> = self.bounds_ms.iter().map(|b| py_float(*b)).collect();
         write!(
             f,
-            "LatencyHistogram(bounds_ms={:?}, counts={:?}, count={}, sum_ms={:?})",
-            self.bounds_ms, self.cumulative, self.count, self.sum_ms
+            "LatencyHistogram(bounds_ms=[{}], counts={:?}, count={}, sum_ms={})",
+            bounds.join(", "),
+            self.cumulative,
+            self.count,
+            py_float(self.sum_ms)
         )
     }
-}
-
-/// Text safe inside HTML elements and attribute values.
-fn escape_html(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_string(),
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '"' => "&quot;".to_string(),
-            '\'' => "&#39;".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
 }
 
 const COLUMNS: [&str; 10] = [

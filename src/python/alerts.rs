@@ -1,7 +1,7 @@
 //! AlertRule, Alert and AlertManager. Python sinks are core sinks that take the GIL for their
 //! call; a raising sink is logged on `modelrouter.alerts` and skipped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -117,17 +117,34 @@ pub struct PyAlertManager {
     sink_errors: Arc<AtomicU64>,
 }
 
-/// Logs a sink failure; logging itself failing must not break evaluation either.
-fn log_sink_error(py: Python<'_>, sink: &Py<PyAny>, alert: &Alert, err: PyErr) {
+/// Logs a sink's first failure (`err`, as an error with its traceback) or its recovery (`None`,
+/// at info); logging itself failing must not break evaluation either.
+fn log_sink_error(py: Python<'_>, sink: &Py<PyAny>, alert: &Alert, err: Option<PyErr>) {
     let logged = (|| -> PyResult<()> {
         let logger = py
             .import("logging")?
             .call_method1("getLogger", ("modelrouter.alerts",))?;
+        let Some(err) = err else {
+            logger.call_method1(
+                "info",
+                (
+                    "alert sink %r delivers again (on %s)",
+                    sink.bind(py),
+                    &alert.message,
+                ),
+            )?;
+            return Ok(());
+        };
         let kwargs = PyDict::new(py);
         kwargs.set_item("exc_info", err.value(py))?;
         logger.call_method(
             "error",
-            ("alert sink %r failed on %s", sink.bind(py), &alert.message),
+            (
+                "alert sink %r failed on %s; its failures are counted in sink_errors and not \
+                 logged again until it delivers",
+                sink.bind(py),
+                &alert.message,
+            ),
             Some(&kwargs),
         )?;
         Ok(())
@@ -284,12 +301,23 @@ impl PyAlertManager {
             return Err(invalid("sink", "must be callable"));
         }
         let errors = self.sink_errors.clone();
+        // Logged once per transition: the first failure (with its traceback), then the first
+        // success after failures; the failures in between are only counted (`sink_errors`).
+        let failing = AtomicBool::new(false);
         self.core.add_sink(Arc::new(move |alert: &Alert| {
             Python::attach(|py| {
                 let obj = Py::new(py, PyAlert(alert.clone()));
-                if let Err(err) = obj.and_then(|obj| sink.call1(py, (obj,))) {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    log_sink_error(py, &sink, alert, err);
+                match obj.and_then(|obj| sink.call1(py, (obj,))) {
+                    Err(err) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        if !failing.swap(true, Ordering::AcqRel) {
+                            log_sink_error(py, &sink, alert, Some(err));
+                        }
+                    }
+                    Ok(_) if failing.swap(false, Ordering::AcqRel) => {
+                        log_sink_error(py, &sink, alert, None);
+                    }
+                    Ok(_) => {}
                 }
             })
         }));

@@ -101,6 +101,9 @@ pymethods_with_getters! {
     fn __repr__(&self) -> String {
         self.0.to_string()
     }
+    fn _repr_html_(&self) -> String {
+        self.0.html()
+    }
 }
 
 /// An agent's needs: required capabilities with minimum levels, weighted preferences, context.
@@ -145,6 +148,9 @@ pymethods_with_getters! {
     }
     fn __repr__(&self) -> String {
         self.0.to_string()
+    }
+    fn _repr_html_(&self) -> String {
+        self.0.html()
     }
 }
 

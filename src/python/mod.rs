@@ -13,6 +13,7 @@ mod flow;
 mod inflight;
 mod lap;
 mod load;
+mod logging;
 mod perf;
 mod quota;
 mod router;
@@ -28,6 +29,7 @@ fn now() -> f64 {
 #[pymodule(name = "_core", gil_used = false)]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    logging::install();
     // The one registry of names the CLI, the REST schema, the simulator and the stubs read.
     m.add(
         "STRATEGIES",

@@ -81,6 +81,9 @@ pymethods_with_getters! {
     fn __repr__(&self) -> String {
         self.result.to_string()
     }
+    fn _repr_html_(&self) -> String {
+        self.result.html()
+    }
 }
 
 /// Assigns agents to a fixed fleet of models with one of three strategies, and routes single

@@ -65,6 +65,9 @@ pymethods_with_getters! {
     fn __repr__(&self) -> String {
         self.r.to_string()
     }
+    fn _repr_html_(&self) -> String {
+        self.r.html()
+    }
 }
 
 /// Every policy's result on one scenario; `results` maps the run name (the policy, then
@@ -121,24 +124,22 @@ fn load_scenario(scenario: &Bound<'_, PyAny>) -> PyResult<Scenario> {
             .map_err(|e| invalid("scenario", format!("cannot be written as JSON ({e})")))?;
         return Ok(Scenario::from_json(&text, "scenario")?);
     }
-    let mut path: PathBuf = py
+    let path: Bound<'_, PyAny> = py
         .import("os")?
         .getattr("fspath")?
         .call1((scenario,))
-        .and_then(|p| p.extract())
         .map_err(|_| {
             invalid(
                 "scenario",
                 "expected a path, a shipped scenario name or a dict",
             )
         })?;
-    if path.extension().is_none() && !path.exists() {
-        let shipped: PathBuf = py
-            .import("modelrouter.types")?
-            .getattr("SCENARIO_DIR")?
-            .extract()?;
-        path = shipped.join(path).with_extension("json");
-    }
+    // A bare name is a shipped scenario; an unknown one is an error listing them.
+    let path: PathBuf = py
+        .import("modelrouter.types")?
+        .getattr("scenario_path")?
+        .call1((path,))?
+        .extract()?;
     Ok(Scenario::from_file(&path)?)
 }
 

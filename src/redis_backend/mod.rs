@@ -18,6 +18,7 @@ use redis::{RedisResult, Script};
 
 use crate::error::{Error, Result};
 use crate::load::{Admission, BackendStatus, Capacity, FailMode, LoadBackend, Slot};
+use crate::LOG_TARGET;
 
 mod config;
 mod conn;
@@ -308,6 +309,35 @@ impl Inner {
         )
     }
 
+    /// One warning when the backend stops answering (the `available` flag's transition, never
+    /// per call): what the fail mode now does to the limits.
+    fn log_lost(&self, err: &redis::RedisError) {
+        let consequence = match self.config.fail_mode {
+            FailMode::Open => {
+                "fail_mode=open: limits now hold per replica (this process's own counts) until \
+                 it answers again"
+            }
+            FailMode::Closed => {
+                "fail_mode=closed: requests are refused (BackendUnavailableError) until it \
+                 answers again"
+            }
+        };
+        log::warn!(
+            target: LOG_TARGET,
+            "shared load backend {} is unavailable ({err}); {consequence}",
+            self.display_url
+        );
+    }
+
+    /// One notice when the backend answers again after `log_lost`.
+    fn log_regained(&self) {
+        log::info!(
+            target: LOG_TARGET,
+            "shared load backend {} answers again; limits are shared across replicas again",
+            self.display_url
+        );
+    }
+
     fn is_down(&self) -> bool {
         matches!(*lock(&self.down_until), Some(t) if Instant::now() < t)
     }
@@ -340,7 +370,9 @@ impl Inner {
             Ok((value, con)) => {
                 lock(&self.pool).push(con);
                 *lock(&self.down_until) = None;
-                self.available.store(true, Ordering::Release);
+                if !self.available.swap(true, Ordering::AcqRel) {
+                    self.log_regained();
+                }
                 Ok(value)
             }
             Err(e) => {
@@ -350,7 +382,9 @@ impl Inner {
                 // up: its other models must not be failed with it.
                 if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
                     *lock(&self.down_until) = Some(Instant::now() + RETRY_AFTER);
-                    self.available.store(false, Ordering::Release);
+                    if self.available.swap(false, Ordering::AcqRel) {
+                        self.log_lost(&e);
+                    }
                 }
                 Err(e)
             }

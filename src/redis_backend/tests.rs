@@ -113,6 +113,61 @@ fn cluster_urls_list_their_nodes_and_bad_ones_name_the_backend() {
     );
 }
 
+/// The `log` records of this test binary (a process has one logger).
+fn logged() -> &'static Mutex<Vec<(log::Level, String, String)>> {
+    static RECORDS: std::sync::OnceLock<Mutex<Vec<(log::Level, String, String)>>> =
+        std::sync::OnceLock::new();
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            let entry = (r.level(), r.target().to_string(), r.args().to_string());
+            lock(logged()).push(entry);
+        }
+        fn flush(&self) {}
+    }
+    RECORDS.get_or_init(|| {
+        let _ = log::set_logger(&Capture);
+        log::set_max_level(log::LevelFilter::Info);
+        Mutex::new(Vec::new())
+    })
+}
+
+#[test]
+fn losing_the_backend_is_logged_once_not_per_call() {
+    let records = logged();
+    let url = "redis://127.0.0.1:3/0"; // used by no other test: its records are this test's
+    let open = dead(url, FailMode::Open);
+    for _ in 0..3 {
+        for _ in 0..5 {
+            assert_eq!(
+                open.acquire("m", capacity(1, 0), true),
+                Ok(Admission::FallBack)
+            );
+        }
+        // Past the fail-fast window: a real attempt that fails again, still no new record.
+        std::thread::sleep(RETRY_AFTER + Duration::from_millis(20));
+    }
+    assert_eq!(open.status().fail_open_events, 15);
+    let mine: Vec<_> = lock(records)
+        .iter()
+        .filter(|(_, _, message)| message.contains(url))
+        .cloned()
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let (level, target, message) = &mine[0];
+    assert_eq!(
+        (*level, target.as_str()),
+        (log::Level::Warn, crate::LOG_TARGET)
+    );
+    assert!(
+        message.contains("fail_mode=open: limits now hold per replica"),
+        "{message}"
+    );
+}
+
 #[test]
 fn passwords_are_redacted() {
     assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");

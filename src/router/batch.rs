@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Router;
 use crate::balancer::weighted_score;
 use crate::capability::{cost_matrix, score_of_cost, AgentProfile, ModelProfile};
+use crate::display::{html_table, py_bool, py_float, py_str, py_str_list};
 use crate::error::{Error, Result};
 use crate::load::{Capacity, TokenLoad};
 use crate::strategy::{assign, Strategy};
@@ -86,42 +87,73 @@ impl AssignmentOutcome {
     }
 }
 
-/// `Assignment(agent_id="a", model_id="m", score=0.900000)`: the Python repr.
+/// `Assignment(agent_id='a', model_id='m', score=0.9)`: the Python repr.
 impl fmt::Display for Assignment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Assignment(agent_id={:?}, model_id={:?}, score={:.6})",
-            self.agent_id, self.model_id, self.score
+            "Assignment(agent_id={}, model_id={}, score={})",
+            py_str(&self.agent_id),
+            py_str(&self.model_id),
+            py_float(self.score)
         )
     }
 }
 
-/// `AssignmentResult(strategy_used="optimal", assigned=2, unassigned=0, total_score=1.700000)`:
+/// `AssignmentResult(strategy_used='optimal', assigned=2, unassigned=['c'], total_score=1.7)`:
 /// the Python repr.
 impl fmt::Display for AssignmentResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "AssignmentResult(strategy_used={:?}, assigned={}, unassigned={}, total_score={:.6})",
-            self.strategy_used.name(),
+            "AssignmentResult(strategy_used={}, assigned={}, unassigned={}, total_score={})",
+            py_str(self.strategy_used.name()),
             self.assignments.len(),
-            self.unassigned.len(),
-            self.total_score
+            py_str_list(&self.unassigned),
+            py_float(self.total_score)
         )
     }
 }
 
-/// `Router(3 models, strategy="optimal", load_balancing=true, load_weight=0.5)`: the Python repr.
+impl AssignmentResult {
+    /// The assignments as an HTML table (agent, model, score; the unplaced agents last, with
+    /// no model), under a caption with the strategy and the total score: the Python
+    /// `AssignmentResult._repr_html_()`.
+    pub fn html(&self) -> String {
+        let caption = format!(
+            "{} — {} assigned, {} unassigned, total score {:.4}",
+            self.strategy_used.name(),
+            self.assignments.len(),
+            self.unassigned.len(),
+            self.total_score
+        );
+        let placed = self.assignments.iter().map(|a| {
+            vec![
+                a.agent_id.clone(),
+                a.model_id.clone(),
+                format!("{:.4}", a.score),
+            ]
+        });
+        let unplaced = self
+            .unassigned
+            .iter()
+            .map(|id| vec![id.clone(), "–".into(), "–".into()]);
+        let rows: Vec<Vec<String>> = placed.chain(unplaced).collect();
+        html_table(Some(&caption), &["agent", "model", "score"], &rows)
+    }
+}
+
+/// `Router(models=3, strategy='optimal', load_balancing=True, load_weight=0.5)`: the Python
+/// repr.
 impl fmt::Display for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Router({} models, strategy={:?}, load_balancing={}, load_weight={})",
+            "Router(models={}, strategy={}, load_balancing={}, load_weight={})",
             self.models.len(),
-            self.config.strategy.name(),
-            self.config.load_balancing,
-            self.config.load_weight
+            py_str(self.config.strategy.name()),
+            py_bool(self.config.load_balancing),
+            py_float(self.config.load_weight)
         )
     }
 }

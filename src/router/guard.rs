@@ -217,7 +217,7 @@ impl Guard {
     }
 }
 
-/// `InFlight("m", in flight)` (or `not entered`, `released`): the Python repr.
+/// `InFlight('m', state='in flight')` (or `'not entered'`, `'released'`): the Python repr.
 impl fmt::Display for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let phase = match *self.phase() {
@@ -225,7 +225,12 @@ impl fmt::Display for Guard {
             Phase::Flying(_) => "in flight",
             Phase::Ended => "released",
         };
-        write!(f, "InFlight({:?}, {phase})", self.model_id)
+        write!(
+            f,
+            "InFlight({}, state={})",
+            crate::display::py_str(&self.model_id),
+            crate::display::py_str(phase)
+        )
     }
 }
 

@@ -345,7 +345,7 @@ fn an_assignment_outcome_by_ids_is_the_rest_body_and_the_reprs() {
     let (r, _) = manual_router(vec![model("a", 0.9, 1), model("b", 0.2, 4)]);
     assert_eq!(
         r.to_string(),
-        r#"Router(2 models, strategy="optimal", load_balancing=true, load_weight=0.5)"#
+        "Router(models=2, strategy='optimal', load_balancing=True, load_weight=0.5)"
     );
     let agent = |id: &str, level: f64| {
         AgentProfile::new(id.into(), vec![("code".into(), level)], vec![], 0).unwrap()
@@ -376,15 +376,16 @@ fn an_assignment_outcome_by_ids_is_the_rest_body_and_the_reprs() {
     assert_eq!(
         result.assignments[0].to_string(),
         format!(
-            r#"Assignment(agent_id="x", model_id="a", score={:.6})"#,
-            scores[0]
+            "Assignment(agent_id='x', model_id='a', score={})",
+            crate::display::py_float(scores[0])
         )
     );
     assert_eq!(
         result.to_string(),
         format!(
-            r#"AssignmentResult(strategy_used="optimal", assigned=2, unassigned=1, total_score={:.6})"#,
-            outcome.total_score
+            "AssignmentResult(strategy_used='optimal', assigned=2, unassigned=['y'], \
+             total_score={})",
+            crate::display::py_float(outcome.total_score)
         )
     );
 }
@@ -401,19 +402,19 @@ fn a_pending_guard_takes_its_slot_on_enter_and_ends_once() {
         Err(Error::UnknownModel(_))
     ));
     let g = r.guard("a", Some("x"), 0).unwrap();
-    assert_eq!(g.to_string(), r#"InFlight("a", not entered)"#);
+    assert_eq!(g.to_string(), "InFlight('a', state='not entered')");
     assert!(!g.released() && !g.queued() && g.lease_id().is_none());
     assert_eq!(r.state(0).active(), 0);
     g.enter().unwrap();
     g.enter().unwrap(); // a second enter holds nothing more
     assert_eq!(r.state(0).active(), 1);
-    assert_eq!(g.to_string(), r#"InFlight("a", in flight)"#);
+    assert_eq!(g.to_string(), "InFlight('a', state='in flight')");
     clock.advance(0.5);
     g.mark_failed();
     g.finish(true); // marked failed: ends as a failure whatever it is released with
     g.finish(true);
     assert!(g.released());
-    assert_eq!(g.to_string(), r#"InFlight("a", released)"#);
+    assert_eq!(g.to_string(), "InFlight('a', state='released')");
     assert_eq!(r.state(0).active(), 0);
     let stats = r.performance().agent_stats("x").unwrap();
     assert_eq!((stats.count, stats.failures), (1, 1));
@@ -447,7 +448,7 @@ fn admitted_guards_end_together_by_outcome() {
     let queued: Vec<bool> = guards.iter().map(Guard::queued).collect();
     assert_eq!(queued, [false, false, true]);
     assert_eq!(guards[0].model_id(), "a");
-    assert_eq!(guards[0].to_string(), r#"InFlight("a", in flight)"#);
+    assert_eq!(guards[0].to_string(), "InFlight('a', state='in flight')");
     guards[1].mark_failed();
     guards[2].finish(true);
     let refs: Vec<&Guard> = guards.iter().collect();

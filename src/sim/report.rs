@@ -9,6 +9,7 @@ use serde::{Serialize, Serializer};
 use super::scenario::Handling;
 use crate::balancer::Policy;
 use crate::capability::pairs_as_map;
+use crate::display::{html_table, py_float, py_str, py_str_list};
 
 /// Measurements of one policy over the whole request stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,15 +261,16 @@ impl PolicyResult {
     }
 }
 
-/// `PolicyResult(policy="weighted", p99_ms=…, …)`: the Python repr.
+/// `PolicyResult(policy='weighted', p99_ms=…, completed=…, overload_failures=…, rejected=…)`
+/// (then `handling=…, success_rate=…, failure_retries=…, wasted_calls=…` for a run with
+/// failure handling): the Python repr, times rounded to 0.1 ms.
 impl fmt::Display for PolicySummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "PolicyResult(policy={:?}, p99_ms={:.1}, completed={}, overload_failures={}, \
-             rejected={})",
-            self.policy.name(),
-            self.p99_ms,
+            "PolicyResult(policy={}, p99_ms={}, completed={}, overload_failures={}, rejected={}",
+            py_str(self.policy.name()),
+            py_float((self.p99_ms * 10.0).round() / 10.0),
             self.completed,
             self.overload_failures,
             self.rejected
@@ -276,25 +278,56 @@ impl fmt::Display for PolicySummary {
         if self.handling != Handling::None {
             write!(
                 f,
-                " [handling={:?}, success_rate={:.5}, failure_retries={}, wasted_calls={}]",
-                self.handling.name(),
-                self.success_rate,
+                ", handling={}, success_rate={}, failure_retries={}, wasted_calls={}",
+                py_str(self.handling.name()),
+                py_float((self.success_rate * 1e5).round() / 1e5),
                 self.failure_retries,
                 self.wasted_calls
             )?;
         }
-        Ok(())
+        f.write_str(")")
     }
 }
 
-/// `SimulationReport(requests=…, seed=…, policies=[…])`: the Python repr.
+impl PolicySummary {
+    /// This run's row of the comparison table, in `SimulationReport::HEADERS` order.
+    pub fn row(&self) -> [String; 15] {
+        [
+            run_name(self.policy, self.handling),
+            thousands(self.p50_ms, 0),
+            thousands(self.p95_ms, 0),
+            thousands(self.p99_ms, 0),
+            thousands(self.mean_ms, 0),
+            thousands(self.completed as f64, 0),
+            thousands(self.overload_failures as f64, 0),
+            thousands(self.rejected as f64, 0),
+            format!("{:.1}%", 100.0 * self.avg_utilization),
+            thousands(self.max_queue_length as f64, 0),
+            thousands(self.throughput_per_s, 1),
+            format!("{:.3}%", 100.0 * self.success_rate),
+            thousands(self.failed as f64, 0),
+            thousands(self.failure_retries as f64, 0),
+            thousands(self.wasted_calls as f64, 0),
+        ]
+    }
+
+    /// The run's row of the comparison table as a one-row HTML table (the Python
+    /// `PolicyResult._repr_html_()`).
+    pub fn html(&self) -> String {
+        html_table(None, &SimulationReport::HEADERS, &[self.row().to_vec()])
+    }
+}
+
+/// `SimulationReport(requests=…, seed=…, policies=['least_loaded', …])`: the Python repr.
 impl fmt::Display for SimulationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<String> = self.results.iter().map(PolicyResult::name).collect();
         write!(
             f,
-            "SimulationReport(requests={}, seed={}, policies={:?})",
-            self.requests, self.seed, names
+            "SimulationReport(requests={}, seed={}, policies={})",
+            self.requests,
+            self.seed,
+            py_str_list(&names)
         )
     }
 }
@@ -326,12 +359,7 @@ impl Serialize for SimulationReport {
     }
 }
 
-/// Text safe inside HTML elements.
-pub fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
+pub use crate::display::escape_html;
 
 /// `1234567` → `1,234,567`: counts and milliseconds read at a glance.
 pub fn thousands(value: f64, decimals: usize) -> String {
@@ -382,25 +410,7 @@ impl SimulationReport {
     pub fn rows(&self) -> Vec<[String; 15]> {
         self.results
             .iter()
-            .map(|r| {
-                [
-                    r.name(),
-                    thousands(r.p50_ms, 0),
-                    thousands(r.p95_ms, 0),
-                    thousands(r.p99_ms, 0),
-                    thousands(r.mean_ms, 0),
-                    thousands(r.completed as f64, 0),
-                    thousands(r.overload_failures as f64, 0),
-                    thousands(r.rejected as f64, 0),
-                    format!("{:.1}%", 100.0 * r.avg_utilization),
-                    thousands(r.max_queue_length as f64, 0),
-                    thousands(r.throughput_per_s, 1),
-                    format!("{:.3}%", 100.0 * r.success_rate),
-                    thousands(r.failed as f64, 0),
-                    thousands(r.failure_retries as f64, 0),
-                    thousands(r.wasted_calls as f64, 0),
-                ]
-            })
+            .map(|r| r.summary(&self.model_ids).row())
             .collect()
     }
 

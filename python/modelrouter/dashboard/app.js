@@ -11,11 +11,28 @@ const PALETTE = ["#38bdf8", "#f472b6", "#a3e635", "#fbbf24", "#c084fc", "#34d399
 const series = { ts: [], p50: [], p95: [], p99: [], util: {} };
 const polls = []; // [{ts, routes}] of recent polls, for the routing rate over RATE_WINDOW_S
 const RATE_WINDOW_S = 10;
+// Until two polls have been made, the rate comes from the service's own history samples.
+let historyRate = null;
 
 function fmt(x, digits) {
   if (x === null || x === undefined || !isFinite(x)) return "–";
   return Number(x).toLocaleString(undefined, { maximumFractionDigits: digits,
     minimumFractionDigits: digits });
+}
+
+// A round step (1, 2 or 5 × 10^k) giving about `count` intervals over [0, max].
+function niceStep(max, count) {
+  const raw = max / count;
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const norm = raw / mag;
+  return (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * mag;
+}
+
+// Round axis ticks from 0 to just above `max`: {top, step, digits}.
+function axis(max) {
+  const step = niceStep(max > 0 ? max : 1, 4);
+  const top = Math.ceil((max > 0 ? max : 1) / step - 1e-9) * step;
+  return { top, step, digits: Math.max(0, -Math.floor(Math.log10(step))) };
 }
 
 function push(ts, p50, p95, p99, util) {
@@ -42,18 +59,22 @@ function drawChart(canvas, lines, yLabel) {
   ctx.clearRect(0, 0, w, h);
   const pad = { l: 48, r: 10, t: 10, b: 24 };
   const values = lines.flatMap(l => l.data).filter(v => v !== null && isFinite(v));
-  let ymax = values.length ? Math.max(...values) : 1;
-  ymax = ymax <= 0 ? 1 : ymax * 1.1;
+  const ticks = axis(values.length ? Math.max(...values) : 1);
+  const ymax = ticks.top;
   const n = series.ts.length;
   const x = i => pad.l + (n <= 1 ? 0 : (i / (n - 1)) * (w - pad.l - pad.r));
   const y = v => h - pad.b - (v / ymax) * (h - pad.t - pad.b);
   ctx.strokeStyle = "#334155"; ctx.fillStyle = "#94a3b8"; ctx.font = "11px system-ui";
   ctx.lineWidth = 1;
-  for (let k = 0; k <= 4; k++) {
-    const v = (ymax * k) / 4, yy = y(v);
+  const labels = [];
+  for (let k = 0; k * ticks.step <= ymax + ticks.step * 1e-9; k++) {
+    const v = k * ticks.step, yy = y(v);
     ctx.beginPath(); ctx.moveTo(pad.l, yy); ctx.lineTo(w - pad.r, yy); ctx.stroke();
-    ctx.fillText(fmt(v, v < 10 ? 1 : 0), 4, yy + 4);
+    const label = fmt(v, ticks.digits);
+    ctx.fillText(label, 4, yy + 4);
+    labels.push(label);
   }
+  canvas.dataset.ticks = labels.join(" ");
   if (n > 1) {
     const span = series.ts[n - 1] - series.ts[0];
     ctx.fillText(`last ${fmt(span, 0)} s`, w - pad.r - 70, h - 6);
@@ -102,8 +123,18 @@ function renderStats(stats) {
   polls.push({ ts: now, routes });
   while (polls.length > 2 && now - polls[1].ts >= RATE_WINDOW_S) polls.shift();
   const first = polls[0];
-  setText("card-rate", now > first.ts ? fmt((routes - first.routes) / (now - first.ts), 1)
-    : fmt(0, 1));
+  if (polls.length >= 2 && now > first.ts) {
+    setText("card-rate", fmt((routes - first.routes) / (now - first.ts), 1));
+  } else {
+    setText("card-rate", historyRate === null ? "–" : fmt(historyRate, 1));
+  }
+  // Rejections: routes the service refused (503 no capacity, 409 infeasible).
+  const r = stats.routes;
+  const rejected = (r.no_capacity || 0) + (r.infeasible || 0);
+  setText("card-rejected", fmt(rejected, 0));
+  setText("card-rejected-unit", `of ${fmt(r.total, 0)} routes` +
+    (r.total ? ` (${fmt(100 * rejected / r.total, 1)} %)` : "") +
+    ` · no capacity ${fmt(r.no_capacity || 0, 0)}, infeasible ${fmt(r.infeasible || 0, 0)}`);
   setText("card-p99", fmt(stats.overall.p99_ms, 1));
   const rate = stats.overall.success_rate;
   setText("card-success", rate === null ? "–" : fmt(rate * 100, 1));
@@ -144,8 +175,12 @@ function renderAlerts(alerts) {
   ul.replaceChildren(...items.map(a => {
     const li = document.createElement("li");
     li.className = `${a.state} ${a.severity}`;
-    const when = new Date(a.emitted_at_unix * 1000).toLocaleTimeString();
-    li.textContent = `${a.state} · ${a.message} · ${when}`;
+    // A firing alert's message carries the value now (the service refreshes it at each
+    // evaluation); a resolved one says when it resolved.
+    const firing = a.state === "firing";
+    const at = new Date((firing ? a.started_at_unix : a.emitted_at_unix) * 1000);
+    li.textContent = `${a.state} · ${a.message} · ${firing ? "since " : ""}` +
+      at.toLocaleTimeString();
     return li;
   }));
 }
@@ -160,6 +195,11 @@ async function prefill() {
   try {
     const h = await getJSON(`${API}/history?limit=${MAX_POINTS}`);
     for (const s of h.samples) push(s.ts, s.p50_ms, s.p95_ms, s.p99_ms, s.utilization);
+    // The routing rate over the samples of the last RATE_WINDOW_S (service clock), shown
+    // until the page has polled twice itself.
+    const last = h.samples[h.samples.length - 1];
+    const first = last && h.samples.find(s => last.ts - s.ts <= RATE_WINDOW_S);
+    if (first && last.ts > first.ts) historyRate = (last.routes - first.routes) / (last.ts - first.ts);
   } catch (e) { /* history is a nicety; polling fills the charts anyway */ }
 }
 

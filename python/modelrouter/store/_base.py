@@ -158,6 +158,10 @@ class BaseStore:
         self.written = 0
         self.dropped = 0
         self.last_error: BaseException | None = None
+        # Back-pressure is logged once when the queue fills and once when it has drained to
+        # half, never per record.
+        self._full = False
+        self._full_lock = threading.Lock()
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="modelrouter-store", daemon=True)
@@ -259,7 +263,32 @@ class BaseStore:
         work instead of waiting for the writer."""
         if self._closed:
             return 0
-        return max(0, self._max_queue - len(self._pending))
+        room = max(0, self._max_queue - len(self._pending))
+        if room == 0:
+            self._note_full()
+        return room
+
+    def _note_full(self) -> None:
+        if self._full:
+            return
+        with self._full_lock:
+            if self._full:
+                return
+            self._full = True
+        log.warning(
+            "decision store queue full (%d rows): record_* waits and the REST service answers"
+            " 503 until the writer catches up (last database error: %r)",
+            self._max_queue,
+            self.last_error,
+        )
+
+    def _note_drained(self) -> None:
+        if self._full and len(self._pending) <= self._max_queue // 2:
+            with self._full_lock:
+                if not self._full:
+                    return
+                self._full = False
+            log.info("decision store caught up: %d rows queued", len(self._pending))
 
     def _put(self, table: str, row: tuple[Any, ...]) -> None:
         if len(self._pending) >= self._max_queue:
@@ -275,6 +304,7 @@ class BaseStore:
         """Back-pressure: a full queue blocks the caller (never drops) until the writer catches
         up, or raises after ``put_timeout_s`` when the database has stopped accepting writes."""
         deadline = time.monotonic() + self._put_timeout
+        self._note_full()
         self._wake.set()
         while len(self._pending) >= self._max_queue and not self._closed:
             if time.monotonic() > deadline or not self._thread.is_alive():
@@ -362,6 +392,7 @@ class BaseStore:
                 error = self._commit(rows, n) if n else None
             finally:
                 self._busy = False
+            self._note_drained()
             for marker in markers:
                 marker.error = error
                 marker.set()
