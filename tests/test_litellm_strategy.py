@@ -16,6 +16,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # nothing beyond 
 litellm = pytest.importorskip("litellm", reason="litellm is a dev dependency")
 from modelrouter.litellm import ModelRouterStrategy  # noqa: E402
 
+# LiteLLM's own import-time noise (its pydantic models), not ours.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pydantic._internal._generate_schema")
 NAMES = ["d0", "d1", "d2"]
 MESSAGES = [{"role": "user", "content": "hi"}]
 CODER = mr.Agent("coder", {"chat": 0.5})
