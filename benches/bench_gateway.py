@@ -139,14 +139,8 @@ def start_litellm_proxy(up: FakeUpstreams, tmp: Path) -> tuple[subprocess.Popen[
 
 
 def gateway_overhead(up: FakeUpstreams, wrk: str) -> list[tuple[str, dict[str, float]]]:
-    spec = {
-        "deployments": {n: {"base_url": up.base_url(n), "api_key": "x"} for n in NAMES},
-        "agents": {"a": {"required": {}}},
-        "default_agent": "a",
-    }
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "upstreams.json"
-        path.write_text(json.dumps(spec))
+        path = write_upstreams(up, Path(tmp))
         port = free_port()
         procs = [start_gateway(path, port)]
         rows = []
@@ -178,14 +172,61 @@ def gateway_overhead(up: FakeUpstreams, wrk: str) -> list[tuple[str, dict[str, f
                     proc.wait(timeout=30)
 
 
+def write_upstreams(up: FakeUpstreams, tmp: Path) -> Path:
+    spec = {
+        "deployments": {n: {"base_url": up.base_url(n), "api_key": "x"} for n in NAMES},
+        "agents": {"a": {"required": {}}},
+        "default_agent": "a",
+    }
+    path = tmp / "upstreams.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def gateway_first_chunk(up: FakeUpstreams) -> list[tuple[str, float, float]]:
+    """Time to the first streamed chunk, one client (httpx, keep-alive), straight to the
+    upstream and through the gateway, alternating."""
+    import httpx
+
+    body = {**BODY, "stream": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        proc = start_gateway(write_upstreams(up, Path(tmp)), port)
+        urls = {
+            "upstream directly": f"{up.base_url('u0')}/chat/completions",
+            "through the gateway": f"http://127.0.0.1:{port}/v1/chat/completions",
+        }
+        times: dict[str, list[float]] = {name: [] for name in urls}
+        try:
+            with httpx.Client() as client:
+                for i in range(100 + N):
+                    for name, url in urls.items():
+                        t = time.perf_counter()
+                        with client.stream("POST", url, json=body) as r:
+                            chunks = r.iter_raw()
+                            next(chunks)
+                            first = (time.perf_counter() - t) * 1e3
+                            for _ in chunks:
+                                pass
+                        if i >= 100:
+                            times[name].append(first)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return [(name, *quantiles(xs)) for name, xs in times.items()]
+
+
 def main() -> int:
     lines = ["## Real traffic: routed SDK client and gateway overhead", ""]
     with FakeUpstreams({n: {"latency_ms": 0, "jitter_ms": 0} for n in NAMES}) as up:
         sdk = sdk_overhead(up)
+        first_chunk = gateway_first_chunk(up)
+    sdk += [(f"{name}: time to first chunk", p50, p99) for name, p50, p99 in first_chunk]
     lines += [
         f"One thread, the fake upstream answering at once; {N:,} calls of each client, "
         "alternating, after 100 each of warm-up. *Added*: the routed client's median minus "
-        "the plain client's, in the same run.",
+        "the plain client's, in the same run. The last two rows: a stream's first chunk "
+        "straight from the upstream and through the gateway (httpx, keep-alive).",
         "",
         "| client | P50 ms | P99 ms | added (median) |",
         "|---|---:|---:|---:|",
