@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 
 import modelrouter as mr  # noqa: E402
 from modelrouter.server import PREFIX, create_app  # noqa: E402
+from modelrouter.testing.asgi_server import serving  # noqa: E402
 
 CHROMIUM = next(
     (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
@@ -28,27 +28,12 @@ OUT = Path(__file__).resolve().parent.parent / "out" / "dashboard.png"
 NUMBER = re.compile(r"^-?[0-9][0-9,]*(\.[0-9]+)?$")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server():
     rules = [mr.AlertRule("overload", 0.5, severity="critical")]
     app = create_app(alert_rules=rules, sample_interval_s=0.5, reservation_ttl_s=3600)
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{config.port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base
 
 
 def drive_traffic(base: str) -> None:

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +20,7 @@ from playwright.sync_api import expect  # noqa: E402
 
 from modelrouter.server import PREFIX, create_app  # noqa: E402
 from modelrouter.server_auth import COOKIE, parse_api_keys  # noqa: E402
+from modelrouter.testing.asgi_server import serving  # noqa: E402
 
 CHROMIUM = next(
     (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
@@ -31,27 +29,12 @@ ADMIN = "dash-admin-key-0123456789"
 ROUTE = "dash-route-key-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server() -> Iterator[str]:
     keys = parse_api_keys(f"ops admin {ADMIN}\napp route,report {ROUTE}")
     app = create_app(sample_interval_s=0.5, api_keys=keys)
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{config.port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base
 
 
 def traffic(base: str) -> None:
