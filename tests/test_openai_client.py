@@ -176,3 +176,13 @@ def test_no_secret_in_reprs_and_bad_input_names_the_field(upstreams):
         assert e.value.field == "deployments"
     with pytest.raises(mr.InvalidInputError, match="unknown keys"):
         routed.OpenAI(router=router, deployments={n: {"url": "x"} for n in NAMES})
+
+
+def test_fallbacks_choose_where_a_failed_call_goes(upstreams):
+    router = mr.Router(fleet())
+    client = routed.OpenAI(
+        router=router, deployments=deployments(upstreams), agent=AGENT, fallbacks=["u0"]
+    )
+    upstreams.set("u2", mode="error")
+    answer = client.chat.completions.create(messages=MESSAGES)
+    assert answer.choices[0].message.content == "answer from u0"  # not u1, the router's next

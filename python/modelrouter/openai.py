@@ -15,14 +15,15 @@ client (its own retries off), and its outcome (429 + Retry-After, 5xx, timeouts,
 length) goes back to the router; retryable failures move to another deployment within the
 router's retry budget (:meth:`Router.call`). A stream passes its chunks through unchanged and
 holds the slot until it is read to the end, closed, or dropped; its time to first token is
-``stream.time_to_first_token_s``. Needs the ``openai`` package (``modelrouter[openai]``).
+``stream.time_to_first_token_s``. ``retries``, ``fallbacks``, ``timeout_s`` and ``store`` are
+:meth:`Router.call`'s. Needs the ``openai`` package (``modelrouter[openai]``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import openai as _openai
@@ -73,6 +74,7 @@ class _Base:
         deployments: Mapping[str, Mapping[str, Any]],
         agent: Agent | None = None,
         retries: int = 2,
+        fallbacks: Sequence[str] | Callable[[str, str], str | None] | None = None,
         timeout_s: float | None = None,
         store: DecisionStore | None = None,
         client_options: Mapping[str, Any] | None = None,
@@ -89,7 +91,7 @@ class _Base:
         if extra:
             raise InvalidInputError(f"deployments for unknown models {extra}", "deployments")
         self.router, self.agent, self.store = router, agent, store
-        self.retries, self.timeout_s = retries, timeout_s
+        self.retries, self.fallbacks, self.timeout_s = retries, fallbacks, timeout_s
         self._deployments = {m: _Deployment(m, spec) for m, spec in deployments.items()}
         options = {"max_retries": 0, **(client_options or {})}
         self._clients = {
@@ -164,7 +166,17 @@ class _Endpoint:
         owner, (agent, pinned) = self._owner, plan
         retries = 0 if pinned else owner.retries
         size = _usage.estimate(kwargs)
-        return (owner.router, agent, attempt, retries, None, owner.timeout_s, owner.store, size)
+        fallbacks = None if pinned else owner.fallbacks
+        return (
+            owner.router,
+            agent,
+            attempt,
+            retries,
+            fallbacks,
+            owner.timeout_s,
+            owner.store,
+            size,
+        )
 
     @staticmethod
     def _answer(held: _calls.Held, kwargs: Mapping[str, Any], stream_class: type) -> Any:
