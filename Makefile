@@ -25,7 +25,7 @@ run: build
 $(VENV)/.dev-stamp: $(VENV)/bin/python pyproject.toml
 	$(PIP) install -q "pytest>=8" "hypothesis>=6.100" "scipy>=1.11" "ortools>=9.8" \
 		"mypy>=1.10" "ruff>=0.5" "lap>=0.5" "matplotlib>=3.7" \
-		"psycopg[binary]>=3.1" fastapi uvicorn httpx schemathesis playwright "openai>=1.40"
+		"psycopg[binary]>=3.1" fastapi uvicorn httpx schemathesis playwright "openai>=1.40" "litellm>=1.40" "aiohttp>=3.9"
 	@touch $@
 
 dev-deps: $(VENV)/.dev-stamp
@@ -48,7 +48,7 @@ test: lint rust-test py-test
 
 # Peers that only the benchmarks compare against (not test or runtime dependencies).
 $(VENV)/.bench-stamp: $(VENV)/.dev-stamp
-	$(PIP) install -q "litellm>=1.40" "uvicorn[standard]>=0.29"
+	$(PIP) install -q "uvicorn[standard]>=0.29" "litellm[proxy]>=1.40"
 	@touch $@
 
 bench: build dev-deps $(VENV)/.bench-stamp

@@ -193,6 +193,18 @@ def main() -> None:
             rows.append(
                 (f"modelrouter `route()` [{policy}], {label}", *rates(r.route, items, args))
             )
+    for policy in ("weighted", "predictive"):  # health: the best model for the agent is ejected
+        r = mr.Router(fleet(), policy=policy, health={"consecutive_errors": 5})
+        top = r.route(HIT_AGENT)
+        for _ in range(5):
+            r.record(top, 1000.0, False, outcome="server_error")
+        assert r.health_of(top)["state"] == "ejected" and r.route(HIT_AGENT) != top
+        rows.append(
+            (
+                f"modelrouter `route()` [{policy}], same agent, its best model ejected",
+                *rates(r.route, same, args),
+            )
+        )
     lite = litellm_router()
     lite_rate = None
     if lite is not None:

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 import modelrouter as mr
+from modelrouter.store import DecisionStore, open_store
 
 AGENT = mr.Agent("x", {"code": 0.5})
 
@@ -126,6 +127,7 @@ def test_acall_retries_coroutines():
         ({"retries": 2**70}, "retries"),
         ({"fallbacks": "big"}, "fallbacks"),
         ({"timeout_s": 0}, "timeout_s"),
+        ({"store": "sqlite://"}, "store"),
     ],
 )
 def test_bad_call_settings_name_the_field(kwargs, field):
@@ -133,3 +135,73 @@ def test_bad_call_settings_name_the_field(kwargs, field):
     with pytest.raises(mr.InvalidInputError) as e:
         r.call(AGENT, lambda m: m, **kwargs)
     assert e.value.field == field
+
+
+def _attempts(store: DecisionStore, call_id: str) -> list[tuple[int, str, str, bool]]:
+    store.flush()
+    rows = store.feedback(call_id=call_id)  # type: ignore[attr-defined]
+    return sorted((r["attempt"], r["model_id"], r["outcome"], r["success"]) for r in rows)
+
+
+def test_a_store_records_every_attempt_of_a_call_under_one_call_id(tmp_path):
+    r = mr.Router(fleet())
+    with open_store(f"sqlite:///{tmp_path / 'calls.db'}") as store:
+
+        def down(model_id: str) -> str:
+            raise Status(503 if model_id == "big" else 500)
+
+        with pytest.raises(mr.CallFailedError) as failed:
+            r.call(AGENT, down, retries=2, store=store)
+        call_id = failed.value.call_id
+        assert call_id is not None
+        tried = [(i, m, k, False) for i, (m, k, _) in enumerate(failed.value.attempts)]
+        assert _attempts(store, call_id) == tried
+        assert [k for _, _, k, _ in tried] == ["server_error"] * 3
+
+        def flaky(model_id: str) -> str:
+            if model_id == "big":
+                raise Status(429)
+            return model_id
+
+        before = store.counts()["feedback"]
+        assert r.call(AGENT, flaky, store=store) == "bigger"
+        store.flush()
+        rows = store.feedback(limit=2)  # type: ignore[attr-defined]
+        assert store.counts()["feedback"] == before + 2
+        (ids,) = {row["call_id"] for row in rows}
+        assert ids != call_id
+        assert _attempts(store, ids) == [
+            (0, "big", "rate_limited", False),
+            (1, "bigger", "ok", True),
+        ]
+        assert all(row["latency_ms"] >= 0 and row["agent_id"] == "x" for row in rows)
+
+
+def test_acall_records_attempts_and_a_cancelled_one(tmp_path):
+    r = mr.Router(fleet())
+
+    async def hang(model_id: str) -> str:
+        if model_id == "big":
+            raise Status(500)
+        await asyncio.sleep(60)
+        return model_id
+
+    async def main(store: DecisionStore) -> None:
+        task = asyncio.create_task(r.acall(AGENT, hang, store=store))
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if r.load("bigger").active_requests:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with open_store(f"sqlite:///{tmp_path / 'acalls.db'}") as store:
+        asyncio.run(main(store))
+        store.flush()
+        (row_ids,) = {row["call_id"] for row in store.feedback()}  # type: ignore[attr-defined]
+        assert _attempts(store, row_ids) == [
+            (0, "big", "server_error", False),
+            (1, "bigger", "cancelled", False),
+        ]
+    assert all(r.load(m.id).active_requests == 0 for m in fleet())

@@ -38,6 +38,8 @@ __all__ = [  # noqa: F405
     "ModelLoad",
     "PerformanceTracker",
     "PolicyResult",
+    "Quota",
+    "QuotaSpend",
     "Router",
     "ScalingAction",
     "ScalingRule",

@@ -9,6 +9,7 @@ import numpy.typing as npt
 from typing_extensions import Unpack, deprecated
 
 from ._aio import Acquisition
+from .store import DecisionStore
 
 __all__ = [
     "__version__",
@@ -29,6 +30,8 @@ __all__ = [
     "ModelLoad",
     "PerformanceTracker",
     "PolicyResult",
+    "Quota",
+    "QuotaSpend",
     "Router",
     "ScalingAction",
     "ScalingRule",
@@ -219,6 +222,32 @@ class LoadTracker:
     def track(self, model_id: str, *, tokens: int = 0) -> InFlight: ...
     def acquire_many(self, model_id: str, n: int) -> list[InFlight]: ...
     def release_many(self, handles: Sequence[InFlight], success: bool = True) -> int: ...
+
+@final
+class Quota:
+    def __new__(
+        cls,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_tokens_in_flight: int | None = None,
+        clock: ManualClock | None = None,
+    ) -> Quota: ...
+    def admit(self, tokens: int = 0) -> QuotaSpend: ...
+    @property
+    def rpm(self) -> int | None: ...
+    @property
+    def tpm(self) -> int | None: ...
+    @property
+    def max_tokens_in_flight(self) -> int | None: ...
+    def load(self) -> dict[str, int]: ...
+
+@final
+class QuotaSpend:
+    def set_usage(self, prompt_tokens: int, completion_tokens: int) -> None: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> QuotaSpend: ...
+    def __exit__(self, *exc: object) -> bool: ...
 
 @final
 class LoadBalancer:
@@ -510,6 +539,9 @@ class Router:
         retries: int = 2,
         fallbacks: Sequence[str] | Callable[[str, str], str | None] | None = None,
         timeout_s: float | None = None,
+        store: DecisionStore | None = None,
+        tokens: int = 0,
+        max_output_tokens: int = 0,
     ) -> _T: ...
     async def acall(
         self,
@@ -519,6 +551,9 @@ class Router:
         retries: int = 2,
         fallbacks: Sequence[str] | Callable[[str, str], str | None] | None = None,
         timeout_s: float | None = None,
+        store: DecisionStore | None = None,
+        tokens: int = 0,
+        max_output_tokens: int = 0,
     ) -> _T: ...
     def track(self, model_id: str, agent_id: str | None = None, *, tokens: int = 0) -> InFlight: ...
     def record(

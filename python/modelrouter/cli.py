@@ -234,6 +234,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store_url=store_url,
         load_backend=args.load_backend,
         max_body_bytes=limit,
+        upstreams=args.upstreams,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
@@ -304,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="largest request body accepted; bigger ones are answered 413 (default: "
         "$MODELROUTER_MAX_BODY_BYTES, else 16777216 = 16 MiB, room for a 10,000-agent batch)",
+    )
+    serve.add_argument(
+        "--upstreams",
+        metavar="FILE",
+        help="JSON file of upstream deployments: adds the OpenAI-compatible gateway (/v1/...)",
     )
     serve.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     serve.add_argument("--policy", choices=POLICIES, default="weighted")

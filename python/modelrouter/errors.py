@@ -39,11 +39,18 @@ class NoCapacityError(RouterError):
 
 class CallFailedError(RouterError):
     """``Router.call`` gave up; ``attempts`` lists every try as (model id, outcome kind,
-    exception), oldest first."""
+    exception), oldest first; ``call_id`` names the call's rows in the store it was given
+    (None without one)."""
 
-    def __init__(self, message: str, attempts: list[tuple[str, str, BaseException]]) -> None:
+    def __init__(
+        self,
+        message: str,
+        attempts: list[tuple[str, str, BaseException]],
+        call_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.call_id = call_id
 
 
 class BackendUnavailableError(RouterError, ConnectionError):

@@ -204,7 +204,8 @@ def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory modelrouter.server:app_from_env`` (one app per worker):
     MODELROUTER_FLEET, MODELROUTER_STORE (a store URL, or empty for none), MODELROUTER_POLICY,
     MODELROUTER_STRATEGY, MODELROUTER_LOAD_BACKEND (``redis://...`` or ``redis+cluster://...``,
-    shared by the workers), MODELROUTER_MAX_BODY_BYTES (default 16 MiB)."""
+    shared by the workers), MODELROUTER_MAX_BODY_BYTES (default 16 MiB), MODELROUTER_UPSTREAMS
+    (the gateway's upstreams file)."""
     env = os.environ
     return create_app(
         fleet=env.get("MODELROUTER_FLEET") or None,
@@ -213,6 +214,7 @@ def app_from_env() -> FastAPI:
         strategy=env.get("MODELROUTER_STRATEGY", "optimal"),
         load_backend=env.get("MODELROUTER_LOAD_BACKEND") or None,
         max_body_bytes=body_limit_from_env(),
+        upstreams=env.get("MODELROUTER_UPSTREAMS") or None,
     )
 
 
@@ -231,13 +233,16 @@ def create_app(
     reservation_ttl_s: float = 300.0,
     load_backend: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    upstreams: str | Path | None = None,
 ) -> FastAPI:
     """The ASGI app. ``models`` (or the ``fleet`` file, default the shipped ``seed_assign``
     scenario) is the fleet POST route/feedback use; ``store`` (or ``store_url``, opened with
     :func:`modelrouter.store.open_store`) records every decision and is closed on shutdown.
     ``load_backend`` (``redis://...`` or ``redis+cluster://...``) shares the active/queued
     counts, and so the limits, with every other process given the same URL (uvicorn workers,
-    replicas). A request body over ``max_body_bytes`` is answered 413."""
+    replicas). A request body over ``max_body_bytes`` is answered 413. ``upstreams`` (a JSON
+    file, see :mod:`modelrouter.server_gateway`) adds the OpenAI-compatible gateway under
+    ``/v1``."""
     max_body_bytes = check_body_limit(max_body_bytes)
     if models is None:
         models = load_fleet(fleet or "seed_assign")[1]
@@ -255,11 +260,20 @@ def create_app(
         load_backend=load_backend,
     )
 
+    gateway = None  # read before the app exists: a bad file fails create_app, not a call
+    if upstreams is not None:
+        from .server_gateway import Gateway, Upstreams
+
+        known = {m.id for m in state.router.models}
+        gateway = Gateway(state, Upstreams.from_file(upstreams, known))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # After the server's own handlers (uvicorn installs them before the lifespan starts).
         restore_signals = install_drain_handlers(state)
         state.draining = False  # the same app may be started again (tests do)
+        if gateway is not None:
+            gateway.open()
         state.sample()
         task = asyncio.create_task(_sampler(state, sample_interval_s))
         try:
@@ -271,6 +285,8 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if gateway is not None:
+                await gateway.close()
             if state.store is not None:
                 # Commits every acknowledged row; off the loop, which may still answer 503s.
                 await run_in_threadpool(state.store.close)
@@ -285,6 +301,11 @@ def create_app(
     app.state.service = state
     _install_error_handlers(app, state)
     app.add_middleware(FastRoute, state=state, path=f"{PREFIX}/route")
+    if gateway is not None:
+        from .server_gateway import GatewayFastPath, add_gateway
+
+        app.add_middleware(GatewayFastPath, gateway=gateway)
+        add_gateway(app, gateway)
     app.add_middleware(BodyLimit, limit=max_body_bytes)  # added last: the outermost
     app.state.max_body_bytes = max_body_bytes
     _add_api(app, state)

@@ -71,6 +71,18 @@ def route_decision(state: ServiceState, body: RouteRequest) -> JSONResponse:
     return JSONResponse(out)
 
 
+async def read_body(receive: Callable) -> bytes | None:
+    """The whole request body from ASGI ``receive``; None when the client went away first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 class FastRoute:
     def __init__(self, app: Any, *, state: ServiceState, path: str) -> None:
         self.app, self.state, self.path = app, state, path
@@ -84,16 +96,9 @@ class FastRoute:
         ):
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        response = self.answer(b"".join(chunks))
-        await response(scope, receive, send)
+        raw = await read_body(receive)
+        if raw is not None:
+            await self.answer(raw)(scope, receive, send)
 
     def answer(self, raw: bytes) -> JSONResponse:
         try:

@@ -19,8 +19,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::load::AtomicF64;
 
+pub mod quota;
 pub mod timing;
 pub mod window;
+pub use quota::{Quota, Spend};
 pub use timing::TokenTiming;
 pub use window::{Window, MERGE_S, WINDOW_S};
 
@@ -98,6 +100,14 @@ pub struct Demand {
 }
 
 impl Demand {
+    /// A request of `prompt_tokens` that may write `max_output_tokens`: both are reserved.
+    pub fn request(prompt_tokens: u64, max_output_tokens: u64) -> Self {
+        Demand {
+            tokens: prompt_tokens.saturating_add(max_output_tokens),
+            output_tokens: max_output_tokens,
+        }
+    }
+
     pub fn tokens(tokens: u64) -> Self {
         Demand {
             tokens,

@@ -74,6 +74,12 @@ pymethods_with_getters! {
         Ok(())
     }
 
+    /// `fail` with a classifier's outcome (`Router.call`): see `Outcome::classified`.
+    fn _fail_classified(&self, kind: &str, retry_after_s: Option<f64>) -> PyResult<()> {
+        self.0.report(crate::router::Outcome::classified(kind, retry_after_s)?);
+        Ok(())
+    }
+
     /// Ends the request now (idempotent); `with` does this for you.
     #[pyo3(signature = (success=true))]
     fn release(&self, py: Python<'_>, success: bool) {
@@ -140,8 +146,7 @@ fn exit_outcome(exc_type: Option<&Bound<'_, PyAny>>, exc: Option<&Bound<'_, PyAn
             .call_method1("classify", (exc,))?;
         let kind: String = outcome.getattr("kind")?.extract()?;
         let retry: Option<f64> = outcome.getattr("retry_after_s")?.extract()?;
-        let retry = retry.filter(|_| kind == "rate_limited");
-        Ok(Outcome::parse(&kind, retry)?)
+        Ok(Outcome::classified(&kind, retry)?)
     })();
     classified.unwrap_or(Outcome::Failed)
 }

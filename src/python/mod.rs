@@ -14,6 +14,7 @@ mod inflight;
 mod lap;
 mod load;
 mod perf;
+mod quota;
 mod router;
 mod sim;
 
@@ -50,5 +51,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     perf::register(m)?;
     adaptive::register(m)?;
     alerts::register(m)?;
+    quota::register(m)?;
     Ok(())
 }

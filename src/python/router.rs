@@ -303,10 +303,7 @@ impl PyRouter {
         affinity_key: Option<&str>,
     ) -> PyResult<PyInFlight> {
         let agent = &agent_from(agent)?.get().0;
-        let demand = Demand {
-            tokens: tokens.saturating_add(max_output_tokens),
-            output_tokens: max_output_tokens,
-        };
+        let demand = Demand::request(tokens, max_output_tokens);
         let (_, flight) = py.detach(|| match affinity_key {
             Some(key) => self.core.admit_affine(agent, demand, key),
             None => self.core.admit_tokens(agent, demand),
@@ -333,8 +330,12 @@ impl PyRouter {
 
     /// `fn(model_id)` under admission, with retries on another model and fallbacks: see
     /// `modelrouter._calls.call` (the retry loop is glue around the core's admission, health
-    /// and retry budget).
-    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None))]
+    /// and retry budget). With `store`, every attempt is recorded there.
+    #[pyo3(signature = (
+        agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None, store=None, tokens=0,
+        max_output_tokens=0
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn call<'py>(
         slf: &Bound<'py, Self>,
         agent: &Bound<'py, PyAny>,
@@ -342,13 +343,23 @@ impl PyRouter {
         #[pyo3(from_py_with = int::retries)] retries: i64,
         fallbacks: Option<&Bound<'py, PyAny>>,
         timeout_s: Option<&Bound<'py, PyAny>>,
+        store: Option<&Bound<'py, PyAny>>,
+        #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
+        #[pyo3(from_py_with = tokens::max_output_tokens)] max_output_tokens: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let calls = slf.py().import("modelrouter._calls")?;
-        calls.call_method1("call", (slf, agent, r#fn, retries, fallbacks, timeout_s))
+        let size = (tokens, max_output_tokens);
+        let args = (slf, agent, r#fn, retries, fallbacks, timeout_s, store, size);
+        slf.py()
+            .import("modelrouter._calls")?
+            .call_method1("call", args)
     }
 
     /// `await router.acall(agent, fn, ...)`: `call` for a coroutine function.
-    #[pyo3(signature = (agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None))]
+    #[pyo3(signature = (
+        agent, r#fn, *, retries=2, fallbacks=None, timeout_s=None, store=None, tokens=0,
+        max_output_tokens=0
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn acall<'py>(
         slf: &Bound<'py, Self>,
         agent: &Bound<'py, PyAny>,
@@ -356,40 +367,57 @@ impl PyRouter {
         #[pyo3(from_py_with = int::retries)] retries: i64,
         fallbacks: Option<&Bound<'py, PyAny>>,
         timeout_s: Option<&Bound<'py, PyAny>>,
+        store: Option<&Bound<'py, PyAny>>,
+        #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
+        #[pyo3(from_py_with = tokens::max_output_tokens)] max_output_tokens: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let calls = slf.py().import("modelrouter._calls")?;
-        calls.call_method1("acall", (slf, agent, r#fn, retries, fallbacks, timeout_s))
+        let size = (tokens, max_output_tokens);
+        let args = (slf, agent, r#fn, retries, fallbacks, timeout_s, store, size);
+        slf.py()
+            .import("modelrouter._calls")?
+            .call_method1("acall", args)
     }
 
     /// For `call`: admission avoiding the models in `avoid` and, after a context-length error,
     /// every model whose context window is not above `context_above`.
-    #[pyo3(signature = (agent, avoid, context_above=None))]
+    /// Requests of `tokens` (the prompt's) and `max_output_tokens`, as for `request`.
+    #[pyo3(signature = (agent, avoid, context_above=None, tokens=0, max_output_tokens=0))]
     fn _admit_avoiding(
         &self,
         py: Python<'_>,
         agent: &Bound<'_, PyAny>,
         avoid: Vec<String>,
         context_above: Option<u64>,
+        #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
+        #[pyo3(from_py_with = tokens::max_output_tokens)] max_output_tokens: u64,
     ) -> PyResult<PyInFlight> {
         let agent = &agent_from(agent)?.get().0;
         let avoid = avoid
             .iter()
             .map(|id| self.core.model_index(id))
             .collect::<crate::error::Result<Vec<_>>>()?;
-        let (_, flight) = py.detach(|| self.core.admit_avoiding(agent, &avoid, context_above))?;
-        Ok(PyInFlight(Guard::flying(flight)))
+        let demand = Demand::request(tokens, max_output_tokens);
+        let admitted = py.detach(|| {
+            self.core
+                .admit_avoiding(agent, &avoid, context_above, demand)
+        });
+        Ok(PyInFlight(Guard::flying(admitted?.1)))
     }
 
-    /// For `call`: admission on one named model (a fallback).
+    /// For `call`: admission on one named model (a fallback, or a pinned model).
+    #[pyo3(signature = (agent, model_id, tokens=0, max_output_tokens=0))]
     fn _admit_on(
         &self,
         py: Python<'_>,
         agent: &Bound<'_, PyAny>,
         model_id: &str,
+        #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
+        #[pyo3(from_py_with = tokens::max_output_tokens)] max_output_tokens: u64,
     ) -> PyResult<PyInFlight> {
         let agent = &agent_from(agent)?.get().0;
         let j = self.core.model_index(model_id)?;
-        let (_, flight) = py.detach(|| self.core.admit_on(agent, j))?;
+        let demand = Demand::request(tokens, max_output_tokens);
+        let (_, flight) = py.detach(|| self.core.admit_on(agent, j, demand))?;
         Ok(PyInFlight(Guard::flying(flight)))
     }
 

@@ -95,6 +95,12 @@ impl Outcome {
         })
     }
 
+    /// A classifier's reading of a failed call: a Retry-After on another kind (a 503's) is
+    /// dropped, since only a rate limit takes a model out until then.
+    pub fn classified(kind: &str, retry_after_s: Option<f64>) -> crate::error::Result<Self> {
+        Self::parse(kind, retry_after_s.filter(|_| kind == "rate_limited"))
+    }
+
     /// What the success rate counts: only `Ok` is a success.
     pub fn is_success(self) -> bool {
         self == Outcome::Ok

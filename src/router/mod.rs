@@ -559,8 +559,9 @@ impl Router {
         agent: &AgentProfile,
         avoid: &[usize],
         context_above: Option<u64>,
+        demand: Demand,
     ) -> Result<(Route, Flight)> {
-        let mut scores = self.routing_scores(agent)?.to_vec();
+        let mut scores = self.sized_scores(agent, demand.tokens)?.to_vec();
         if let Some(window) = context_above {
             for (s, m) in scores.iter_mut().zip(&self.models) {
                 if m.context_window <= window {
@@ -583,14 +584,27 @@ impl Router {
                 scores[j] = f64::NEG_INFINITY;
             }
         }
-        self.admit_scored(agent, &scores, Demand::default())
+        self.admit_scored(agent, &scores, demand)
     }
 
     /// Admits on one given model (a fallback named by the caller), within its limits.
-    pub fn admit_on(&self, agent: &AgentProfile, model: usize) -> Result<(Route, Flight)> {
+    pub fn admit_on(
+        &self,
+        agent: &AgentProfile,
+        model: usize,
+        demand: Demand,
+    ) -> Result<(Route, Flight)> {
+        if let Some((limit, value)) = self.models[model].limits.too_big(demand.tokens) {
+            let reason = format!(
+                "a request of {} tokens can never be admitted on {:?}: it exceeds its {limit} \
+                 of {value}",
+                demand.tokens, self.models[model].id
+            );
+            return Err(Error::invalid("tokens", reason));
+        }
         let mut scores = vec![f64::NEG_INFINITY; self.models.len()];
         scores[model] = self.routing_scores(agent)?[model].max(0.0);
-        self.admit_scored(agent, &scores, Demand::default())
+        self.admit_scored(agent, &scores, demand)
     }
 
     /// Counts one first attempt of a call in the retry budget.

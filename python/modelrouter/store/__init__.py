@@ -55,10 +55,13 @@ class DecisionStore(Protocol):
         ts: float | None = None,
         *,
         outcome: str | None = None,
+        call_id: str | None = None,
+        attempt: int | None = None,
     ) -> None:
         """One finished request's latency and outcome: ``outcome`` is one of
         ``modelrouter.OUTCOMES`` ("ok", "rate_limited", "server_error", ...), by default "ok"
-        or "failed" after ``success``."""
+        or "failed" after ``success``. ``call_id`` and ``attempt`` (0, 1, ...) tie the
+        attempts of one ``Router.call`` together."""
         ...
 
     def record_utilization(self, samples: Mapping[str, float], ts: float | None = None) -> None:

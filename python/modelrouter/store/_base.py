@@ -93,6 +93,14 @@ def _id(value: Any, field: str, optional: bool = False) -> str | None:
     return value
 
 
+def _attempt(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
+        raise InvalidInputError(f"attempt must be an int in [0, 10000], got {value!r}", "attempt")
+    return value
+
+
 def _flag(value: Any, field: str) -> bool:
     # numpy.bool_ is not a bool subclass but is what vectorised callers hand in.
     if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b":
@@ -213,6 +221,8 @@ class BaseStore:
         ts: float | None = None,
         *,
         outcome: str | None = None,
+        call_id: str | None = None,
+        attempt: int | None = None,
     ) -> None:
         ok = _flag(success, "success")
         if outcome is None:
@@ -228,6 +238,8 @@ class BaseStore:
             _real(latency_ms, "latency_ms", 0.0),
             ok,
             outcome,
+            _id(call_id, "call_id", optional=True),
+            _attempt(attempt),
         )
         self._put("feedback", row)
 

@@ -28,7 +28,8 @@ _COPY = {
     " total_score) FROM STDIN",
     "routing_decisions": "COPY routing_decisions (ts, agent_id, model_id, policy, queued,"
     " outcome) FROM STDIN",
-    "feedback": "COPY feedback (ts, model_id, agent_id, latency_ms, success, outcome) FROM STDIN",
+    "feedback": "COPY feedback (ts, model_id, agent_id, latency_ms, success, outcome, call_id,"
+    " attempt) FROM STDIN",
     "utilization": "COPY utilization (ts, model_id, utilization) FROM STDIN",
 }
 

@@ -39,7 +39,16 @@ _ASSIGNMENT_KEYS = (
     "n_assigned",
     "total_score",
 )
-_FEEDBACK_KEYS = ("ts", "model_id", "agent_id", "latency_ms", "success", "outcome")
+_FEEDBACK_KEYS = (
+    "ts",
+    "model_id",
+    "agent_id",
+    "latency_ms",
+    "success",
+    "outcome",
+    "call_id",
+    "attempt",
+)
 _ROUTE_KEYS = ("ts", "agent_id", "model_id", "policy", "queued", "outcome")
 
 
@@ -82,13 +91,19 @@ class SharedQueries:
         )
         return [dict(zip(_ROUTE_KEYS, r), queued=bool(r[4])) for r in rows]
 
-    def feedback(self, limit: int = 100) -> Sequence[Mapping[str, Any]]:
+    def feedback(self, limit: int = 100, call_id: str | None = None) -> Sequence[Mapping[str, Any]]:
         """Most recent feedback rows first: latency, success and the outcome kind (None for
-        failures recorded before the store kept it)."""
+        failures recorded before the store kept it); with ``call_id``, the attempts of that
+        one ``Router.call``."""
+        where, params = "", ()
+        if call_id is not None:
+            if not isinstance(call_id, str):
+                raise InvalidInputError(f"call_id must be a string, got {call_id!r}", "call_id")
+            where, params = f"WHERE call_id = {self._marker}", (call_id,)
         rows = self._query(
-            f"SELECT {', '.join(_FEEDBACK_KEYS)} FROM feedback"
+            f"SELECT {', '.join(_FEEDBACK_KEYS)} FROM feedback {where}"
             f" ORDER BY ts DESC, id DESC LIMIT {self._marker}",
-            (check_limit(limit),),
+            (*params, check_limit(limit)),
         )
         return [dict(zip(_FEEDBACK_KEYS, r), success=bool(r[4])) for r in rows]
 

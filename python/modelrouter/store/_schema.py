@@ -59,6 +59,13 @@ _SQLITE: list[list[str]] = [
         "ALTER TABLE feedback ADD COLUMN outcome TEXT",
         "UPDATE feedback SET outcome = 'ok' WHERE success = 1",
     ],
+    # 4: which call an attempt belonged to (Router.call / acall with a store): one call id per
+    # call, attempt 0, 1, ... in order; NULL for feedback that is not part of such a call.
+    [
+        "ALTER TABLE feedback ADD COLUMN call_id TEXT",
+        "ALTER TABLE feedback ADD COLUMN attempt INTEGER",
+        "CREATE INDEX feedback_call ON feedback (call_id)",
+    ],
 ]
 
 _POSTGRES: list[list[str]] = [
@@ -95,6 +102,10 @@ _POSTGRES: list[list[str]] = [
     [
         "ALTER TABLE feedback ADD COLUMN outcome TEXT",
         "UPDATE feedback SET outcome = 'ok' WHERE success",
+    ],
+    [
+        "ALTER TABLE feedback ADD COLUMN call_id TEXT, ADD COLUMN attempt INTEGER",
+        "CREATE INDEX feedback_call ON feedback (call_id)",
     ],
 ]
 

@@ -28,8 +28,8 @@ _INSERT = {
     " n_assigned, total_score) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "routing_decisions": "INSERT INTO routing_decisions (ts, agent_id, model_id, policy, queued,"
     " outcome) VALUES (?, ?, ?, ?, ?, ?)",
-    "feedback": "INSERT INTO feedback (ts, model_id, agent_id, latency_ms, success, outcome)"
-    " VALUES (?, ?, ?, ?, ?, ?)",
+    "feedback": "INSERT INTO feedback (ts, model_id, agent_id, latency_ms, success, outcome,"
+    " call_id, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "utilization": "INSERT INTO utilization (ts, model_id, utilization) VALUES (?, ?, ?)",
 }
 

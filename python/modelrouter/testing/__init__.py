@@ -7,6 +7,10 @@ persistence, and stopped (its directory removed) when its block ends:
 - :mod:`modelrouter.testing.postgres`: a throwaway PostgreSQL cluster
   (``with cluster() as admin_url``) and fresh databases on it (``with database(admin_url)``).
 - :mod:`modelrouter.testing.reference`: an independent numpy implementation of the cost matrix.
+- :mod:`modelrouter.testing.fake_upstream`: OpenAI-compatible fake deployments in a process of
+  their own (latency, 500, 429 + Retry-After, hangs, streams), recording every arrival.
+- :mod:`modelrouter.testing.asgi_server`: an ASGI app served by uvicorn in a thread
+  (``with serving(app) as base_url``).
 
 The peers need the Debian server packages (redis-server, postgresql); without them starting
 one raises (``postgres.Unavailable`` says why) and the tests skip.

@@ -1,0 +1,270 @@
+"""modelrouter inside a LiteLLM Router: keep your ``model_list``, get modelrouter's admission,
+policies and health.
+
+::
+
+    router = mr.Router([mr.Model(d["model_info"]["id"], ...) for d in model_list])
+    strategy = ModelRouterStrategy(router, model_list, agent=default_agent)
+    litellm_router = litellm.Router(model_list=model_list)
+    strategy.install(litellm_router)   # the routing strategy + the success/failure callback
+    await litellm_router.acompletion(model="gpt", messages=[...], metadata={"agent": "coder"})
+
+Each LiteLLM deployment is the modelrouter model whose id is its ``model_info.id``. A pick
+admits the request on the model the router chooses among the deployments of the requested
+model group (or on the one named, for ``specific_deployment``); LiteLLM's success and failure
+callbacks end it with its outcome (the exception classified as for ``Router.call``: 429 +
+Retry-After, 5xx, timeouts, context length), which feeds latency and health back. The agent
+comes from ``metadata["agent"]`` (an id of ``agents``) or the default. Picks whose call never
+reports back are ended as cancelled after ``hold_limit_s``, so nothing is held forever.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from litellm.integrations.custom_logger import CustomLogger
+from litellm.types.router import CustomRoutingStrategyBase
+
+from . import _usage
+from .errors import InvalidInputError, UnknownModelError
+from .outcomes import classify
+
+if TYPE_CHECKING:
+    from ._core import Agent, InFlight, Router
+
+__all__ = ["ModelRouterStrategy"]
+
+# LiteLLM's exception class names (in a retry's metadata["previous_models"]) -> outcome kinds.
+_KIND_OF_EXCEPTION = {
+    "RateLimitError": "rate_limited",
+    "InternalServerError": "server_error",
+    "ServiceUnavailableError": "server_error",
+    "BadGatewayError": "server_error",
+    "APIError": "server_error",
+    "APIConnectionError": "server_error",
+    "Timeout": "timeout",
+    "APITimeoutError": "timeout",
+    "ContextWindowExceededError": "context_length",
+    "BadRequestError": "client_error",
+    "AuthenticationError": "client_error",
+    "PermissionDeniedError": "client_error",
+    "NotFoundError": "client_error",
+    "UnprocessableEntityError": "client_error",
+    "ContentPolicyViolationError": "client_error",
+}
+
+
+def _deployment_id(deployment: Mapping[str, Any]) -> str:
+    info = deployment.get("model_info") or {}
+    did = info.get("id") if isinstance(info, Mapping) else None
+    if not isinstance(did, str) or not did:
+        raise InvalidInputError("every deployment needs model_info.id (its model id)", "model_list")
+    return did
+
+
+class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ignore[misc]
+    """A LiteLLM custom routing strategy and callback in one (``install`` registers both)."""
+
+    def __init__(
+        self,
+        router: Router,
+        model_list: Sequence[Mapping[str, Any]],
+        *,
+        agent: Agent | None = None,
+        agents: Mapping[str, Agent] | None = None,
+        hold_limit_s: float = 600.0,
+    ) -> None:
+        CustomLogger.__init__(self)
+        self.router, self.agent, self.agents = router, agent, dict(agents or {})
+        self._deployments = {_deployment_id(d): d for d in model_list}
+        known = {m.id for m in router.models}
+        missing = sorted(set(self._deployments) - known)
+        if missing:
+            raise InvalidInputError(
+                f"deployments that are not router models: {missing}", "model_list"
+            )
+        self._groups: dict[str, list[str]] = collections.defaultdict(list)
+        for did, d in self._deployments.items():
+            self._groups[str(d.get("model_name"))].append(did)
+        self._hold_limit_s = float(hold_limit_s)
+        # (trace id, deployment id) -> requests admitted and not yet reported, oldest first.
+        self._open: collections.OrderedDict[tuple[str | None, str], list[tuple[float, InFlight]]]
+        self._open = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def install(self, litellm_router: Any) -> None:
+        """Makes this the router's routing strategy and adds it to LiteLLM's callbacks."""
+        import litellm
+
+        register = getattr(litellm_router, "register_plugin", None)
+        if register is None:  # LiteLLM before register_plugin
+            register = litellm_router.set_custom_routing_strategy
+        register(self)
+        if self not in litellm.callbacks:
+            litellm.callbacks.append(self)
+
+    # -- picks ------------------------------------------------------------------------------
+
+    def _agent(self, request_kwargs: Mapping[str, Any] | None) -> Agent:
+        metadata = (request_kwargs or {}).get("metadata") or {}
+        name = metadata.get("agent") if isinstance(metadata, Mapping) else None
+        if name is not None:
+            if name not in self.agents:
+                raise InvalidInputError(f"unknown agent {name!r} in metadata", "agent")
+            return self.agents[name]
+        if self.agent is None:
+            raise InvalidInputError("no agent: pass metadata={'agent': id} or a default", "agent")
+        return self.agent
+
+    def _admit(
+        self,
+        model: str,
+        specific: bool | None,
+        request_kwargs: Mapping[str, Any] | None,
+        messages: Any = None,
+        input: Any = None,
+    ) -> Mapping[str, Any]:
+        agent = self._agent(request_kwargs)
+        size = _usage.estimate({**(request_kwargs or {}), "messages": messages, "input": input})
+        trace = (request_kwargs or {}).get("litellm_trace_id")
+        failed_before = self._end_previous(trace, request_kwargs)
+        if specific or model in self._deployments and model not in self._groups:
+            if model not in self._deployments:
+                raise UnknownModelError(model)
+            flight = self.router._admit_on(agent, model, *size)  # type: ignore[attr-defined]
+        else:
+            group = self._groups.get(model)
+            if not group:
+                raise UnknownModelError(model)
+            others = [m for m in self._deployments if m not in group]
+            if not set(group) <= set(failed_before):  # a retry: never where it just failed
+                others += failed_before
+            flight = self.router._admit_avoiding(agent, others, None, *size)  # type: ignore[attr-defined]
+        now = time.monotonic()
+        with self._lock:
+            self._open.setdefault((trace, flight.model_id), []).append((now, flight))
+            stale = self._expire(now)
+        for f in stale:
+            f.fail("cancelled")
+            f.release(False)
+        return self._deployments[flight.model_id]
+
+    def _end_previous(self, trace: Any, request_kwargs: Mapping[str, Any] | None) -> list[str]:
+        """A retry's pick: LiteLLM retries before its failure callback runs, so the attempts
+        it lists in ``metadata["previous_models"]`` are ended here, with the outcome their
+        exception class names (the callback then finds nothing left to end). Returns the
+        deployments that failed."""
+        metadata = (request_kwargs or {}).get("metadata") or {}
+        previous = metadata.get("previous_models") if isinstance(metadata, Mapping) else None
+        if trace is None or not previous:
+            return []
+        failed = []
+        for attempt in previous:
+            did = attempt.get("deployment_id") if isinstance(attempt, Mapping) else None
+            if not isinstance(did, str):
+                continue
+            failed.append(did)
+            with self._lock:
+                held = self._open.get((trace, did))
+                flight = held.pop(0)[1] if held else None
+                if held == []:
+                    del self._open[(trace, did)]
+            if flight is not None:
+                kind = _KIND_OF_EXCEPTION.get(str(attempt.get("exception_type")), "failed")
+                flight.fail(kind)
+                flight.release(False)
+        return failed
+
+    def _expire(self, now: float) -> list[InFlight]:
+        """Takes out picks older than the hold limit (under the lock)."""
+        stale: list[InFlight] = []
+        while self._open:
+            key, held = next(iter(self._open.items()))
+            if now - held[0][0] < self._hold_limit_s:
+                break
+            stale.append(held.pop(0)[1])
+            if not held:
+                del self._open[key]
+        return stale
+
+    async def async_get_available_deployment(
+        self,
+        model: str,
+        messages: Any = None,
+        input: Any = None,
+        specific_deployment: bool | None = False,
+        request_kwargs: Any = None,
+    ) -> Any:
+        return self._admit(model, specific_deployment, request_kwargs, messages, input)
+
+    def get_available_deployment(
+        self,
+        model: str,
+        messages: Any = None,
+        input: Any = None,
+        specific_deployment: bool | None = False,
+        request_kwargs: Any = None,
+    ) -> Any:
+        return self._admit(model, specific_deployment, request_kwargs, messages, input)
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    def _take(self, kwargs: Mapping[str, Any]) -> InFlight | None:
+        params = kwargs.get("litellm_params") or {}
+        info = params.get("model_info") or {}
+        did = info.get("id") if isinstance(info, Mapping) else None
+        trace = kwargs.get("litellm_trace_id") or params.get("litellm_trace_id")
+        with self._lock:
+            key = (trace, did)
+            if trace is None:  # no trace id: the oldest open pick of that deployment
+                key = next((k for k in self._open if k[1] == did), key)
+            held = self._open.get(key)
+            if not held:
+                return None
+            _, flight = held.pop(0)
+            if not held:
+                del self._open[key]
+        return flight
+
+    def _ended(
+        self, kwargs: Mapping[str, Any], exc: BaseException | None, response: Any = None
+    ) -> None:
+        flight = self._take(kwargs)
+        if flight is None:
+            return
+        if exc is None:
+            _usage.report(flight, _usage.usage_of(response))
+            flight.release(True)
+            return
+        outcome = classify(exc)
+        flight._fail_classified(outcome.kind, outcome.retry_after_s)  # type: ignore[attr-defined]
+        flight.release(False)
+
+    def log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self._ended(kwargs, None, response_obj)
+
+    def log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self._ended(kwargs, kwargs.get("exception") or RuntimeError("LiteLLM call failed"))
+
+    async def async_log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.log_success_event(kwargs, response_obj, start_time, end_time)
+
+    async def async_log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.log_failure_event(kwargs, response_obj, start_time, end_time)
+
+    def open_requests(self) -> int:
+        """Picks admitted and not yet reported back."""
+        with self._lock:
+            return sum(len(v) for v in self._open.values())

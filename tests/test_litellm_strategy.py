@@ -1,0 +1,88 @@
+"""modelrouter.litellm: a real LiteLLM Router keeps its model_list and routes through
+modelrouter (admission, policies, health), against fake OpenAI-compatible upstreams on
+loopback; LiteLLM's callbacks end every admitted request with its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+import modelrouter as mr
+from modelrouter.testing.fake_upstream import FakeUpstreams
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # nothing beyond loopback
+litellm = pytest.importorskip("litellm", reason="litellm is a dev dependency")
+from modelrouter.litellm import ModelRouterStrategy  # noqa: E402
+
+NAMES = ["d0", "d1", "d2"]
+MESSAGES = [{"role": "user", "content": "hi"}]
+CODER = mr.Agent("coder", {"chat": 0.5})
+
+
+def setup(up: FakeUpstreams, **health: float) -> tuple[mr.Router, ModelRouterStrategy, object]:
+    model_list = [
+        {
+            "model_name": "fake",
+            "litellm_params": {"model": "openai/fake", "api_base": up.base_url(n), "api_key": "x"},
+            "model_info": {"id": n},
+        }
+        for n in NAMES
+    ]
+    # d2 is the best match: modelrouter sends calls there first while it is available.
+    models = [mr.Model(n, {"chat": 0.95 if n == "d2" else 0.9}, max_concurrent=8) for n in NAMES]
+    router = mr.Router(models, health=health or None)
+    strategy = ModelRouterStrategy(router, model_list, agents={"coder": CODER}, agent=CODER)
+    lite = litellm.Router(model_list=model_list, num_retries=2)
+    strategy.install(lite)
+    return router, strategy, lite
+
+
+@pytest.fixture
+def upstreams():
+    with FakeUpstreams({n: {"latency_ms": 2, "jitter_ms": 1} for n in NAMES}) as up:
+        yield up
+    litellm.callbacks = [c for c in litellm.callbacks if not isinstance(c, ModelRouterStrategy)]
+
+
+async def settle(strategy: ModelRouterStrategy) -> None:
+    for _ in range(200):  # LiteLLM runs its callbacks as tasks after the call returns
+        if strategy.open_requests() == 0:
+            return
+        await asyncio.sleep(0.01)
+
+
+def test_litellm_calls_go_where_modelrouter_says_and_end_with_their_outcome(upstreams):
+    router, strategy, lite = setup(upstreams, consecutive_errors=3)
+
+    async def main() -> list[str]:
+        first = await lite.acompletion(model="fake", messages=MESSAGES, metadata={"agent": "coder"})
+        upstreams.set("d2", mode="error")
+        out = [first.choices[0].message.content]
+        for _ in range(40):
+            answer = await lite.acompletion(model="fake", messages=MESSAGES)
+            out.append(answer.choices[0].message.content)
+        await settle(strategy)
+        return out
+
+    answers = asyncio.run(main())
+    assert answers[0] == "answer from d2"
+    assert all(a in ("answer from d0", "answer from d1") for a in answers[1:])
+    assert router.health_of("d2")["state"] == "ejected"
+    assert len(upstreams.arrivals("d2")) == 1 + 3  # the ok call, then the error limit
+    assert strategy.open_requests() == 0
+    assert all(router.load(n).active_requests == 0 for n in NAMES)
+    assert router.performance.stats("d2").failures == 3
+
+
+def test_unknown_agents_and_deployments_are_refused(upstreams):
+    router, strategy, lite = setup(upstreams)
+    with pytest.raises(mr.InvalidInputError):
+        strategy.get_available_deployment("fake", request_kwargs={"metadata": {"agent": "x"}})
+    with pytest.raises(mr.UnknownModelError):
+        strategy.get_available_deployment("no-such-group")
+    picked = strategy.get_available_deployment("d1", specific_deployment=True)
+    assert picked["model_info"]["id"] == "d1" and router.load("d1").active_requests == 1
+    with pytest.raises(mr.InvalidInputError):
+        ModelRouterStrategy(router, [{"model_name": "x", "model_info": {}}])
