@@ -82,6 +82,8 @@ def token_rows(args: argparse.Namespace) -> None:
     print(textwrap.fill(intro, 100, break_on_hyphens=False), end="\n\n")
     print("| call | limits | decisions/s (best) | median window |")
     print("|---|---|---:|---:|")
+    best, median = rates(router("weighted").route, same, args)
+    print(f"| `route(agent)` [weighted] (reference) | none | {best:,.0f} | {median:,.0f} |")
     for policy in ("weighted", "least_loaded"):
         for label, limits in (("none", None), ("rpm + tpm + tokens in flight", TOKEN_LIMITS)):
             r = router(policy, limits)
