@@ -120,6 +120,9 @@ def check_page(server: str) -> None:
             assert float(cards["util"]) > 0.0
             assert "overload" in page.inner_text("#alerts")
             assert page.locator("#models tbody tr").count() == 3
+            # Token columns: tokens in flight, and "–" for TPM without a tpm limit.
+            assert page.locator("#models thead th").count() == 10
+            assert page.locator("#models tbody tr td").nth(9).inner_text() == "–"
             assert "model-B" in page.inner_text("#legend-util")
             assert errors == []
             OUT.parent.mkdir(parents=True, exist_ok=True)
