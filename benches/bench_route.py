@@ -36,13 +36,19 @@ SCORE_CACHE_ENTRIES = 4096  # SCORE_CACHE_LIMIT in src/router/mod.rs
 HIT_AGENT = mr.Agent("coder", {"code": 0.4}, {"chat": 1.0})
 
 
-def fleet() -> list[mr.Model]:
+# Token limits high enough never to refuse during a run (the windows fill at ~1 M admissions
+# per second), so every decision runs the whole token-aware path.
+TOKEN_LIMITS = {"rpm": 10**12, "tpm": 10**15, "max_tokens_in_flight": 10**12}
+
+
+def fleet(limits: dict[str, int] | None = None) -> list[mr.Model]:
     return [
         mr.Model(
             f"deploy-{j}",
             {"code": 0.5 + 0.03 * j, "chat": 0.9 - 0.02 * j},
             max_concurrent=64,
             max_queue=16,
+            **(limits or {}),
         )
         for j in range(N_MODELS)
     ]
@@ -56,8 +62,53 @@ def distinct_agents(n: int) -> list[mr.Agent]:
     ]
 
 
-def router(policy: str = "weighted") -> mr.Router:
-    return mr.Router(fleet(), policy=policy, load=mr.LoadTracker())
+def router(policy: str = "weighted", limits: dict[str, int] | None = None) -> mr.Router:
+    return mr.Router(fleet(limits), policy=policy, load=mr.LoadTracker())
+
+
+def token_rows(args: argparse.Namespace) -> None:
+    """Token-aware routing and admission: the same calls with and without RPM/TPM/tokens-in-
+    flight limits on all 16 models, in the same run (ratios, not absolute rates)."""
+    same = [HIT_AGENT]
+    print(f"## Token-aware limits ({N_MODELS} models, one Python thread)\n")
+    intro = (
+        "Every model has rpm, tpm and max_tokens_in_flight set (high enough never to refuse, so "
+        "every call runs the whole token-aware path: windows read or checked and recorded under "
+        "the model's lock) or none, measured in the same run as the rows above. "
+        "`route(agent, tokens=1500)` decides and reserves nothing; `request(agent, tokens=1000, "
+        "max_output_tokens=500)` admits (slot, RPM and TPM windows, tokens in flight) and gives "
+        "back on exit; `set_usage` adds the reconciliation."
+    )
+    print(textwrap.fill(intro, 100, break_on_hyphens=False), end="\n\n")
+    print("| call | limits | decisions/s (best) | median window |")
+    print("|---|---|---:|---:|")
+    best, median = rates(router("weighted").route, same, args)
+    print(f"| `route(agent)` [weighted] (reference) | none | {best:,.0f} | {median:,.0f} |")
+    for policy in ("weighted", "least_loaded"):
+        for label, limits in (("none", None), ("rpm + tpm + tokens in flight", TOKEN_LIMITS)):
+            r = router(policy, limits)
+            best, median = rates(lambda a, r=r: r.route(a, tokens=1500), same, args)
+            name = f"`route(agent, tokens=1500)` [{policy}]"
+            print(f"| {name} | {label} | {best:,.0f} | {median:,.0f} |")
+
+    def admit(r: mr.Router) -> Callable[[mr.Agent], None]:
+        return lambda a: r.request(a, tokens=1000, max_output_tokens=500).release()
+
+    def admit_usage(r: mr.Router) -> Callable[[mr.Agent], None]:
+        def go(a: mr.Agent) -> None:
+            with r.request(a, tokens=1000, max_output_tokens=500) as f:
+                f.set_usage(1000, 120)
+
+        return go
+
+    usage_row = "`with request(...) as f: f.set_usage(1000, 120)`"
+    for label, limits in (("none", None), ("rpm + tpm + tokens in flight", TOKEN_LIMITS)):
+        r = router("weighted", limits)
+        best, median = rates(admit(r), same, args)
+        name = "`request(agent, tokens=1000, max_output_tokens=500).release()`"
+        print(f"| {name} | {label} | {best:,.0f} | {median:,.0f} |")
+        best, median = rates(admit_usage(r), same, args)
+        print(f"| {usage_row} | {label} | {best:,.0f} | {median:,.0f} |")
 
 
 def rates(
@@ -128,7 +179,11 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=0.2, help="untimed seconds before a row")
     p.add_argument("--agents", type=int, default=5000, help="distinct agents (> 4,096)")
     p.add_argument("--batches", type=int, default=200, help="lifecycle: batches of 1,000 pairs")
+    p.add_argument("--tokens-only", action="store_true", help="only the token-aware rows")
     args = p.parse_args()
+    if args.tokens_only:
+        token_rows(args)
+        return
     if args.agents <= SCORE_CACHE_ENTRIES:
         p.error(f"--agents must exceed the score cache ({SCORE_CACHE_ENTRIES:,} entries)")
     same, many = [HIT_AGENT], distinct_agents(args.agents)
@@ -212,6 +267,8 @@ def main() -> None:
     print("|---|---|---:|")
     for what, label, ns in life_rows:
         print(f"| {what} | {label} | {ns:,.0f} |")
+    print()
+    token_rows(args)
 
 
 if __name__ == "__main__":

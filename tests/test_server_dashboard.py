@@ -147,6 +147,9 @@ def check_page(server: str) -> None:
                 assert round(mantissa, 9) in (1, 2, 5), (chart, ticks)
                 assert values == pytest.approx([k * step for k in range(len(values))])
             assert page.locator("#models tbody tr").count() == 3
+            # Token columns: tokens in flight, and "–" for TPM without a tpm limit.
+            assert page.locator("#models thead th").count() == 10
+            assert page.locator("#models tbody tr td").nth(9).inner_text() == "–"
             assert "model-B" in page.inner_text("#legend-util")
             assert errors == []
             OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ one atomic decision with concurrency and queue, checked against exact brute-forc
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import modelrouter as mr
+from modelrouter.types import SCENARIO_DIR
 
 WINDOW_S = 60.0
 
@@ -322,3 +325,64 @@ def test_the_whole_azure_conversation_trace_replays() -> None:
     r = mr.simulate("azure_quota", "least_loaded", trace=AZURE, requests=19_366)
     assert r.requests == 19_366
     assert r.results["least_loaded"].quota_rejections == 0
+
+
+# --- cache affinity -----------------------------------------------------------------------
+
+
+def _replicas(n: int = 4, epsilon: float = 0.25) -> tuple[mr.Router, mr.Agent]:
+    models = [mr.Model(f"r{j}", {"chat": 0.9}, max_concurrent=100) for j in range(n)]
+    router = mr.Router(
+        models, policy="least_loaded", load=mr.LoadTracker(), affinity_epsilon=epsilon
+    )
+    return router, mr.Agent("a", required={"chat": 0.5})
+
+
+def test_affinity_keeps_a_session_on_its_replica() -> None:
+    router, agent = _replicas()
+    assert router.affinity_epsilon == 0.25
+    homes = {}
+    for s in range(20):
+        with router.request(agent, affinity_key=f"session-{s}") as f:
+            homes[s] = f.model_id
+    for s in range(20):
+        with router.request(agent, affinity_key=f"session-{s}", tokens=10) as f:
+            assert f.model_id == homes[s]
+    assert len(set(homes.values())) > 1  # sessions spread over the replicas
+    with pytest.raises(ValueError, match="^affinity_epsilon: "):
+        _replicas(epsilon=-0.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    eps=st.sampled_from([0.0, 0.1, 0.25, 1.0]),
+    ops=st.lists(st.tuples(st.booleans(), st.integers(0, 30)), max_size=200),
+)
+def test_bounded_loads_hold_for_any_key_sequence(eps: float, ops: list[tuple[bool, int]]) -> None:
+    router, agent = _replicas(epsilon=eps)
+    held: list[mr.InFlight] = []
+    for admit, key in ops:
+        if not admit and held:
+            held.pop(key % len(held)).release()
+            continue
+        loads = {m.id: router.load(m.id).active_requests for m in router.models}
+        cap = math.ceil((1 + eps) * (sum(loads.values()) + 1) / len(loads))
+        f = router.request(agent, affinity_key=f"k{key % 3}")  # three hot keys
+        assert loads[f.model_id] + 1 <= cap
+        held.append(f)
+
+
+def test_affinity_in_the_simulator_trades_hit_rate_for_balance() -> None:
+    base = json.loads((SCENARIO_DIR / "affinity.json").read_text())
+    out = {}
+    for mode in ("bounded", "consistent", "none"):
+        sc = dict(base, requests=20_000, affinity=dict(base["affinity"], mode=mode))
+        out[mode] = mr.simulate(sc, "least_loaded").results["least_loaded"]
+    bounded, plain, least = out["bounded"], out["consistent"], out["none"]
+    assert least.cache_hit_rate is not None and bounded.cache_hit_rate is not None
+    assert bounded.cache_hit_rate > 4 * least.cache_hit_rate
+    assert plain.max_mean_load > bounded.max_mean_load > least.max_mean_load
+    assert bounded.ttft_p50_ms < least.ttft_p50_ms
+    assert (
+        mr.simulate("seed_overload", "least_loaded").results["least_loaded"].cache_hit_rate is None
+    )

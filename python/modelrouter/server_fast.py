@@ -36,10 +36,13 @@ def route_decision(state: ServiceState, body: RouteRequest) -> JSONResponse:
     flight = None
     try:
         if body.reserve:
-            flight = state.router.request(agent)
+            flight = state.router.request(
+                agent, tokens=body.tokens, max_output_tokens=body.max_output_tokens
+            )
             model_id, queued = flight.model_id, flight.queued
         else:
-            model_id, queued = state.router.route(agent), False
+            size = body.tokens + body.max_output_tokens
+            model_id, queued = state.router.route(agent, tokens=size), False
     except (NoCapacityError, InfeasibleError) as e:
         outcome = "no_capacity" if isinstance(e, NoCapacityError) else "infeasible"
         state.routes[outcome] += 1

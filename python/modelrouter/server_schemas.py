@@ -143,6 +143,10 @@ class RouteRequest(BaseModel):
     model_config = _STRICT
     agent: AgentBody
     reserve: bool = False
+    # The request's size: prompt tokens and the most it may generate. Routing passes over
+    # models whose RPM, TPM or tokens in flight cannot take it; a reservation holds them.
+    tokens: int = Field(0, ge=0, le=2**53, strict=True)
+    max_output_tokens: int = Field(0, ge=0, le=2**53, strict=True)
 
 
 class RouteResponse(BaseModel):
@@ -171,6 +175,10 @@ class FeedbackRequest(BaseModel):
     success: bool = True
     agent_id: Optional[Id] = None
     request_id: Optional[Id] = None
+    # Actual usage, as the provider counts it: reconciles a reservation's TPM window and
+    # tokens in flight (with request_id only).
+    prompt_tokens: Optional[int] = Field(None, ge=0, le=2**53, strict=True)
+    completion_tokens: Optional[int] = Field(None, ge=0, le=2**53, strict=True)
 
     @field_validator("retry_after_s")
     @classmethod
@@ -247,6 +255,12 @@ class ModelState(BaseModel):
     routed: int
     stats: dict[str, Any]
     health: Optional[ModelHealth] = None
+    rpm: Optional[int] = None
+    tpm: Optional[int] = None
+    max_tokens_in_flight: Optional[int] = None
+    tokens_in_flight: int = 0
+    requests_in_window: int = 0
+    tokens_in_window: int = 0
 
 
 class PerformanceMemory(BaseModel):

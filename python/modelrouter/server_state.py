@@ -267,6 +267,12 @@ class ServiceState:
                     "is_overloaded": bool(load and load.is_overloaded),
                     "is_over_target": bool(load and load.is_over_target),
                     "routed": self.routed_to[m.id],
+                    "rpm": m.rpm,
+                    "tpm": m.tpm,
+                    "max_tokens_in_flight": m.max_tokens_in_flight,
+                    "tokens_in_flight": load.tokens_in_flight if load else 0,
+                    "requests_in_window": load.requests_in_window if load else 0,
+                    "tokens_in_window": load.tokens_in_window if load else 0,
                     "stats": _clean(self.router.performance.stats(m.id).to_dict()),
                     "health": {k: v for k, v in health[m.id].items() if k != "model_id"},
                 }
@@ -304,11 +310,25 @@ class ServiceState:
             ("queued_requests", "queued", "Requests waiting in the model's queue."),
             ("utilization", "utilization", "Active requests over max_concurrent."),
             ("max_concurrent", "max_concurrent", "Configured concurrent slots."),
+            ("tokens_in_flight", "tokens_in_flight", "Tokens held by requests in flight."),
+            ("requests_in_window", "requests_in_window", "Requests admitted in the last 60 s."),
+            ("tokens_in_window", "tokens_in_window", "Tokens admitted in the last 60 s (TPM)."),
         )
         for name, key, help_ in gauges:
             _family(out, f"modelrouter_{name}", "gauge", help_)
             for m in stats["models"]:
                 out.append(_line(f"modelrouter_{name}", {"model": m["model_id"]}, m[key]))
+        name = "modelrouter_quota_usage"
+        _family(out, name, "gauge", "Share of a model's RPM, TPM or token capacity in use.")
+        for m in stats["models"]:
+            for limit, used in (
+                ("rpm", "requests_in_window"),
+                ("tpm", "tokens_in_window"),
+                ("max_tokens_in_flight", "tokens_in_flight"),
+            ):
+                if m[limit]:
+                    labels = {"model": m["model_id"], "limit": limit}
+                    out.append(_line(name, labels, m[used] / m[limit]))
         _family(out, "modelrouter_routes_total", "counter", "Routing decisions by outcome.")
         for outcome in ROUTE_OUTCOMES:
             out.append(

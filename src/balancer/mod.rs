@@ -104,8 +104,9 @@ impl Candidate {
         let (active, queued) = state.counts();
         let limiter = state.limiter();
         let (tokens_load, limit_wait_s) = if limiter.is_limited() {
-            let refusal = limiter.check(tokens, now);
-            (limiter.load(now), refusal.map_or(0.0, |r| r.retry_after_s))
+            let load = limiter.load(now);
+            let refusal = limiter.check_load(&load, tokens, now);
+            (load, refusal.map_or(0.0, |r| r.retry_after_s))
         } else {
             (
                 TokenLoad {

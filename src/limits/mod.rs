@@ -158,7 +158,9 @@ struct Windows {
 /// The limits and accounts of one model.
 #[derive(Debug, Default)]
 pub struct Limiter {
-    limits: Mutex<Limits>,
+    /// rpm, tpm, max_tokens_in_flight; 0 = unlimited (a limit is >= 1). Atomics, so routing
+    /// reads them without a lock.
+    limits: [AtomicU64; 3],
     /// True when some limit is set: without one, admission takes no lock.
     limited: std::sync::atomic::AtomicBool,
     windows: Mutex<Windows>,
@@ -187,12 +189,20 @@ impl Limiter {
     }
 
     pub fn limits(&self) -> Limits {
-        *lock(&self.limits)
+        let get = |k: usize| Some(self.limits[k].load(Ordering::Acquire)).filter(|v| *v > 0);
+        Limits {
+            rpm: get(0),
+            tpm: get(1),
+            max_tokens_in_flight: get(2),
+        }
     }
 
     pub fn set_limits(&self, limits: Limits) {
         let _w = lock(&self.windows);
-        *lock(&self.limits) = limits;
+        let values = [limits.rpm, limits.tpm, limits.max_tokens_in_flight];
+        for (slot, v) in self.limits.iter().zip(values) {
+            slot.store(v.unwrap_or(0), Ordering::Release);
+        }
         self.limited
             .store(!limits.is_unlimited(), Ordering::Release);
     }
@@ -238,8 +248,12 @@ impl Limiter {
         if !self.is_limited() {
             return None;
         }
+        self.check_load(&self.load(now), tokens, now)
+    }
+
+    /// `check` given a reading of `load` taken at `now`.
+    pub fn check_load(&self, load: &TokenLoad, tokens: u64, now: f64) -> Option<Refusal> {
         let limits = self.limits();
-        let load = self.load(now);
         let over = |used: u64, extra: u64, limit: Option<u64>| {
             limit.is_some_and(|l| used.saturating_add(extra) > l)
         };

@@ -137,13 +137,9 @@ impl Window {
                 self.sum += delta as u64;
             }
             (None, true) => {
-                let t = self.entries.back().map_or(at, |e| e.at.max(at));
-                self.entries.push_back(Entry {
-                    at: t,
-                    amount: delta as u64,
-                    last_seq: seq,
-                });
-                self.sum += delta as u64;
+                // No entry at or after this request: every entry is older, so `record` at its
+                // own time appends (or merges, keeping the bound on entries).
+                self.record(delta as u64, at, seq);
             }
             _ => {}
         }

@@ -169,7 +169,8 @@ impl PyRouter {
     #[new]
     #[pyo3(signature = (models, strategy="optimal", load_balancing=true, load_weight=0.5,
                         *, policy="weighted", weights=None, load=None, capacity=None,
-                        performance=None, adaptive=None, health=None, **deprecated))]
+                        performance=None, adaptive=None, health=None, affinity_epsilon=0.25,
+                        **deprecated))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         models: &Bound<'_, PyAny>,
@@ -183,6 +184,7 @@ impl PyRouter {
         performance: Option<&Bound<'_, PyPerformanceTracker>>,
         adaptive: Option<&Bound<'_, PyAdaptiveScorer>>,
         health: Option<&Bound<'_, PyDict>>,
+        affinity_epsilon: f64,
         deprecated: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let models: Vec<PyModel> = models
@@ -209,7 +211,7 @@ impl PyRouter {
             health: health_config(health)?,
         };
         let models = models.into_iter().map(|m| m.0).collect();
-        let core = Router::new(models, config, feeds)?;
+        let core = Router::new(models, config, feeds)?.with_affinity_epsilon(affinity_epsilon)?;
         Ok(PyRouter { core })
     }
 
@@ -228,6 +230,11 @@ impl PyRouter {
     #[getter]
     fn load_weight(&self) -> f64 {
         self.core.config.load_weight
+    }
+    /// Cache affinity's load bound: a replica above (1 + ε) × the average passes keys on.
+    #[getter]
+    fn affinity_epsilon(&self) -> f64 {
+        self.core.affinity_epsilon()
     }
     #[getter]
     fn policy(&self) -> &'static str {
@@ -285,17 +292,25 @@ impl PyRouter {
     /// `tokens` (the prompt's) and `max_output_tokens`, their sum is admitted in one atomic
     /// decision with concurrency and queue against the model's RPM, TPM and tokens in flight;
     /// report the usage with `InFlight.set_usage` to reconcile the TPM window.
-    #[pyo3(signature = (agent, *, tokens=0, max_output_tokens=0))]
+    ///
+    /// `affinity_key` (a session id, a prompt-prefix hash) prefers the model that served the
+    /// key before, by consistent hashing with bounded loads: a model above (1 + ε) × the
+    /// average load (`affinity_epsilon`) passes the key on along the ring.
+    #[pyo3(signature = (agent, *, tokens=0, max_output_tokens=0, affinity_key=None))]
     fn request(
         &self,
         py: Python<'_>,
         agent: &Bound<'_, PyAny>,
         #[pyo3(from_py_with = tokens::tokens)] tokens: u64,
         #[pyo3(from_py_with = tokens::max_output_tokens)] max_output_tokens: u64,
+        affinity_key: Option<&str>,
     ) -> PyResult<PyInFlight> {
         let agent = &agent_from(agent)?.get().0;
         let demand = Demand::request(tokens, max_output_tokens);
-        let (_, flight) = py.detach(|| self.core.admit_tokens(agent, demand))?;
+        let (_, flight) = py.detach(|| match affinity_key {
+            Some(key) => self.core.admit_affine(agent, demand, key),
+            None => self.core.admit_tokens(agent, demand),
+        })?;
         Ok(PyInFlight(Guard::flying(flight)))
     }
 

@@ -31,7 +31,7 @@ pymethods_with_getters! {
         overload_failures: u64, rejected: u64, retries: u64, max_queue_length: u64,
         success_rate: f64, failed: u64, failure_retries: u64, wasted_calls: u64,
         ttft_p50_ms: f64, ttft_p95_ms: f64, ttft_p99_ms: f64, tokens_per_s: f64,
-        quota_rejections: u64,
+        quota_rejections: u64, cache_hit_rate: Option<f64>, max_mean_load: f64,
     }
     #[getter]
     fn policy(&self) -> &'static str {

@@ -125,6 +125,9 @@ pub struct Router {
     health: Arc<Health>,
     retry_budget: RetryBudget,
     score_cache: RwLock<ScoreCache>,
+    /// The fleet's hash ring for cache affinity, and its load bound ε.
+    ring: affinity::Ring,
+    affinity_epsilon: f64,
 }
 
 /// Agent id → (the profile the scores were computed for, scores per model).
@@ -167,6 +170,8 @@ impl Router {
             (cm, clocks)
         });
         let health = Arc::new(Health::new(models.len(), health, tracker.now())?);
+        let ids: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
+        let ring = affinity::Ring::new(&ids);
         let perf_handles = models
             .iter()
             .map(|m| performance.model_handle(&m.id))
@@ -184,7 +189,72 @@ impl Router {
             health,
             retry_budget: RetryBudget::new(RetryBudgetConfig::default())?,
             score_cache: RwLock::new(HashMap::new()),
+            ring,
+            affinity_epsilon: affinity::DEFAULT_EPSILON,
         })
+    }
+
+    /// The router with cache affinity's load bound ε (a replica above (1 + ε) × the average
+    /// load passes a key on); finite and >= 0.
+    pub fn with_affinity_epsilon(mut self, epsilon: f64) -> Result<Self> {
+        if !(epsilon.is_finite() && epsilon >= 0.0) {
+            let reason = format!("must be a finite number >= 0, got {epsilon}");
+            return Err(Error::invalid("affinity_epsilon", reason));
+        }
+        self.affinity_epsilon = epsilon;
+        Ok(self)
+    }
+
+    pub fn affinity_epsilon(&self) -> f64 {
+        self.affinity_epsilon
+    }
+
+    /// `admit_tokens` with cache affinity: among the models able to serve the agent and open
+    /// now (a free slot, within their token limits), the one `key` hashes to on the ring,
+    /// passed on along the ring while it holds more than (1 + ε) × the average load
+    /// (consistent hashing with bounded loads). When none is open, the policy decides as
+    /// `admit_tokens` does (queue, or a refusal with its hint).
+    pub fn admit_affine(
+        &self,
+        agent: &AgentProfile,
+        demand: Demand,
+        key: &str,
+    ) -> Result<(Route, Flight)> {
+        let scores = self.sized_scores(agent, demand.tokens)?;
+        let policy = if self.config.load_balancing {
+            self.config.policy
+        } else {
+            Policy::CapabilityOnly
+        };
+        let cands = self.candidates(&scores, policy, demand);
+        let loads: Vec<u64> = cands.iter().map(|c| c.active + c.queued).collect();
+        let open = |j: usize| {
+            let c = &cands[j];
+            c.is_feasible() && c.accepting && c.has_free_slot()
+        };
+        if let Some(j) = self
+            .ring
+            .choose_bounded(key, &loads, self.affinity_epsilon, open)
+        {
+            let now = self.tracker.now();
+            let state = &self.states[j];
+            if let Admit::Granted(ticket) = state.acquire_tokens(true, demand.tokens, now)? {
+                if self.health.all_healthy() || self.health.claim(j, now) {
+                    let feedback = Some(self.feedback(j, Some(&agent.id)));
+                    let clock = self.tracker.clock().clone();
+                    let flight = Flight::started_at(state.clone(), clock, ticket, feedback, now);
+                    let route = Route {
+                        model: j,
+                        queued: flight.queued(),
+                        score: scores[j],
+                    };
+                    return Ok((route, flight));
+                }
+                state.release_ticket(&ticket, now);
+            }
+        }
+        // Nothing open on the ring (or a lost race): the policy's admission.
+        self.admit_scored(agent, &scores, demand)
     }
 
     pub fn tracker(&self) -> &Arc<LoadTracker> {
@@ -684,6 +754,7 @@ impl Router {
     }
 }
 
+pub mod affinity;
 mod batch;
 mod flight;
 mod guard;

@@ -756,3 +756,47 @@ fn predictive_prices_a_request_by_its_output_tokens() {
         assert_eq!(r.route_tokens(&coder(), long).unwrap().model, 1);
     }
 }
+
+#[test]
+fn affinity_keeps_a_key_on_its_replica_within_the_load_bound() {
+    let models: Vec<ModelProfile> = (0..4).map(|j| model(&format!("r{j}"), 0.9, 100)).collect();
+    let cfg = RouterConfig {
+        policy: Policy::LeastLoaded,
+        ..config(Strategy::Greedy, true)
+    };
+    let r = router(models, cfg)
+        .unwrap()
+        .with_affinity_epsilon(0.25)
+        .unwrap();
+    assert!(matches!(
+        router(vec![model("x", 0.9, 1)], config(Strategy::Greedy, true))
+            .unwrap()
+            .with_affinity_epsilon(-1.0),
+        Err(Error::InvalidInput { .. })
+    ));
+    // One request at a time: a key always lands on its home replica.
+    let (home, f) = r.admit_affine(&coder(), Demand::default(), "s1").unwrap();
+    drop(f);
+    for _ in 0..10 {
+        assert_eq!(
+            r.admit_affine(&coder(), Demand::default(), "s1")
+                .unwrap()
+                .0
+                .model,
+            home.model
+        );
+    }
+    // Held requests of one hot key: the home replica fills to the bound, then the key passes
+    // on; no admission ever leaves a replica above ⌈(1 + ε)(L + 1) / n⌉.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let total: u64 = r.loads().iter().map(|l| l.active).sum();
+        let cap = affinity::bounded_cap(total, 4, 0.25);
+        let (route, f) = r.admit_affine(&coder(), Demand::default(), "hot").unwrap();
+        assert!(r.loads()[route.model].active <= cap);
+        held.push(f);
+    }
+    let loads: Vec<u64> = r.loads().iter().map(|l| l.active).collect();
+    assert_eq!(loads.iter().sum::<u64>(), 40);
+    assert!(*loads.iter().max().unwrap() <= 13, "{loads:?}");
+}

@@ -11,12 +11,13 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 use super::report::PolicyResult;
 use super::scenario::{FaultKind, Handling, Scenario, ServiceTime};
-use super::tokens::QuotaAdmission;
+use super::tokens::{AffinityMode, QuotaAdmission};
 use super::Ticker;
 use crate::balancer::{choose, Candidate, Decision, Policy};
 use crate::health::{Health, HealthConfig, RetryBudget, RetryBudgetConfig, Verdict};
 use crate::limits::Window;
 use crate::load::{Limits, TokenLoad};
+use crate::router::affinity::Ring;
 
 /// How long a provider takes to answer 429 to a call over its quota.
 const QUOTA_REFUSAL_MS: f64 = 20.0;
@@ -31,6 +32,8 @@ pub(super) struct Prepared<'a> {
     pub scores: Vec<f64>,
     /// Running sums of the agent weights, for drawing an agent by binary search.
     pub cumulative: Vec<f64>,
+    /// The fleet's hash ring and the session keys, when the scenario has sessions.
+    pub ring: Option<(Ring, Vec<String>)>,
 }
 
 /// One request as the arrival stream made it; `u` and `z` fix its size on any model.
@@ -43,6 +46,8 @@ struct Request {
     /// Prompt and output tokens (0 when the scenario has no tokens).
     prompt: u64,
     output: u64,
+    /// Its session (u32::MAX: none).
+    session: u32,
 }
 
 impl Request {
@@ -159,6 +164,7 @@ impl Arrivals {
             z,
             prompt: 0,
             output: 0,
+            session: u32::MAX,
         }
     }
 }
@@ -210,6 +216,10 @@ struct Sim<'a> {
     tokens_served: u64,
     /// Calls a provider refused (429) for being over its RPM/TPM quota.
     quota_rejections: u64,
+    /// The model that last served each session, and how many calls found it (cache hits).
+    last_model: Vec<u32>,
+    cache_hits: u64,
+    session_calls: u64,
 }
 
 impl Sim<'_> {
@@ -365,7 +375,18 @@ impl Sim<'_> {
     /// A request sent to model `j`: it runs on a free slot, else waits in the FIFO queue,
     /// else it is an overload failure.
     fn admit(&mut self, j: usize, now: f64, r: &Request, attempts: u32) {
-        let (ttft_ms, service_ms) = self.service(j, r);
+        let (mut ttft_ms, mut service_ms) = self.service(j, r);
+        if let (Some(a), true) = (&self.prep.scenario.affinity, r.session != u32::MAX) {
+            let last = &mut self.last_model[r.session as usize];
+            self.session_calls += 1;
+            if *last == j as u32 {
+                // The session's prefix is in this model's cache: prefill mostly skipped.
+                self.cache_hits += 1;
+                service_ms -= ttft_ms * (1.0 - a.hit_ttft_factor);
+                ttft_ms *= a.hit_ttft_factor;
+            }
+            *last = j as u32;
+        }
         let call = Call {
             request: *r,
             attempts,
@@ -445,6 +466,31 @@ impl Sim<'_> {
             }
         }
         let scenario = self.prep.scenario;
+        if let (Some(a), Some((ring, keys)), true) =
+            (&scenario.affinity, &self.prep.ring, r.session != u32::MAX)
+        {
+            let cands = &self.cands;
+            let open = |j: usize| {
+                let c = &cands[j];
+                c.is_feasible() && c.accepting && c.has_free_slot()
+            };
+            let key = &keys[r.session as usize];
+            let chosen = match a.mode {
+                AffinityMode::None => None,
+                AffinityMode::Consistent => ring.choose_plain(key, open),
+                AffinityMode::Bounded => {
+                    let loads: Vec<u64> = cands.iter().map(|c| c.active + c.queued).collect();
+                    ring.choose_bounded(key, &loads, a.epsilon, open)
+                }
+            };
+            if let Some(j) = chosen {
+                if let Some(health) = &self.health {
+                    health.claim(j, now / 1000.0);
+                }
+                self.admit(j, now, &r, attempts);
+                return;
+            }
+        }
         match choose(self.policy, &self.cands, &scenario.balancer, &mut self.rng) {
             Decision::Run(j) | Decision::Queue(j) => {
                 if let Some(health) = &self.health {
@@ -587,7 +633,11 @@ pub(super) fn run(
         ttfts: Vec::new(),
         tokens_served: 0,
         quota_rejections: 0,
+        last_model: vec![u32::MAX; sc.affinity.map_or(0, |a| a.sessions as usize)],
+        cache_hits: 0,
+        session_calls: 0,
     };
+    let mut session_rng = SmallRng::seed_from_u64(stream_seed(sc.seed, 4));
     let mut arrivals = Arrivals {
         rng: SmallRng::seed_from_u64(stream_seed(sc.seed, 1)),
         mean_gap_ms: 1000.0 / sc.arrival_rate_per_s,
@@ -634,6 +684,11 @@ pub(super) fn run(
             request.prompt = t.prompt.sample(arrivals.token_normal());
             request.output = t.output.sample(arrivals.token_normal());
         }
+        if let Some(a) = &sc.affinity {
+            // A skewed session mix: P(session < k) = (k / sessions)^(1/3), a few hot sessions.
+            let u: f64 = session_rng.random();
+            request.session = ((u * u * u * a.sessions as f64) as u32).min(a.sessions - 1);
+        }
         if let Some(budget) = &sim.budget {
             budget.record_request(now / 1000.0);
         }
@@ -677,4 +732,5 @@ pub(super) fn run(
         now / 1000.0,
     )
     .with_tokens(sim.ttfts, sim.tokens_served, sim.quota_rejections)
+    .with_cache(sim.cache_hits, sim.session_calls)
 }

@@ -199,10 +199,16 @@ pub fn simulate_with_progress(
             Some(*sum)
         })
         .collect();
+    let ring = scenario.affinity.map(|a| {
+        let ids: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
+        let keys = (0..a.sessions).map(|s| format!("session-{s}")).collect();
+        (crate::router::affinity::Ring::new(&ids), keys)
+    });
     let prep = engine::Prepared {
         scenario,
         scores,
         cumulative,
+        ring,
     };
     let runs: Vec<(Policy, Handling)> = unique
         .iter()

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::scenario::{
     Fault, FaultKind, Handling, Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS,
 };
-use super::tokens::{AgentTokens, QuotaAdmission, TokenLaw};
+use super::tokens::{Affinity, AffinityMode, AgentTokens, QuotaAdmission, TokenLaw, MAX_SESSIONS};
 use crate::balancer::BalancerConfig;
 use crate::capability::{AgentProfile, ModelProfile, ScoreWeights, MODEL_DEFAULTS};
 use crate::error::{Error, Result};
@@ -61,6 +61,33 @@ struct RawScenario {
     #[serde(default)]
     admission: RawAdmission,
     trace: Option<RawTrace>,
+    affinity: Option<RawAffinity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAffinity {
+    mode: RawAffinityMode,
+    sessions: u32,
+    #[serde(default = "default_epsilon")]
+    epsilon: f64,
+    #[serde(default = "default_hit")]
+    hit_ttft_factor: f64,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RawAffinityMode {
+    None,
+    Consistent,
+    Bounded,
+}
+
+fn default_epsilon() -> f64 {
+    crate::router::affinity::DEFAULT_EPSILON
+}
+fn default_hit() -> f64 {
+    1.0
 }
 
 #[derive(Deserialize, Clone, Copy, Default)]
@@ -618,7 +645,34 @@ impl RawScenario {
             RawAdmission::Requests => QuotaAdmission::Requests,
             RawAdmission::None => QuotaAdmission::None,
         };
+        let affinity = match self.affinity {
+            None => None,
+            Some(a) => {
+                if !(1..=MAX_SESSIONS).contains(&a.sessions) {
+                    let reason = format!("must be in 1..={MAX_SESSIONS}, got {}", a.sessions);
+                    return Err(bad(source, "affinity.sessions", reason));
+                }
+                within(source, "affinity.epsilon", a.epsilon, (0.0, 100.0))?;
+                within(
+                    source,
+                    "affinity.hit_ttft_factor",
+                    a.hit_ttft_factor,
+                    (0.0, 1.0),
+                )?;
+                Some(Affinity {
+                    mode: match a.mode {
+                        RawAffinityMode::None => AffinityMode::None,
+                        RawAffinityMode::Consistent => AffinityMode::Consistent,
+                        RawAffinityMode::Bounded => AffinityMode::Bounded,
+                    },
+                    sessions: a.sessions,
+                    epsilon: a.epsilon,
+                    hit_ttft_factor: a.hit_ttft_factor,
+                })
+            }
+        };
         let mut scenario = Scenario {
+            affinity,
             admission,
             trace: None,
             description: self.description,

@@ -58,6 +58,11 @@ pub struct PolicyResult {
     pub tokens_per_s: f64,
     /// Calls a provider refused (429) for being over its RPM/TPM quota.
     pub quota_rejections: u64,
+    /// Calls of a session served by the model that served it last (its prefix cache), of all
+    /// calls with a session; None without sessions.
+    pub cache_hit_rate: Option<f64>,
+    /// The busiest model's time-averaged utilization over the mean of all models'.
+    pub max_mean_load: f64,
 }
 
 /// Percentile `q` (0..=100) of sorted samples, interpolated linearly like numpy's default.
@@ -106,6 +111,12 @@ impl PolicyResult {
         let per_model_utilization: Vec<f64> = utilization.collect();
         let avg_utilization =
             per_model_utilization.iter().sum::<f64>() / per_model_utilization.len().max(1) as f64;
+        let busiest = per_model_utilization.iter().copied().fold(0.0, f64::max);
+        let max_mean_load = if avg_utilization > 0.0 {
+            busiest / avg_utilization
+        } else {
+            f64::NAN
+        };
         let [overload_failures, rejected, retries, max_queue_length] = counts;
         let [failed, failure_retries, wasted_calls] = faults;
         PolicyResult {
@@ -143,6 +154,8 @@ impl PolicyResult {
             ttft_p99_ms: f64::NAN,
             tokens_per_s: 0.0,
             quota_rejections: 0,
+            cache_hit_rate: None,
+            max_mean_load,
         }
     }
 }
@@ -161,6 +174,12 @@ impl PolicyResult {
             0.0
         };
         self.quota_rejections = refusals;
+        self
+    }
+
+    /// Adds the cache measurements: `hits` of `calls` with a session.
+    pub(super) fn with_cache(mut self, hits: u64, calls: u64) -> Self {
+        self.cache_hit_rate = (calls > 0).then(|| hits as f64 / calls as f64);
         self
     }
 }
@@ -219,6 +238,8 @@ pub struct PolicySummary {
     pub ttft_p99_ms: f64,
     pub tokens_per_s: f64,
     pub quota_rejections: u64,
+    pub cache_hit_rate: Option<f64>,
+    pub max_mean_load: f64,
     /// Model id → time-averaged busy slots / max_concurrent, in scenario model order.
     #[serde(serialize_with = "pairs_as_map")]
     pub per_model_utilization: Vec<(String, f64)>,
@@ -252,6 +273,8 @@ impl PolicyResult {
             ttft_p99_ms: self.ttft_p99_ms,
             tokens_per_s: self.tokens_per_s,
             quota_rejections: self.quota_rejections,
+            cache_hit_rate: self.cache_hit_rate,
+            max_mean_load: self.max_mean_load,
             per_model_utilization: model_ids
                 .iter()
                 .cloned()

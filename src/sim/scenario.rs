@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::raw;
-use super::tokens::{AgentTokens, QuotaAdmission, TraceRow};
+use super::tokens::{Affinity, AgentTokens, QuotaAdmission, TraceRow};
 use crate::balancer::BalancerConfig;
 use crate::capability::{AgentProfile, ModelProfile, ScoreWeights};
 use crate::error::{Error, Result};
@@ -155,6 +155,8 @@ pub struct Scenario {
     pub admission: QuotaAdmission,
     /// Replayed arrivals and sizes (the first `requests` rows); None = Poisson arrivals.
     pub trace: Option<Vec<TraceRow>>,
+    /// Sessions and cache affinity; None = requests have no session.
+    pub affinity: Option<Affinity>,
 }
 
 impl Scenario {

@@ -266,7 +266,7 @@ fn report_serializes_as_the_python_dict_without_latencies() {
         weighted["per_model_utilization"]["m2"],
         r.per_model_utilization[1]
     );
-    assert_eq!(weighted.as_object().unwrap().len(), 25);
+    assert_eq!(weighted.as_object().unwrap().len(), 27);
     let policies: Vec<&String> = value["results"].as_object().unwrap().keys().collect();
     assert_eq!(policies, ["least_loaded", "weighted"]); // serde_json's map is sorted
     let summary = r.summary(&report.model_ids);

@@ -76,6 +76,31 @@ impl QuotaAdmission {
     }
 }
 
+/// How requests with a session pick their model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AffinityMode {
+    /// The policy alone (sessions only measured).
+    None,
+    /// Plain consistent hashing over the models open now.
+    Consistent,
+    /// Consistent hashing with bounded loads (`router::affinity`).
+    Bounded,
+}
+
+/// Sessions whose requests share a prompt prefix: a request served by the model that served
+/// its session last hits that model's prefix cache (its TTFT × `hit_ttft_factor`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affinity {
+    pub mode: AffinityMode,
+    pub sessions: u32,
+    pub epsilon: f64,
+    pub hit_ttft_factor: f64,
+}
+
+/// Most sessions a scenario may have (one slot of memory each).
+pub const MAX_SESSIONS: u32 = 10_000_000;
+
 /// One replayed request: its arrival (ms after the trace's first) and sizes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TraceRow {

@@ -150,7 +150,10 @@ function renderStats(stats) {
     const state = health.state.replace("_", " ");
     const cells = [m.model_id, state, m.active, m.queued, fmt(m.utilization * 100, 0) + " %",
       m.routed, fmt(m.stats.p99_ms, 1),
-      m.stats.success_rate === null ? "–" : fmt(m.stats.success_rate * 100, 1) + " %"];
+      m.stats.success_rate === null ? "–" : fmt(m.stats.success_rate * 100, 1) + " %",
+      // Token-aware limits: tokens held now, and the TPM window's share of the quota.
+      fmt(m.tokens_in_flight || 0, 0),
+      m.tpm ? fmt(100 * m.tokens_in_window / m.tpm, 0) + " %" : "–"];
     for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
     const cell = tr.children[1];
     cell.className = "health";
