@@ -216,7 +216,9 @@ impl<'a, S: Sign> Solver<'a, S> {
             return Err(infeasible()); // a column with no allowed entry
         }
         let mut matches = vec![0usize; n];
-        for j in (0..self.m).rev() {
+        // Forward, so that among columns sharing a minimum row the lowest index is kept (as
+        // scipy does: a constant matrix gives the identity).
+        for j in 0..self.m {
             let i = argmin[j];
             matches[i] += 1;
             if matches[i] == 1 {
@@ -267,6 +269,10 @@ impl<'a, S: Sign> Solver<'a, S> {
                 let strict = u1 < u2;
                 let (j, i0) = if strict || self.row4col[j1] == FREE {
                     (j1, self.row4col[j1])
+                } else if let Some(jf) = self.free_at(i, u1) {
+                    // A tie with a free column among the minima: take the first such (no
+                    // eviction; scipy's choice too, which makes a constant matrix the identity).
+                    (jf, FREE)
                 } else {
                     (j2, self.row4col[j2])
                 };
@@ -292,6 +298,13 @@ impl<'a, S: Sign> Solver<'a, S> {
             }
         }
         Ok(free)
+    }
+
+    /// First free column `j` with `c[i][j] - v[j] == u` (only called on ties, which are rare
+    /// with real-valued costs).
+    fn free_at(&self, i: usize, u: f64) -> Option<usize> {
+        let row = self.row(i);
+        (0..self.m).find(|&j| self.row4col[j] == FREE && S::get(row[j]) - self.v[j] == u)
     }
 
     /// Smallest and second smallest `c[i][j] - v[j]` with their columns.
