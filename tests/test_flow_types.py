@@ -4,6 +4,9 @@ expanded per-agent instance, and brute force. Integer costs keep every objective
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -159,8 +162,24 @@ def test_too_many_agents_in_all():
 
 def test_counts_none_is_per_agent_and_maximize_works():
     rows = np.array([[3.0, 1.0], [2.0, 2.0]])
-    assert mr.assign_capacitated(rows, [1, 1], counts=None).tolist() == mr.assign_capacitated(
-        rows, [1, 1]
-    ).tolist()
+    assert (
+        mr.assign_capacitated(rows, [1, 1], counts=None).tolist()
+        == mr.assign_capacitated(rows, [1, 1]).tolist()
+    )
     got = mr.assign_capacitated(-rows, [2, 2], counts=[2, 1], maximize=True)
     assert objective(expanded(rows, [2, 1]), got) == ortools_types(rows, [2, 1], [2, 2], False)
+
+
+def test_readme_assignment_example_runs_as_its_comments_say():
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    block = next(b for b in blocks if "counts=[600_000, 300_000, 100_000]" in b)
+    namespace: dict = {}
+    exec(block, namespace)
+    cost, placed = namespace["cost"], namespace["placed"]
+    assert mr.assign_capacitated(cost, [1, 1]).tolist() == [-1, 1, 0]
+    assert mr.assign_capacitated(cost - 2.5, [1, 1], allow_unassigned=True).tolist() == [-1, -1, 0]
+    assert placed.shape == (1_000_000,)
+    assert np.bincount(placed[placed >= 0]).tolist() == [400_000, 500_000]
+    kinds = namespace["kinds"]
+    assert objective(expanded(kinds, [600_000, 300_000, 100_000]), placed) == (900_000, 150_000.0)
