@@ -125,11 +125,13 @@ def test_expansion_is_type_by_type_models_ascending_then_unplaced():
 
 
 def test_repeated_profiles_expand_in_agent_order():
-    # Agents 0, 2, 4 share a row; the expansion hands that type's models out in agent order.
+    # Agents 0, 2, ..., 18 share a row, 1, 3, ..., 19 another: few kinds for many agents, so
+    # they are solved as two kinds; kind a's agents take its models ascending, in agent order.
     row_a, row_b = [0.0, 1.0], [5.0, 0.0]
-    cost = np.array([row_a, row_b, row_a, row_b, row_a])
-    got = mr.assign_capacitated(cost, [2, 3])
-    assert got.tolist() == [0, 1, 0, 1, 1]
+    cost = np.array([row_a, row_b] * 10)
+    got = mr.assign_capacitated(cost, [6, 20])
+    assert got[0::2].tolist() == [0] * 6 + [1] * 4
+    assert got[1::2].tolist() == [1] * 10
 
 
 def test_large_counts():

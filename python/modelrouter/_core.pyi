@@ -384,7 +384,8 @@ def assign_capacitated(
 
     ``counts`` (agent types): row ``t`` of ``cost`` stands for ``counts[t]`` identical agents;
     the result has ``sum(counts)`` entries, type by type, and within a type the models ascend
-    (then -1). Identical rows without ``counts`` are collapsed the same way automatically.
+    (then -1). Without ``counts``, identical rows are collapsed the same way when there are
+    few distinct ones (so inside ``Router.assign`` when agent profiles repeat).
     """
 
 @final

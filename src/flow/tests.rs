@@ -399,13 +399,16 @@ fn counts_match_the_expanded_instance() {
         } else {
             n
         };
-        for policy in [MaxCardinality, MinCost] {
-            let res = assign_capacitated_counts(&rows, &counts, m, &caps, policy).unwrap();
+        let cases = [MaxCardinality, MinCost]
+            .into_iter()
+            .flat_map(|p| METHODS.map(|m| (p, m)));
+        for (policy, method) in cases {
+            let res = counts_with(&rows, &counts, m, &caps, policy, method).unwrap();
             let got = check_feasible(&res, &expanded, n, m, &caps);
             let want = brute_force(&expanded, n, m, &caps, policy);
             assert_eq!(
                 got, want,
-                "{policy:?} rows={rows:?} counts={counts:?} caps={caps:?}"
+                "{policy:?} {method:?} rows={rows:?} counts={counts:?} caps={caps:?}"
             );
             // Deterministic expansion: within a type, models ascend and -1 comes last.
             let mut at = 0;
