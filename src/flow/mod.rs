@@ -97,12 +97,20 @@ fn counts_with(
         .filter(|&t| t <= u32::MAX as u64 - 2)
         .ok_or_else(|| Error::invalid("counts", "more than 2^32 - 2 agents in all"))?;
     let max_abs = validate(cost, n_types, n_models, capacities)?;
-    let type_of: Vec<u32> = counts
-        .iter()
-        .enumerate()
-        .flat_map(|(t, &c)| std::iter::repeat_n(t as u32, c as usize))
-        .collect();
-    debug_assert_eq!(type_of.len() as u64, total);
+    // A count too large for memory is an input error rather than an abort.
+    let mut type_of: Vec<u32> = Vec::new();
+    type_of.try_reserve_exact(total as usize).map_err(|_| {
+        Error::invalid(
+            "counts",
+            format!("{total} agents in all do not fit in memory"),
+        )
+    })?;
+    type_of.extend(
+        counts
+            .iter()
+            .enumerate()
+            .flat_map(|(t, &c)| std::iter::repeat_n(t as u32, c as usize)),
+    );
     let model_of = if n_models == 0 {
         vec![-1; type_of.len()]
     } else if method == Method::Types
