@@ -253,16 +253,22 @@ fn assign_with(
         });
     }
     let work = rescaled(cost, max_abs);
+    // Auto stops counting distinct rows as soon as there are too many for types to pay off.
+    let limit = match method {
+        Method::Auto => (0..=n_agents)
+            .rev()
+            .find(|&t| types_pay_off(t, n_agents, n_models))
+            .map_or(0, |t| t),
+        _ => n_agents,
+    };
     let types = match method {
         Method::Agents { .. } => None,
-        Method::Auto | Method::Types => Some(types::distinct_rows(cost, n_agents, n_models)),
+        Method::Auto | Method::Types => types::distinct_rows(cost, n_agents, n_models, limit),
     };
     let method = match (&types, method) {
-        (Some((first, _)), Method::Auto) if !types_pay_off(first.len(), n_agents, n_models) => {
-            Method::Agents {
-                cached: n_models <= MAX_CACHED_MODELS,
-            }
-        }
+        (None, Method::Auto) => Method::Agents {
+            cached: n_models <= MAX_CACHED_MODELS,
+        },
         (_, Method::Auto) => Method::Types,
         (_, chosen) => chosen,
     };

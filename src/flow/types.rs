@@ -199,8 +199,14 @@ fn internal() -> Error {
 }
 
 /// Distinct rows of a row-major `n × m` matrix (bit-equal entries): the distinct rows in order
-/// of first appearance, and the type index of every row.
-pub(super) fn distinct_rows(cost: &[f64], n: usize, m: usize) -> (Vec<usize>, Vec<u32>) {
+/// of first appearance, and the type index of every row; `None` once more than `limit` are
+/// distinct.
+pub(super) fn distinct_rows(
+    cost: &[f64],
+    n: usize,
+    m: usize,
+    limit: usize,
+) -> Option<(Vec<usize>, Vec<u32>)> {
     use std::collections::HashMap;
     let mut first: Vec<usize> = Vec::new();
     let mut type_of = Vec::with_capacity(n);
@@ -221,15 +227,19 @@ pub(super) fn distinct_rows(cost: &[f64], n: usize, m: usize) -> (Vec<usize>, Ve
                 .zip(row)
                 .all(|(a, b)| a.to_bits() == b.to_bits())
         });
-        let t = found.unwrap_or_else(|| {
-            let t = first.len() as u32;
-            first.push(i);
-            bucket.push(t);
-            t
-        });
+        let t = match found {
+            Some(t) => t,
+            None if first.len() >= limit => return None,
+            None => {
+                let t = first.len() as u32;
+                first.push(i);
+                bucket.push(t);
+                t
+            }
+        };
         type_of.push(t);
     }
-    (first, type_of)
+    Some((first, type_of))
 }
 
 /// Per-agent model (−1 = unassigned) from a type flow: agents of type `t`, in the order given,
