@@ -17,7 +17,13 @@ build/solve split of that call.
 The scaled-down sizes keep the models and divide agents and capacity by 10 and by 5; every
 solver runs at every size it is listed for, so each ratio compares two measurements.
 
+``--large`` instead measures modelrouter and OR-Tools once each (no warm-up: minutes per
+instance) at 10,000×200, 50,000×500, 100,000×100 and 20,000×1,000 with about 10 % spare
+capacity, on the dot-product costs above and on uniform [0, 1) costs, objectives compared on the
+OR-Tools integer costs. It is not part of ``make bench`` (about a quarter of an hour).
+
 Usage: python benches/bench_flow.py [--agents 10000 --models 200 --capacity 50] [--scipy-full]
+       python benches/bench_flow.py --large
 """
 
 from __future__ import annotations
@@ -105,6 +111,34 @@ def objective(cost: np.ndarray, model_of: np.ndarray) -> tuple[int, float]:
     return len(rows), float(cost[rows, model_of[rows]].sum())
 
 
+LARGE = [(10_000, 200, 55), (50_000, 500, 110), (100_000, 100, 1100), (20_000, 1000, 22)]
+
+
+def large(dims: int) -> None:
+    print("## Capacitated assignment, large instances\n")
+    print(
+        "| costs | agents×models×capacity | modelrouter s | OR-Tools s | ratio | same objective |"
+    )
+    print("|---|---|---:|---:|---:|---|")
+    for n, m, cap in LARGE:
+        for kind in ("dot product", "uniform"):
+            if kind == "uniform":
+                cost = np.random.default_rng(n).random((n, m))
+            else:
+                cost = instance(n, m, dims, n)
+            _, ours, got = run_modelrouter(cost, cap)
+            build, solve, ref = run_ortools(cost, cap)
+            rows, ref_rows = np.flatnonzero(got >= 0), np.flatnonzero(ref >= 0)
+            same = len(rows) == len(ref_rows) and int(
+                np.rint(cost[rows, got[rows]] * SCALE).sum()
+            ) == int(np.rint(cost[ref_rows, ref[ref_rows]] * SCALE).sum())
+            print(
+                f"| {kind} | {n:,}×{m}×{cap} | {ours:.2f} | {build + solve:.2f} | "
+                f"{(build + solve) / ours:.2f}× | {'yes' if same else 'no'} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--agents", type=int, default=10_000)
@@ -114,7 +148,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--scipy-full", action="store_true", help="run scipy at full size (slow)")
+    p.add_argument("--large", action="store_true", help="the large instances only (slow)")
     args = p.parse_args()
+    if args.large:
+        large(args.dims)
+        return
     n, m, cap = args.agents, args.models, args.capacity
 
     sizes = [(n // div, max(1, cap // div), True) for div in (10, 5)]

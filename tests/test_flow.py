@@ -168,9 +168,9 @@ def test_many_models_matches_ortools():
     # More models than the pair cache covers (the solver then scans members directly), with
     # few slots so that agents compete for them.
     rng = np.random.default_rng(9)
-    cost = rng.integers(-50, 50, size=(60, 900)).astype(np.float64)
+    cost = rng.integers(-50, 50, size=(60, 1100)).astype(np.float64)
     cost[rng.random(cost.shape) < 0.3] = INF
-    caps = (rng.random(900) < 0.03) * rng.integers(1, 3, size=900)
+    caps = (rng.random(1100) < 0.03) * rng.integers(1, 3, size=1100)
     for allow in (False, True):
         got = mr.assign_capacitated(cost, caps, allow_unassigned=allow)
         check_capacity(got, caps)

@@ -427,9 +427,25 @@ def assign_capacitated(
     cost: npt.ArrayLike,
     capacities: npt.ArrayLike,
     *,
+    counts: npt.ArrayLike | None = None,
     maximize: bool = False,
     allow_unassigned: bool = False,
-) -> npt.NDArray[np.int64]: ...
+) -> npt.NDArray[np.int64]:
+    """Model index per agent (-1 = not placed); model ``j`` takes at most ``capacities[j]``.
+
+    ``cost[i, j]`` is agent ``i`` on model ``j``; ``+inf`` forbids the pair (``-inf`` with
+    ``maximize=True``, which maximises the total instead). Exact min-cost flow.
+
+    When not every agent fits, the rule is: place as many agents as possible, then minimise
+    the total cost among those placements. With ``allow_unassigned=True`` an agent is placed
+    only when that lowers the total (minimum total cost over all partial placements; ties go
+    to placing more agents) -- use it with costs that can be negative, e.g. ``-score``.
+
+    ``counts`` (agent types): row ``t`` of ``cost`` stands for ``counts[t]`` identical agents;
+    the result has ``sum(counts)`` entries, type by type, and within a type the models ascend
+    (then -1). Without ``counts``, identical rows are collapsed the same way when there are
+    few distinct ones (so inside ``Router.assign`` when agent profiles repeat).
+    """
 
 @final
 class Assignment:

@@ -9,13 +9,25 @@ use super::*;
 
 const INF: f64 = f64::INFINITY;
 use UnassignedPolicy::{MaxCardinality, MinCost};
-/// Both policies, each with the pair cache and with the direct member scan.
-const MODES: [(UnassignedPolicy, bool); 4] = [
-    (MaxCardinality, true),
-    (MaxCardinality, false),
-    (MinCost, true),
-    (MinCost, false),
+const METHODS: [Method; 4] = [
+    Method::Auto,
+    Method::Agents { cached: true },
+    Method::Agents { cached: false },
+    Method::Types,
 ];
+
+/// An instance whose agents are drawn from a few distinct rows (agent types).
+fn typed_instance(rng: &mut StdRng, n: usize, m: usize) -> (Vec<f64>, Vec<usize>) {
+    let n_types = rng.random_range(1..=n.clamp(1, 4));
+    let (rows, caps) = random_instance(rng, n_types, m);
+    let cost = (0..n)
+        .flat_map(|_| {
+            let t = rng.random_range(0..n_types);
+            rows[t * m..(t + 1) * m].to_vec()
+        })
+        .collect();
+    (cost, caps)
+}
 
 fn random_instance(rng: &mut StdRng, n: usize, m: usize) -> (Vec<f64>, Vec<usize>) {
     let p_inf = rng.random_range(0.0..0.5);
@@ -191,15 +203,21 @@ fn matches_brute_force_on_tiny_instances() {
     for _ in 0..3000 {
         let n = rng.random_range(0..=6);
         let m = rng.random_range(0..=3);
-        let (cost, caps) = random_instance(&mut rng, n, m);
+        let (cost, caps) = if rng.random_bool(0.5) {
+            random_instance(&mut rng, n, m)
+        } else {
+            typed_instance(&mut rng, n, m)
+        };
         for policy in [MaxCardinality, MinCost] {
-            let res = assign_capacitated(&cost, n, m, &caps, policy).unwrap();
-            let got = check_feasible(&res, &cost, n, m, &caps);
             let want = brute_force(&cost, n, m, &caps, policy);
-            assert_eq!(
-                got, want,
-                "{policy:?} cost={cost:?} caps={caps:?} res={res:?}"
-            );
+            for method in METHODS {
+                let res = assign_with(&cost, n, m, &caps, policy, method).unwrap();
+                let got = check_feasible(&res, &cost, n, m, &caps);
+                assert_eq!(
+                    got, want,
+                    "{policy:?} {method:?} cost={cost:?} caps={caps:?} res={res:?}"
+                );
+            }
         }
     }
 }
@@ -210,17 +228,23 @@ fn optimal_on_medium_instances_by_certificate() {
     for _ in 0..300 {
         let n = rng.random_range(1..=60);
         let m = rng.random_range(1..=8);
-        let (cost, mut caps) = random_instance(&mut rng, n, m);
+        let (cost, mut caps) = if rng.random_bool(0.5) {
+            random_instance(&mut rng, n, m)
+        } else {
+            typed_instance(&mut rng, n, m)
+        };
         for c in &mut caps {
             *c = rng.random_range(0..=2 * n / m + 1);
         }
-        for (policy, cached) in MODES {
-            let res = assign_with(&cost, n, m, &caps, policy, cached).unwrap();
-            check_feasible(&res, &cost, n, m, &caps);
-            assert!(
-                !has_negative_cycle(&res, &cost, m, &caps, policy),
-                "{policy:?} not optimal"
-            );
+        for policy in [MaxCardinality, MinCost] {
+            for method in METHODS {
+                let res = assign_with(&cost, n, m, &caps, policy, method).unwrap();
+                check_feasible(&res, &cost, n, m, &caps);
+                assert!(
+                    !has_negative_cycle(&res, &cost, m, &caps, policy),
+                    "{policy:?} {method:?} not optimal"
+                );
+            }
         }
     }
 }
@@ -350,4 +374,65 @@ fn capacities_are_non_negative_integers() {
         let err = capacities_from_f64(&[bad]).unwrap_err();
         assert_eq!(err.to_string(), format!("capacities: {text}"));
     }
+}
+
+#[test]
+fn counts_match_the_expanded_instance() {
+    let mut rng = StdRng::seed_from_u64(23);
+    for _ in 0..500 {
+        let n_types = rng.random_range(0..=4);
+        let m = rng.random_range(0..=4);
+        let (rows, caps) = random_instance(&mut rng, n_types, m);
+        let counts: Vec<u64> = (0..n_types).map(|_| rng.random_range(0..=3)).collect();
+        let expanded: Vec<f64> = counts
+            .iter()
+            .enumerate()
+            .flat_map(|(t, &c)| {
+                (0..c)
+                    .flat_map(|_| rows[t * m..(t + 1) * m].to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let n = expanded.len() / m.max(1);
+        let n = if m == 0 {
+            counts.iter().sum::<u64>() as usize
+        } else {
+            n
+        };
+        let cases = [MaxCardinality, MinCost]
+            .into_iter()
+            .flat_map(|p| METHODS.map(|m| (p, m)));
+        for (policy, method) in cases {
+            let res = counts_with(&rows, &counts, m, &caps, policy, method).unwrap();
+            let got = check_feasible(&res, &expanded, n, m, &caps);
+            let want = brute_force(&expanded, n, m, &caps, policy);
+            assert_eq!(
+                got, want,
+                "{policy:?} {method:?} rows={rows:?} counts={counts:?} caps={caps:?}"
+            );
+            // Deterministic expansion: within a type, models ascend and -1 comes last.
+            let mut at = 0;
+            for &c in &counts {
+                let run = &res.model_of[at..at + c as usize];
+                let key = |&j: &i64| if j < 0 { i64::MAX } else { j };
+                assert!(run.windows(2).all(|w| key(&w[0]) <= key(&w[1])), "{run:?}");
+                at += c as usize;
+            }
+        }
+    }
+}
+
+#[test]
+fn counts_reject_bad_input() {
+    let err = assign_capacitated_counts(&[1.0, 2.0], &[1], 2, &[1], MinCost).unwrap_err();
+    assert!(err.to_string().contains("capacities"), "{err}");
+    let err = assign_capacitated_counts(&[1.0, 2.0], &[1, 1], 2, &[1, 1], MinCost).unwrap_err();
+    assert!(err.to_string().contains("cost"), "{err}");
+    let err = assign_capacitated_counts(&[1.0], &[u64::MAX], 1, &[1], MinCost).unwrap_err();
+    assert!(err.to_string().contains("counts"), "{err}");
+    let big =
+        assign_capacitated_counts(&[1.0, 5.0], &[1_000_000], 2, &[10, 3], MaxCardinality).unwrap();
+    assert_eq!(big.model_of.iter().filter(|&&j| j == 0).count(), 10);
+    assert_eq!(big.model_of.iter().filter(|&&j| j == 1).count(), 3);
+    assert_eq!(big.total_cost, 25.0);
 }

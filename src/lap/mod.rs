@@ -155,6 +155,7 @@ fn solve<S: Sign>(cost: &[f64], n: usize, m: usize) -> Result<(Vec<usize>, Vec<f
         pred: vec![0; m],
         ready: Vec::with_capacity(m),
         free_best: (INF, FREE),
+        rest: Vec::with_capacity(m),
         sign: PhantomData,
     };
     let free = if n == m {
@@ -182,6 +183,8 @@ struct Solver<'a, S> {
     ready: Vec<(usize, f64, f64)>,
     /// Smallest distance to a free column in the current search, and that column.
     free_best: (f64, usize),
+    /// Unsettled columns once a search turns sparse (see `SPARSE_AFTER`).
+    rest: Vec<usize>,
     sign: PhantomData<S>,
 }
 
@@ -216,8 +219,9 @@ impl<'a, S: Sign> Solver<'a, S> {
             return Err(infeasible()); // a column with no allowed entry
         }
         let mut matches = vec![0usize; n];
-        for j in (0..self.m).rev() {
-            let i = argmin[j];
+        // Forward, so that among columns sharing a minimum row the lowest index is kept (as
+        // scipy does: a constant matrix gives the identity).
+        for (j, &i) in argmin.iter().enumerate() {
             matches[i] += 1;
             if matches[i] == 1 {
                 self.assign(i, j);
@@ -267,6 +271,10 @@ impl<'a, S: Sign> Solver<'a, S> {
                 let strict = u1 < u2;
                 let (j, i0) = if strict || self.row4col[j1] == FREE {
                     (j1, self.row4col[j1])
+                } else if let Some(jf) = self.free_at(i, u1) {
+                    // A tie with a free column among the minima: take the first such (no
+                    // eviction; scipy's choice too, which makes a constant matrix the identity).
+                    (jf, FREE)
                 } else {
                     (j2, self.row4col[j2])
                 };
@@ -292,6 +300,13 @@ impl<'a, S: Sign> Solver<'a, S> {
             }
         }
         Ok(free)
+    }
+
+    /// First free column `j` with `c[i][j] - v[j] == u` (only called on ties, which are rare
+    /// with real-valued costs).
+    fn free_at(&self, i: usize, u: f64) -> Option<usize> {
+        let row = self.row(i);
+        (0..self.m).find(|&j| self.row4col[j] == FREE && S::get(row[j]) - self.v[j] == u)
     }
 
     /// Smallest and second smallest `c[i][j] - v[j]` with their columns.
@@ -320,9 +335,10 @@ impl<'a, S: Sign> Solver<'a, S> {
         self.ready.clear();
         self.d.fill(INF);
         self.free_best = (INF, FREE);
+        let mut sparse = false;
         let mut best = self.relax(self.row(f), 0.0, f);
+        let mut j = self.next_column(best)?;
         let (sink, total) = loop {
-            let j = self.next_column(best)?;
             self.ready.push((j, best, self.v[j]));
             let i = self.row4col[j];
             if i == FREE {
@@ -331,9 +347,20 @@ impl<'a, S: Sign> Solver<'a, S> {
             let row = self.row(i);
             // Through row i: d(j) + reduced cost of (i, j'), u[i] implied by the tight pair (i, j).
             let h = best - (S::get(row[j]) - self.v[j]);
-            self.d[j] = INF;
-            self.v[j] = -INF;
-            best = self.relax(row, h, i);
+            if !sparse {
+                self.d[j] = INF;
+                self.v[j] = -INF;
+                if self.ready.len() * SPARSE_AFTER < self.m {
+                    best = self.relax(row, h, i);
+                    j = self.next_column(best)?;
+                    continue;
+                }
+                // A long search: from here on scan only the columns not yet settled.
+                sparse = true;
+                self.rest.clear();
+                self.rest.extend((0..self.m).filter(|&c| self.v[c] != -INF));
+            }
+            (best, j) = self.scan_rest(row, h, i)?;
         };
         for &(j, dj, vj) in &self.ready {
             self.v[j] = vj + (dj - total);
@@ -348,6 +375,30 @@ impl<'a, S: Sign> Solver<'a, S> {
             }
             j = next;
         }
+    }
+
+    /// Sparse step of a long search: relaxes row `i` over the unsettled columns in `rest` and
+    /// takes out the closest one (a free one on ties), in one pass as scipy does. Returns its
+    /// distance and index.
+    fn scan_rest(&mut self, row: &[f64], h: f64, i: usize) -> Result<(f64, usize)> {
+        let (mut best, mut at, mut free) = (INF, usize::MAX, false);
+        for (p, &j) in self.rest.iter().enumerate() {
+            let x = h + S::get(row[j]) - self.v[j];
+            if x < self.d[j] {
+                self.d[j] = x;
+                self.pred[j] = i;
+            }
+            let dj = self.d[j];
+            if dj < best || (dj == best && !free && self.row4col[j] == FREE) {
+                best = dj;
+                at = p;
+                free = self.row4col[j] == FREE;
+            }
+        }
+        if best == INF {
+            return Err(infeasible());
+        }
+        Ok((best, self.rest.swap_remove(at)))
     }
 
     /// The column to settle at distance `best`: a free one when tied (ending the search a row
@@ -427,6 +478,11 @@ impl<'a, S: Sign> Solver<'a, S> {
 }
 
 const LANES: usize = 8;
+
+/// A search that has settled 1/`SPARSE_AFTER` of the columns switches from full-row scans
+/// (vectorized, but over settled columns too, plus a pass to find the minimum) to one pass over
+/// the unsettled columns only: long searches (Machol–Wien, low rank) do about half the work.
+const SPARSE_AFTER: usize = 4;
 
 #[cfg(test)]
 mod tests;
