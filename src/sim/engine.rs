@@ -275,12 +275,19 @@ impl Sim<'_> {
 
     /// Seconds until model `j` may admit request `r` under what the router enforces of its
     /// quota (0 = now); records nothing.
-    fn router_wait_s(&mut self, j: usize, now: f64, r: &Request) -> f64 {
+    /// Whether the router keeps RPM/TPM windows for model `j` (admission on, and a limit).
+    fn router_limited(&self, j: usize) -> bool {
         let limits = self.prep.scenario.models[j].profile.limits;
-        let admission = self.prep.scenario.admission;
-        if admission == QuotaAdmission::None || (limits.rpm.is_none() && limits.tpm.is_none()) {
+        self.prep.scenario.admission != QuotaAdmission::None
+            && (limits.rpm.is_some() || limits.tpm.is_some())
+    }
+
+    fn router_wait_s(&mut self, j: usize, now: f64, r: &Request) -> f64 {
+        if !self.router_limited(j) {
             return 0.0;
         }
+        let limits = self.prep.scenario.models[j].profile.limits;
+        let admission = self.prep.scenario.admission;
         let now_s = now / 1000.0;
         let [req, tok] = &mut self.models[j].router_windows;
         req.purge(now_s);
@@ -394,7 +401,9 @@ impl Sim<'_> {
             ttft_ms,
             started: f64::NAN,
         };
-        if self.prep.scenario.admission != QuotaAdmission::None {
+        if self.router_limited(j) {
+            // Only models with limits keep windows (they are purged when read): no unbounded
+            // log for a model the router never checks.
             let now_s = now / 1000.0;
             let [req, tok] = &mut self.models[j].router_windows;
             req.record(1, now_s, 0);
