@@ -57,7 +57,11 @@ impl<'a> Solver<'a> {
             members: vec![Vec::new(); m],
             pos: vec![NONE; n_agents],
             pairs: cached.then(|| PairCache::new(m, nodes)),
-            cols: if cached { keys.columns(n_agents) } else { Vec::new() },
+            cols: if cached {
+                keys.columns(n_agents)
+            } else {
+                Vec::new()
+            },
             n: n_agents,
             pot: vec![Lex::ZERO; nodes],
             label: vec![Lex::INF; nodes],
