@@ -87,9 +87,12 @@ impl<'a> Keys<'a> {
     }
 
     /// The `n_agents × n_models` costs transposed: `[j * n_agents + k]` is agent `k` on `j`.
-    pub fn columns(&self, n_agents: usize) -> Vec<f64> {
+    /// `None` when that copy cannot be allocated (the caller then reads rows).
+    pub fn columns(&self, n_agents: usize) -> Option<Vec<f64>> {
         let m = self.n_models;
-        let mut cols = vec![0.0; n_agents * m];
+        let mut cols: Vec<f64> = Vec::new();
+        cols.try_reserve_exact(n_agents.checked_mul(m)?).ok()?;
+        cols.resize(n_agents * m, 0.0);
         // Blocks of rows keep both sides of the copy in cache.
         const B: usize = 64;
         for k0 in (0..n_agents).step_by(B) {
@@ -100,7 +103,7 @@ impl<'a> Keys<'a> {
                 }
             }
         }
-        cols
+        Some(cols)
     }
 
     /// Cost of agent `k` on node `node` (`n_models` = unassigned).
