@@ -12,7 +12,8 @@ num_retries=2` (simple-shuffle).
 Per run: success rate, successful calls per second and the loss against the same router's
 healthy run, P50/P99 of the caller's latency (retries included), the requests the sick
 deployment was sent, and its largest burst: the most requests it got within any 100 ms after
-the first 2 s (a half-open probe is 1; a cooldown ending for every caller at once is many).
+the first 2 s of its case (a half-open probe is 1; a cooldown ending for every caller at once is
+many).
 """
 
 from __future__ import annotations
@@ -150,9 +151,10 @@ async def run(make: Callable[[FakeUpstreams], tuple[Call, Close]]) -> list[dict]
         ok = dict.fromkeys(CASES, 0)
         failed = dict.fromkeys(CASES, 0)
         lat: dict[str, list[float]] = {case: [] for case in CASES}
-        start = time.time()
+        first: dict[str, float] = {}  # when each case's first slice began
         for _ in range(ROUNDS):
             for case in CASES:
+                first.setdefault(case, time.time())
                 o, f, latencies = await drive(calls[case][0], DURATION_S / ROUNDS)
                 ok[case] += o
                 failed[case] += f
@@ -170,8 +172,8 @@ async def run(make: Callable[[FakeUpstreams], tuple[Call, Close]]) -> list[dict]
                     "p50": q[49],
                     "p99": q[98],
                     "sick": len(arrivals),
-                    "burst": largest_burst(arrivals, start + 2.0),
-                    "gap": smallest_gap(arrivals, start + 2.0),
+                    "burst": largest_burst(arrivals, first[case] + 2.0),
+                    "gap": smallest_gap(arrivals, first[case] + 2.0),
                 }
             )
     base = rows[0]["rate"]
@@ -196,9 +198,9 @@ def main() -> int:
         "through the real `openai` AsyncOpenAI client. modelrouter: "
         "`Router.acall(..., retries=2)` with default health settings; LiteLLM: `Router("
         "allowed_fails=3, cooldown_time=5, num_retries=2)`. *Sent to sick*: requests the sick "
-        "deployment got; *burst*: the most it got within any 100 ms after the first 2 s "
-        "(1 = one probe at a time); *gap*: the shortest time between two of its requests "
-        "after the first 2 s (≥ 2 s when Retry-After: 2 is honoured). *Change*: successful "
+        "deployment got; *burst*: the most it got within any 100 ms after the first 2 s of "
+        "its case (1 = one probe at a time); *gap*: the shortest time between two of its "
+        "requests after those 2 s (≥ 2 s when Retry-After: 2 is honoured). *Change*: successful "
         "calls/s against the same router's healthy row. The callers are CPU-bound in the "
         "openai client on this machine, so calls/s measures client-side cost as much as the "
         "upstreams.",

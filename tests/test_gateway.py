@@ -150,7 +150,16 @@ def test_bad_calls_get_openai_style_errors_and_no_secret_leaks(gateway, upstream
 def test_a_bad_upstreams_file_fails_at_start(tmp_path: Path):
     models = [mr.Model("a", {"chat": 0.9})]
     bad = tmp_path / "bad.json"
-    for text in ('{"deployments": {"b": {"base_url": "http://x"}}}', "[]", "{"):
+    ok = '"deployments": {"a": {"base_url": "http://x"}}'
+    for text in (
+        '{"deployments": {"b": {"base_url": "http://x"}}}',
+        "[]",
+        "{",
+        "{" + ok + ', "retries": "two"}',
+        '{"deployments": {"a": {"base_url": "http://x", "timeout_s": -1}}}',
+        "{" + ok + ', "agents": {"x": {"required": {"code": 7}}}}',
+        "{" + ok + ', "agents": ["x"]}',
+    ):
         bad.write_text(text)
         with pytest.raises(mr.InvalidInputError):
             create_app(models, upstreams=bad)

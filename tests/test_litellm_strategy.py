@@ -88,3 +88,25 @@ def test_unknown_agents_and_deployments_are_refused(upstreams):
     assert picked["model_info"]["id"] == "d1" and router.load("d1").active_requests == 1
     with pytest.raises(mr.InvalidInputError):
         ModelRouterStrategy(router, [{"model_name": "x", "model_info": {}}])
+
+
+def test_every_strategy_of_a_process_sees_its_calls_end(upstreams):
+    """LiteLLM keeps one logger per class and sorts its callbacks at its first call: a second
+    strategy, installed after calls were made, must still hear of its own calls (once)."""
+
+    async def calls(lite, n: int) -> None:
+        for _ in range(n):
+            await lite.acompletion(model="fake", messages=MESSAGES)
+
+    first_router, first, first_lite = setup(upstreams)
+    asyncio.run(calls(first_lite, 3))
+    second_router, second, second_lite = setup(upstreams)
+
+    async def both() -> None:
+        await calls(second_lite, 12)  # more than the 8 slots a leak would exhaust
+        await settle(second)
+
+    asyncio.run(both())
+    assert first.open_requests() == 0 and second.open_requests() == 0
+    assert second_router.performance.fleet_stats().count == 12
+    assert first_router.performance.fleet_stats().count == 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -284,7 +285,16 @@ def test_acquire_never_waits_for_a_request_too_big() -> None:
 
 # --- simulator: token quotas, trace replay ------------------------------------------------
 
-AZURE = Path(__file__).resolve().parents[2] / "shared/data/azure-llm-inference-2023/conv.csv"
+_AZURE_REL = "shared/data/azure-llm-inference-2023/conv.csv"
+# The whole trace lives beside the repository (../shared, not committed); where it is not on
+# the machine, the test replays the committed excerpt instead of skipping.
+AZURE_CANDIDATES = [
+    os.environ.get("MODELROUTER_AZURE_TRACE", ""),
+    str(Path(__file__).resolve().parents[2] / _AZURE_REL),
+    str(Path("/work") / _AZURE_REL),
+]
+AZURE = next((Path(c) for c in AZURE_CANDIDATES if c and Path(c).is_file()), None)
+EXCERPT = SCENARIO_DIR / "traces" / "azure_conv_2023_excerpt.csv"
 
 
 def test_the_azure_replay_keeps_every_provider_within_its_quota() -> None:
@@ -320,10 +330,10 @@ def test_a_trace_replays_through_the_api_scaled_in_rate(tmp_path: Path) -> None:
         mr.simulate("azure_quota", "least_loaded", admission="sometimes")
 
 
-@pytest.mark.skipif(not AZURE.exists(), reason="the shared Azure trace is not on this machine")
 def test_the_whole_azure_conversation_trace_replays() -> None:
-    r = mr.simulate("azure_quota", "least_loaded", trace=AZURE, requests=19_366)
-    assert r.requests == 19_366
+    trace, rows = (AZURE, 19_366) if AZURE is not None else (EXCERPT, 2_000)
+    r = mr.simulate("azure_quota", "least_loaded", trace=trace, requests=rows)
+    assert r.requests == rows
     assert r.results["least_loaded"].quota_rejections == 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +67,71 @@ def _deployment_id(deployment: Mapping[str, Any]) -> str:
     return did
 
 
-class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ignore[misc]
-    """A LiteLLM custom routing strategy and callback in one (``install`` registers both)."""
+class _Dispatcher(CustomLogger):  # type: ignore[misc]
+    """The one LiteLLM logger of this module. LiteLLM keeps a single instance of a logger class
+    (it deduplicates them by class and settings), so each call's end is handed from here to
+    every live strategy; a strategy acts only on its own picks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.strategies: weakref.WeakSet[ModelRouterStrategy] = weakref.WeakSet()
+
+    def log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        for strategy in list(self.strategies):
+            strategy._ended(kwargs, None, response_obj)
+
+    def log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        exc = kwargs.get("exception") or RuntimeError("LiteLLM call failed")
+        for strategy in list(self.strategies):
+            strategy._ended(kwargs, exc)
+
+    async def async_log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.log_success_event(kwargs, response_obj, start_time, end_time)
+
+    async def async_log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.log_failure_event(kwargs, response_obj, start_time, end_time)
+
+
+_DISPATCHER: _Dispatcher | None = None
+_DISPATCHER_LOCK = threading.Lock()
+
+
+def _dispatcher() -> _Dispatcher:
+    """Registers the dispatcher with LiteLLM once per process."""
+    global _DISPATCHER
+    with _DISPATCHER_LOCK:
+        if _DISPATCHER is None:
+            import litellm
+
+            _DISPATCHER = _Dispatcher()
+            # `litellm.callbacks` is sorted into LiteLLM's sync and async lists when its first
+            # call is set up; after that a logger must go into those lists itself.
+            manager = getattr(litellm, "logging_callback_manager", None)
+            if manager is None:
+                litellm.callbacks.append(_DISPATCHER)
+            else:
+                for add in (
+                    manager.add_litellm_callback,
+                    manager.add_litellm_success_callback,
+                    manager.add_litellm_failure_callback,
+                    manager.add_litellm_async_success_callback,
+                    manager.add_litellm_async_failure_callback,
+                ):
+                    add(_DISPATCHER)
+        return _DISPATCHER
+
+
+class ModelRouterStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
+    """A LiteLLM custom routing strategy; ``install`` also has LiteLLM's callbacks end its
+    requests."""
 
     def __init__(
         self,
@@ -78,7 +142,6 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
         agents: Mapping[str, Agent] | None = None,
         hold_limit_s: float = 600.0,
     ) -> None:
-        CustomLogger.__init__(self)
         self.router, self.agent, self.agents = router, agent, dict(agents or {})
         self._deployments = {_deployment_id(d): d for d in model_list}
         known = {m.id for m in router.models}
@@ -98,14 +161,12 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
 
     def install(self, litellm_router: Any) -> None:
         """Makes this the router's routing strategy and adds it to LiteLLM's callbacks."""
-        import litellm
 
         register = getattr(litellm_router, "register_plugin", None)
         if register is None:  # LiteLLM before register_plugin
             register = litellm_router.set_custom_routing_strategy
         register(self)
-        if self not in litellm.callbacks:
-            litellm.callbacks.append(self)
+        _dispatcher().strategies.add(self)
 
     # -- picks ------------------------------------------------------------------------------
 
@@ -243,26 +304,6 @@ class ModelRouterStrategy(CustomRoutingStrategyBase, CustomLogger):  # type: ign
         outcome = classify(exc)
         flight._fail_classified(outcome.kind, outcome.retry_after_s)  # type: ignore[attr-defined]
         flight.release(False)
-
-    def log_success_event(
-        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
-        self._ended(kwargs, None, response_obj)
-
-    def log_failure_event(
-        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
-        self._ended(kwargs, kwargs.get("exception") or RuntimeError("LiteLLM call failed"))
-
-    async def async_log_success_event(
-        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
-        self.log_success_event(kwargs, response_obj, start_time, end_time)
-
-    async def async_log_failure_event(
-        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
-        self.log_failure_event(kwargs, response_obj, start_time, end_time)
 
     def open_requests(self) -> int:
         """Picks admitted and not yet reported back."""

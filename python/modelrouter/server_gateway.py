@@ -93,18 +93,30 @@ class Upstreams:
                 "url": d["base_url"].rstrip("/"),
                 "model": d.get("model", model_id),
                 "headers": {"authorization": f"Bearer {d['api_key']}"} if d.get("api_key") else {},
-                "timeout_s": float(d.get("timeout_s", spec.get("timeout_s", 60.0))),
+                "timeout_s": _positive(
+                    d.get("timeout_s", spec.get("timeout_s", 60.0)), "timeout_s"
+                ),
             }
-        self.agents = {
-            name: AgentBody.model_validate({"id": name, **a})
-            for name, a in (spec.get("agents") or {}).items()
-        }
+        agents = spec.get("agents") or {}
+        if not isinstance(agents, Mapping) or not all(
+            isinstance(a, Mapping) for a in agents.values()
+        ):
+            raise InvalidInputError("upstreams: 'agents' must map names to agent objects", "agents")
+        try:
+            self.agents = {
+                name: AgentBody.model_validate({"id": name, **a}) for name, a in agents.items()
+            }
+        except ValidationError as exc:
+            raise InvalidInputError(f"upstreams: a bad agent: {exc}", "agents") from None
         self.default_agent = spec.get("default_agent")
         if self.default_agent is not None and self.default_agent not in self.agents:
             raise InvalidInputError(
                 "upstreams: default_agent is not one of agents", "default_agent"
             )
-        self.retries = int(spec.get("retries", 2))
+        retries = spec.get("retries", 2)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+            raise InvalidInputError("upstreams: retries must be an int in [0, 100]", "retries")
+        self.retries = retries
 
     @classmethod
     def from_file(cls, path: str | Path, known_models: set[str]) -> Upstreams:
@@ -141,6 +153,12 @@ class Reply:
         if self.chunks is not None:
             return StreamingResponse(self.chunks, status_code=self.status, headers=self.headers)
         return Response(self.body, status_code=self.status, headers=self.headers)
+
+
+def _positive(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+        raise InvalidInputError(f"upstreams: {field} must be a number of seconds > 0", field)
+    return float(value)
 
 
 def _openai_error(

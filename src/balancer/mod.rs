@@ -88,6 +88,9 @@ pub struct Candidate {
     /// This request's expected service time on the model (TTFT + output tokens × per-token
     /// time, as learned); NaN when unknown, and `predictive` uses the latency EWMA.
     pub service_ms: f64,
+    /// `Capacity::utilization` of the fields above, computed once by `refresh` (the policies
+    /// read it several times per candidate): call `refresh` after changing them.
+    pub util: f64,
 }
 
 impl Candidate {
@@ -117,6 +120,7 @@ impl Candidate {
             )
         };
         Candidate {
+            util: cap.utilization(active, &tokens_load),
             service_ms: state.service_ms(demand.output_tokens),
             limits: cap.limits,
             tokens: tokens_load,
@@ -133,6 +137,16 @@ impl Candidate {
         }
     }
 
+    /// Recomputes the cached utilization from the load fields.
+    pub fn refresh(&mut self) {
+        self.util = self.capacity().utilization(self.active, &self.tokens);
+    }
+
+    pub fn refreshed(mut self) -> Self {
+        self.refresh();
+        self
+    }
+
     pub fn capacity(&self) -> Capacity {
         Capacity {
             max_concurrent: self.max_concurrent,
@@ -142,7 +156,7 @@ impl Candidate {
         }
     }
     pub fn utilization(&self) -> f64 {
-        self.capacity().utilization(self.active, &self.tokens)
+        self.util
     }
     pub fn is_feasible(&self) -> bool {
         self.score > f64::NEG_INFINITY

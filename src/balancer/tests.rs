@@ -16,7 +16,9 @@ fn cand(score: f64, active: u64, max_concurrent: u64) -> Candidate {
         tokens: TokenLoad::default(),
         limit_wait_s: 0.0,
         service_ms: f64::NAN,
+        util: 0.0,
     }
+    .refreshed()
 }
 
 /// How many of `draws` requests each model starts (every draw must start one).

@@ -65,6 +65,9 @@ impl Capacity {
     /// and the simulator all read it from here.
     pub fn utilization(&self, active: u64, tokens: &TokenLoad) -> f64 {
         let requests = active as f64 / self.max_concurrent as f64;
+        if self.limits.is_unlimited() {
+            return requests; // the common case: no token-side fraction to weigh
+        }
         requests.max(self.limits.fraction(tokens))
     }
 

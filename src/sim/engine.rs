@@ -450,6 +450,7 @@ impl Sim<'_> {
                 requests_in_window: req.sum(),
                 tokens_in_window: tok.sum(),
             };
+            c.refresh();
         }
         // As the live router: models its health takes out do not accept new work.
         if let Some(health) = self.health.as_ref().filter(|h| !h.all_healthy()) {
@@ -602,6 +603,7 @@ pub(super) fn run(
         tokens: TokenLoad::default(),
         limit_wait_s: 0.0,
         service_ms: f64::NAN,
+        util: 0.0,
     });
     let health = (handling != Handling::None).then(|| {
         Health::new(sc.models.len(), HealthConfig::default(), 0.0)
