@@ -20,7 +20,7 @@ solver runs at every size it is listed for, so each ratio compares two measureme
 ``--large`` instead measures modelrouter and OR-Tools once each (no warm-up: minutes per
 instance) at 10,000×200, 50,000×500, 100,000×100 and 20,000×1,000 with about 10 % spare
 capacity, on the dot-product costs above and on uniform [0, 1) costs, objectives compared on the
-OR-Tools integer costs. It is not part of ``make bench`` (about a quarter of an hour).
+OR-Tools integer costs. It is not part of ``make bench`` (a minute or two).
 
 Usage: python benches/bench_flow.py [--agents 10000 --models 200 --capacity 50] [--scipy-full]
        python benches/bench_flow.py --large

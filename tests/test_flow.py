@@ -177,6 +177,22 @@ def test_many_models_matches_ortools():
         assert objective(cost, got) == ortools(cost, caps, allow_unassigned=allow)
 
 
+@settings(max_examples=60, deadline=None)
+@given(instances(max_agents=160, max_models=5, max_cap=60))
+def test_many_agents_per_model_match_ortools(inst):
+    # Dozens of agents per model with correlated preferences: agents are moved over and over,
+    # so the cached cheapest moves per pair of models run out and are refilled from the
+    # model's members (the column-major refill path).
+    cost, caps = inst
+    n, m = cost.shape
+    if n and m:
+        cost = cost + np.arange(m) * 3.0  # every agent prefers the low models
+    for allow in (False, True):
+        got = mr.assign_capacitated(cost, caps, allow_unassigned=allow)
+        check_capacity(got, caps)
+        assert objective(cost, got) == ortools(cost, caps, allow_unassigned=allow)
+
+
 def test_seed_case_five_agents_three_models():
     # Everyone prefers model 1 (capacity 3): the three with the most to lose elsewhere keep it.
     cost = np.array(

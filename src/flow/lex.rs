@@ -86,13 +86,38 @@ impl<'a> Keys<'a> {
         }
     }
 
+    /// The `n_agents × n_models` costs transposed: `[j * n_agents + k]` is agent `k` on `j`.
+    /// `None` when that copy cannot be allocated (the caller then reads rows).
+    pub fn columns(&self, n_agents: usize) -> Option<Vec<f64>> {
+        let m = self.n_models;
+        let mut cols: Vec<f64> = Vec::new();
+        cols.try_reserve_exact(n_agents.checked_mul(m)?).ok()?;
+        cols.resize(n_agents * m, 0.0);
+        // Blocks of rows keep both sides of the copy in cache.
+        const B: usize = 64;
+        for k0 in (0..n_agents).step_by(B) {
+            let k1 = (k0 + B).min(n_agents);
+            for j in 0..m {
+                for k in k0..k1 {
+                    cols[j * n_agents + k] = self.cost[k * m + j];
+                }
+            }
+        }
+        Some(cols)
+    }
+
     /// Cost of agent `k` on node `node` (`n_models` = unassigned).
     #[inline(always)]
     pub fn key(&self, k: usize, node: usize) -> Lex {
         if node == self.n_models {
             return self.park();
         }
-        let c = self.cost[k * self.n_models + node];
+        self.lift(self.cost[k * self.n_models + node])
+    }
+
+    /// Arc cost of a placement whose plain cost is `c` (+inf = forbidden).
+    #[inline(always)]
+    pub fn lift(&self, c: f64) -> Lex {
         if c == f64::INFINITY {
             Lex::INF
         } else if self.cost_first {

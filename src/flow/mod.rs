@@ -19,7 +19,7 @@ use std::borrow::Cow;
 
 use crate::error::{Error, Result};
 use lex::Keys;
-use solver::Solver;
+use solver::{Cache, Solver};
 
 /// What to optimise when not every agent can, or should, be placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -131,7 +131,7 @@ fn counts_with(
         let work = rescaled(&rows, max_abs);
         let cached = match method {
             Method::Agents { cached } => cached,
-            _ => n_models <= MAX_CACHED_MODELS,
+            _ => default_cache(n_models),
         };
         let mut model_of = by_agents(&work, type_of.len(), n_models, capacities, policy, cached)?;
         let mut at = 0;
@@ -158,10 +158,19 @@ fn counts_with(
 enum Method {
     /// Types when rows repeat enough, else per-agent shortest paths.
     Auto,
-    /// Per-agent shortest paths, with or without the pair cache.
-    Agents { cached: bool },
+    /// Per-agent shortest paths, with or without the pair cache (and its column copy).
+    Agents { cached: Cache },
     /// Always collapse identical rows into types.
     Types,
+}
+
+/// The pair cache (with its column copy) up to `MAX_CACHED_MODELS` models, none beyond.
+fn default_cache(n_models: usize) -> Cache {
+    if n_models <= MAX_CACHED_MODELS {
+        Cache::Columns
+    } else {
+        Cache::Off
+    }
 }
 
 /// Whether the type solver is expected to beat one path per agent. Its shortest paths scan the
@@ -267,7 +276,7 @@ fn assign_with(
     };
     let method = match (&types, method) {
         (None, Method::Auto) => Method::Agents {
-            cached: n_models <= MAX_CACHED_MODELS,
+            cached: default_cache(n_models),
         },
         (_, Method::Auto) => Method::Types,
         (_, chosen) => chosen,
@@ -308,7 +317,7 @@ fn by_agents(
     n_models: usize,
     capacities: &[usize],
     policy: UnassignedPolicy,
-    cached: bool,
+    cached: Cache,
 ) -> Result<Vec<i64>> {
     let keys = Keys::new(work, n_models, policy);
     let mut solver = Solver::new(keys, n_agents, n_models, capacities, cached);

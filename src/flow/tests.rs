@@ -8,11 +8,17 @@ use super::lex::{Keys, Lex};
 use super::*;
 
 const INF: f64 = f64::INFINITY;
+use super::solver::Cache;
 use UnassignedPolicy::{MaxCardinality, MinCost};
-const METHODS: [Method; 4] = [
+const METHODS: [Method; 5] = [
     Method::Auto,
-    Method::Agents { cached: true },
-    Method::Agents { cached: false },
+    Method::Agents {
+        cached: Cache::Columns,
+    },
+    Method::Agents {
+        cached: Cache::Rows,
+    },
+    Method::Agents { cached: Cache::Off },
     Method::Types,
 ];
 
