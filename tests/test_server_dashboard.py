@@ -168,7 +168,8 @@ def test_the_routing_rate_is_live_from_the_first_poll(server):
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             try:
-                page = browser.new_page()
+                # bypass_csp: the page's CSP forbids eval, which wait_for_function's predicate uses.
+                page = browser.new_page(bypass_csp=True)
                 page.goto(f"{server}/?refresh=600000")  # one poll only
                 page.wait_for_function(
                     "document.getElementById('status').textContent.startsWith('updated')"
