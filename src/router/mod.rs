@@ -400,7 +400,13 @@ impl Router {
             .map(|(state, &score)| Candidate::for_demand(state, score, now, demand))
             .collect();
         if !self.health.all_healthy() {
-            let open = self.health.available(self.tracker.now());
+            // One clock reading per decision: reuse the one already taken, if any.
+            let now = if now.is_nan() {
+                self.tracker.now()
+            } else {
+                now
+            };
+            let open = self.health.available(now);
             for (c, open) in cands.iter_mut().zip(open) {
                 c.accepting &= open;
             }
