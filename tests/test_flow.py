@@ -193,6 +193,30 @@ def test_many_agents_per_model_match_ortools(inst):
         assert objective(cost, got) == ortools(cost, caps, allow_unassigned=allow)
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    n_models=st.integers(128, 180),
+    per_model=st.floats(1.0, 3.0),
+    slack=st.floats(1.0, 1.6),
+    spread=st.sampled_from([3, 30, 3000]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_shared_preferences_over_many_models_match_ortools(
+    n_models, per_model, slack, spread, seed
+):
+    # Many models that every agent ranks alike (dot-product scores): most agents overflow
+    # their favourite, which is where the solver starts from auction prices and repairs them
+    # into the exact optimum. Integer costs with ties, so objectives compare exactly.
+    rng = np.random.default_rng(seed)
+    n = int(n_models * per_model)
+    needs, skills = rng.random((n, 4)), rng.random((n_models, 4))
+    cost = np.rint(-(needs @ skills.T) * spread + rng.integers(0, 3, size=(n, n_models)))
+    caps = np.full(n_models, int(np.ceil(n * slack / n_models)))
+    got = mr.assign_capacitated(cost, caps)
+    check_capacity(got, caps)
+    assert objective(cost, got) == ortools(cost, caps, allow_unassigned=False)
+
+
 def test_seed_case_five_agents_three_models():
     # Everyone prefers model 1 (capacity 3): the three with the most to lose elsewhere keep it.
     cost = np.array(

@@ -34,6 +34,30 @@ impl Lex {
     }
 }
 
+/// What a pair cache and a Dijkstra need of a cost: exact sums and a strict order. `Lex` carries
+/// the policy's two tiers; plain `f64` serves the warm-started solver, where every agent is
+/// placed and only the cost tier is left.
+pub(super) trait Cost: Copy + Add<Output = Self> + Sub<Output = Self> {
+    const INF: Self;
+    fn lt(self, other: Self) -> bool;
+}
+
+impl Cost for Lex {
+    const INF: Lex = Lex::INF;
+    #[inline(always)]
+    fn lt(self, other: Lex) -> bool {
+        Lex::lt(self, other)
+    }
+}
+
+impl Cost for f64 {
+    const INF: f64 = f64::INFINITY;
+    #[inline(always)]
+    fn lt(self, other: f64) -> bool {
+        self < other
+    }
+}
+
 impl Add for Lex {
     type Output = Lex;
     #[inline(always)]

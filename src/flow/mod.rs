@@ -8,12 +8,14 @@
 //! so it lies on no negative cycle; the old flow stays optimal in the enlarged graph, and
 //! augmenting along a shortest path keeps it optimal (the classic SSP argument).
 
+mod auction;
 mod lex;
 mod pairs;
 mod solver;
 #[cfg(test)]
 mod tests;
 mod types;
+mod warm;
 
 use std::borrow::Cow;
 
@@ -50,6 +52,11 @@ const SAFE_MAGNITUDE: f64 = 1e250;
 /// directly in O(n + m) memory, which is much slower with many agents per model (10,000 agents
 /// × 1,000 models × capacity 11, measured: 53 s scanning members, 9 s with the cache).
 const MAX_CACHED_MODELS: usize = 1024;
+
+/// Fewest models for which `Auto` warm-starts from auction prices (see `warm_pays_off`).
+const WARM_MIN_MODELS: usize = 128;
+/// Share of agents left over by `greedy_overflow` above which `Auto` warm-starts.
+const WARM_MIN_OVERFLOW: f64 = 0.25;
 
 /// Contract: `cost` is row-major `n_agents × n_models`, +inf = forbidden, NaN/−inf → InvalidInput
 /// naming "cost"; `capacities.len() == n_models` else InvalidInput naming "capacities".
@@ -96,7 +103,7 @@ fn counts_with(
         .try_fold(0u64, |a, &c| a.checked_add(c))
         .filter(|&t| t <= u32::MAX as u64 - 2)
         .ok_or_else(|| Error::invalid("counts", "more than 2^32 - 2 agents in all"))?;
-    let max_abs = validate(cost, n_types, n_models, capacities)?;
+    let (max_abs, _) = validate(cost, n_types, n_models, capacities)?;
     // A count too large for memory is an input error rather than an abort.
     let mut type_of: Vec<u32> = Vec::new();
     type_of.try_reserve_exact(total as usize).map_err(|_| {
@@ -162,6 +169,9 @@ enum Method {
     Agents { cached: Cache },
     /// Always collapse identical rows into types.
     Types,
+    /// Auction prices, then exact repair paths (`warm`) when every agent can be placed;
+    /// otherwise as `Auto` without it.
+    Warm,
 }
 
 /// The pair cache (with its column copy) up to `MAX_CACHED_MODELS` models, none beyond.
@@ -180,6 +190,43 @@ fn default_cache(n_models: usize) -> Cache {
 fn types_pay_off(n_types: usize, n_agents: usize, n_models: usize) -> bool {
     let (t, n, m) = (n_types as u128, n_agents as u128, n_models as u128);
     4 * t * (t + m) <= n * m
+}
+
+/// Whether auction prices and repair paths are expected to beat one shortest path per agent.
+/// A per-agent search scans every model for each model it settles, and it settles many when
+/// agents must be pushed away from the models they all prefer. How many agents the models they
+/// prefer cannot take (`greedy_overflow`, one pass over the costs) predicts that well: uniform
+/// random costs spread agents evenly (a few % overflow: short paths, per-agent wins), shared
+/// preferences such as dot-product scores pile them up (most overflow: long paths, warm wins).
+/// Measured here: see benches/README.md.
+fn warm_pays_off(cost: &[f64], n_agents: usize, n_models: usize, capacities: &[usize]) -> bool {
+    let slots: usize = capacities.iter().map(|&c| c.min(n_agents)).sum();
+    // The auction fills spare slots with dummy agents: at most as many as the real ones.
+    n_models >= WARM_MIN_MODELS
+        && n_agents >= n_models
+        && slots - n_agents <= n_agents
+        && greedy_overflow(cost, n_agents, n_models, capacities)
+            >= WARM_MIN_OVERFLOW * n_agents as f64
+}
+
+/// Agents left over when each takes its cheapest model and each model keeps `capacity` of them.
+fn greedy_overflow(cost: &[f64], n_agents: usize, n_models: usize, capacities: &[usize]) -> f64 {
+    let mut load = vec![0usize; n_models];
+    for row in cost.chunks_exact(n_models).take(n_agents) {
+        let mut best = (f64::INFINITY, 0);
+        for (j, &c) in row.iter().enumerate() {
+            if c < best.0 {
+                best = (c, j);
+            }
+        }
+        load[best.1] += 1;
+    }
+    let over: usize = load
+        .iter()
+        .zip(capacities)
+        .map(|(&l, &c)| l.saturating_sub(c))
+        .sum();
+    over as f64
 }
 
 /// Turns a score matrix to maximise into costs to minimise, in place. As in scipy, −inf
@@ -253,7 +300,7 @@ fn assign_with(
     policy: UnassignedPolicy,
     method: Method,
 ) -> Result<CapacitatedAssignment> {
-    let max_abs = validate(cost, n_agents, n_models, capacities)?;
+    let (max_abs, all_finite) = validate(cost, n_agents, n_models, capacities)?;
     // No model: nothing to solve (and no per-agent solver state to allocate).
     if n_models == 0 {
         return Ok(CapacitatedAssignment {
@@ -271,17 +318,51 @@ fn assign_with(
         _ => n_agents,
     };
     let types = match method {
-        Method::Agents { .. } => None,
+        Method::Agents { .. } | Method::Warm => None,
         Method::Auto | Method::Types => types::distinct_rows(cost, n_agents, n_models, limit),
     };
+    // The warm start needs every agent placeable, so that only the cost tier is left.
+    let placeable = policy == UnassignedPolicy::MaxCardinality
+        && all_finite
+        && capacities
+            .iter()
+            .try_fold(0usize, |a, &c| {
+                let a = a.saturating_add(c);
+                (a < n_agents).then_some(a)
+            })
+            .is_none();
+    let agents = Method::Agents {
+        cached: default_cache(n_models),
+    };
     let method = match (&types, method) {
-        (None, Method::Auto) => Method::Agents {
-            cached: default_cache(n_models),
-        },
+        (None, Method::Auto)
+            if placeable && warm_pays_off(&work, n_agents, n_models, capacities) =>
+        {
+            Method::Warm
+        }
+        (None, Method::Auto) => agents,
         (_, Method::Auto) => Method::Types,
+        (_, Method::Warm) if !placeable => agents,
         (_, chosen) => chosen,
     };
     let model_of = match (method, types) {
+        (Method::Warm, _) => {
+            match auction::prices(&work, n_agents, n_models, capacities) {
+                Some(prices) => warm::solve(&work, n_agents, n_models, capacities, &prices)?
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
+                // No memory for the auction's copy of the costs: solve without it.
+                None => by_agents(
+                    &work,
+                    n_agents,
+                    n_models,
+                    capacities,
+                    policy,
+                    default_cache(n_models),
+                )?,
+            }
+        }
         (Method::Types, Some((first, type_of))) => {
             let mut counts = vec![0u64; first.len()];
             type_of.iter().for_each(|&t| counts[t as usize] += 1);
@@ -338,8 +419,14 @@ fn by_agents(
         .collect())
 }
 
-/// Shape, capacity count and entry checks; returns the largest finite |cost|.
-fn validate(cost: &[f64], n_agents: usize, n_models: usize, capacities: &[usize]) -> Result<f64> {
+/// Shape, capacity count and entry checks; returns the largest finite |cost| and whether every
+/// entry is finite (no forbidden pair).
+fn validate(
+    cost: &[f64],
+    n_agents: usize,
+    n_models: usize,
+    capacities: &[usize],
+) -> Result<(f64, bool)> {
     let expected = n_agents.checked_mul(n_models).ok_or_else(|| {
         Error::invalid(
             "cost",
@@ -371,6 +458,7 @@ fn validate(cost: &[f64], n_agents: usize, n_models: usize, capacities: &[usize]
         ));
     }
     let mut max_abs = 0.0f64;
+    let mut all_finite = true;
     for (idx, &c) in cost.iter().enumerate() {
         if c.is_nan() || c == f64::NEG_INFINITY {
             let what = if c.is_nan() { "NaN" } else { "-inf" };
@@ -385,9 +473,11 @@ fn validate(cost: &[f64], n_agents: usize, n_models: usize, capacities: &[usize]
         }
         if c.is_finite() {
             max_abs = max_abs.max(c.abs());
+        } else {
+            all_finite = false;
         }
     }
-    Ok(max_abs)
+    Ok((max_abs, all_finite))
 }
 
 /// Costs scaled by a power of two when huge, so sums stay finite; the solution is unchanged.

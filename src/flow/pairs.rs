@@ -8,25 +8,25 @@
 //! (every unlisted member is at least the last listed one); a list is empty only when `v` is.
 //! Rows are allocated when a model gets its first member, so few agents cost little memory.
 
-use super::lex::Lex;
+use super::lex::{Cost, Lex};
 
 const K: usize = 4;
 const NONE: u32 = u32::MAX;
 
-pub(super) struct PairCache {
+pub(super) struct PairCache<C: Cost = Lex> {
     nodes: usize,
     /// Storage row of each model, `NONE` until the model first gets a member.
     slot: Vec<u32>,
     /// List heads, kept apart so that Dijkstra scans one compact row.
-    best: Vec<Lex>,
+    best: Vec<C>,
     arg: Vec<u32>,
-    vals: Vec<Lex>,
+    vals: Vec<C>,
     /// `NONE` past each list's length, so a lookup can scan a fixed `K` slots.
     ids: Vec<u32>,
     len: Vec<u8>,
 }
 
-impl PairCache {
+impl<C: Cost> PairCache<C> {
     pub fn new(models: usize, nodes: usize) -> Self {
         PairCache {
             nodes,
@@ -41,7 +41,7 @@ impl PairCache {
 
     /// Cheapest move cost and its agent from `v` to every node (`None`: `v` never had members).
     #[inline]
-    pub fn row(&self, v: usize) -> Option<(&[Lex], &[u32])> {
+    pub fn row(&self, v: usize) -> Option<(&[C], &[u32])> {
         let s = self.slot[v];
         if s == NONE {
             return None;
@@ -50,15 +50,21 @@ impl PairCache {
         Some((&self.best[r.clone()], &self.arg[r]))
     }
 
+    /// Whether `v`'s row exists (rows are made by `row_start`).
+    #[inline]
+    pub fn has_row(&self, v: usize) -> bool {
+        self.slot[v] != NONE
+    }
+
     /// First pair index of `v`'s row, allocating the row on first use.
     #[inline]
     pub fn row_start(&mut self, v: usize) -> usize {
         if self.slot[v] == NONE {
             self.slot[v] = (self.len.len() / self.nodes) as u32;
             let n = self.nodes;
-            self.best.resize(self.best.len() + n, Lex::INF);
+            self.best.resize(self.best.len() + n, C::INF);
             self.arg.resize(self.arg.len() + n, NONE);
-            self.vals.resize(self.vals.len() + n * K, Lex::INF);
+            self.vals.resize(self.vals.len() + n * K, C::INF);
             self.ids.resize(self.ids.len() + n * K, NONE);
             self.len.resize(self.len.len() + n, 0);
         }
@@ -69,7 +75,7 @@ impl PairCache {
     /// `others` is how many other members of that model have been offered to this pair (so the
     /// list is complete if it holds that many).
     #[inline]
-    pub fn offer(&mut self, start: usize, x: usize, val: Lex, k: u32, others: usize) {
+    pub fn offer(&mut self, start: usize, x: usize, val: C, k: u32, others: usize) {
         let p = start + x;
         let l = self.len[p] as usize;
         let base = p * K;
@@ -109,7 +115,7 @@ impl PairCache {
                 self.vals[base + s] = self.vals[base + s + 1];
                 self.ids[base + s] = self.ids[base + s + 1];
             }
-            self.vals[base + l - 1] = Lex::INF;
+            self.vals[base + l - 1] = C::INF;
             self.ids[base + l - 1] = NONE;
             self.len[p] = (l - 1) as u8;
             if i == 0 {

@@ -10,7 +10,7 @@ use super::*;
 const INF: f64 = f64::INFINITY;
 use super::solver::Cache;
 use UnassignedPolicy::{MaxCardinality, MinCost};
-const METHODS: [Method; 5] = [
+const METHODS: [Method; 6] = [
     Method::Auto,
     Method::Agents {
         cached: Cache::Columns,
@@ -20,6 +20,7 @@ const METHODS: [Method; 5] = [
     },
     Method::Agents { cached: Cache::Off },
     Method::Types,
+    Method::Warm,
 ];
 
 /// An instance whose agents are drawn from a few distinct rows (agent types).
@@ -441,4 +442,103 @@ fn counts_reject_bad_input() {
     assert_eq!(big.model_of.iter().filter(|&&j| j == 0).count(), 10);
     assert_eq!(big.model_of.iter().filter(|&&j| j == 1).count(), 3);
     assert_eq!(big.total_cost, 25.0);
+}
+
+/// Finite costs and room for every agent: the instances `Method::Warm` solves itself (the
+/// random ones above mostly fall back to per-agent paths).
+fn placeable_instance(rng: &mut StdRng, n: usize, m: usize) -> (Vec<f64>, Vec<usize>) {
+    let spread = rng.random_range(1..=20);
+    let cost = (0..n * m)
+        .map(|_| rng.random_range(-spread..=spread) as f64)
+        .collect();
+    let mut caps: Vec<usize> = (0..m).map(|_| rng.random_range(0..=3)).collect();
+    while caps.iter().sum::<usize>() < n {
+        let j = rng.random_range(0..m);
+        caps[j] += 1;
+    }
+    (cost, caps)
+}
+
+#[test]
+fn warm_start_matches_brute_force_and_the_certificate() {
+    let mut rng = StdRng::seed_from_u64(23);
+    for round in 0..2000 {
+        let medium = round % 4 == 0;
+        let n = rng.random_range(1..=if medium { 80 } else { 6 });
+        let m = rng.random_range(1..=if medium { 12 } else { 3 });
+        let (cost, caps) = placeable_instance(&mut rng, n, m);
+        let res = assign_with(&cost, n, m, &caps, MaxCardinality, Method::Warm).unwrap();
+        let got = check_feasible(&res, &cost, n, m, &caps);
+        assert_eq!(got.0, n, "every agent fits: cost={cost:?} caps={caps:?}");
+        if medium {
+            assert!(
+                !has_negative_cycle(&res, &cost, m, &caps, MaxCardinality),
+                "not optimal: cost={cost:?} caps={caps:?} res={res:?}"
+            );
+        } else {
+            let want = brute_force(&cost, n, m, &caps, MaxCardinality);
+            assert_eq!(got, want, "cost={cost:?} caps={caps:?} res={res:?}");
+        }
+    }
+}
+
+/// Many models, tight and loose capacities, float costs with a common structure (popular models
+/// that fill): the warm start against per-agent paths, to rounding.
+#[test]
+fn warm_start_agrees_with_per_agent_paths_on_many_models() {
+    let mut rng = StdRng::seed_from_u64(29);
+    for _ in 0..12 {
+        let m = rng.random_range(20..=300);
+        let n = rng.random_range(m..=4 * m);
+        let dims = 4;
+        let a: Vec<f64> = (0..n * dims).map(|_| rng.random::<f64>()).collect();
+        let b: Vec<f64> = (0..m * dims).map(|_| rng.random::<f64>()).collect();
+        let cost: Vec<f64> = (0..n * m)
+            .map(|idx| {
+                let (i, j) = (idx / m, idx % m);
+                let dot: f64 = (0..dims).map(|d| a[i * dims + d] * b[j * dims + d]).sum();
+                -dot + 0.1 * rng.random::<f64>()
+            })
+            .collect();
+        let slack = rng.random_range(1.0..1.5);
+        let per = ((n as f64 * slack) / m as f64).ceil() as usize;
+        let caps = vec![per; m];
+        let warm = assign_with(&cost, n, m, &caps, MaxCardinality, Method::Warm).unwrap();
+        let plain = assign_with(
+            &cost,
+            n,
+            m,
+            &caps,
+            MaxCardinality,
+            Method::Agents {
+                cached: Cache::Columns,
+            },
+        )
+        .unwrap();
+        let (placed, total) = check_feasible(&warm, &cost, n, m, &caps);
+        assert_eq!(placed, n);
+        let scale = plain.total_cost.abs().max(1.0);
+        assert!(
+            (total - plain.total_cost).abs() <= 1e-9 * scale,
+            "n={n} m={m} warm {total} vs per agent {}",
+            plain.total_cost
+        );
+    }
+}
+
+/// `Auto` warm-starts where agents share preferences over many models, not on uniform costs
+/// (where per-agent paths stay short), and never with few models or much spare room.
+#[test]
+fn auto_warm_starts_only_where_agents_pile_up() {
+    let mut rng = StdRng::seed_from_u64(31);
+    let (n, m) = (2000, 200);
+    let uniform: Vec<f64> = (0..n * m).map(|_| rng.random::<f64>()).collect();
+    let shared: Vec<f64> = (0..n * m)
+        .map(|idx| (idx % m) as f64 + rng.random::<f64>())
+        .collect();
+    let caps = vec![11; m];
+    assert!(warm_pays_off(&shared, n, m, &caps));
+    assert!(!warm_pays_off(&uniform, n, m, &caps));
+    assert!(!warm_pays_off(&shared[..n * 100], n, 100, &caps[..100]));
+    assert!(!warm_pays_off(&shared, n, m, &vec![40; m]));
 }
