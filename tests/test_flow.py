@@ -217,6 +217,32 @@ def test_shared_preferences_over_many_models_match_ortools(
     assert objective(cost, got) == ortools(cost, caps, allow_unassigned=False)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    n_models=st.integers(1, 6),
+    per_model=st.integers(64, 120),
+    slack=st.floats(0.7, 1.4),
+    p_forbid=st.sampled_from([0.0, 0.1, 0.5]),
+    low=st.sampled_from([-30, 0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_many_agents_per_model_priced_from_a_sample_match_ortools(
+    n_models, per_model, slack, p_forbid, low, seed
+):
+    # Dozens of agents per model: the solver prices a sample of the agents first and repairs
+    # the whole from those prices; both policies, forbidden pairs, too little or spare room.
+    rng = np.random.default_rng(seed)
+    n = n_models * per_model
+    cost = rng.integers(low, 30, size=(n, n_models)).astype(np.float64)
+    cost += np.arange(n_models) * 2.0  # shared preferences: low models are wanted most
+    cost[rng.random(cost.shape) < p_forbid] = INF
+    caps = rng.integers(0, int(2 * slack * per_model) + 1, size=n_models)
+    for allow in (False, True):
+        got = mr.assign_capacitated(cost, caps, allow_unassigned=allow)
+        check_capacity(got, caps)
+        assert objective(cost, got) == ortools(cost, caps, allow_unassigned=allow)
+
+
 def test_seed_case_five_agents_three_models():
     # Everyone prefers model 1 (capacity 3): the three with the most to lose elsewhere keep it.
     cost = np.array(

@@ -20,7 +20,7 @@ mod warm;
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
-use lex::Keys;
+use lex::{Keys, Lex};
 use solver::{Cache, Solver};
 
 /// What to optimise when not every agent can, or should, be placed.
@@ -52,6 +52,11 @@ const SAFE_MAGNITUDE: f64 = 1e250;
 /// directly in O(n + m) memory, which is much slower with many agents per model (10,000 agents
 /// × 1,000 models × capacity 11, measured: 53 s scanning members, 9 s with the cache).
 const MAX_CACHED_MODELS: usize = 1024;
+
+/// Agents per model from which `Auto` prices a sample first (`Prices::Sample`), and the
+/// sample's stride. Measured here: 100,000 agents × 100 models, see benches/README.md.
+const SAMPLE_MIN_PER_MODEL: usize = 64;
+const SAMPLE_STRIDE: usize = 8;
 
 /// Fewest models for which `Auto` warm-starts from auction prices (see `warm_pays_off`).
 const WARM_MIN_MODELS: usize = 128;
@@ -170,8 +175,95 @@ enum Method {
     /// Always collapse identical rows into types.
     Types,
     /// Auction prices, then exact repair paths (`warm`) when every agent can be placed;
-    /// otherwise as `Auto` without it.
+    /// otherwise per-agent paths.
+    #[cfg_attr(not(test), allow(dead_code))]
     Warm,
+    /// Prices from a solved sample of the agents, then exact repair paths.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Sampled,
+    /// Prices from the source that suits the shape (`Prices::Best`), then repair paths.
+    Best,
+}
+
+/// Where the warm start's prices come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prices {
+    /// An ε-scaling auction over all agents (`auction`): many models, few agents each, every
+    /// agent placeable.
+    Auction,
+    /// The exact prices of every `SAMPLE_STRIDE`-th agent with capacities scaled alike: many
+    /// agents per model, so a sample prices each model well at a fraction of the work.
+    Sample,
+    /// Prices from the fastest source for the shape (`Auto`).
+    Best,
+}
+
+/// Exact placement (node per agent, `m` = unassigned) and the final prices, warm-started from
+/// `source`'s prices. The auction needs every agent placeable (`Method::Warm` checks).
+fn solve_warm(
+    work: &[f64],
+    n: usize,
+    m: usize,
+    cap: &[usize],
+    policy: UnassignedPolicy,
+    source: Prices,
+) -> Result<(Vec<u32>, Vec<Lex>)> {
+    let keys = Keys::new(work, m, policy);
+    let source = match source {
+        Prices::Best if n >= SAMPLE_MIN_PER_MODEL * m => Prices::Sample,
+        Prices::Best if warm_pays_off(work, n, m, cap) => Prices::Auction,
+        chosen => chosen,
+    };
+    let prices = match source {
+        Prices::Auction => auction::prices(work, n, m, cap).map(|p| {
+            let mut lifted: Vec<Lex> = p.into_iter().map(|x| keys.lift(x)).collect();
+            lifted.push(Lex::ZERO); // U keeps room: at the sink's level
+            lifted
+        }),
+        Prices::Sample => Some(sample_prices(work, n, m, cap, policy)?),
+        Prices::Best => None,
+    };
+    match prices {
+        Some(prices) => warm::solve(keys, n, cap, &prices),
+        // Per-agent paths (also when the auction's copy of the costs cannot be allocated).
+        None => {
+            let mut solver = Solver::new(keys, n, m, cap, default_cache(m));
+            for i in 0..n {
+                solver.insert(i)?;
+            }
+            let prices = solver.prices();
+            Ok((solver.into_nodes(), prices))
+        }
+    }
+}
+
+/// Prices of every `SAMPLE_STRIDE`-th agent's optimum, each model's capacity scaled to the
+/// sample (rounded by largest remainders).
+fn sample_prices(
+    work: &[f64],
+    n: usize,
+    m: usize,
+    cap: &[usize],
+    policy: UnassignedPolicy,
+) -> Result<Vec<Lex>> {
+    let rows: Vec<f64> = work
+        .chunks_exact(m)
+        .step_by(SAMPLE_STRIDE)
+        .flatten()
+        .copied()
+        .collect();
+    let s = rows.len() / m;
+    let share = s as f64 / n.max(1) as f64;
+    let exact: Vec<f64> = cap.iter().map(|&c| c.min(n) as f64 * share).collect();
+    let mut scaled: Vec<usize> = exact.iter().map(|&x| x.floor() as usize).collect();
+    let want = exact.iter().sum::<f64>().round() as usize;
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+    let short = want.saturating_sub(scaled.iter().sum());
+    for &j in order.iter().take(short) {
+        scaled[j] += 1;
+    }
+    Ok(solve_warm(&rows, s, m, &scaled, policy, Prices::Best)?.1)
 }
 
 /// The pair cache (with its column copy) up to `MAX_CACHED_MODELS` models, none beyond.
@@ -318,11 +410,13 @@ fn assign_with(
         _ => n_agents,
     };
     let types = match method {
-        Method::Agents { .. } | Method::Warm => None,
+        Method::Agents { .. } | Method::Warm | Method::Sampled | Method::Best => None,
         Method::Auto | Method::Types => types::distinct_rows(cost, n_agents, n_models, limit),
     };
-    // The warm start needs every agent placeable, so that only the cost tier is left.
-    let placeable = policy == UnassignedPolicy::MaxCardinality
+    // The warm start needs every agent placeable, so that only the cost tier is left. With no
+    // positive cost, placing an agent never raises the total, so minimum cost places as many
+    // as maximum cardinality does and the two policies agree.
+    let placeable = (policy == UnassignedPolicy::MaxCardinality || work.iter().all(|&c| c <= 0.0))
         && all_finite
         && capacities
             .iter()
@@ -335,10 +429,11 @@ fn assign_with(
         cached: default_cache(n_models),
     };
     let method = match (&types, method) {
+        (None, Method::Auto) if n_agents >= SAMPLE_MIN_PER_MODEL * n_models => Method::Best,
         (None, Method::Auto)
             if placeable && warm_pays_off(&work, n_agents, n_models, capacities) =>
         {
-            Method::Warm
+            Method::Best
         }
         (None, Method::Auto) => agents,
         (_, Method::Auto) => Method::Types,
@@ -346,22 +441,24 @@ fn assign_with(
         (_, chosen) => chosen,
     };
     let model_of = match (method, types) {
-        (Method::Warm, _) => {
-            match auction::prices(&work, n_agents, n_models, capacities) {
-                Some(prices) => warm::solve(&work, n_agents, n_models, capacities, &prices)?
-                    .into_iter()
-                    .map(i64::from)
-                    .collect(),
-                // No memory for the auction's copy of the costs: solve without it.
-                None => by_agents(
-                    &work,
-                    n_agents,
-                    n_models,
-                    capacities,
-                    policy,
-                    default_cache(n_models),
-                )?,
-            }
+        (Method::Warm | Method::Sampled | Method::Best, _) => {
+            let source = match method {
+                Method::Warm => Prices::Auction,
+                Method::Sampled => Prices::Sample,
+                _ => Prices::Best,
+            };
+            solve_warm(&work, n_agents, n_models, capacities, policy, source)?
+                .0
+                .into_iter()
+                .map(|node| {
+                    let j = node as usize;
+                    if j < n_models {
+                        j as i64
+                    } else {
+                        -1
+                    }
+                })
+                .collect()
         }
         (Method::Types, Some((first, type_of))) => {
             let mut counts = vec![0u64; first.len()];

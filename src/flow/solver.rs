@@ -89,6 +89,12 @@ impl<'a> Solver<'a> {
         }
     }
 
+    /// Each node's price (minus its potential; nodes with room, `U` included, are at zero),
+    /// which certifies the placement so far: what the warm start reads from a solved sample.
+    pub fn prices(&self) -> Vec<Lex> {
+        self.pot.iter().map(|&p| Lex::ZERO - p).collect()
+    }
+
     /// Node of every agent (`m` = unassigned), valid once all agents are inserted.
     pub fn into_nodes(self) -> Vec<u32> {
         self.node_of

@@ -10,7 +10,7 @@ use super::*;
 const INF: f64 = f64::INFINITY;
 use super::solver::Cache;
 use UnassignedPolicy::{MaxCardinality, MinCost};
-const METHODS: [Method; 6] = [
+const METHODS: [Method; 8] = [
     Method::Auto,
     Method::Agents {
         cached: Cache::Columns,
@@ -21,6 +21,8 @@ const METHODS: [Method; 6] = [
     Method::Agents { cached: Cache::Off },
     Method::Types,
     Method::Warm,
+    Method::Sampled,
+    Method::Best,
 ];
 
 /// An instance whose agents are drawn from a few distinct rows (agent types).
@@ -467,17 +469,22 @@ fn warm_start_matches_brute_force_and_the_certificate() {
         let n = rng.random_range(1..=if medium { 80 } else { 6 });
         let m = rng.random_range(1..=if medium { 12 } else { 3 });
         let (cost, caps) = placeable_instance(&mut rng, n, m);
-        let res = assign_with(&cost, n, m, &caps, MaxCardinality, Method::Warm).unwrap();
-        let got = check_feasible(&res, &cost, n, m, &caps);
-        assert_eq!(got.0, n, "every agent fits: cost={cost:?} caps={caps:?}");
-        if medium {
-            assert!(
-                !has_negative_cycle(&res, &cost, m, &caps, MaxCardinality),
-                "not optimal: cost={cost:?} caps={caps:?} res={res:?}"
-            );
-        } else {
-            let want = brute_force(&cost, n, m, &caps, MaxCardinality);
-            assert_eq!(got, want, "cost={cost:?} caps={caps:?} res={res:?}");
+        for method in [Method::Warm, Method::Sampled] {
+            let res = assign_with(&cost, n, m, &caps, MaxCardinality, method).unwrap();
+            let got = check_feasible(&res, &cost, n, m, &caps);
+            assert_eq!(got.0, n, "every agent fits: cost={cost:?} caps={caps:?}");
+            if medium {
+                assert!(
+                    !has_negative_cycle(&res, &cost, m, &caps, MaxCardinality),
+                    "{method:?} not optimal: cost={cost:?} caps={caps:?} res={res:?}"
+                );
+            } else {
+                let want = brute_force(&cost, n, m, &caps, MaxCardinality);
+                assert_eq!(
+                    got, want,
+                    "{method:?} cost={cost:?} caps={caps:?} res={res:?}"
+                );
+            }
         }
     }
 }
@@ -503,7 +510,6 @@ fn warm_start_agrees_with_per_agent_paths_on_many_models() {
         let slack = rng.random_range(1.0..1.5);
         let per = ((n as f64 * slack) / m as f64).ceil() as usize;
         let caps = vec![per; m];
-        let warm = assign_with(&cost, n, m, &caps, MaxCardinality, Method::Warm).unwrap();
         let plain = assign_with(
             &cost,
             n,
@@ -515,14 +521,17 @@ fn warm_start_agrees_with_per_agent_paths_on_many_models() {
             },
         )
         .unwrap();
-        let (placed, total) = check_feasible(&warm, &cost, n, m, &caps);
-        assert_eq!(placed, n);
-        let scale = plain.total_cost.abs().max(1.0);
-        assert!(
-            (total - plain.total_cost).abs() <= 1e-9 * scale,
-            "n={n} m={m} warm {total} vs per agent {}",
-            plain.total_cost
-        );
+        for method in [Method::Warm, Method::Sampled] {
+            let warm = assign_with(&cost, n, m, &caps, MaxCardinality, method).unwrap();
+            let (placed, total) = check_feasible(&warm, &cost, n, m, &caps);
+            assert_eq!(placed, n);
+            let scale = plain.total_cost.abs().max(1.0);
+            assert!(
+                (total - plain.total_cost).abs() <= 1e-9 * scale,
+                "{method:?} n={n} m={m}: {total} vs per agent {}",
+                plain.total_cost
+            );
+        }
     }
 }
 

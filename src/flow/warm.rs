@@ -1,41 +1,42 @@
-//! Exact min-cost placement started from model prices (from `auction`), for instances where every
-//! agent can be placed (all costs finite, total capacity ≥ agents, most agents first): plain
-//! `f64` costs, no unassigned node.
+//! Exact min-cost placement started from model prices (from `auction` or a solved sample), so
+//! that a good guess costs a few short repair paths instead of one long search per agent.
 //!
-//! Network: agents → models (one unit each), model `v` → sink `T` (up to `cap[v]`). With
-//! potentials `pot` (a model's is minus its price, `T`'s is 0), the reduced cost of moving
-//! agent `k` from `v` to `w` is `c[k][w] − c[k][v] + pot[v] − pot[w]`, of `v → T` is
-//! `pot[v] − pot[T]` and of `T → w` is `pot[T] − pot[w]`. The start is a pseudo-flow with every
-//! reduced cost ≥ 0: each agent on its cheapest model at the prices, each sink arc saturated
-//! when its reduced cost is negative, empty when the reverse one is, else carrying what fits.
-//! What is left are excesses (models with more agents than they pass on, or `T` receiving more
-//! than the agents) and matching deficits; successive shortest paths (Dijkstra from every
-//! excess at once, potentials updated on settled nodes) move one unit per path until none is
-//! left. Each path keeps every reduced cost ≥ 0, so the final flow is a min-cost flow — the
-//! same certificate as `solver`, reached in few short paths when the prices are close.
+//! Network: agents → models and the unassigned node `U` (index `m`, room for every agent, the
+//! policy's parking cost), each of those → sink `T` (index `m + 1`, up to its capacity). Costs
+//! are the policy's two-tier `Lex` keys, so both policies and forbidden pairs are exact. With
+//! potentials `pot` (minus the prices; `T`'s is 0), moving agent `k` from `v` to `w` costs
+//! `key(k, w) − key(k, v) + pot[v] − pot[w]`, `v → T` costs `pot[v] − pot[T]` and `T → w`
+//! costs `pot[T] − pot[w]`. The start is a pseudo-flow with every reduced cost ≥ 0: each agent
+//! on its cheapest node at the prices, each sink arc saturated when its reduced cost is
+//! negative, empty when the reverse one is, else carrying what fits. What is left are
+//! excesses (nodes holding more agents than they pass on, or `T` receiving more than there are
+//! agents) and matching deficits; successive shortest paths (Dijkstra from every excess at
+//! once, potentials updated on settled nodes) move them until none is left. Every step keeps
+//! every reduced cost ≥ 0, so the result is a min-cost flow: the same certificate as `solver`.
 
-use super::lex::Cost;
+use super::lex::{Keys, Lex};
 use super::pairs::PairCache;
 use crate::error::{Error, Result};
 
 const NONE: u32 = u32::MAX;
 
 pub(super) struct Warm<'a> {
-    cost: &'a [f64],
+    keys: Keys<'a>,
     n: usize,
-    m: usize,
-    /// Capacities clamped to the number of agents (an unlimited one saturates at `n`).
+    /// Placement nodes: the models, then `U` at index `m`; `T` is at `nodes`.
+    nodes: usize,
+    /// Capacities clamped to the number of agents (`U` and unlimited models take all of them).
     cap: Vec<usize>,
     node_of: Vec<u32>,
     members: Vec<Vec<u32>>,
     pos: Vec<u32>,
-    pairs: PairCache<f64>,
+    pairs: PairCache<Lex>,
     /// Units on each sink arc `v → T`, and their sum.
     flow: Vec<usize>,
     into_sink: usize,
-    /// Potentials of the models, then `T` at index `m`.
-    pot: Vec<f64>,
-    label: Vec<f64>,
+    /// Potentials of the placement nodes, then `T`.
+    pot: Vec<Lex>,
+    label: Vec<Lex>,
     pred: Vec<u32>,
     via: Vec<u32>,
     done: Vec<bool>,
@@ -43,61 +44,67 @@ pub(super) struct Warm<'a> {
     dirty: Vec<u32>,
 }
 
-/// Model of every agent, optimal, given prices that only steer the work.
+/// Node of every agent (`m` = unassigned), optimal, given prices per placement node (`m + 1`
+/// of them, `U` last) that only steer the work; and the final prices (relative to the sink's,
+/// so a node with room is at zero), which certify it.
 pub(super) fn solve(
-    cost: &[f64],
+    keys: Keys<'_>,
     n: usize,
-    m: usize,
     cap: &[usize],
-    prices: &[f64],
-) -> Result<Vec<u32>> {
-    let mut warm = Warm::start(cost, n, m, cap, prices);
+    prices: &[Lex],
+) -> Result<(Vec<u32>, Vec<Lex>)> {
+    let mut warm = Warm::start(keys, n, cap, prices);
     while warm.excess_left() {
         warm.augment()?;
     }
-    Ok(warm.node_of)
+    let sink = warm.pot[warm.nodes];
+    let prices = warm.pot[..warm.nodes].iter().map(|&p| sink - p).collect();
+    Ok((warm.node_of, prices))
 }
 
 impl<'a> Warm<'a> {
-    fn start(cost: &'a [f64], n: usize, m: usize, cap: &'a [usize], prices: &[f64]) -> Self {
-        let mut pot: Vec<f64> = prices.iter().map(|&p| -p).collect();
-        pot.push(0.0);
+    fn start(keys: Keys<'a>, n: usize, cap: &[usize], prices: &[Lex]) -> Self {
+        let nodes = cap.len() + 1;
+        let mut pot: Vec<Lex> = prices.iter().map(|&p| Lex::ZERO - p).collect();
+        pot.push(Lex::ZERO);
+        let mut clamped: Vec<usize> = cap.iter().map(|&c| c.min(n)).collect();
+        clamped.push(n);
         let mut warm = Warm {
-            cost,
+            keys,
             n,
-            m,
-            cap: cap.iter().map(|&c| c.min(n)).collect(),
+            nodes,
+            cap: clamped,
             node_of: vec![NONE; n],
-            members: vec![Vec::new(); m],
+            members: vec![Vec::new(); nodes],
             pos: vec![NONE; n],
-            pairs: PairCache::new(m, m),
-            flow: vec![0; m],
+            pairs: PairCache::new(nodes, nodes),
+            flow: vec![0; nodes],
             into_sink: 0,
             pot,
-            label: vec![f64::INFINITY; m + 1],
-            pred: vec![NONE; m + 1],
-            via: vec![NONE; m + 1],
-            done: vec![false; m + 1],
-            settled: Vec::with_capacity(m + 1),
-            dirty: Vec::with_capacity(m),
+            label: vec![Lex::INF; nodes + 1],
+            pred: vec![NONE; nodes + 1],
+            via: vec![NONE; nodes + 1],
+            done: vec![false; nodes + 1],
+            settled: Vec::with_capacity(nodes + 1),
+            dirty: Vec::with_capacity(nodes),
         };
         for k in 0..n {
-            let row = &cost[k * m..(k + 1) * m];
-            let mut best = (f64::INFINITY, 0);
-            for (j, (&c, &p)) in row.iter().zip(&warm.pot).enumerate() {
-                let r = c - p;
-                if r < best.0 && cap[j] > 0 {
-                    best = (r, j);
+            // `U` is always open, so every agent has a finite choice.
+            let mut best = (Lex::INF, nodes - 1);
+            for x in 0..nodes {
+                let r = keys.key(k, x) - warm.pot[x];
+                if warm.cap[x] > 0 && r.lt(best.0) {
+                    best = (r, x);
                 }
             }
             warm.attach(k, best.1);
         }
-        let t = warm.pot[m];
-        for v in 0..m {
+        let t = warm.pot[nodes];
+        for v in 0..nodes {
             let load = warm.members[v].len();
-            warm.flow[v] = if warm.pot[v] < t {
+            warm.flow[v] = if warm.pot[v].lt(t) {
                 warm.cap[v]
-            } else if warm.pot[v] > t {
+            } else if t.lt(warm.pot[v]) {
                 0
             } else {
                 load.min(warm.cap[v])
@@ -109,7 +116,7 @@ impl<'a> Warm<'a> {
 
     /// Units a node holds beyond what it passes on (negative: a deficit).
     fn excess(&self, x: usize) -> i64 {
-        if x == self.m {
+        if x == self.nodes {
             self.into_sink as i64 - self.n as i64
         } else {
             self.members[x].len() as i64 - self.flow[x] as i64
@@ -117,25 +124,28 @@ impl<'a> Warm<'a> {
     }
 
     fn excess_left(&self) -> bool {
-        (0..=self.m).any(|x| self.excess(x) > 0)
+        (0..=self.nodes).any(|x| self.excess(x) > 0)
     }
 
-    /// One shortest path from any excess to the nearest deficit, one unit moved along it.
+    /// One shortest path from any excess to the nearest deficit; moves what it can carry.
     fn augment(&mut self) -> Result<()> {
-        let nodes = self.m + 1;
-        let t_node = self.m;
+        let t_node = self.nodes;
+        let all = self.nodes + 1;
         self.settled.clear();
-        for x in 0..nodes {
-            let source = self.excess(x) > 0;
-            self.label[x] = if source { 0.0 } else { f64::INFINITY };
+        for x in 0..all {
+            self.label[x] = if self.excess(x) > 0 {
+                Lex::ZERO
+            } else {
+                Lex::INF
+            };
             self.pred[x] = NONE;
             self.done[x] = false;
         }
         let target = loop {
             let mut at = NONE as usize;
-            let mut min = f64::INFINITY;
-            for x in 0..nodes {
-                if !self.done[x] && self.label[x] < min {
+            let mut min = Lex::INF;
+            for x in 0..all {
+                if !self.done[x] && self.label[x].lt(min) {
                     min = self.label[x];
                     at = x;
                 }
@@ -150,10 +160,10 @@ impl<'a> Warm<'a> {
             self.settled.push(at as u32);
             if at == t_node {
                 // T → w undoes a unit on w's sink arc.
-                for w in 0..self.m {
+                for w in 0..self.nodes {
                     if self.flow[w] > 0 && !self.done[w] {
                         let cand = min + self.pot[t_node] - self.pot[w];
-                        if cand < self.label[w] {
+                        if cand.lt(self.label[w]) {
                             self.label[w] = cand;
                             self.pred[w] = t_node as u32;
                             self.via[w] = NONE;
@@ -166,17 +176,17 @@ impl<'a> Warm<'a> {
             let base = min + self.pot[v];
             if self.flow[v] < self.cap[v] && !self.done[t_node] {
                 let cand = base - self.pot[t_node];
-                if cand < self.label[t_node] {
+                if cand.lt(self.label[t_node]) {
                     self.label[t_node] = cand;
                     self.pred[t_node] = v as u32;
                     self.via[t_node] = NONE;
                 }
             }
-            let m = self.m;
+            let nodes = self.nodes;
             let (pot, done) = (&self.pot, &self.done);
             let (label, pred, via) = (&mut self.label, &mut self.pred, &mut self.via);
-            if let Some((row, arg)) = row_of(&mut self.pairs, &self.members, self.cost, m, v) {
-                for w in 0..m {
+            if let Some((row, arg)) = row_of(&mut self.pairs, &self.members, self.keys, nodes, v) {
+                for w in 0..nodes {
                     let cand = base + row[w] - pot[w];
                     if !done[w] && cand.lt(label[w]) {
                         label[w] = cand;
@@ -189,7 +199,7 @@ impl<'a> Warm<'a> {
         let lt = self.label[target];
         for &x in &self.settled {
             let x = x as usize;
-            self.pot[x] += self.label[x] - lt;
+            self.pot[x] = self.pot[x] + self.label[x] - lt;
         }
         // Bottleneck: one unit through any agent move, more along sink arcs only.
         let mut units = self.excess(target).unsigned_abs() as usize;
@@ -206,7 +216,7 @@ impl<'a> Warm<'a> {
             });
             to = from;
             steps += 1;
-            if steps > nodes {
+            if steps > all {
                 return Err(internal());
             }
         }
@@ -233,11 +243,7 @@ impl<'a> Warm<'a> {
         Ok(())
     }
 
-    fn key(&self, k: usize, x: usize) -> f64 {
-        self.cost[k * self.m + x]
-    }
-
-    /// Puts agent `k` on model `w` and offers its moves to `w`'s cached row.
+    /// Puts agent `k` on node `w` and offers its moves to `w`'s cached row, if it has one.
     fn attach(&mut self, k: usize, w: usize) {
         self.node_of[k] = w as u32;
         self.pos[k] = self.members[w].len() as u32;
@@ -247,16 +253,14 @@ impl<'a> Warm<'a> {
             return;
         }
         let start = self.pairs.row_start(w);
-        let row = &self.cost[k * self.m..(k + 1) * self.m];
-        let kw = row[w];
-        for (x, &c) in row.iter().enumerate() {
-            if x != w {
-                self.pairs.offer(start, x, c - kw, k as u32, others);
-            }
+        let kw = self.keys.key(k, w);
+        for x in (0..self.nodes).filter(|&x| x != w) {
+            let val = self.keys.key(k, x) - kw;
+            self.pairs.offer(start, x, val, k as u32, others);
         }
     }
 
-    /// Takes agent `k` off model `v`; refills the cached pairs it leaves empty.
+    /// Takes agent `k` off node `v`; refills the cached pairs it leaves empty.
     fn detach(&mut self, k: usize, v: usize) {
         let p = self.pos[k] as usize;
         let list = &mut self.members[v];
@@ -274,32 +278,29 @@ impl<'a> Warm<'a> {
             let x = self.dirty[i] as usize;
             for idx in 0..self.members[v].len() {
                 let k2 = self.members[v][idx] as usize;
-                let val = self.key(k2, x) - self.key(k2, v);
+                let val = self.keys.key(k2, x) - self.keys.key(k2, v);
                 self.pairs.offer(start, x, val, k2 as u32, idx);
             }
         }
     }
 }
 
-/// `v`'s cached moves, built from its members the first time a search settles `v`: most models
+/// `v`'s cached moves, built from its members the first time a search settles `v`: most nodes
 /// are never settled when the prices are close, and a row costs a pass over the members' costs.
 /// Once built, a row is kept up to date by `attach` and `detach`.
 fn row_of<'p>(
-    pairs: &'p mut PairCache<f64>,
+    pairs: &'p mut PairCache<Lex>,
     members: &[Vec<u32>],
-    cost: &[f64],
-    m: usize,
+    keys: Keys<'_>,
+    nodes: usize,
     v: usize,
-) -> Option<(&'p [f64], &'p [u32])> {
+) -> Option<(&'p [Lex], &'p [u32])> {
     if !pairs.has_row(v) {
         let start = pairs.row_start(v);
         for (idx, &k) in members[v].iter().enumerate() {
-            let row = &cost[k as usize * m..(k as usize + 1) * m];
-            let kv = row[v];
-            for (x, &c) in row.iter().enumerate() {
-                if x != v {
-                    pairs.offer(start, x, c - kv, k, idx);
-                }
+            let kv = keys.key(k as usize, v);
+            for x in (0..nodes).filter(|&x| x != v) {
+                pairs.offer(start, x, keys.key(k as usize, x) - kv, k, idx);
             }
         }
     }
