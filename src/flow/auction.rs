@@ -18,6 +18,9 @@ const NONE: u32 = u32::MAX;
 const FIRST_SHARE: f32 = 0.05;
 const FINAL_SHARE: f32 = 1e-4;
 const SHRINK: f32 = 4.0;
+/// Bids per person and phase beyond which the auction gives up (~10 per person per phase in the
+/// measured runs).
+const MAX_BIDS_PER_PERSON: usize = 1000;
 
 /// Slots of one model that have been bid on: a binary min-heap on price, with their holders.
 #[derive(Default)]
@@ -67,7 +70,8 @@ impl Slots {
 
 /// Prices per model after the last phase (relative to the cheapest, 0 where a model keeps room):
 /// agents' best choices at these prices are within ε of optimal, ε being `FINAL_SHARE` of the
-/// cost range. `None` when the single-precision copy cannot be allocated.
+/// cost range. `None` when the single-precision copy cannot be allocated or a phase runs past
+/// its bid budget.
 pub(super) fn prices(cost: &[f64], n: usize, m: usize, cap: &[usize]) -> Option<Vec<f64>> {
     let (lo, hi) = cost
         .iter()
@@ -109,7 +113,11 @@ pub(super) fn prices(cost: &[f64], n: usize, m: usize, cap: &[usize]) -> Option<
         }
         queue.clear();
         queue.extend((0..persons as u32).rev());
+        // A phase that keeps bidding far past its usual count (a price war that rounding could
+        // stall) gives up: the caller then solves without prices, exactly and more slowly.
+        let mut budget = persons.saturating_mul(MAX_BIDS_PER_PERSON);
         while let Some(i) = queue.pop() {
+            budget = budget.checked_sub(1)?;
             let row = if (i as usize) < n {
                 &cost[i as usize * m..(i as usize + 1) * m]
             } else {
