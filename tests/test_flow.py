@@ -234,7 +234,7 @@ def test_many_agents_per_model_priced_from_a_sample_match_ortools(
     rng = np.random.default_rng(seed)
     n = n_models * per_model
     cost = rng.integers(low, 30, size=(n, n_models)).astype(np.float64)
-    cost += np.arange(n_models) * 2.0  # shared preferences: low models are wanted most
+    cost += np.arange(n_models) * 20.0  # shared preferences: low models are wanted most
     cost[rng.random(cost.shape) < p_forbid] = INF
     caps = rng.integers(0, int(2 * slack * per_model) + 1, size=n_models)
     for allow in (False, True):

@@ -108,7 +108,7 @@ fn counts_with(
         .try_fold(0u64, |a, &c| a.checked_add(c))
         .filter(|&t| t <= u32::MAX as u64 - 2)
         .ok_or_else(|| Error::invalid("counts", "more than 2^32 - 2 agents in all"))?;
-    let (max_abs, _) = validate(cost, n_types, n_models, capacities)?;
+    let max_abs = validate(cost, n_types, n_models, capacities)?;
     // A count too large for memory is an input error rather than an abort.
     let mut type_of: Vec<u32> = Vec::new();
     type_of.try_reserve_exact(total as usize).map_err(|_| {
@@ -210,8 +210,8 @@ fn solve_warm(
 ) -> Result<(Vec<u32>, Vec<Lex>)> {
     let keys = Keys::new(work, m, policy);
     let source = match source {
-        Prices::Best if n >= SAMPLE_MIN_PER_MODEL * m => Prices::Sample,
-        Prices::Best if warm_pays_off(work, n, m, cap) => Prices::Auction,
+        Prices::Best => warm_start(work, n, m, cap, placeable_agents(work, n, cap, policy))
+            .unwrap_or(Prices::Best),
         chosen => chosen,
     };
     let prices = match source {
@@ -284,21 +284,58 @@ fn types_pay_off(n_types: usize, n_agents: usize, n_models: usize) -> bool {
     4 * t * (t + m) <= n * m
 }
 
-/// Whether auction prices and repair paths are expected to beat one shortest path per agent.
+/// Which prices, if any, are expected to make a warm start beat one shortest path per agent.
 /// A per-agent search scans every model for each model it settles, and it settles many when
 /// agents must be pushed away from the models they all prefer. How many agents the models they
 /// prefer cannot take (`greedy_overflow`, one pass over the costs) predicts that well: uniform
 /// random costs spread agents evenly (a few % overflow: short paths, per-agent wins), shared
 /// preferences such as dot-product scores pile them up (most overflow: long paths, warm wins).
-/// Measured here: see benches/README.md.
-fn warm_pays_off(cost: &[f64], n_agents: usize, n_models: usize, capacities: &[usize]) -> bool {
+/// Then a sample prices the models well when each has dozens of agents; the auction serves many
+/// models, but needs every agent placeable and fills spare slots with dummy agents (at most as
+/// many as the real ones). Measured here: see benches/README.md.
+fn warm_start(
+    cost: &[f64],
+    n_agents: usize,
+    n_models: usize,
+    capacities: &[usize],
+    placeable: bool,
+) -> Option<Prices> {
     let slots: usize = capacities.iter().map(|&c| c.min(n_agents)).sum();
-    // The auction fills spare slots with dummy agents: at most as many as the real ones.
-    n_models >= WARM_MIN_MODELS
+    let source = if n_agents >= SAMPLE_MIN_PER_MODEL * n_models {
+        Prices::Sample
+    } else if placeable
+        && n_models >= WARM_MIN_MODELS
         && n_agents >= n_models
         && slots - n_agents <= n_agents
-        && greedy_overflow(cost, n_agents, n_models, capacities)
-            >= WARM_MIN_OVERFLOW * n_agents as f64
+    {
+        Prices::Auction
+    } else {
+        return None;
+    };
+    let overflow = greedy_overflow(cost, n_agents, n_models, capacities);
+    (overflow >= WARM_MIN_OVERFLOW * n_agents as f64).then_some(source)
+}
+
+/// Whether every agent is placed with only the cost tier in play: no forbidden pair, room for
+/// all, and either most-placed-first or no positive cost (then placing an agent never raises
+/// the total, so minimum cost places as many as maximum cardinality does).
+fn placeable_agents(
+    work: &[f64],
+    n_agents: usize,
+    capacities: &[usize],
+    policy: UnassignedPolicy,
+) -> bool {
+    let room = capacities
+        .iter()
+        .try_fold(0usize, |a, &c| {
+            let a = a.saturating_add(c);
+            (a < n_agents).then_some(a)
+        })
+        .is_none();
+    let max_cardinality = policy == UnassignedPolicy::MaxCardinality;
+    room && work
+        .iter()
+        .all(|&c| c.is_finite() && (max_cardinality || c <= 0.0))
 }
 
 /// Agents left over when each takes its cheapest model and each model keeps `capacity` of them.
@@ -392,7 +429,7 @@ fn assign_with(
     policy: UnassignedPolicy,
     method: Method,
 ) -> Result<CapacitatedAssignment> {
-    let (max_abs, all_finite) = validate(cost, n_agents, n_models, capacities)?;
+    let max_abs = validate(cost, n_agents, n_models, capacities)?;
     // No model: nothing to solve (and no per-agent solver state to allocate).
     if n_models == 0 {
         return Ok(CapacitatedAssignment {
@@ -413,25 +450,13 @@ fn assign_with(
         Method::Agents { .. } | Method::Warm | Method::Sampled | Method::Best => None,
         Method::Auto | Method::Types => types::distinct_rows(cost, n_agents, n_models, limit),
     };
-    // The warm start needs every agent placeable, so that only the cost tier is left. With no
-    // positive cost, placing an agent never raises the total, so minimum cost places as many
-    // as maximum cardinality does and the two policies agree.
-    let placeable = (policy == UnassignedPolicy::MaxCardinality || work.iter().all(|&c| c <= 0.0))
-        && all_finite
-        && capacities
-            .iter()
-            .try_fold(0usize, |a, &c| {
-                let a = a.saturating_add(c);
-                (a < n_agents).then_some(a)
-            })
-            .is_none();
+    let placeable = placeable_agents(&work, n_agents, capacities, policy);
     let agents = Method::Agents {
         cached: default_cache(n_models),
     };
     let method = match (&types, method) {
-        (None, Method::Auto) if n_agents >= SAMPLE_MIN_PER_MODEL * n_models => Method::Best,
         (None, Method::Auto)
-            if placeable && warm_pays_off(&work, n_agents, n_models, capacities) =>
+            if warm_start(&work, n_agents, n_models, capacities, placeable).is_some() =>
         {
             Method::Best
         }
@@ -516,14 +541,8 @@ fn by_agents(
         .collect())
 }
 
-/// Shape, capacity count and entry checks; returns the largest finite |cost| and whether every
-/// entry is finite (no forbidden pair).
-fn validate(
-    cost: &[f64],
-    n_agents: usize,
-    n_models: usize,
-    capacities: &[usize],
-) -> Result<(f64, bool)> {
+/// Shape, capacity count and entry checks; returns the largest finite |cost|.
+fn validate(cost: &[f64], n_agents: usize, n_models: usize, capacities: &[usize]) -> Result<f64> {
     let expected = n_agents.checked_mul(n_models).ok_or_else(|| {
         Error::invalid(
             "cost",
@@ -555,7 +574,6 @@ fn validate(
         ));
     }
     let mut max_abs = 0.0f64;
-    let mut all_finite = true;
     for (idx, &c) in cost.iter().enumerate() {
         if c.is_nan() || c == f64::NEG_INFINITY {
             let what = if c.is_nan() { "NaN" } else { "-inf" };
@@ -570,11 +588,9 @@ fn validate(
         }
         if c.is_finite() {
             max_abs = max_abs.max(c.abs());
-        } else {
-            all_finite = false;
         }
     }
-    Ok((max_abs, all_finite))
+    Ok(max_abs)
 }
 
 /// Costs scaled by a power of two when huge, so sums stay finite; the solution is unchanged.

@@ -535,8 +535,9 @@ fn warm_start_agrees_with_per_agent_paths_on_many_models() {
     }
 }
 
-/// `Auto` warm-starts where agents share preferences over many models, not on uniform costs
-/// (where per-agent paths stay short), and never with few models or much spare room.
+/// `Auto` warm-starts where agents share preferences, not on uniform costs (where per-agent
+/// paths stay short); the auction only with many models, every agent placeable and little
+/// spare room.
 #[test]
 fn auto_warm_starts_only_where_agents_pile_up() {
     let mut rng = StdRng::seed_from_u64(31);
@@ -546,8 +547,22 @@ fn auto_warm_starts_only_where_agents_pile_up() {
         .map(|idx| (idx % m) as f64 + rng.random::<f64>())
         .collect();
     let caps = vec![11; m];
-    assert!(warm_pays_off(&shared, n, m, &caps));
-    assert!(!warm_pays_off(&uniform, n, m, &caps));
-    assert!(!warm_pays_off(&shared[..n * 100], n, 100, &caps[..100]));
-    assert!(!warm_pays_off(&shared, n, m, &vec![40; m]));
+    let auction = Some(Prices::Auction);
+    assert_eq!(warm_start(&shared, n, m, &caps, true), auction);
+    assert_eq!(warm_start(&uniform, n, m, &caps, true), None);
+    assert_eq!(warm_start(&shared, n, m, &caps, false), None);
+    assert_eq!(
+        warm_start(&shared[..n * 100], n, 100, &caps[..100], true),
+        None
+    );
+    assert_eq!(warm_start(&shared, n, m, &vec![40; m], true), None);
+    // Dozens of agents per model: a sample prices them, whatever the policy.
+    let (n, m) = (2000, 20);
+    let shared: Vec<f64> = (0..n * m).map(|idx| (idx % m) as f64).collect();
+    assert_eq!(
+        warm_start(&shared, n, m, &[110; 20], false),
+        Some(Prices::Sample)
+    );
+    let uniform: Vec<f64> = (0..n * m).map(|_| rng.random::<f64>()).collect();
+    assert_eq!(warm_start(&uniform, n, m, &[110; 20], false), None);
 }
