@@ -223,8 +223,10 @@ fn solve_warm(
         Prices::Sample => Some(sample_prices(work, n, m, cap, policy)?),
         Prices::Best => None,
     };
-    match prices {
-        Some(prices) => warm::solve(keys, n, cap, &prices),
+    // A repair that cannot finish (a rounding corner the searches refuse to cross) falls back
+    // to per-agent paths, like a missing price source: slower, never wrong.
+    match prices.and_then(|prices| warm::solve(keys, n, cap, &prices).ok()) {
+        Some(solved) => Ok(solved),
         // Per-agent paths (also when the auction's copy of the costs cannot be allocated).
         None => {
             let mut solver = Solver::new(keys, n, m, cap, default_cache(m));

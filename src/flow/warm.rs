@@ -40,6 +40,7 @@ pub(super) struct Warm<'a> {
     pred: Vec<u32>,
     via: Vec<u32>,
     done: Vec<bool>,
+    source: Vec<bool>,
     settled: Vec<u32>,
     dirty: Vec<u32>,
 }
@@ -85,6 +86,7 @@ impl<'a> Warm<'a> {
             pred: vec![NONE; nodes + 1],
             via: vec![NONE; nodes + 1],
             done: vec![false; nodes + 1],
+            source: vec![false; nodes + 1],
             settled: Vec::with_capacity(nodes + 1),
             dirty: Vec::with_capacity(nodes),
         };
@@ -139,7 +141,10 @@ impl<'a> Warm<'a> {
                 Lex::INF
             };
             self.pred[x] = NONE;
+            // A source stays a source: were rounding to make some reduced cost a hair below
+            // zero, no path may pass through one (each path starts at an excess).
             self.done[x] = false;
+            self.source[x] = self.excess(x) > 0;
         }
         let target = loop {
             let mut at = NONE as usize;
@@ -161,7 +166,7 @@ impl<'a> Warm<'a> {
             if at == t_node {
                 // T → w undoes a unit on w's sink arc.
                 for w in 0..self.nodes {
-                    if self.flow[w] > 0 && !self.done[w] {
+                    if self.flow[w] > 0 && !self.done[w] && !self.source[w] {
                         let cand = min + self.pot[t_node] - self.pot[w];
                         if cand.lt(self.label[w]) {
                             self.label[w] = cand;
@@ -174,7 +179,7 @@ impl<'a> Warm<'a> {
             }
             let v = at;
             let base = min + self.pot[v];
-            if self.flow[v] < self.cap[v] && !self.done[t_node] {
+            if self.flow[v] < self.cap[v] && !self.done[t_node] && !self.source[t_node] {
                 let cand = base - self.pot[t_node];
                 if cand.lt(self.label[t_node]) {
                     self.label[t_node] = cand;
@@ -183,12 +188,12 @@ impl<'a> Warm<'a> {
                 }
             }
             let nodes = self.nodes;
-            let (pot, done) = (&self.pot, &self.done);
+            let (pot, done, source) = (&self.pot, &self.done, &self.source);
             let (label, pred, via) = (&mut self.label, &mut self.pred, &mut self.via);
             if let Some((row, arg)) = row_of(&mut self.pairs, &self.members, self.keys, nodes, v) {
                 for w in 0..nodes {
                     let cand = base + row[w] - pot[w];
-                    if !done[w] && cand.lt(label[w]) {
+                    if !done[w] && !source[w] && cand.lt(label[w]) {
                         label[w] = cand;
                         pred[w] = v as u32;
                         via[w] = arg[w];
@@ -220,7 +225,10 @@ impl<'a> Warm<'a> {
                 return Err(internal());
             }
         }
-        units = units.min(self.excess(to) as usize);
+        units = units.min(self.excess(to).max(0) as usize);
+        if units == 0 {
+            return Err(internal());
+        }
         let mut to = target;
         while self.pred[to] != NONE {
             let from = self.pred[to] as usize;
