@@ -566,3 +566,43 @@ fn auto_warm_starts_only_where_agents_pile_up() {
     let uniform: Vec<f64> = (0..n * m).map(|_| rng.random::<f64>()).collect();
     assert_eq!(warm_start(&uniform, n, m, &[110; 20], false), None);
 }
+
+/// The repair is exact from any prices, not only good ones: random prices on random instances
+/// (both policies, forbidden pairs, too little room) must give an optimal placement, and the
+/// repair itself must finish (no fallback hides a failure here).
+#[test]
+fn repair_is_exact_from_arbitrary_prices() {
+    let mut rng = StdRng::seed_from_u64(37);
+    for _ in 0..600 {
+        let n = rng.random_range(1..=40);
+        let m = rng.random_range(1..=7);
+        let (cost, caps) = random_instance(&mut rng, n, m);
+        for policy in [MaxCardinality, MinCost] {
+            let keys = Keys::new(&cost, m, policy);
+            let mut prices: Vec<Lex> = (0..m)
+                .map(|_| keys.lift(rng.random_range(-5.0..15.0)))
+                .collect();
+            prices.push(Lex::ZERO);
+            let (nodes, _) = warm::solve(keys, n, &caps, &prices).unwrap();
+            let model_of: Vec<i64> = nodes
+                .iter()
+                .map(|&v| if (v as usize) < m { v as i64 } else { -1 })
+                .collect();
+            let total_cost = model_of
+                .iter()
+                .enumerate()
+                .filter(|(_, &j)| j >= 0)
+                .map(|(i, &j)| cost[i * m + j as usize])
+                .sum();
+            let res = CapacitatedAssignment {
+                model_of,
+                total_cost,
+            };
+            check_feasible(&res, &cost, n, m, &caps);
+            assert!(
+                !has_negative_cycle(&res, &cost, m, &caps, policy),
+                "{policy:?} cost={cost:?} caps={caps:?} prices={prices:?}"
+            );
+        }
+    }
+}
