@@ -4,15 +4,15 @@
 //! requires a CPU with AVX2 and slices of the lengths its caller checked.
 
 use super::kernels::{check_entries_body, merge_two_smallest, relax_body};
-use super::{Sign, INF};
+use super::{Entry, Sign, INF};
 use std::arch::x86_64::*;
 
 /// `kernels::relax` in AVX2 intrinsics: auto-vectorization leaves the `pred` select scalar.
 /// Same arithmetic as the portable body: `(h + c) - v`, then a strict `<`; per lane the
 /// first column holding the lane's minimum, merged lexicographically.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn relax<S: Sign>(
-    row: &[f64],
+pub(super) unsafe fn relax<S: Sign, E: Entry>(
+    row: &[E],
     v: &[f64],
     pen: &[f64],
     d: &mut [f64],
@@ -37,7 +37,7 @@ pub(super) unsafe fn relax<S: Sign>(
             // SAFETY: k + 4 <= m and every slice has length m.
             unsafe {
                 let x = _mm256_sub_pd(
-                    _mm256_add_pd(vh, _mm256_xor_pd(_mm256_loadu_pd(c.add(k)), sign)),
+                    _mm256_add_pd(vh, _mm256_xor_pd(E::load4(c.add(k)), sign)),
                     _mm256_loadu_pd(vp.add(k)),
                 );
                 let dd = _mm256_loadu_pd(dp.add(k));
@@ -62,7 +62,7 @@ pub(super) unsafe fn relax<S: Sign>(
     }
     let min = |x: &[f64]| x.iter().fold(INF, |m, &y| if y < m { y } else { m });
     let (mut best, mut free) = (min(&vals[..8]), min(&vals[8..]));
-    let tail = relax_body::<S>(
+    let tail = relax_body::<S, E>(
         &row[split..],
         &v[split..],
         &pen[split..],
@@ -80,7 +80,10 @@ pub(super) unsafe fn relax<S: Sign>(
 /// 8k..8k+3 and 8k+4..8k+7) each keep their two smallest `(value, column)` pairs; strict
 /// comparisons in column order keep the lower column on ties, as the scalar loop does.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn two_smallest<S: Sign>(row: &[f64], v: &[f64]) -> (f64, usize, f64, usize) {
+pub(super) unsafe fn two_smallest<S: Sign, E: Entry>(
+    row: &[E],
+    v: &[f64],
+) -> (f64, usize, f64, usize) {
     let m = row.len();
     let split = m - m % 8;
     let sign = _mm256_set1_pd(if S::NEGATE { -0.0 } else { 0.0 });
@@ -114,11 +117,11 @@ pub(super) unsafe fn two_smallest<S: Sign>(row: &[f64], v: &[f64]) -> (f64, usiz
         // SAFETY: k + 8 <= m and both slices have length m.
         unsafe {
             let ha = _mm256_sub_pd(
-                _mm256_xor_pd(_mm256_loadu_pd(c.add(k)), sign),
+                _mm256_xor_pd(E::load4(c.add(k)), sign),
                 _mm256_loadu_pd(vp.add(k)),
             );
             let hb = _mm256_sub_pd(
-                _mm256_xor_pd(_mm256_loadu_pd(c.add(k + 4)), sign),
+                _mm256_xor_pd(E::load4(c.add(k + 4)), sign),
                 _mm256_loadu_pd(vp.add(k + 4)),
             );
             step(ha, ja, &mut a1, &mut ja1, &mut a2, &mut ja2);
@@ -140,11 +143,12 @@ pub(super) unsafe fn two_smallest<S: Sign>(row: &[f64], v: &[f64]) -> (f64, usiz
             _mm256_storeu_pd(cols.as_mut_ptr().add(4 * q) as *mut f64, j);
         }
     }
-    let tail = (split..m).map(|j| (S::get(row[j]) - v[j], j));
+    let tail = (split..m).map(|j| (S::get(row[j].f64()) - v[j], j));
     merge_two_smallest(vals.into_iter().zip(cols).chain(tail))
 }
 
-/// `kernels::column_minima` in AVX2 intrinsics (`v` and `argmin` stay in L1 across rows).
+/// `kernels::column_minima` in AVX2 intrinsics (`v` and `argmin` stay in L1 across rows); an
+/// entry is an f32 exactly when converting it to f32 and back gives it again.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn column_minima<S: Sign>(
     cost: &[f64],
@@ -152,12 +156,14 @@ pub(super) unsafe fn column_minima<S: Sign>(
     bad: f64,
     v: &mut [f64],
     argmin: &mut [usize],
-) -> (bool, f64) {
+) -> ((bool, f64), bool) {
     let m = v.len();
     let split = m - m % 4;
     let sign = _mm256_set1_pd(if S::NEGATE { -0.0 } else { 0.0 });
     let (vbad, inf) = (_mm256_set1_pd(bad), _mm256_set1_pd(INF));
     let (mut invalid, mut big) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut narrow = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+    let mut all_narrow = true;
     let (vp, ap) = (v.as_mut_ptr(), argmin.as_mut_ptr() as *mut f64);
     for i in 0..n {
         let row = &cost[i * m..(i + 1) * m];
@@ -184,10 +190,13 @@ pub(super) unsafe fn column_minima<S: Sign>(
                 let abs = _mm256_andnot_pd(_mm256_set1_pd(-0.0), raw);
                 let finite = _mm256_cmp_pd::<_CMP_LT_OQ>(abs, inf); // false on NaN
                 big = _mm256_max_pd(big, _mm256_and_pd(abs, finite));
+                let round_trip = _mm256_cvtps_pd(_mm256_cvtpd_ps(raw));
+                narrow = _mm256_and_pd(narrow, _mm256_cmp_pd::<_CMP_EQ_OQ>(round_trip, raw));
             }
             k += 4;
         }
         for j in split..m {
+            all_narrow &= row[j] as f32 as f64 == row[j];
             let c = S::get(row[j]);
             if c < v[j] {
                 v[j] = c;
@@ -202,6 +211,7 @@ pub(super) unsafe fn column_minima<S: Sign>(
         _mm256_storeu_pd(bg.as_mut_ptr(), big);
     }
     let invalid = inv.iter().any(|x| x.to_bits() != 0);
+    all_narrow &= _mm256_movemask_pd(narrow) == 0b1111;
     let largest = bg.iter().fold(0.0f64, |m, &x| if x > m { x } else { m });
     // The columns past the last full chunk were compared above; check them here.
     let (tail_invalid, tail_largest) = if split < m {
@@ -211,5 +221,8 @@ pub(super) unsafe fn column_minima<S: Sign>(
     } else {
         (false, 0.0)
     };
-    (invalid | tail_invalid, largest.max(tail_largest))
+    (
+        (invalid | tail_invalid, largest.max(tail_largest)),
+        all_narrow,
+    )
 }

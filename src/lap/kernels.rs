@@ -3,7 +3,7 @@
 //! only use SSE2, while almost every machine it runs on has AVX2. Results never depend on the
 //! variant: the same `+`, `-`, comparisons and selects in the same order, no FMA.
 
-use super::{Sign, FREE, INF};
+use super::{Entry, Sign, FREE, INF};
 
 /// Chunk width: two AVX2 registers of f64, four SSE2 ones.
 pub(super) const LANES: usize = 8;
@@ -40,9 +40,9 @@ impl Isa {
 /// over free ones (`pen[j] == 0`; `+inf` on assigned columns). Settled columns carry `d = +inf`
 /// and `v = -inf`, so their candidate is `+inf` and nothing changes there.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn relax<S: Sign>(
+pub(super) fn relax<S: Sign, E: Entry>(
     isa: Isa,
-    row: &[f64],
+    row: &[E],
     v: &[f64],
     pen: &[f64],
     d: &mut [f64],
@@ -55,15 +55,15 @@ pub(super) fn relax<S: Sign>(
     #[cfg(target_arch = "x86_64")]
     if isa.avx2 {
         // SAFETY: only reached when the CPU reported AVX2 at run time; every slice is `m` long.
-        return unsafe { super::avx2::relax::<S>(row, v, pen, d, pred, h, i) };
+        return unsafe { super::avx2::relax::<S, E>(row, v, pen, d, pred, h, i) };
     }
     let _ = isa;
-    relax_body::<S>(row, v, pen, d, pred, h, i)
+    relax_body::<S, E>(row, v, pen, d, pred, h, i)
 }
 
 #[inline(always)]
-pub(super) fn relax_body<S: Sign>(
-    row: &[f64],
+pub(super) fn relax_body<S: Sign, E: Entry>(
+    row: &[E],
     v: &[f64],
     pen: &[f64],
     d: &mut [f64],
@@ -73,7 +73,7 @@ pub(super) fn relax_body<S: Sign>(
 ) -> (f64, f64) {
     let (mut best, mut free) = (INF, INF);
     for j in 0..row.len() {
-        let x = h + S::get(row[j]) - v[j];
+        let x = h + S::get(row[j].f64()) - v[j];
         if x < d[j] {
             d[j] = x;
             pred[j] = i;
@@ -100,9 +100,14 @@ pub(super) fn first_at(d: &[f64], pen: &[f64], x: f64, free_only: bool) -> Optio
 }
 
 /// First free column (`pen == 0`) with `c[i][j] - v[j] == u`, chunk by chunk.
-pub(super) fn first_free_at<S: Sign>(row: &[f64], v: &[f64], pen: &[f64], u: f64) -> Option<usize> {
+pub(super) fn first_free_at<S: Sign, E: Entry>(
+    row: &[E],
+    v: &[f64],
+    pen: &[f64],
+    u: f64,
+) -> Option<usize> {
     let (v, pen) = (&v[..row.len()], &pen[..row.len()]);
-    let hit = |c: f64, v: f64, p: f64| (S::get(c) - v == u) & (p == 0.0);
+    let hit = |c: E, v: f64, p: f64| (S::get(c.f64()) - v == u) & (p == 0.0);
     let chunks = row
         .chunks(LANES)
         .zip(v.chunks(LANES))
@@ -123,19 +128,23 @@ pub(super) fn first_free_at<S: Sign>(row: &[f64], v: &[f64], pen: &[f64], u: f64
 
 /// The smallest and second smallest `c[i][j] - v[j]` with their columns, ties going to the
 /// lower column (`(INF, FREE)` where there is none).
-pub(super) fn two_smallest<S: Sign>(isa: Isa, row: &[f64], v: &[f64]) -> (f64, usize, f64, usize) {
+pub(super) fn two_smallest<S: Sign, E: Entry>(
+    isa: Isa,
+    row: &[E],
+    v: &[f64],
+) -> (f64, usize, f64, usize) {
     let v = &v[..row.len()];
     #[cfg(target_arch = "x86_64")]
     if isa.avx2 {
         // SAFETY: only reached when the CPU reported AVX2 at run time; both slices are as long.
-        return unsafe { super::avx2::two_smallest::<S>(row, v) };
+        return unsafe { super::avx2::two_smallest::<S, E>(row, v) };
     }
     let _ = isa;
-    two_smallest_body::<S>(row, v)
+    two_smallest_body::<S, E>(row, v)
 }
 
 #[inline(always)]
-fn two_smallest_body<S: Sign>(row: &[f64], v: &[f64]) -> (f64, usize, f64, usize) {
+fn two_smallest_body<S: Sign, E: Entry>(row: &[E], v: &[f64]) -> (f64, usize, f64, usize) {
     let m = row.len();
     let v = &v[..m];
     // Per lane, the two smallest (value, column) in lexicographic order; the overall two are
@@ -143,7 +152,7 @@ fn two_smallest_body<S: Sign>(row: &[f64], v: &[f64]) -> (f64, usize, f64, usize
     let (mut u1, mut j1, mut u2, mut j2) =
         ([INF; LANES], [FREE; LANES], [INF; LANES], [FREE; LANES]);
     let mut step = |j: usize, l: usize| {
-        let h = S::get(row[j]) - v[j];
+        let h = S::get(row[j].f64()) - v[j];
         let lt1 = h < u1[l];
         let lt2 = h < u2[l];
         u2[l] = if lt1 {
@@ -194,7 +203,7 @@ pub(super) fn merge_two_smallest(
 
 /// Column minima over rows `0..n` of the row-major matrix with `v.len()` columns into `v`
 /// (which must start at `+inf`) and the first row holding each into `argmin`; also the entry
-/// check of `check_entries` on the same pass.
+/// check of `check_entries` on the same pass, and whether every entry is exactly an f32.
 pub(super) fn column_minima<S: Sign>(
     isa: Isa,
     cost: &[f64],
@@ -202,7 +211,7 @@ pub(super) fn column_minima<S: Sign>(
     bad: f64,
     v: &mut [f64],
     argmin: &mut [usize],
-) -> (bool, f64) {
+) -> ((bool, f64), bool) {
     let argmin = &mut argmin[..v.len()];
     assert_eq!(cost.len(), n * v.len());
     #[cfg(target_arch = "x86_64")]
@@ -221,9 +230,10 @@ fn column_minima_body<S: Sign>(
     bad: f64,
     v: &mut [f64],
     argmin: &mut [usize],
-) -> (bool, f64) {
+) -> ((bool, f64), bool) {
     let m = v.len();
     let argmin = &mut argmin[..m];
+    let mut narrow = [true; LANES];
     let mut invalid = [0u64; LANES];
     let mut big = [0.0f64; LANES];
     // Row by row (not column by column) so the matrix is read in memory order.
@@ -240,10 +250,30 @@ fn column_minima_body<S: Sign>(
                 *vj = if lt { c } else { *vj };
                 *aj = if lt { i } else { *aj };
                 check_step(raw, bad, &mut invalid[l], &mut big[l]);
+                narrow[l] &= raw as f32 as f64 == raw;
             }
         }
     }
-    fold_check(&invalid, &big)
+    (fold_check(&invalid, &big), narrow.iter().all(|&x| x))
+}
+
+/// Column minima of a matrix stored as `E`, without the entry check (tests solve such
+/// matrices directly).
+pub(super) fn column_minima_any<S: Sign, E: Entry>(
+    cost: &[E],
+    n: usize,
+    v: &mut [f64],
+    argmin: &mut [usize],
+) {
+    let m = v.len();
+    for i in 0..n {
+        for (j, &raw) in cost[i * m..(i + 1) * m].iter().enumerate() {
+            let c = S::get(raw.f64());
+            if c < v[j] {
+                (v[j], argmin[j]) = (c, i);
+            }
+        }
+    }
 }
 
 #[inline(always)]

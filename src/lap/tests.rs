@@ -112,7 +112,7 @@ fn dual_certificate_on_larger_matrices() {
                 c[i * m + i] = rng.random();
             }
         }
-        let (col4row, v) = solve::<AsIs>(&c, n, m, None).unwrap();
+        let (col4row, v) = solve::<AsIs, f64>(&c, n, m, None, false).unwrap();
         let tol = 1e-9
             * c.iter()
                 .filter(|x| x.is_finite())
@@ -280,11 +280,30 @@ fn kernel_variants_agree() {
         }
     };
     fn both<S: Sign>(isas: (Isa, Isa), row: &[f64], v: &[f64], pen: &[f64], d: &[f64], h: f64) {
+        // The f32 copy of a row of f32-exact entries must give the very same answer.
+        let narrow: Option<Vec<f32>> = row
+            .iter()
+            .map(|&c| (c as f32 as f64 == c).then_some(c as f32))
+            .collect();
         let run = |isa| {
             let (mut d, mut pred) = (d.to_vec(), vec![7usize; d.len()]);
-            let reach = kernels::relax::<S>(isa, row, v, pen, &mut d, &mut pred, h, 3);
-            (reach, d, pred, kernels::two_smallest::<S>(isa, row, v))
+            let reach = kernels::relax::<S, f64>(isa, row, v, pen, &mut d, &mut pred, h, 3);
+            (reach, d, pred, kernels::two_smallest::<S, f64>(isa, row, v))
         };
+        let run32 = |isa, narrow: &[f32]| {
+            let (mut d, mut pred) = (d.to_vec(), vec![7usize; d.len()]);
+            let reach = kernels::relax::<S, f32>(isa, narrow, v, pen, &mut d, &mut pred, h, 3);
+            (
+                reach,
+                d,
+                pred,
+                kernels::two_smallest::<S, f32>(isa, narrow, v),
+            )
+        };
+        if let Some(narrow) = &narrow {
+            assert_eq!(run32(isas.0, narrow), run(isas.0));
+            assert_eq!(run32(isas.1, narrow), run(isas.1));
+        }
         assert_eq!(run(isas.0), run(isas.1));
     }
     for _ in 0..2000 {
@@ -317,7 +336,10 @@ fn kernel_variants_agree() {
             let check = kernels::column_minima::<AsIs>(isa, &c, n, -INF, &mut v, &mut argmin);
             (check, v, argmin, kernels::check_entries(isa, &c, -INF))
         };
-        assert_eq!(minima(fast), minima(portable));
+        let got = minima(fast);
+        assert_eq!(got, minima(portable));
+        let exact = c.iter().all(|&x| x as f32 as f64 == x);
+        assert!(got.0 .0 .0 || got.0 .1 == exact, "f32-exact flag");
     }
 }
 
@@ -349,5 +371,48 @@ fn machol_wien_and_outer_products_are_optimal() {
             m,
         );
         assert_eq!(Some(got), brute(&c, n, m, maximize), "{c:?} {n}×{m}");
+    }
+}
+
+/// Matrices whose entries are all f32 values are solved from an f32 copy: the same values, so
+/// the very same assignment as the f64 solve, on the families that take that path.
+#[test]
+fn f32_copy_gives_the_same_assignment() {
+    let mut rng = StdRng::seed_from_u64(19);
+    for round in 0..8 {
+        let n = 256;
+        let c: Vec<f64> = match round % 4 {
+            0 => (0..n * n)
+                .map(|_| rng.random_range(0..101) as f64)
+                .collect(),
+            1 => (0..n * n)
+                .map(|_| rng.random_range(0..1_000_001) as f64)
+                .collect(),
+            2 => (0..n * n).map(|k| ((k / n) * (k % n)) as f64).collect(),
+            _ => (0..n * n)
+                .map(|_| rng.random_range(-8..8) as f64 * 0.25)
+                .collect(),
+        };
+        let narrow: Vec<f32> = c.iter().map(|&x| x as f32).collect();
+        for maximize in [false, true] {
+            let wide = if maximize {
+                solve::<Negated, f64>(&c, n, n, None, false)
+            } else {
+                solve::<AsIs, f64>(&c, n, n, None, false)
+            };
+            let thin = if maximize {
+                solve::<Negated, f32>(&narrow, n, n, None, false)
+            } else {
+                solve::<AsIs, f32>(&narrow, n, n, None, false)
+            };
+            assert_eq!(wide.unwrap().0, thin.unwrap().0);
+            let api = linear_sum_assignment(&c, n, n, maximize).unwrap();
+            let want = if maximize {
+                solve::<Negated, f64>(&c, n, n, None, false)
+            } else {
+                solve::<AsIs, f64>(&c, n, n, None, false)
+            };
+            assert_eq!(api.cols, want.unwrap().0);
+        }
     }
 }
