@@ -353,3 +353,54 @@ def test_the_reported_near_limit_case() -> None:
         ]
     )
     assert list(mr.linear_sum_assignment(cost, maximize=True)[1]) == [2, 0, 1]
+
+
+small_ints = st.integers(0, 6).map(float)
+outer_products = st.tuples(st.integers(1, 40), st.integers(1, 40)).flatmap(
+    lambda nm: st.tuples(
+        hnp.arrays(np.float64, (nm[0],), elements=small_ints),
+        hnp.arrays(np.float64, (nm[1],), elements=small_ints),
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(outer_products, st.integers(0, 2))
+def test_hypothesis_machol_wien_like_matches_scipy(vectors: Any, noise: int) -> None:
+    """Outer products a·bᵀ (Machol–Wien's i·j is one) stall augmenting row reduction, which is
+    then cut short; plus small integer noise for ties that are not all exact."""
+    a, b = vectors
+    rng = np.random.default_rng(len(a) * 100 + len(b))
+    cost = np.outer(a, b) + rng.integers(0, noise + 1, (len(a), len(b)))
+    assert_matches_scipy(cost)
+    assert_matches_scipy(cost, maximize=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 80),
+    st.integers(1, 80),
+    st.sampled_from([1, 2, 5, 100]),
+    st.integers(0, 2**32 - 1),
+)
+def test_hypothesis_tie_heavy_integers_match_scipy(n: int, m: int, top: int, seed: int) -> None:
+    """Small integer ranges: many columns at the same distance in every search."""
+    cost = np.random.default_rng(seed).integers(0, top + 1, (n, m)).astype(float)
+    assert_matches_scipy(cost)
+    assert_matches_scipy(cost, maximize=True)
+
+
+@pytest.mark.parametrize("n", [100, 300])
+def test_machol_wien_and_integer_families_at_size(n: int) -> None:
+    """The benchmark families at a test-sized n: Machol–Wien, integer 0..100, wide, tall."""
+    w = np.arange(n, dtype=np.float64)
+    rng = np.random.default_rng(n)
+    for cost in (
+        np.outer(w, w),
+        rng.integers(0, 101, (2 * n, 2 * n)).astype(float),
+        rng.integers(0, 10**6 + 1, (n, n)).astype(float),
+        rng.random((n, 5 * n)),
+        rng.random((5 * n, n)),
+    ):
+        assert_matches_scipy(cost)
+        assert_matches_scipy(cost, maximize=True)

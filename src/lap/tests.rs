@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 /// Optimal objective by enumerating every injection of the smaller side (None: infeasible).
 fn brute(c: &[f64], n: usize, m: usize, maximize: bool) -> Option<f64> {
     if n > m {
-        return brute(&transpose(c, n, m, 1.0), m, n, maximize);
+        return brute(&transpose::<AsIs>(c, n, m, f64::NAN).0, m, n, maximize);
     }
     fn go(c: &[f64], m: usize, i: usize, used: &mut [bool], sign: f64) -> f64 {
         if i * m == c.len() {
@@ -112,7 +112,7 @@ fn dual_certificate_on_larger_matrices() {
                 c[i * m + i] = rng.random();
             }
         }
-        let (col4row, v) = solve::<AsIs>(&c, n, m).unwrap();
+        let (col4row, v) = solve::<AsIs, f64>(&c, n, m, None, false).unwrap();
         let tol = 1e-9
             * c.iter()
                 .filter(|x| x.is_finite())
@@ -142,7 +142,7 @@ fn tall_equals_transposed_wide() {
     for _ in 0..50 {
         let (n, m) = (rng.random_range(2..60), rng.random_range(1..30));
         let c = random_matrix(&mut rng, n, m, false);
-        let t = transpose(&c, n, m, 1.0);
+        let t = transpose::<AsIs>(&c, n, m, f64::NAN).0;
         match (
             linear_sum_assignment(&c, n, m, false),
             linear_sum_assignment(&t, m, n, false),
@@ -263,4 +263,156 @@ fn huge_and_tiny_magnitudes_stay_finite() {
     let a = linear_sum_assignment(&c, 3, 3, false).unwrap();
     let obj = checked_objective(&a, &c, 3, 3);
     assert_eq!(Some(obj), brute(&c, 3, 3, false));
+}
+
+/// The AVX2 kernels and the portable ones (run where AVX2 is missing) agree exactly, on rows
+/// with ties, forbidden entries, settled columns (`v = -inf`, `d = +inf`) and both signs.
+#[test]
+fn kernel_variants_agree() {
+    let (fast, portable) = (Isa::detect(), Isa::portable());
+    let mut rng = StdRng::seed_from_u64(13);
+    let pool = [0.0, 1.0, 2.0, -1.0, 0.5, INF];
+    let pick = |rng: &mut StdRng| {
+        if rng.random_bool(0.6) {
+            pool[rng.random_range(0..pool.len())]
+        } else {
+            rng.random_range(-2.0..2.0)
+        }
+    };
+    fn both<S: Sign>(isas: (Isa, Isa), row: &[f64], v: &[f64], pen: &[f64], d: &[f64], h: f64) {
+        // The f32 copy of a row of f32-exact entries must give the very same answer.
+        let narrow: Option<Vec<f32>> = row
+            .iter()
+            .map(|&c| (c as f32 as f64 == c).then_some(c as f32))
+            .collect();
+        let run = |isa| {
+            let (mut d, mut pred) = (d.to_vec(), vec![7usize; d.len()]);
+            let reach = kernels::relax::<S, f64>(isa, row, v, pen, &mut d, &mut pred, h, 3);
+            (reach, d, pred, kernels::two_smallest::<S, f64>(isa, row, v))
+        };
+        let run32 = |isa, narrow: &[f32]| {
+            let (mut d, mut pred) = (d.to_vec(), vec![7usize; d.len()]);
+            let reach = kernels::relax::<S, f32>(isa, narrow, v, pen, &mut d, &mut pred, h, 3);
+            (
+                reach,
+                d,
+                pred,
+                kernels::two_smallest::<S, f32>(isa, narrow, v),
+            )
+        };
+        if let Some(narrow) = &narrow {
+            assert_eq!(run32(isas.0, narrow), run(isas.0));
+            assert_eq!(run32(isas.1, narrow), run(isas.1));
+        }
+        assert_eq!(run(isas.0), run(isas.1));
+    }
+    for _ in 0..2000 {
+        let m = rng.random_range(1..=45);
+        let row: Vec<f64> = (0..m).map(|_| pick(&mut rng)).collect();
+        let settled: Vec<bool> = (0..m).map(|_| rng.random_bool(0.2)).collect();
+        let v: Vec<f64> = settled
+            .iter()
+            .map(|&s| if s { -INF } else { pick(&mut rng).min(3.0) })
+            .collect();
+        let d: Vec<f64> = settled
+            .iter()
+            .map(|&s| if s { INF } else { pick(&mut rng) })
+            .collect();
+        let pen: Vec<f64> = (0..m)
+            .map(|_| if rng.random_bool(0.5) { 0.0 } else { INF })
+            .collect();
+        let h = pick(&mut rng).min(1.0);
+        both::<AsIs>((fast, portable), &row, &v, &pen, &d, h);
+        both::<Negated>((fast, portable), &row, &v, &pen, &d, h);
+        // Column minima and the entry check, on a small matrix of such rows.
+        let n = rng.random_range(1..=5);
+        let mut c: Vec<f64> = (0..n * m).map(|_| pick(&mut rng)).collect();
+        if rng.random_bool(0.1) {
+            let k = rng.random_range(0..c.len());
+            c[k] = [f64::NAN, -INF, 1e300][rng.random_range(0..3)];
+        }
+        let minima = |isa| {
+            let (mut v, mut argmin) = (vec![INF; m], vec![0; m]);
+            let check = kernels::column_minima::<AsIs>(isa, &c, n, -INF, &mut v, &mut argmin);
+            (check, v, argmin, kernels::check_entries(isa, &c, -INF))
+        };
+        let got = minima(fast);
+        assert_eq!(got, minima(portable));
+        let exact = c.iter().all(|&x| x as f32 as f64 == x);
+        assert!(got.0 .0 .0 || got.0 .1 == exact, "f32-exact flag");
+    }
+}
+
+/// Machol–Wien c = i·j, where augmenting row reduction stalls and is cut short: the answer is
+/// still the optimum (the reversed diagonal, by the rearrangement inequality), and on small
+/// outer-product matrices with heavy ties it matches brute force.
+#[test]
+fn machol_wien_and_outer_products_are_optimal() {
+    for n in [1, 2, 5, 17, 64, 257] {
+        let c: Vec<f64> = (0..n * n).map(|k| ((k / n) * (k % n)) as f64).collect();
+        let a = linear_sum_assignment(&c, n, n, false).unwrap();
+        let want: f64 = (0..n).map(|i| (i * (n - 1 - i)) as f64).sum();
+        assert_eq!(checked_objective(&a, &c, n, n), want, "n = {n}");
+    }
+    let mut rng = StdRng::seed_from_u64(17);
+    for _ in 0..1500 {
+        let (n, m) = (rng.random_range(1..=6), rng.random_range(1..=6));
+        let a: Vec<f64> = (0..n).map(|_| rng.random_range(0..5) as f64).collect();
+        let b: Vec<f64> = (0..m).map(|_| rng.random_range(0..5) as f64).collect();
+        let noise = rng.random_range(0..3) as f64;
+        let c: Vec<f64> = (0..n * m)
+            .map(|k| a[k / m] * b[k % m] + (noise * rng.random::<f64>()).floor())
+            .collect();
+        let maximize = rng.random_bool(0.3);
+        let got = checked_objective(
+            &linear_sum_assignment(&c, n, m, maximize).unwrap(),
+            &c,
+            n,
+            m,
+        );
+        assert_eq!(Some(got), brute(&c, n, m, maximize), "{c:?} {n}×{m}");
+    }
+}
+
+/// Matrices whose entries are all f32 values are solved from an f32 copy: the same values, so
+/// the very same assignment as the f64 solve, on the families that take that path.
+#[test]
+fn f32_copy_gives_the_same_assignment() {
+    let mut rng = StdRng::seed_from_u64(19);
+    for round in 0..8 {
+        let n = 256;
+        let c: Vec<f64> = match round % 4 {
+            0 => (0..n * n)
+                .map(|_| rng.random_range(0..101) as f64)
+                .collect(),
+            1 => (0..n * n)
+                .map(|_| rng.random_range(0..1_000_001) as f64)
+                .collect(),
+            2 => (0..n * n).map(|k| ((k / n) * (k % n)) as f64).collect(),
+            _ => (0..n * n)
+                .map(|_| rng.random_range(-8..8) as f64 * 0.25)
+                .collect(),
+        };
+        let narrow: Vec<f32> = c.iter().map(|&x| x as f32).collect();
+        for maximize in [false, true] {
+            let wide = if maximize {
+                solve::<Negated, f64>(&c, n, n, None, false)
+            } else {
+                solve::<AsIs, f64>(&c, n, n, None, false)
+            };
+            let thin = if maximize {
+                solve::<Negated, f32>(&narrow, n, n, None, false)
+            } else {
+                solve::<AsIs, f32>(&narrow, n, n, None, false)
+            };
+            assert_eq!(wide.unwrap().0, thin.unwrap().0);
+            let api = linear_sum_assignment(&c, n, n, maximize).unwrap();
+            let want = if maximize {
+                solve::<Negated, f64>(&c, n, n, None, false)
+            } else {
+                solve::<AsIs, f64>(&c, n, n, None, false)
+            };
+            assert_eq!(api.cols, want.unwrap().0);
+        }
+    }
 }
