@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 
 import pytest
 
@@ -110,3 +111,91 @@ def test_every_strategy_of_a_process_sees_its_calls_end(upstreams):
     assert first.open_requests() == 0 and second.open_requests() == 0
     assert second_router.performance.fleet_stats().count == 12
     assert first_router.performance.fleet_stats().count == 3
+
+
+# The two orders in which a LiteLLM version can report a failed attempt and pick its retry,
+# driven directly (no upstream): the retry must avoid the failed deployment either way, and
+# the failure must be counted once. d2 is the best match, then d1, then d0.
+def ranked() -> tuple[mr.Router, ModelRouterStrategy]:
+    params = {"model": "openai/fake", "api_base": "http://127.0.0.1:9/v1", "api_key": "x"}
+    model_list = [
+        {"model_name": "fake", "litellm_params": params, "model_info": {"id": n}} for n in NAMES
+    ]
+    scores = {"d0": 0.9, "d1": 0.93, "d2": 0.95}
+    models = [mr.Model(n, {"chat": scores[n]}, max_concurrent=8) for n in NAMES]
+    router = mr.Router(models)
+    strategy = ModelRouterStrategy(router, model_list, agent=CODER)
+    strategy.install(litellm.Router(model_list=model_list))
+    return router, strategy
+
+
+def failure(trace: str, deployment: str) -> dict:
+    """The kwargs LiteLLM hands its failure callbacks (its model_call_details)."""
+    return {
+        "litellm_trace_id": trace,
+        "litellm_params": {"model_info": {"id": deployment}, "litellm_trace_id": trace},
+        "exception": litellm.InternalServerError("upstream failed", "openai", "fake"),
+    }
+
+
+def crumb(trace: str, **attempt: object) -> dict:
+    """A retry's breadcrumb for an attempt that raised a 500 (metadata["previous_models"])."""
+    return {"exception_type": "InternalServerError", "litellm_trace_id": trace, **attempt}
+
+
+def test_a_retry_picked_before_the_failure_callback_avoids_and_ends_the_attempt():
+    """An attempt whose failure callback has not run when LiteLLM picks the retry (a logger
+    run late): the retry's breadcrumb ends it (1.53-1.83 name the deployment only in the
+    metadata they copy, and list other calls' attempts too); the late callback then finds
+    nothing left to end."""
+    router, strategy = ranked()
+    t = f"t-{uuid.uuid4()}"
+    first = strategy.get_available_deployment("fake", request_kwargs={"litellm_trace_id": t})
+    assert first["model_info"]["id"] == "d2"
+    previous = [
+        crumb("other", metadata={"model_info": {"id": "d1"}}),  # another call's attempt
+        crumb(t, metadata={"model_info": {"id": "d2"}}),
+    ]
+    retry = strategy.get_available_deployment(
+        "fake", request_kwargs={"litellm_trace_id": t, "metadata": {"previous_models": previous}}
+    )
+    assert retry["model_info"]["id"] == "d1"  # not d2, and d1 is not another call's failure
+    assert router.performance.stats("d2").failures == 1
+    assert router.load("d2").active_requests == 0 and strategy.open_requests() == 1
+    asyncio.run(_late(failure(t, "d2")))
+    assert router.performance.stats("d2").failures == 1
+
+
+async def _late(kwargs: dict) -> None:
+    """LiteLLM's async failure callback, as its logging calls modelrouter's logger."""
+    ours = {
+        id(c): c
+        for c in [*litellm.callbacks, *getattr(litellm, "_async_failure_callback", [])]
+        if type(c).__module__ == "modelrouter.litellm"
+    }
+    assert len(ours) == 1
+    for callback in ours.values():
+        await callback.async_log_failure_event(kwargs, None, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [{"deployment_id": "d2"}, {"metadata": {"model_info": {"id": "d2"}}}, {}],
+    ids=["deployment_id", "metadata-model_info", "no-deployment-named"],
+)
+def test_a_retry_picked_after_the_failure_callback_avoids_the_failed_deployment(attempt):
+    """LiteLLM (1.53.1 to 1.110.2 at least) awaits its failure callbacks before it retries: the
+    outcome is in the router when the retry picks, and the retry avoids that deployment
+    whatever its breadcrumb names (1.110: deployment_id; 1.83: the metadata's model_info)."""
+    router, strategy = ranked()
+    t = f"t-{uuid.uuid4()}"
+    strategy.get_available_deployment("fake", request_kwargs={"litellm_trace_id": t})
+    asyncio.run(_late(failure(t, "d2")))
+    assert router.performance.stats("d2").failures == 1 and strategy.open_requests() == 0
+    metadata = {"previous_models": [crumb(t, **attempt)], "attempted_retries": 1}
+    retry = strategy.get_available_deployment(
+        "fake", request_kwargs={"litellm_trace_id": t, "metadata": metadata}
+    )
+    assert retry["model_info"]["id"] == "d1"
+    assert router.performance.stats("d2").failures == 1  # counted once
+    assert router.load("d2").active_requests == 0

@@ -67,6 +67,23 @@ def _deployment_id(deployment: Mapping[str, Any]) -> str:
     return did
 
 
+def _id_in(record: Any) -> str | None:
+    """The deployment id a LiteLLM record names, wherever its version puts it: ``deployment_id``,
+    ``model_info.id``, or ``model_info.id`` of its ``metadata`` / ``litellm_metadata`` (where
+    the router writes the picked deployment's model_info; a retry's breadcrumb copies it)."""
+    if not isinstance(record, Mapping):
+        return None
+    did = record.get("deployment_id")
+    if isinstance(did, str) and did:
+        return did
+    for holder in (record, record.get("metadata"), record.get("litellm_metadata")):
+        info = holder.get("model_info") if isinstance(holder, Mapping) else None
+        did = info.get("id") if isinstance(info, Mapping) else None
+        if isinstance(did, str) and did:
+            return did
+    return None
+
+
 class _Dispatcher(CustomLogger):  # type: ignore[misc]
     """The one LiteLLM logger of this module. LiteLLM keeps a single instance of a logger class
     (it deduplicates them by class and settings), so each call's end is handed from here to
@@ -129,6 +146,24 @@ def _dispatcher() -> _Dispatcher:
         return _DISPATCHER
 
 
+class _Trace:
+    """What one LiteLLM call (its ``litellm_trace_id``) has failed on, kept so that its retries
+    avoid those deployments whichever way LiteLLM reported the failure."""
+
+    __slots__ = ("at", "failed", "by_callback", "seen")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.failed: list[str] = []  # every deployment an attempt failed on, in order
+        # Failures the callback ended that no breadcrumb has matched yet (per deployment).
+        self.by_callback: collections.Counter[str] = collections.Counter()
+        self.seen: set[int] = set()  # breadcrumbs (id of LiteLLM's dict) already handled
+
+
+# Traces remembered at most (besides expiring after the hold limit).
+_MAX_TRACES = 4096
+
+
 class ModelRouterStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
     """A LiteLLM custom routing strategy; ``install`` also has LiteLLM's callbacks end its
     requests."""
@@ -157,6 +192,8 @@ class ModelRouterStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         # (trace id, deployment id) -> requests admitted and not yet reported, oldest first.
         self._open: collections.OrderedDict[tuple[str | None, str], list[tuple[float, InFlight]]]
         self._open = collections.OrderedDict()
+        # trace id -> the deployments that call has failed on (most recent trace last).
+        self._traces: collections.OrderedDict[str, _Trace] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def install(self, litellm_router: Any) -> None:
@@ -215,33 +252,75 @@ class ModelRouterStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         return self._deployments[flight.model_id]
 
     def _end_previous(self, trace: Any, request_kwargs: Mapping[str, Any] | None) -> list[str]:
-        """A retry's pick: LiteLLM retries before its failure callback runs, so the attempts
-        it lists in ``metadata["previous_models"]`` are ended here, with the outcome their
-        exception class names (the callback then finds nothing left to end). Returns the
-        deployments that failed."""
-        metadata = (request_kwargs or {}).get("metadata") or {}
-        previous = metadata.get("previous_models") if isinstance(metadata, Mapping) else None
-        if trace is None or not previous:
+        """A retry's pick: returns the deployments this call (its trace id) already failed on,
+        for the retry to avoid, and ends the attempts that failed and are still open.
+
+        LiteLLM lists each failed attempt in the retry's ``metadata["previous_models"]``, but
+        what a breadcrumb holds depends on the version: 1.110 names ``deployment_id``; 1.53 to
+        1.83 copy the attempt's kwargs and metadata instead (the deployment is only their
+        ``metadata.model_info.id``) into one router-wide list that also holds other calls'
+        attempts, hence the trace check. Every version tested (1.53.1, 1.55.0, 1.83.0, 1.110.2)
+        awaits its async failure callbacks before it retries, so the callback has usually
+        ended the attempt and recorded it under the trace already (``_ended``), and the
+        breadcrumb only confirms it; an attempt whose callback has not run yet is ended here,
+        with the outcome its exception class names (the late callback then finds nothing left
+        to end)."""
+        if trace is None:
             return []
-        failed = []
-        for attempt in previous:
-            did = attempt.get("deployment_id") if isinstance(attempt, Mapping) else None
-            if not isinstance(did, str):
+        kwargs = request_kwargs or {}
+        previous: list[Mapping[str, Any]] = []
+        retrying = False
+        for name in ("litellm_metadata", "metadata"):
+            metadata = kwargs.get(name)
+            if not isinstance(metadata, Mapping):
                 continue
-            failed.append(did)
-            with self._lock:
+            crumbs = metadata.get("previous_models")
+            if isinstance(crumbs, (list, tuple)):
+                previous += [
+                    c
+                    for c in crumbs
+                    if isinstance(c, Mapping) and c.get("litellm_trace_id", trace) == trace
+                ]
+            attempted = metadata.get("attempted_retries")
+            retrying = retrying or (isinstance(attempted, int) and attempted > 0)
+        if not previous and not retrying:
+            return []
+        to_end: list[tuple[InFlight, str]] = []
+        with self._lock:
+            record = self._traces.get(trace)
+            if record is None:
+                record = self._traces[trace] = _Trace(time.monotonic())
+            for attempt in previous:
+                if id(attempt) in record.seen:
+                    continue
+                record.seen.add(id(attempt))
+                did = _id_in(attempt)
+                if did is None:
+                    continue
+                if record.by_callback[did] > 0:  # the callback ended (and recorded) it already
+                    record.by_callback[did] -= 1
+                    continue
+                record.failed.append(did)
                 held = self._open.get((trace, did))
-                flight = held.pop(0)[1] if held else None
-                if held == []:
-                    del self._open[(trace, did)]
-            if flight is not None:
-                kind = _KIND_OF_EXCEPTION.get(str(attempt.get("exception_type")), "failed")
-                flight.fail(kind)
-                flight.release(False)
+                if held:
+                    kind = _KIND_OF_EXCEPTION.get(str(attempt.get("exception_type")), "failed")
+                    to_end.append((held.pop(0)[1], kind))
+                    if not held:
+                        del self._open[(trace, did)]
+            failed = list(dict.fromkeys(record.failed))
+        for flight, kind in to_end:
+            flight.fail(kind)
+            flight.release(False)
         return failed
 
     def _expire(self, now: float) -> list[InFlight]:
-        """Takes out picks older than the hold limit (under the lock)."""
+        """Takes out picks older than the hold limit, and forgets traces not heard of for as
+        long (under the lock)."""
+        while self._traces:
+            trace, record = next(iter(self._traces.items()))
+            if now - record.at < self._hold_limit_s and len(self._traces) <= _MAX_TRACES:
+                break
+            del self._traces[trace]
         stale: list[InFlight] = []
         while self._open:
             key, held = next(iter(self._open.items()))
@@ -274,10 +353,10 @@ class ModelRouterStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
 
     # -- callbacks --------------------------------------------------------------------------
 
-    def _take(self, kwargs: Mapping[str, Any]) -> InFlight | None:
+    def _take(self, kwargs: Mapping[str, Any]) -> tuple[str | None, InFlight | None]:
+        """The open pick a callback's call reports on, and its trace id."""
         params = kwargs.get("litellm_params") or {}
-        info = params.get("model_info") or {}
-        did = info.get("id") if isinstance(info, Mapping) else None
+        did = _id_in(params) or _id_in(kwargs)
         trace = kwargs.get("litellm_trace_id") or params.get("litellm_trace_id")
         with self._lock:
             key = (trace, did)
@@ -285,25 +364,35 @@ class ModelRouterStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
                 key = next((k for k in self._open if k[1] == did), key)
             held = self._open.get(key)
             if not held:
-                return None
+                return trace, None
             _, flight = held.pop(0)
             if not held:
                 del self._open[key]
-        return flight
+        return trace, flight
 
     def _ended(
         self, kwargs: Mapping[str, Any], exc: BaseException | None, response: Any = None
     ) -> None:
-        flight = self._take(kwargs)
+        trace, flight = self._take(kwargs)
         if flight is None:
             return
         if exc is None:
+            if trace is not None:
+                with self._lock:  # the call is over: nothing left to avoid for it
+                    self._traces.pop(trace, None)
             _usage.report(flight, _usage.usage_of(response))
             flight.release(True)
             return
         outcome = classify(exc)
         flight._fail_classified(outcome.kind, outcome.retry_after_s)  # type: ignore[attr-defined]
         flight.release(False)
+        if trace is not None:
+            with self._lock:  # the retry, picked after this, avoids the deployment
+                record = self._traces.pop(trace, None) or _Trace(0.0)
+                record.at = time.monotonic()
+                record.by_callback[flight.model_id] += 1
+                record.failed.append(flight.model_id)
+                self._traces[trace] = record
 
     def open_requests(self) -> int:
         """Picks admitted and not yet reported back."""
