@@ -303,6 +303,11 @@ fn warm_start(
     placeable: bool,
 ) -> Option<Prices> {
     let slots: usize = capacities.iter().map(|&c| c.min(n_agents)).sum();
+    // The repair caches cheapest moves per pair of the models it settles: the same memory
+    // bound as the per-agent solver's cache.
+    if n_models > MAX_CACHED_MODELS {
+        return None;
+    }
     let source = if n_agents >= SAMPLE_MIN_PER_MODEL * n_models {
         Prices::Sample
     } else if placeable

@@ -565,6 +565,10 @@ fn auto_warm_starts_only_where_agents_pile_up() {
     );
     let uniform: Vec<f64> = (0..n * m).map(|_| rng.random::<f64>()).collect();
     assert_eq!(warm_start(&uniform, n, m, &[110; 20], false), None);
+    // Beyond the pair cache's bound the repair's cache would be too large: no warm start.
+    let m = MAX_CACHED_MODELS + 1;
+    let shared: Vec<f64> = (0..m * m).map(|idx| (idx % m) as f64).collect();
+    assert_eq!(warm_start(&shared, m, m, &vec![1; m], true), None);
 }
 
 /// The repair is exact from any prices, not only good ones: random prices on random instances
