@@ -287,12 +287,16 @@ fn solve<S: Sign, E: Entry>(
     };
     let free = s.augmenting_row_reduction(free)?;
     if narrow && n >= F32_FROM && free.len() * LONG_PATHS >= n {
-        let thin: Vec<f32> = cost.iter().map(|&c| c.f64() as f32).collect();
-        let mut t = s.recast(&thin);
-        for f in free {
-            t.shortest_augmenting_path(f)?;
+        // Without memory for the copy the f64 matrix serves, as for every other shape.
+        let mut thin: Vec<f32> = Vec::new();
+        if thin.try_reserve_exact(cost.len()).is_ok() {
+            thin.extend(cost.iter().map(|&c| c.f64() as f32));
+            let mut t = s.recast(&thin);
+            for f in free {
+                t.shortest_augmenting_path(f)?;
+            }
+            return Ok((t.col4row, t.v));
         }
-        return Ok((t.col4row, t.v));
     }
     for f in free {
         s.shortest_augmenting_path(f)?;
