@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::error::{parse_choice, Error, Result};
-use crate::flow::{assign_capacitated, UnassignedPolicy};
+use crate::flow::{assign_capacitated, placed_total, UnassignedPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,12 +84,7 @@ pub fn assign(
                 .model_of
         }
     };
-    let total_score = model_of
-        .iter()
-        .enumerate()
-        .filter(|(_, &j)| j >= 0)
-        .map(|(i, &j)| scores[i * n_models + j as usize])
-        .sum();
+    let total_score = placed_total(scores, n_models, &model_of);
     Ok(StrategyAssignment {
         model_of,
         total_score,

@@ -229,10 +229,7 @@ fn solve_warm(
         Some(solved) => Ok(solved),
         // Per-agent paths (also when the auction's copy of the costs cannot be allocated).
         None => {
-            let mut solver = Solver::new(keys, n, m, cap, default_cache(m));
-            for i in 0..n {
-                solver.insert(i)?;
-            }
+            let solver = per_agent(keys, n, m, cap, default_cache(m))?;
             let prices = solver.prices();
             Ok((solver.into_nodes(), prices))
         }
@@ -458,15 +455,16 @@ fn assign_with(
         Method::Auto | Method::Types => types::distinct_rows(cost, n_agents, n_models, limit),
     };
     let placeable = placeable_agents(&work, n_agents, capacities, policy);
+    // Decided here once; `solve_warm` gets the answer rather than deciding again.
+    let auto_warm = match (&types, method) {
+        (None, Method::Auto) => warm_start(&work, n_agents, n_models, capacities, placeable),
+        _ => None,
+    };
     let agents = Method::Agents {
         cached: default_cache(n_models),
     };
     let method = match (&types, method) {
-        (None, Method::Auto)
-            if warm_start(&work, n_agents, n_models, capacities, placeable).is_some() =>
-        {
-            Method::Best
-        }
+        (None, Method::Auto) if auto_warm.is_some() => Method::Best,
         (None, Method::Auto) => agents,
         (_, Method::Auto) => Method::Types,
         (_, Method::Warm) if !placeable => agents,
@@ -477,20 +475,10 @@ fn assign_with(
             let source = match method {
                 Method::Warm => Prices::Auction,
                 Method::Sampled => Prices::Sample,
-                _ => Prices::Best,
+                _ => auto_warm.unwrap_or(Prices::Best),
             };
-            solve_warm(&work, n_agents, n_models, capacities, policy, source)?
-                .0
-                .into_iter()
-                .map(|node| {
-                    let j = node as usize;
-                    if j < n_models {
-                        j as i64
-                    } else {
-                        -1
-                    }
-                })
-                .collect()
+            let nodes = solve_warm(&work, n_agents, n_models, capacities, policy, source)?.0;
+            model_indices(nodes, n_models)
         }
         (Method::Types, Some((first, type_of))) => {
             let mut counts = vec![0u64; first.len()];
@@ -508,12 +496,7 @@ fn assign_with(
         }
         _ => return Err(Error::Infeasible("internal error: no solver chosen".into())),
     };
-    let total_cost = model_of
-        .iter()
-        .enumerate()
-        .filter(|(_, &j)| j >= 0)
-        .map(|(i, &j)| cost[i * n_models + j as usize])
-        .sum();
+    let total_cost = placed_total(cost, n_models, &model_of);
     Ok(CapacitatedAssignment {
         model_of,
         total_cost,
@@ -530,12 +513,28 @@ fn by_agents(
     cached: Cache,
 ) -> Result<Vec<i64>> {
     let keys = Keys::new(work, n_models, policy);
+    let solver = per_agent(keys, n_agents, n_models, capacities, cached)?;
+    Ok(model_indices(solver.into_nodes(), n_models))
+}
+
+/// Every agent inserted by its own shortest augmenting path.
+fn per_agent<'a>(
+    keys: Keys<'a>,
+    n_agents: usize,
+    n_models: usize,
+    capacities: &'a [usize],
+    cached: Cache,
+) -> Result<Solver<'a>> {
     let mut solver = Solver::new(keys, n_agents, n_models, capacities, cached);
     for i in 0..n_agents {
         solver.insert(i)?;
     }
-    Ok(solver
-        .into_nodes()
+    Ok(solver)
+}
+
+/// Solver nodes as the answer's model indices: the unassigned node (`n_models`) is −1.
+fn model_indices(nodes: Vec<u32>, n_models: usize) -> Vec<i64> {
+    nodes
         .into_iter()
         .map(|node| {
             let j = node as usize;
@@ -545,7 +544,17 @@ fn by_agents(
                 -1
             }
         })
-        .collect())
+        .collect()
+}
+
+/// Sum of `values[i][model_of[i]]` over placed agents of a row-major `_ × n_models` matrix.
+pub(crate) fn placed_total(values: &[f64], n_models: usize, model_of: &[i64]) -> f64 {
+    model_of
+        .iter()
+        .enumerate()
+        .filter(|(_, &j)| j >= 0)
+        .map(|(i, &j)| values[i * n_models + j as usize])
+        .sum()
 }
 
 /// Shape, capacity count and entry checks; returns the largest finite |cost|.

@@ -100,6 +100,36 @@ impl<C: Cost> PairCache<C> {
         }
     }
 
+    /// Offers every move of agent `k` off `v` to `v`'s row, `key(x)` being its cost on node
+    /// `x`; `others` as in `offer`.
+    #[inline]
+    pub fn offer_moves(&mut self, v: usize, k: u32, others: usize, key: impl Fn(usize) -> C) {
+        let start = self.row_start(v);
+        let kv = key(v);
+        for x in (0..self.nodes).filter(|&x| x != v) {
+            self.offer(start, x, key(x) - kv, k, others);
+        }
+    }
+
+    /// Refills the pairs `dirty` of row `v` (left empty by `remove`) from `v`'s `members`,
+    /// `key(k, x)` being member `k`'s cost on node `x`.
+    pub fn refill(
+        &mut self,
+        v: usize,
+        dirty: &[u32],
+        members: &[u32],
+        key: impl Fn(usize, usize) -> C,
+    ) {
+        let start = self.row_start(v);
+        for &x in dirty {
+            let x = x as usize;
+            for (idx, &k) in members.iter().enumerate() {
+                let k = k as usize;
+                self.offer(start, x, key(k, x) - key(k, v), k as u32, idx);
+            }
+        }
+    }
+
     /// Drops agent `k` (leaving `v`) from row `v`; pairs left empty are pushed onto `dirty` and
     /// must be refilled with `offer` from `v`'s remaining members.
     pub fn remove(&mut self, v: usize, k: u32, dirty: &mut Vec<u32>) {

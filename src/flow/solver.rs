@@ -235,11 +235,8 @@ impl<'a> Solver<'a> {
         let Some(pairs) = &mut self.pairs else {
             return;
         };
-        let start = pairs.row_start(w);
-        let kw = self.keys.key(k, w);
-        for x in (0..=self.m).filter(|&x| x != w) {
-            pairs.offer(start, x, self.keys.key(k, x) - kw, k as u32, others);
-        }
+        let keys = self.keys;
+        pairs.offer_moves(w, k as u32, others, |x| keys.key(k, x));
     }
 
     /// Takes agent `k` off real model `v`; refills the cached pairs it leaves empty.
@@ -258,20 +255,13 @@ impl<'a> Solver<'a> {
         if self.dirty.is_empty() {
             return;
         }
-        let start = pairs.row_start(v);
         let (n, m, keys) = (self.n, self.m, self.keys);
         // Cost of member `k2` on node `x`, from the column copy when there is one.
         let key = |k2: usize, x: usize| match &self.cols {
             Some(cols) if x < m => keys.lift(cols[x * n + k2]),
             _ => keys.key(k2, x),
         };
-        for &x in &self.dirty {
-            let x = x as usize;
-            for (idx, &k2) in self.members[v].iter().enumerate() {
-                let k2u = k2 as usize;
-                pairs.offer(start, x, key(k2u, x) - key(k2u, v), k2, idx);
-            }
-        }
+        pairs.refill(v, &self.dirty, &self.members[v], key);
     }
 }
 

@@ -588,16 +588,8 @@ fn repair_is_exact_from_arbitrary_prices() {
                 .collect();
             prices.push(Lex::ZERO);
             let (nodes, _) = warm::solve(keys, n, &caps, &prices).unwrap();
-            let model_of: Vec<i64> = nodes
-                .iter()
-                .map(|&v| if (v as usize) < m { v as i64 } else { -1 })
-                .collect();
-            let total_cost = model_of
-                .iter()
-                .enumerate()
-                .filter(|(_, &j)| j >= 0)
-                .map(|(i, &j)| cost[i * m + j as usize])
-                .sum();
+            let model_of = model_indices(nodes, m);
+            let total_cost = placed_total(&cost, m, &model_of);
             let res = CapacitatedAssignment {
                 model_of,
                 total_cost,

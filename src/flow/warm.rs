@@ -190,7 +190,7 @@ impl<'a> Warm<'a> {
             let nodes = self.nodes;
             let (pot, done, source) = (&self.pot, &self.done, &self.source);
             let (label, pred, via) = (&mut self.label, &mut self.pred, &mut self.via);
-            if let Some((row, arg)) = row_of(&mut self.pairs, &self.members, self.keys, nodes, v) {
+            if let Some((row, arg)) = row_of(&mut self.pairs, &self.members, self.keys, v) {
                 for w in 0..nodes {
                     let cand = base + row[w] - pot[w];
                     if !done[w] && !source[w] && cand.lt(label[w]) {
@@ -257,14 +257,10 @@ impl<'a> Warm<'a> {
         self.pos[k] = self.members[w].len() as u32;
         self.members[w].push(k as u32);
         let others = self.members[w].len() - 1;
-        if !self.pairs.has_row(w) {
-            return;
-        }
-        let start = self.pairs.row_start(w);
-        let kw = self.keys.key(k, w);
-        for x in (0..self.nodes).filter(|&x| x != w) {
-            let val = self.keys.key(k, x) - kw;
-            self.pairs.offer(start, x, val, k as u32, others);
+        if self.pairs.has_row(w) {
+            let keys = self.keys;
+            self.pairs
+                .offer_moves(w, k as u32, others, |x| keys.key(k, x));
         }
     }
 
@@ -281,15 +277,9 @@ impl<'a> Warm<'a> {
         }
         self.dirty.clear();
         self.pairs.remove(v, k as u32, &mut self.dirty);
-        let start = self.pairs.row_start(v);
-        for i in 0..self.dirty.len() {
-            let x = self.dirty[i] as usize;
-            for idx in 0..self.members[v].len() {
-                let k2 = self.members[v][idx] as usize;
-                let val = self.keys.key(k2, x) - self.keys.key(k2, v);
-                self.pairs.offer(start, x, val, k2 as u32, idx);
-            }
-        }
+        let keys = self.keys;
+        self.pairs
+            .refill(v, &self.dirty, &self.members[v], |k2, x| keys.key(k2, x));
     }
 }
 
@@ -300,16 +290,11 @@ fn row_of<'p>(
     pairs: &'p mut PairCache<Lex>,
     members: &[Vec<u32>],
     keys: Keys<'_>,
-    nodes: usize,
     v: usize,
 ) -> Option<(&'p [Lex], &'p [u32])> {
     if !pairs.has_row(v) {
-        let start = pairs.row_start(v);
         for (idx, &k) in members[v].iter().enumerate() {
-            let kv = keys.key(k as usize, v);
-            for x in (0..nodes).filter(|&x| x != v) {
-                pairs.offer(start, x, keys.key(k as usize, x) - kv, k, idx);
-            }
+            pairs.offer_moves(v, k, idx, |x| keys.key(k as usize, x));
         }
     }
     pairs.row(v)
