@@ -209,6 +209,10 @@ pub struct Health {
     entries: Vec<Mutex<Entry>>,
     /// Models not healthy now: while zero, routing asks nothing else (no locks, no clock).
     unhealthy: AtomicUsize,
+    /// Models ejected now. Reserved atomically under the ejecting model's lock, so concurrent
+    /// failures on different models cannot eject more than `eject_cap` between them.
+    ejected: AtomicUsize,
+    eject_cap: usize,
 }
 
 fn lock(m: &Mutex<Entry>) -> MutexGuard<'_, Entry> {
@@ -237,9 +241,11 @@ impl Health {
             })
         };
         Ok(Health {
-            config,
             entries: (0..models).map(|_| entry()).collect(),
             unhealthy: AtomicUsize::new(0),
+            ejected: AtomicUsize::new(0),
+            eject_cap: ((config.max_ejection_percent * models as f64).floor() as usize).max(1),
+            config,
         })
     }
 
@@ -257,6 +263,9 @@ impl Health {
         if matches!(e.view.state, State::Ejected | State::CoolingDown)
             && e.view.until.is_some_and(|u| now >= u)
         {
+            if e.view.state == State::Ejected {
+                self.ejected.fetch_sub(1, Ordering::AcqRel);
+            }
             e.view.state = State::Probing;
             e.view.since = now;
             e.view.until = None;
@@ -329,23 +338,25 @@ impl Health {
         }
     }
 
-    fn ejected_count(&self, except: usize) -> usize {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|&(j, m)| j != except && lock(m).view.state == State::Ejected)
-            .count()
-    }
-
-    fn may_eject(&self, model: usize) -> bool {
-        let n = self.entries.len();
-        let cap = ((self.config.max_ejection_percent * n as f64).floor() as usize).max(1);
-        self.ejected_count(model) < cap
+    /// Takes one of the ejection slots; false when the share is used up.
+    fn reserve_ejection(&self) -> bool {
+        self.ejected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.eject_cap).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     /// Records one outcome of `model` at `now`; returns the new state when it changed.
     pub fn observe(&self, model: usize, verdict: Verdict, now: f64) -> Option<State> {
-        let may_eject = matches!(verdict, Verdict::ServerError) && self.may_eject(model);
+        if matches!(verdict, Verdict::ServerError)
+            && self.ejected.load(Ordering::Acquire) >= self.eject_cap
+        {
+            // The share looks used up: ejections whose time is over free their slot first.
+            for m in &self.entries {
+                self.tick(&mut lock(m), now);
+            }
+        }
         let mut e = lock(&self.entries[model]);
         self.tick(&mut e, now);
         let before = e.view.state;
@@ -369,6 +380,9 @@ impl Health {
             }
             Verdict::RateLimited { retry_after_s } => {
                 let wait = retry_after_s.unwrap_or(self.config.default_cooldown_s);
+                if e.view.state == State::Ejected {
+                    self.ejected.fetch_sub(1, Ordering::AcqRel);
+                }
                 e.view.state = State::CoolingDown;
                 e.view.since = now;
                 e.view.until = Some(now + wait.max(0.0));
@@ -391,7 +405,7 @@ impl Health {
                     None
                 };
                 if let Some(reason) = reason {
-                    if e.view.state != State::Ejected && may_eject {
+                    if e.view.state != State::Ejected && self.reserve_ejection() {
                         e.multiplier += 1;
                         e.view.ejections += 1;
                         let out = (self.config.base_ejection_s * f64::from(e.multiplier))
@@ -419,6 +433,20 @@ impl Health {
             }
         }
         (after != before).then_some(after)
+    }
+}
+
+#[cfg(test)]
+impl Health {
+    /// Every model's view plus the two counters, all read under every lock at once (taken in
+    /// model order; no other path holds two entry locks), so concurrent tests see one instant.
+    fn snapshot(&self) -> (Vec<ModelHealth>, usize, usize) {
+        let guards: Vec<_> = self.entries.iter().map(lock).collect();
+        (
+            guards.iter().map(|e| e.view.clone()).collect(),
+            self.unhealthy.load(Ordering::Acquire),
+            self.ejected.load(Ordering::Acquire),
+        )
     }
 }
 
