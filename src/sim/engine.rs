@@ -197,6 +197,8 @@ struct Sim<'a> {
     budget: Option<RetryBudget>,
     models: Vec<ModelState>,
     cands: Vec<Candidate>,
+    /// Per model: whether the router enforces an RPM or TPM limit on it (fixed for the run).
+    router_limited: Vec<bool>,
     heap: BinaryHeap<Event>,
     seq: u64,
     latencies: Vec<f64>,
@@ -274,31 +276,24 @@ impl Sim<'_> {
     }
 
     /// Seconds until model `j` may admit request `r` under what the router enforces of its
-    /// quota (0 = now); records nothing.
-    /// Whether the router keeps RPM/TPM windows for model `j` (admission on, and a limit).
-    fn router_limited(&self, j: usize) -> bool {
-        let limits = self.prep.scenario.models[j].profile.limits;
-        self.prep.scenario.admission != QuotaAdmission::None
-            && (limits.rpm.is_some() || limits.tpm.is_some())
-    }
-
-    fn router_wait_s(&mut self, j: usize, now: f64, r: &Request) -> f64 {
-        if !self.router_limited(j) {
-            return 0.0;
-        }
-        let limits = self.prep.scenario.models[j].profile.limits;
-        let admission = self.prep.scenario.admission;
+    /// quota (0 = now), and the windows' load; records nothing. Only for `router_limited`
+    /// models: the others keep no windows.
+    fn router_wait_s(&mut self, j: usize, now: f64, r: &Request) -> (f64, TokenLoad) {
+        let limits = self.cands[j].limits;
         let now_s = now / 1000.0;
         let [req, tok] = &mut self.models[j].router_windows;
         req.purge(now_s);
         tok.purge(now_s);
         let mut wait = limits.rpm.map_or(0.0, |rpm| req.wait_s(1, rpm, now_s));
-        if admission == QuotaAdmission::Tokens {
-            if let Some(tpm) = limits.tpm {
-                wait = wait.max(tok.wait_s(r.tokens(), tpm, now_s));
-            }
+        if let Some(tpm) = limits.tpm {
+            wait = wait.max(tok.wait_s(r.tokens(), tpm, now_s));
         }
-        wait
+        let load = TokenLoad {
+            in_flight: 0,
+            requests_in_window: req.sum(),
+            tokens_in_window: tok.sum(),
+        };
+        (wait, load)
     }
 
     /// Starts a call now, unless the deployment breaks above its hidden limit. The faults
@@ -401,7 +396,7 @@ impl Sim<'_> {
             ttft_ms,
             started: f64::NAN,
         };
-        if self.router_limited(j) {
+        if self.router_limited[j] {
             // Only models with limits keep windows (they are purged when read): no unbounded
             // log for a model the router never checks.
             let now_s = now / 1000.0;
@@ -424,10 +419,12 @@ impl Sim<'_> {
 
     fn route(&mut self, r: Request, attempts: u32, now: f64, avoid: Option<u32>) {
         let n = self.models.len();
-        let row = &self.prep.scores[r.agent as usize * n..][..n];
-        for (j, c) in self.cands.iter_mut().enumerate() {
+        let prep = self.prep;
+        let row = &prep.scores[r.agent as usize * n..][..n];
+        for (j, &score) in row.iter().enumerate() {
             let m = &self.models[j];
-            c.score = row[j];
+            let c = &mut self.cands[j];
+            c.score = score;
             c.accepting = true;
             c.active = m.active;
             c.queued = m.queue.len() as u64;
@@ -437,29 +434,11 @@ impl Sim<'_> {
             } else {
                 now - m.latency_at
             };
-        }
-        let admission = self.prep.scenario.admission;
-        for j in 0..n {
-            let wait = self.router_wait_s(j, now, &r);
-            let c = &mut self.cands[j];
-            c.limit_wait_s = wait;
-            // What the router enforces is what its utilization counts.
-            let limits = self.prep.scenario.models[j].profile.limits;
-            c.limits = match admission {
-                QuotaAdmission::Tokens => limits,
-                QuotaAdmission::Requests => Limits {
-                    rpm: limits.rpm,
-                    ..Limits::NONE
-                },
-                QuotaAdmission::None => Limits::NONE,
-            };
-            let [req, tok] = &self.models[j].router_windows;
-            c.tokens = TokenLoad {
-                in_flight: 0,
-                requests_in_window: req.sum(),
-                tokens_in_window: tok.sum(),
-            };
-            c.refresh();
+            if self.router_limited[j] {
+                let (wait, load) = self.router_wait_s(j, now, &r);
+                (self.cands[j].limit_wait_s, self.cands[j].tokens) = (wait, load);
+            }
+            self.cands[j].refresh();
         }
         // As the live router: models its health takes out do not accept new work.
         if let Some(health) = self.health.as_ref().filter(|h| !h.all_healthy()) {
@@ -598,6 +577,24 @@ pub(super) fn run(
         router_windows: Default::default(),
         provider_windows: Default::default(),
     });
+    // What the router enforces is what its utilization counts; a model it enforces nothing
+    // on keeps no windows, and its candidate's token fields stay zero.
+    let enforced = |limits: Limits| match sc.admission {
+        QuotaAdmission::Tokens => limits,
+        QuotaAdmission::Requests => Limits {
+            rpm: limits.rpm,
+            ..Limits::NONE
+        },
+        QuotaAdmission::None => Limits::NONE,
+    };
+    let router_limited = sc
+        .models
+        .iter()
+        .map(|m| {
+            let l = enforced(m.profile.limits);
+            l.rpm.is_some() || l.tpm.is_some()
+        })
+        .collect();
     let cands = sc.models.iter().map(|m| Candidate {
         score: f64::NEG_INFINITY,
         active: 0,
@@ -608,7 +605,7 @@ pub(super) fn run(
         latency_ms: f64::NAN,
         latency_age_ms: 0.0,
         accepting: true,
-        limits: Limits::NONE,
+        limits: enforced(m.profile.limits),
         tokens: TokenLoad::default(),
         limit_wait_s: 0.0,
         service_ms: f64::NAN,
@@ -631,6 +628,7 @@ pub(super) fn run(
         budget,
         models: models.collect(),
         cands: cands.collect(),
+        router_limited,
         heap: BinaryHeap::with_capacity(1024),
         seq: 0,
         latencies: Vec::with_capacity(n_requests as usize),
@@ -641,7 +639,7 @@ pub(super) fn run(
         failed: 0,
         failure_retries: 0,
         wasted_calls: 0,
-        ttfts: Vec::new(),
+        ttfts: Vec::with_capacity(n_requests as usize),
         tokens_served: 0,
         quota_rejections: 0,
         last_model: vec![u32::MAX; sc.affinity.map_or(0, |a| a.sessions as usize)],

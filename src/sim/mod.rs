@@ -59,7 +59,8 @@ mod tests;
 pub mod tokens;
 
 pub use report::{
-    escape_html, percentile, run_name, thousands, PolicyResult, PolicySummary, SimulationReport,
+    escape_html, percentile, percentiles, run_name, thousands, PolicyResult, PolicySummary,
+    SimulationReport,
 };
 pub use scenario::{
     Fault, FaultKind, Handling, Scenario, ServiceTime, SimAgent, SimModel, MAX_REQUESTS,

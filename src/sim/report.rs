@@ -76,14 +76,52 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
         sorted[lo as usize],
         sorted[(lo as usize + 1).min(sorted.len() - 1)],
     );
-    let t = pos - lo;
-    // numpy's _lerp: from the nearer end, so the result is exact at t = 0 and t = 1.
+    lerp(a, b, pos - lo)
+}
+
+/// numpy's _lerp: from the nearer end, so the result is exact at t = 0 and t = 1.
+fn lerp(a: f64, b: f64, t: f64) -> f64 {
     let diff = b - a;
     if t >= 0.5 {
         b - diff * (1.0 - t)
     } else {
         a + diff * t
     }
+}
+
+/// Percentiles `qs` of `samples`, each exactly what [`percentile`] gives on the sorted
+/// samples, found by selection (linear time each) rather than a full sort. Reorders
+/// `samples`; any order of `qs` works, ascending is cheapest.
+pub fn percentiles<const K: usize>(samples: &mut [f64], qs: [f64; K]) -> [f64; K] {
+    let n = samples.len();
+    let mut out = [f64::NAN; K];
+    if n == 0 {
+        return out;
+    }
+    // samples[..from] hold the `from` smallest, and samples[from - 1] is the largest of them.
+    let mut from = 0usize;
+    let mut nth = |i: usize| -> f64 {
+        if i + 1 == from {
+            return samples[i];
+        }
+        let v = if i >= from {
+            *samples[from..]
+                .select_nth_unstable_by(i - from, f64::total_cmp)
+                .1
+        } else {
+            *samples[..from].select_nth_unstable_by(i, f64::total_cmp).1
+        };
+        from = i + 1;
+        v
+    };
+    for (o, q) in out.iter_mut().zip(qs) {
+        let pos = q / 100.0 * (n - 1) as f64;
+        let lo = pos.floor() as usize;
+        let a = nth(lo);
+        let b = nth((lo + 1).min(n - 1));
+        *o = lerp(a, b, pos - lo as f64);
+    }
+    out
 }
 
 impl PolicyResult {
@@ -100,14 +138,13 @@ impl PolicyResult {
         faults: [u64; 3],
         duration_s: f64,
     ) -> Self {
-        let mut sorted = latencies_ms.clone();
-        sorted.sort_unstable_by(f64::total_cmp);
-        let n = sorted.len();
+        let n = latencies_ms.len();
         let mean_ms = if n == 0 {
             f64::NAN
         } else {
-            sorted.iter().sum::<f64>() / n as f64
+            latencies_ms.iter().sum::<f64>() / n as f64
         };
+        let [p50_ms, p95_ms, p99_ms] = percentiles(&mut latencies_ms.clone(), [50.0, 95.0, 99.0]);
         let per_model_utilization: Vec<f64> = utilization.collect();
         let avg_utilization =
             per_model_utilization.iter().sum::<f64>() / per_model_utilization.len().max(1) as f64;
@@ -130,9 +167,9 @@ impl PolicyResult {
             } else {
                 n as f64 / requests as f64
             },
-            p50_ms: percentile(&sorted, 50.0),
-            p95_ms: percentile(&sorted, 95.0),
-            p99_ms: percentile(&sorted, 99.0),
+            p50_ms,
+            p95_ms,
+            p99_ms,
             mean_ms,
             latencies_ms,
             per_model_utilization,
@@ -164,10 +201,8 @@ impl PolicyResult {
     /// Adds the token measurements: TTFT of each completed request, tokens served, and the
     /// providers' quota refusals.
     pub(super) fn with_tokens(mut self, mut ttfts: Vec<f64>, served: u64, refusals: u64) -> Self {
-        ttfts.sort_unstable_by(f64::total_cmp);
-        self.ttft_p50_ms = percentile(&ttfts, 50.0);
-        self.ttft_p95_ms = percentile(&ttfts, 95.0);
-        self.ttft_p99_ms = percentile(&ttfts, 99.0);
+        [self.ttft_p50_ms, self.ttft_p95_ms, self.ttft_p99_ms] =
+            percentiles(&mut ttfts, [50.0, 95.0, 99.0]);
         self.tokens_per_s = if self.duration_s > 0.0 {
             served as f64 / self.duration_s
         } else {

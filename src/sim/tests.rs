@@ -183,6 +183,51 @@ fn percentiles_interpolate_like_numpy() {
     assert_eq!(thousands(-999.0, 0), "-999");
 }
 
+/// Selection gives bit for bit what a full sort gives, for any order of the quantiles, on
+/// samples with ties, signed zeros, infinities and NaN.
+#[test]
+fn percentiles_by_selection_match_the_sorted_oracle() {
+    use rand::{rngs::SmallRng, Rng, SeedableRng};
+    let mut rng = SmallRng::seed_from_u64(7);
+    let pool = [
+        0.0,
+        -0.0,
+        1.0,
+        1.0,
+        2.5,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+    ];
+    for case in 0..3_000 {
+        let n = rng.random_range(0..(if case % 10 == 0 { 2_000 } else { 40 }));
+        let samples: Vec<f64> = (0..n)
+            .map(|_| {
+                if rng.random_bool(0.3) {
+                    pool[rng.random_range(0..pool.len())]
+                } else {
+                    rng.random_range(-1e3..1e3)
+                }
+            })
+            .collect();
+        let mut sorted = samples.clone();
+        sorted.sort_unstable_by(f64::total_cmp);
+        let qs: [f64; 5] = std::array::from_fn(|k| match (case + k) % 4 {
+            0 => 0.0,
+            1 => 100.0,
+            _ => rng.random_range(0.0..=100.0),
+        });
+        let got = percentiles(&mut samples.clone(), qs);
+        for (q, g) in qs.iter().zip(got) {
+            let want = percentile(&sorted, *q);
+            assert!(
+                g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                "n={n} q={q}: {g} vs {want}"
+            );
+        }
+    }
+}
+
 fn field_of(text: &str) -> (String, String) {
     match Scenario::from_json(text, "x.json") {
         Err(Error::InvalidInput { field, message }) => (field, message),
