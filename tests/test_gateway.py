@@ -102,6 +102,24 @@ def test_one_sick_upstream_of_three_keeps_every_call_and_is_ejected(gateway, ups
     assert idle(service)
 
 
+def test_a_relayed_stream_teaches_the_model_its_time_to_first_token(gateway, upstreams):
+    """The relay reports the upstream's first chunk: one stream (one output length, from
+    which latency alone could fit nothing) teaches u2 its TTFT and its time per token."""
+    base, service, _ = gateway
+    upstreams.set("u2", latency_ms=60, jitter_ms=0, chunk_delay_ms=40)
+    try:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+        kwargs = {"stream": True, "stream_options": {"include_usage": True}}
+        chunks = list(client.chat.completions.create(model="u2", messages=MESSAGES, **kwargs))
+        assert chunks[-1].usage.completion_tokens == 10
+    finally:
+        upstreams.set("u2", latency_ms=2, jitter_ms=1)
+    assert idle(service)
+    ttft, per_token = service.router.token_timing("u2")
+    # The first chunk waits for the upstream's 60 ms; the 10 tokens then take >= 4 x 40 ms.
+    assert ttft >= 60 and per_token >= 16, (ttft, per_token)
+
+
 def test_a_client_leaving_mid_stream_gives_the_slot_back(gateway, upstreams):
     base, service, store = gateway
     upstreams.set("u2", stream_chunks=50, chunk_delay_ms=50)

@@ -137,6 +137,28 @@ def test_streams_pass_chunks_through_and_hold_the_slot_until_the_end(upstreams, 
     assert router.health_of("u2")["consecutive_errors"] == 0  # the caller's, not the model's
 
 
+def test_a_stream_teaches_the_model_its_time_to_first_token(upstreams):
+    """The routed stream reports its first chunk to the router: one stream (one output length,
+    from which latency alone could fit nothing) teaches both TTFT and the time per token."""
+    router = mr.Router(fleet())
+    client = routed.OpenAI(router=router, deployments=deployments(upstreams), agent=AGENT)
+    plain = client.chat.completions.create(model="u2", messages=MESSAGES)
+    assert plain.usage.completion_tokens == 10
+    assert all(v != v for v in router.token_timing("u2"))  # NaN: nothing learned yet
+    upstreams.set("u2", latency_ms=60, jitter_ms=0, chunk_delay_ms=40)
+    try:
+        kwargs = {"stream": True, "stream_options": {"include_usage": True}}
+        stream = client.chat.completions.create(model="u2", messages=MESSAGES, **kwargs)
+        assert len(list(stream)) == 6  # 5 pieces and the usage chunk
+    finally:
+        upstreams.set("u2", latency_ms=2, jitter_ms=1, chunk_delay_ms=0)
+    ttft, per_token = router.token_timing("u2")
+    # The first chunk waits for the upstream's 60 ms; the 10 tokens then take >= 4 x 40 ms.
+    assert ttft >= 60 and per_token >= 16, (ttft, per_token)
+    with pytest.raises(KeyError):
+        router.token_timing("nope")
+
+
 def test_async_client_streams_and_a_cancelled_task_gives_the_slot_back(upstreams):
     router = mr.Router(fleet())
 

@@ -396,3 +396,56 @@ def test_affinity_in_the_simulator_trades_hit_rate_for_balance() -> None:
     assert (
         mr.simulate("seed_overload", "least_loaded").results["least_loaded"].cache_hit_rate is None
     )
+
+
+TIMING_ALPHA = 0.05  # the core's weight of the newest timing sample once warmed up
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5000),  # ms to the first token
+            st.integers(1, 2000),  # output tokens
+            st.integers(0, 50_000),  # µs per output token
+            st.booleans(),  # the stream ends with its usage
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_first_tokens_teach_ttft_and_per_token_time_like_the_weighted_means(streams):
+    """Streams that report their first token: TTFT is the weighted mean of the measured
+    times, the per-token time the ratio of the weighted means of generation time and output
+    tokens (weights 1/n, then TIMING_ALPHA), computed here independently."""
+    clock = mr.ManualClock()
+    router, agent = _router(clock)
+
+    def weighted_mean(values: list[float]) -> float:
+        mean = 0.0
+        for k, v in enumerate(values):
+            w = max(1.0 / (k + 1), TIMING_ALPHA)
+            mean = (1 - w) * mean + w * v
+        return mean
+
+    ttfts, outputs, decodes = [], [], []
+    for ttft_ms, output, us_per_token, with_usage in streams:
+        with router.request(agent) as flight:
+            clock.advance(ttft_ms / 1000)
+            assert flight.first_token() == pytest.approx(ttft_ms, abs=1e-6)
+            decode_ms = output * us_per_token / 1000
+            clock.advance(decode_ms / 1000)
+            if with_usage:
+                flight.set_usage(10, output)
+        ttfts.append(float(ttft_ms))
+        if with_usage:
+            outputs.append(float(output))
+            decodes.append(decode_ms)
+        assert flight.first_token() is None  # ended
+    ttft, per_token = router.token_timing("m")
+    assert ttft == pytest.approx(weighted_mean(ttfts), rel=1e-9, abs=1e-6)
+    if outputs:
+        want = weighted_mean(decodes) / weighted_mean(outputs)
+        assert per_token == pytest.approx(want, rel=1e-6, abs=1e-6)
+    else:
+        assert math.isnan(per_token)  # nothing to learn it from

@@ -202,6 +202,7 @@ class _StreamEnd:
     def chunk(self, chunk: Any) -> None:
         if self.time_to_first_token_s is None:
             self.time_to_first_token_s = time.perf_counter() - self.started
+            self._held.flight.first_token()  # the model learns its TTFT
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = usage

@@ -426,8 +426,12 @@ async def _relay(
     (classified), or as cancelled when the client goes away first."""
     kind, error, usage = "cancelled", None, None
     tail = b""  # the last bytes: where a usage chunk comes, if asked for
+    first = True
     try:
         async for chunk in resp.content.iter_any():
+            if first:  # the model learns its time to first token
+                first = False
+                held.flight.first_token()
             tail = (tail + chunk)[-8192:]
             yield chunk
         kind = "ok"

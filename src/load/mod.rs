@@ -237,17 +237,35 @@ impl ModelState {
         }
     }
 
-    /// Learns from one finished request: `output_tokens` generated in `latency_ms`.
-    pub fn record_usage(&self, output_tokens: u64, latency_ms: f64) {
+    /// Learns from one finished request: `output_tokens` generated in `latency_ms`, the first
+    /// of them after `ttft_ms` when the caller measured it (a stream).
+    pub fn record_usage(&self, output_tokens: u64, latency_ms: f64, ttft_ms: Option<f64>) {
+        self.learn(|timing| {
+            timing.observe(output_tokens, latency_ms);
+            if let Some(ttft) = ttft_ms {
+                timing.observe_decode(output_tokens, latency_ms, ttft);
+            }
+        });
+    }
+
+    /// Learns one measured time to first token (as soon as it arrives, whatever the end).
+    pub fn record_first_token(&self, ttft_ms: f64) {
+        self.learn(|timing| timing.observe_ttft(ttft_ms));
+    }
+
+    fn learn(&self, update: impl FnOnce(&mut TokenTiming)) {
         let mut timing = self.timing.lock().unwrap_or_else(|e| e.into_inner());
-        timing.observe(output_tokens, latency_ms);
-        if let Some((ttft, per_token)) = timing.fit() {
+        update(&mut timing);
+        let (ttft, per_token) = timing.estimates();
+        if let Some(ttft) = ttft {
             self.ttft_ms.store(ttft);
+        }
+        if let Some(per_token) = per_token {
             self.per_token_ms.store(per_token);
         }
     }
 
-    /// (TTFT ms, ms per output token) as learned; NaN before.
+    /// (TTFT ms, ms per output token) as learned; each NaN before it is known.
     pub fn token_timing(&self) -> (f64, f64) {
         (self.ttft_ms.load(), self.per_token_ms.load())
     }

@@ -60,6 +60,14 @@ pymethods_with_getters! {
         self.0.set_usage(prompt_tokens, completion_tokens);
     }
 
+    /// The answer's first token (or stream chunk) arrived now: the model learns its time to
+    /// first token at once, and with `set_usage` its time per output token at the end. Only
+    /// the first call counts; returns the time to first token in ms (None before the request
+    /// holds its slot or after it ended).
+    fn first_token(&self, py: Python<'_>) -> Option<f64> {
+        py.detach(|| self.0.first_token())
+    }
+
     /// Marks the request failed without raising (e.g. the model returned an error body).
     fn mark_failed(&self) {
         self.0.mark_failed();

@@ -500,6 +500,14 @@ impl PyRouter {
         Ok(PyModelLoad(py.detach(|| self.core.state(j).snapshot())))
     }
 
+    /// (TTFT ms, ms per output token) the model has learned: measured where streams reported
+    /// their first token (`InFlight.first_token`), else fitted from latency and usage; NaN
+    /// until known. `predictive` prices a request with them. KeyError for an unknown id.
+    fn token_timing(&self, model_id: &str) -> PyResult<(f64, f64)> {
+        let j = self.core.model_index(model_id)?;
+        Ok(self.core.state(j).token_timing())
+    }
+
     /// Assigns each agent at most one model; agents that fit nowhere are listed in `unassigned`.
     fn assign(&self, py: Python<'_>, agents: &Bound<'_, PyAny>) -> PyResult<PyAssignmentResult> {
         let agents: Vec<PyAgent> = agents

@@ -196,6 +196,8 @@ pub struct Flight {
     ended: bool,
     /// (prompt, completion) tokens, once reported.
     usage: Option<(u64, u64)>,
+    /// Milliseconds from the start to the first token, once the caller saw it (a stream).
+    first_token_ms: Option<f64>,
 }
 
 /// What ending a Flight measured.
@@ -234,6 +236,7 @@ impl Flight {
             feedback,
             ended: false,
             usage: None,
+            first_token_ms: None,
         }
     }
 
@@ -334,6 +337,24 @@ impl Flight {
         self.usage = Some((prompt, completion));
     }
 
+    /// The first token (or chunk) of the answer arrived now: the model learns its time to
+    /// first token at once, and the per-token time at a successful end with usage. Only the
+    /// first call counts.
+    pub fn first_token(&mut self) -> f64 {
+        if let Some(ms) = self.first_token_ms {
+            return ms;
+        }
+        let ms = ((self.clock.now() - self.started) * 1000.0).max(0.0);
+        self.first_token_ms = Some(ms);
+        self.state.record_first_token(ms);
+        ms
+    }
+
+    /// Milliseconds from the start to the first token; None until `first_token`.
+    pub fn time_to_first_token_ms(&self) -> Option<f64> {
+        self.first_token_ms
+    }
+
     /// Ends the request: gives the slot back and records latency and outcome.
     pub fn end(mut self, outcome: Outcome) -> Landing {
         let landing = self.land(outcome);
@@ -375,7 +396,8 @@ impl Flight {
             self.state.record_latency(latency_ms, now);
         }
         if let (Some((_, completion)), true) = (self.usage, outcome.is_success()) {
-            self.state.record_usage(completion, latency_ms);
+            self.state
+                .record_usage(completion, latency_ms, self.first_token_ms);
         }
         if let Some(feedback) = &self.feedback {
             feedback.record(&self.state.id, latency_ms, outcome, now);

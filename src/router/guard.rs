@@ -150,6 +150,15 @@ impl Guard {
         }
     }
 
+    /// The answer's first token arrived now (see `Flight::first_token`); returns the time to
+    /// it in ms, None before the request is admitted or after it ended.
+    pub fn first_token(&self) -> Option<f64> {
+        match &mut *self.phase() {
+            Phase::Flying(flight) => Some(flight.first_token()),
+            _ => None,
+        }
+    }
+
     /// Tokens the request holds in flight (0 once ended).
     pub fn tokens(&self) -> u64 {
         match &*self.phase() {

@@ -718,6 +718,52 @@ fn tokens_in_flight_go_back_at_the_end_and_utilization_reads_them() {
     );
 }
 
+/// A stream that reports its first token teaches TTFT at once (even if it then fails) and,
+/// ending with usage, the per-token time after it: one output length suffices, and the
+/// measurement wins over what latency alone would fit.
+#[test]
+fn measured_first_tokens_teach_the_token_timing() {
+    let clock = Arc::new(crate::load::ManualClock::new(0.0));
+    let t = Arc::new(LoadTracker::new(60.0, clock.clone()).unwrap());
+    let r = Router::new(
+        vec![model("m", 0.9, 100)],
+        config(Strategy::Greedy, true),
+        Feeds::with_load(t),
+    )
+    .unwrap();
+    // Latency alone, two output lengths: fits TTFT 200 + 1 ms/token.
+    for out in [100u64, 300] {
+        let mut f = r.track(0, None).unwrap();
+        f.set_usage(10, out);
+        clock.advance((200.0 + out as f64) / 1000.0);
+        f.end(Outcome::Ok);
+    }
+    let (a, b) = r.state(0).token_timing();
+    assert!(
+        (a - 200.0).abs() < 1e-6 && (b - 1.0).abs() < 1e-9,
+        "{a} {b}"
+    );
+    // A stream: first token after 0.5 s, then 80 tokens in 0.4 s; it fails after the first
+    // token, and the TTFT is learned anyway.
+    let mut f = r.track(0, None).unwrap();
+    assert_eq!(f.time_to_first_token_ms(), None);
+    clock.advance(0.5);
+    assert_eq!(f.first_token(), 500.0);
+    clock.advance(0.1);
+    assert_eq!(f.first_token(), 500.0, "only the first call counts");
+    f.end(Outcome::ServerError);
+    assert_eq!(r.state(0).token_timing().0, 500.0);
+    let mut f = r.track(0, None).unwrap();
+    clock.advance(0.5);
+    f.first_token();
+    f.set_usage(10, 80);
+    clock.advance(0.4);
+    f.end(Outcome::Ok);
+    let (a, b) = r.state(0).token_timing();
+    assert_eq!(a, 500.0);
+    assert!((b - 5.0).abs() < 1e-9, "{b}");
+}
+
 #[test]
 fn predictive_prices_a_request_by_its_output_tokens() {
     let clock = Arc::new(crate::load::ManualClock::new(0.0));
