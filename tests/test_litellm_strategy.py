@@ -79,6 +79,30 @@ def test_litellm_calls_go_where_modelrouter_says_and_end_with_their_outcome(upst
     assert router.performance.stats("d2").failures == 3
 
 
+def test_a_litellm_stream_teaches_the_model_its_time_to_first_token(upstreams):
+    """LiteLLM's own first-chunk time (``completion_start_time``) reaches the router: one
+    stream teaches d2 its TTFT, which latency alone (one output length) could not."""
+    router, strategy, lite = setup(upstreams)
+    upstreams.set("d2", latency_ms=60, jitter_ms=0, chunk_delay_ms=40)
+
+    async def main() -> list[int]:
+        counts = []
+        for _ in range(3):
+            stream = await lite.acompletion(
+                model="fake", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
+            counts.append(len([chunk async for chunk in stream]))
+            await settle(strategy)
+        return counts
+
+    assert min(asyncio.run(main())) >= 5
+    assert strategy.open_requests() == 0
+    ttft, per_token = router.token_timing("d2")
+    # Every first chunk waited for the upstream's 60 ms. The time per token mixes LiteLLM's
+    # clock (first chunk) with ours (the end), so only its being learned is asserted.
+    assert ttft >= 60 and per_token > 0, (ttft, per_token)
+
+
 def test_unknown_agents_and_deployments_are_refused(upstreams):
     router, strategy, lite = setup(upstreams)
     with pytest.raises(mr.InvalidInputError):
@@ -199,3 +223,23 @@ def test_a_retry_picked_after_the_failure_callback_avoids_the_failed_deployment(
     assert retry["model_info"]["id"] == "d1"
     assert router.performance.stats("d2").failures == 1  # counted once
     assert router.load("d2").active_requests == 0
+
+
+def test_only_a_streams_own_first_chunk_time_is_taken():
+    """LiteLLM sets ``completion_start_time`` to the end for a call that was not streamed:
+    that is not a time to first token. Odd values are ignored, never raised."""
+    import datetime as dt
+
+    from modelrouter.litellm import _time_to_first_token_ms as ttft
+
+    start = dt.datetime(2026, 1, 1, 12, 0, 0)
+    later = start + dt.timedelta(milliseconds=250)
+    assert ttft({"stream": True, "completion_start_time": later}, start) == 250.0
+    assert ttft({"optional_params": {"stream": True}, "completion_start_time": later}, start) == 250
+    assert ttft({"stream": False, "completion_start_time": later}, start) is None
+    assert ttft({"completion_start_time": later}, start) is None
+    assert ttft({"stream": True, "completion_start_time": start}, later) is None  # before start
+    aware = later.replace(tzinfo=dt.timezone.utc)
+    assert ttft({"stream": True, "completion_start_time": aware}, start) is None
+    assert ttft({"stream": True, "completion_start_time": 1.5}, start) is None
+    assert ttft(None, start) is None

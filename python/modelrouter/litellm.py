@@ -21,6 +21,8 @@ reports back are ended as cancelled after ``hold_limit_s``, so nothing is held f
 from __future__ import annotations
 
 import collections
+import datetime
+import math
 import threading
 import time
 import weakref
@@ -96,8 +98,9 @@ class _Dispatcher(CustomLogger):  # type: ignore[misc]
     def log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
+        ttft_ms = _time_to_first_token_ms(kwargs, start_time)
         for strategy in list(self.strategies):
-            strategy._ended(kwargs, None, response_obj)
+            strategy._ended(kwargs, None, response_obj, ttft_ms)
 
     def log_failure_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
@@ -115,6 +118,24 @@ class _Dispatcher(CustomLogger):  # type: ignore[misc]
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         self.log_failure_event(kwargs, response_obj, start_time, end_time)
+
+
+def _time_to_first_token_ms(kwargs: Any, start_time: Any) -> float | None:
+    """LiteLLM's own time to the first chunk of a stream (``completion_start_time`` after the
+    call's start); None for a call that was not streamed (LiteLLM then sets it to the end)."""
+    if not isinstance(kwargs, Mapping):
+        return None
+    params = kwargs.get("optional_params") or {}
+    if not (kwargs.get("stream") is True or params.get("stream") is True):
+        return None
+    first = kwargs.get("completion_start_time")
+    if not isinstance(first, datetime.datetime) or not isinstance(start_time, datetime.datetime):
+        return None
+    try:
+        ms = (first - start_time).total_seconds() * 1000.0
+    except TypeError:  # one aware, one naive
+        return None
+    return ms if math.isfinite(ms) and ms >= 0 else None
 
 
 _DISPATCHER: _Dispatcher | None = None
@@ -371,7 +392,11 @@ class ModelRouterStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
         return trace, flight
 
     def _ended(
-        self, kwargs: Mapping[str, Any], exc: BaseException | None, response: Any = None
+        self,
+        kwargs: Mapping[str, Any],
+        exc: BaseException | None,
+        response: Any = None,
+        ttft_ms: float | None = None,
     ) -> None:
         trace, flight = self._take(kwargs)
         if flight is None:
@@ -380,6 +405,8 @@ class ModelRouterStrategy(CustomRoutingStrategyBase):  # type: ignore[misc]
             if trace is not None:
                 with self._lock:  # the call is over: nothing left to avoid for it
                     self._traces.pop(trace, None)
+            if ttft_ms is not None:  # a stream: the model learns its time to first token
+                flight.first_token(ttft_ms)
             _usage.report(flight, _usage.usage_of(response))
             flight.release(True)
             return

@@ -60,12 +60,14 @@ pymethods_with_getters! {
         self.0.set_usage(prompt_tokens, completion_tokens);
     }
 
-    /// The answer's first token (or stream chunk) arrived now: the model learns its time to
-    /// first token at once, and with `set_usage` its time per output token at the end. Only
-    /// the first call counts; returns the time to first token in ms (None before the request
-    /// holds its slot or after it ended).
-    fn first_token(&self, py: Python<'_>) -> Option<f64> {
-        py.detach(|| self.0.first_token())
+    /// The answer's first token (or stream chunk) arrived now, or `ttft_ms` after the start
+    /// as the caller measured it: the model learns its time to first token at once, and with
+    /// `set_usage` its time per output token at the end. Only the first report counts;
+    /// returns the time to first token in ms (None before the request holds its slot or
+    /// after it ended). ValueError unless `ttft_ms` is finite and >= 0.
+    #[pyo3(signature = (ttft_ms=None))]
+    fn first_token(&self, py: Python<'_>, ttft_ms: Option<f64>) -> PyResult<Option<f64>> {
+        Ok(py.detach(|| self.0.first_token(ttft_ms))?)
     }
 
     /// Marks the request failed without raising (e.g. the model returned an error body).

@@ -339,12 +339,28 @@ impl Flight {
 
     /// The first token (or chunk) of the answer arrived now: the model learns its time to
     /// first token at once, and the per-token time at a successful end with usage. Only the
-    /// first call counts.
+    /// first report counts; returns the time to first token in ms.
     pub fn first_token(&mut self) -> f64 {
-        if let Some(ms) = self.first_token_ms {
-            return ms;
-        }
         let ms = ((self.clock.now() - self.started) * 1000.0).max(0.0);
+        self.learn_first_token(ms)
+    }
+
+    /// `first_token` with a time the caller measured (e.g. a client library's own), in ms
+    /// from the request's start; InvalidInput unless finite and ≥ 0.
+    pub fn first_token_after(&mut self, ttft_ms: f64) -> crate::error::Result<f64> {
+        if !ttft_ms.is_finite() || ttft_ms < 0.0 {
+            return Err(crate::error::Error::invalid(
+                "ttft_ms",
+                format!("must be a finite number of ms >= 0, got {ttft_ms}"),
+            ));
+        }
+        Ok(self.learn_first_token(ttft_ms))
+    }
+
+    fn learn_first_token(&mut self, ms: f64) -> f64 {
+        if let Some(first) = self.first_token_ms {
+            return first;
+        }
         self.first_token_ms = Some(ms);
         self.state.record_first_token(ms);
         ms

@@ -150,12 +150,16 @@ impl Guard {
         }
     }
 
-    /// The answer's first token arrived now (see `Flight::first_token`); returns the time to
-    /// it in ms, None before the request is admitted or after it ended.
-    pub fn first_token(&self) -> Option<f64> {
+    /// The answer's first token arrived now, or (`ttft_ms`) after that many ms as the caller
+    /// measured it (see `Flight::first_token`); returns the time to it in ms, None before the
+    /// request is admitted or after it ended.
+    pub fn first_token(&self, ttft_ms: Option<f64>) -> crate::error::Result<Option<f64>> {
         match &mut *self.phase() {
-            Phase::Flying(flight) => Some(flight.first_token()),
-            _ => None,
+            Phase::Flying(flight) => match ttft_ms {
+                None => Ok(Some(flight.first_token())),
+                Some(ms) => flight.first_token_after(ms).map(Some),
+            },
+            _ => Ok(None),
         }
     }
 

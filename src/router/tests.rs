@@ -762,6 +762,19 @@ fn measured_first_tokens_teach_the_token_timing() {
     let (a, b) = r.state(0).token_timing();
     assert_eq!(a, 500.0);
     assert!((b - 5.0).abs() < 1e-9, "{b}");
+    // A time the caller measured: checked, then counted like one seen here.
+    let mut f = r.track(0, None).unwrap();
+    for bad in [f64::NAN, -1.0, f64::INFINITY] {
+        match f.first_token_after(bad) {
+            Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "ttft_ms"),
+            other => panic!("expected InvalidInput for {bad}, got {other:?}"),
+        }
+    }
+    assert_eq!(f.first_token_after(500.0).unwrap(), 500.0);
+    clock.advance(2.0);
+    assert_eq!(f.first_token(), 500.0, "only the first report counts");
+    f.end(Outcome::Cancelled);
+    assert_eq!(r.state(0).token_timing().0, 500.0);
 }
 
 #[test]
