@@ -53,3 +53,20 @@ def test_bad_token_fields_are_422_and_too_big_is_refused_at_once() -> None:
         r = c.post(f"{PREFIX}/route", json={"agent": AGENT, "tokens": 1001})
         assert r.status_code in (400, 422), r.text
         assert "tpm" in r.text
+
+
+def test_feedback_ttft_teaches_the_model_and_stats_show_it() -> None:
+    with _app() as c:
+        solo = c.get(f"{PREFIX}/stats").json()["models"][0]
+        assert (solo["ttft_ms"], solo["ms_per_output_token"]) == (None, None)
+        for bad in (-1, "12", 2e9):
+            r = c.post(
+                f"{PREFIX}/feedback", json={"model_id": "solo", "latency_ms": 1, "ttft_ms": bad}
+            )
+            assert r.status_code == 422 and "ttft_ms" in r.text, (bad, r.text)
+        rid = c.post(f"{PREFIX}/route", json={"agent": AGENT, "reserve": True}).json()["request_id"]
+        body = {"model_id": "solo", "request_id": rid, "ttft_ms": 123.5, "completion_tokens": 40}
+        assert c.post(f"{PREFIX}/feedback", json=body).status_code == 200
+        solo = c.get(f"{PREFIX}/stats").json()["models"][0]
+        assert solo["ttft_ms"] == 123.5
+        assert c.app.state.service.router.token_timing("solo")[0] == 123.5  # type: ignore[attr-defined]

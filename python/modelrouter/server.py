@@ -509,6 +509,8 @@ def _add_api(app: FastAPI, state: ServiceState) -> None:
             latency_ms = (state.now() - res.started) * 1000.0
             if body.outcome is not None and body.outcome != "ok":
                 res.flight.fail(body.outcome, body.retry_after_s)  # type: ignore[arg-type]
+            if body.ttft_ms is not None:
+                res.flight.first_token(body.ttft_ms)
             if body.prompt_tokens is not None or body.completion_tokens is not None:
                 res.flight.set_usage(body.prompt_tokens or 0, body.completion_tokens or 0)
             res.flight.release(body.success)

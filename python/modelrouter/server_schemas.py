@@ -179,6 +179,9 @@ class FeedbackRequest(BaseModel):
     # tokens in flight (with request_id only).
     prompt_tokens: Optional[int] = Field(None, ge=0, le=2**53, strict=True)
     completion_tokens: Optional[int] = Field(None, ge=0, le=2**53, strict=True)
+    # Time to the answer's first token as the caller measured it (a stream), in ms from the
+    # request's start: teaches the model its TTFT and per-token time (with request_id only).
+    ttft_ms: Optional[float] = Field(None, ge=0.0, le=1e9, allow_inf_nan=False, strict=True)
 
     @field_validator("retry_after_s")
     @classmethod
@@ -261,6 +264,9 @@ class ModelState(BaseModel):
     tokens_in_flight: int = 0
     requests_in_window: int = 0
     tokens_in_window: int = 0
+    # What the model has learned (Router.token_timing); None until known.
+    ttft_ms: Optional[float] = None
+    ms_per_output_token: Optional[float] = None
 
 
 class PerformanceMemory(BaseModel):

@@ -255,6 +255,7 @@ class ServiceState:
         health = {h["model_id"]: h for h in self.health()}
         for m in self.router.models:
             load = self.router.load_tracker.current_load(m.id)
+            ttft, per_token = self.router.token_timing(m.id)
             models.append(
                 {
                     "model_id": m.id,
@@ -273,6 +274,8 @@ class ServiceState:
                     "tokens_in_flight": load.tokens_in_flight if load else 0,
                     "requests_in_window": load.requests_in_window if load else 0,
                     "tokens_in_window": load.tokens_in_window if load else 0,
+                    "ttft_ms": None if math.isnan(ttft) else ttft,
+                    "ms_per_output_token": None if math.isnan(per_token) else per_token,
                     "stats": _clean(self.router.performance.stats(m.id).to_dict()),
                     "health": {k: v for k, v in health[m.id].items() if k != "model_id"},
                 }
