@@ -142,7 +142,8 @@ class _Server:
         for i in range(d["stream_chunks"]):
             if i and d["chunk_delay_ms"]:
                 await asyncio.sleep(d["chunk_delay_ms"] / 1e3)
-            piece = {"index": 0, "finish_reason": None}
+            done = i == d["stream_chunks"] - 1  # the last piece says why the answer ended
+            piece = {"index": 0, "finish_reason": "stop" if done else None}
             piece.update({"delta": {"content": f"t{i} "}} if chat else {"text": f"t{i} "})
             event = {
                 "id": "x",
